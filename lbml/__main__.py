@@ -1,0 +1,5 @@
+import sys
+
+from lbml.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Market data: canonical frames, the embedded synthetic market, importers and validation."""

@@ -1,0 +1,1 @@
+"""The nautilus_trader side of lbml: instruments, data conversion, actors, cost modules, backtest runner."""

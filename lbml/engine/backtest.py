@@ -1,0 +1,300 @@
+"""Run one backtest on nautilus_trader's BacktestEngine.
+
+The venue is a MARGIN account with leverage, maker/taker fees, a latency model (so an order fills no
+earlier than the next market event) and lbml's cost modules (borrow interest, slippage). Tick data is
+fed as trade ticks (plus quotes when present) and the engine aggregates its own INTERNAL bars; bar
+data is fed as EXTERNAL bars. Data is streamed in chunks and closed orders/positions are purged from
+the cache between chunks, which keeps the cost per event flat (see the per-chunk timings).
+"""
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from nautilus_trader.backtest.engine import BacktestEngine
+from nautilus_trader.backtest.models import LatencyModel, MakerTakerFeeModel
+from nautilus_trader.config import BacktestEngineConfig, LoggingConfig
+from nautilus_trader.model.data import BarType
+from nautilus_trader.model.enums import AccountType, OmsType
+from nautilus_trader.model.identifiers import TraderId, Venue
+from nautilus_trader.model.objects import Money
+
+from lbml.data.frames import InstrumentData, MarketData
+from lbml.engine.convert import to_bars, to_quote_ticks, to_trade_ticks
+from lbml.engine.costs import (
+    BorrowInterestConfig,
+    BorrowInterestModule,
+    CostLedger,
+    SlippageConfig,
+    SlippageModule,
+)
+from lbml.engine.instruments import infer_precision, make_instrument
+from lbml.engine.recorder import RunRecord, RunRecorder, RunRecorderConfig
+from lbml.engine.signal_actor import SignalActor, SignalActorConfig
+from lbml.errors import ConfigError
+from lbml.features.base import FeatureInput
+from lbml.features.pipeline import FeaturePipeline
+from lbml.models.base import ModelPlugin
+from lbml.scenario import Scenario
+from lbml.split import Split
+
+CHUNK_EVENTS = 250_000
+
+
+@dataclass
+class BacktestResult:
+    """Everything a report needs, independent of the (purged) engine cache."""
+
+    record: RunRecord
+    borrow: CostLedger
+    slippage: CostLedger
+    starting_balance: float
+    final_balance: float
+    currency: str
+    mode: str
+    n_events: int
+    n_bars: int
+    n_predictions: int
+    chunk_seconds: list[tuple[int, float]] = field(default_factory=list)  # (events, seconds)
+    run_seconds: float = 0.0
+    predictions: list[tuple[int, float]] = field(default_factory=list)
+    latencies_ns: list[int] = field(default_factory=list)
+
+
+def bar_type_for(instrument_id, minutes: int, internal: bool) -> BarType:
+    source = "INTERNAL" if internal else "EXTERNAL"
+    return BarType.from_str(f"{instrument_id}-{minutes}-MINUTE-LAST-{source}")
+
+
+def load_strategy_class(class_path: str) -> tuple[type, type]:
+    """Resolve ``module:Class`` and its ``ClassConfig`` companion."""
+    module_name, class_name = class_path.split(":")
+    try:
+        module = importlib.import_module(module_name)
+        cls = getattr(module, class_name)
+        config_cls = getattr(module, f"{class_name}Config")
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"strategy.class_path: cannot load {class_path!r}: {exc}") from None
+    return cls, config_cls
+
+
+def strategy_config_kwargs(scenario: Scenario, bar_minutes: int) -> dict:
+    s, c = scenario.strategy, scenario.costs
+    expected_hold_years = s.max_holding_bars * bar_minutes / 2 / (365 * 24 * 60)
+    round_trip = 2 * c.taker_fee + 2 * c.slippage_bps / 1e4 + c.borrow_apr_quote * expected_hold_years
+    return {
+        "kelly_fraction": s.kelly_fraction,
+        "max_leverage": s.max_leverage,
+        "max_position_fraction": s.max_position_fraction,
+        "min_notional": s.min_notional,
+        "stop_loss_pct": s.stop_loss_pct,
+        "take_profit_pct": s.take_profit_pct,
+        "max_holding_bars": s.max_holding_bars,
+        "bar_minutes": bar_minutes,
+        "round_trip_cost_pct": round_trip,
+        "probability_shrinkage": s.probability_shrinkage,
+    }
+
+
+def run_backtest(
+    scenario: Scenario,
+    market: MarketData,
+    split: Split,
+    pipeline: FeaturePipeline,
+    model: ModelPlugin,
+    *,
+    progress: bool = False,
+    chunk_events: int = CHUNK_EVENTS,
+) -> BacktestResult:
+    """Backtest ``(split.test_start, split.test_end]``; ``pipeline`` must be warmed up to test_start."""
+    cfg = scenario.data
+    traded = market[cfg.symbol]
+    tick_mode = traded.has_ticks
+    needs_reference = FeatureInput.REFERENCE in pipeline.inputs and cfg.reference_symbol in market
+    symbols = [cfg.reference_symbol] if needs_reference else []
+    symbols.append(cfg.symbol)
+
+    instruments = {s: _instrument_for(market[s], cfg.venue, scenario) for s in symbols}
+    instrument = instruments[cfg.symbol]
+    quote = instrument.quote_currency
+    venue = Venue(cfg.venue)
+
+    engine = BacktestEngine(
+        BacktestEngineConfig(trader_id=TraderId("LBML-001"), logging=LoggingConfig(log_level="ERROR"))
+    )
+    borrow = BorrowInterestModule(
+        BorrowInterestConfig(
+            quote_apr=scenario.costs.borrow_apr_quote,
+            base_apr=scenario.costs.borrow_apr_base,
+            interval_minutes=scenario.costs.borrow_interval_minutes,
+        )
+    )
+    slippage = SlippageModule(SlippageConfig(taker_bps=scenario.costs.slippage_bps))
+    engine.add_venue(
+        venue=venue,
+        oms_type=OmsType.NETTING,
+        account_type=AccountType.MARGIN,
+        base_currency=quote,
+        starting_balances=[Money(scenario.venue.starting_balance, quote)],
+        default_leverage=Decimal(str(scenario.strategy.max_leverage)),
+        fee_model=MakerTakerFeeModel(),
+        latency_model=LatencyModel(base_latency_nanos=int(scenario.costs.latency_ms * 1_000_000)),
+        modules=[borrow, slippage],
+        bar_execution=not tick_mode,
+        trade_execution=tick_mode,
+    )
+    for inst in instruments.values():
+        engine.add_instrument(inst)
+
+    minutes = market.bar_minutes
+    bar_type = bar_type_for(instrument.id, minutes, internal=tick_mode)
+    ref_bar_type = (
+        bar_type_for(instruments[cfg.reference_symbol].id, minutes, internal=tick_mode)
+        if needs_reference
+        else None
+    )
+    predictions: list[tuple[int, float]] = []
+    actor = SignalActor(
+        SignalActorConfig(
+            component_id="SignalActor",
+            instrument_id=instrument.id,
+            bar_type=bar_type,
+            reference_bar_type=ref_bar_type,
+            horizon_bars=scenario.labels.horizon_bars,
+        ),
+        pipeline,
+        model,
+        on_prediction=lambda p, _f: predictions.append((p.ts_event, p.probability)),
+    )
+    recorder = RunRecorder(RunRecorderConfig(component_id="RunRecorder", instrument_id=instrument.id, bar_type=bar_type))
+    strategy_cls, strategy_config_cls = load_strategy_class(scenario.strategy.class_path)
+    strategy = strategy_cls(
+        strategy_config_cls(
+            instrument_id=instrument.id, bar_type=bar_type, **strategy_config_kwargs(scenario, minutes)
+        )
+    )
+    engine.add_actor(actor)
+    engine.add_actor(recorder)
+    engine.add_strategy(strategy)
+
+    streams = _event_streams(market, symbols, instruments, split, tick_mode, bar_type, ref_bar_type)
+    n_events = sum(len(s.index) for s in streams)
+    boundaries = _chunk_boundaries(streams, chunk_events)
+    chunk_seconds: list[tuple[int, float]] = []
+    started = time.perf_counter()
+    with tqdm(total=n_events, unit="ev", disable=not progress, desc="backtest", leave=False) as bar:
+        for lo, hi in zip(boundaries[:-1], boundaries[1:]):
+            t0 = time.perf_counter()
+            count = 0
+            for stream in streams:
+                data = stream.slice(lo, hi)
+                if data:
+                    engine.add_data(data, validate=False, sort=True)
+                    count += len(data)
+            if count:
+                engine.run(streaming=True)
+                engine.clear_data()
+                ts = engine.kernel.clock.timestamp_ns()
+                engine.cache.purge_closed_orders(ts, 0)
+                engine.cache.purge_closed_positions(ts, 0)
+            chunk_seconds.append((count, time.perf_counter() - t0))
+            bar.update(count)
+    engine.end()
+    run_seconds = time.perf_counter() - started
+
+    account = engine.cache.account_for_venue(venue)
+    _close_the_curve(recorder.record, engine, instrument.id, account.balance_total(quote).as_double())
+    result = BacktestResult(
+        record=recorder.record,
+        borrow=borrow.ledger,
+        slippage=slippage.ledger,
+        starting_balance=scenario.venue.starting_balance,
+        final_balance=account.balance_total(quote).as_double(),
+        currency=quote.code,
+        mode="ticks" if tick_mode else "bars",
+        n_events=n_events,
+        n_bars=len(recorder.record.equity),
+        n_predictions=actor.n_predictions,
+        chunk_seconds=chunk_seconds,
+        run_seconds=run_seconds,
+        predictions=predictions,
+        latencies_ns=actor.latencies_ns,
+    )
+    engine.dispose()
+    return result
+
+
+def _close_the_curve(record: RunRecord, engine: BacktestEngine, instrument_id, balance: float) -> None:
+    """Re-mark the last equity point after the run: orders sent on the final bar fill after it."""
+    if not record.equity:
+        return
+    ts, _, _, close = record.equity[-1]
+    instrument = engine.cache.instrument(instrument_id)
+    mark = instrument.make_price(close)
+    unrealized = sum(
+        p.unrealized_pnl(mark).as_double() for p in engine.cache.positions_open(instrument_id=instrument_id)
+    )
+    record.equity[-1] = (ts, balance + unrealized, balance, close)
+
+
+def _instrument_for(data: InstrumentData, venue: str, scenario: Scenario):
+    if data.has_ticks:
+        prices = data.trades["price"].to_numpy()
+        size_precision = min(max(infer_precision(data.trades["size"].to_numpy(), 8), 3), 8)
+    else:
+        prices = data.bars["close"].to_numpy()
+        size_precision = 6
+    return make_instrument(data.symbol, venue, infer_precision(prices), size_precision, scenario.costs)
+
+
+@dataclass
+class _Stream:
+    """One time-sorted data stream, converted to nautilus objects one chunk at a time."""
+
+    index: np.ndarray  # int64 ns timestamps
+    frame: pd.DataFrame
+    convert: object
+
+    def slice(self, lo: int, hi: int) -> list:
+        a, b = np.searchsorted(self.index, [lo, hi], side="right")
+        if a == b:
+            return []
+        return self.convert(self.frame.iloc[a:b])
+
+
+def _event_streams(market, symbols, instruments, split: Split, tick_mode, bar_type, ref_bar_type) -> list[_Stream]:
+    lo, hi = split.test_start, split.test_end
+    streams: list[_Stream] = []
+    for symbol in symbols:
+        data, inst = market[symbol], instruments[symbol]
+        if tick_mode:
+            trades = data.trades.loc[(data.trades.index > lo) & (data.trades.index <= hi)]
+            streams.append(_Stream(trades.index.asi8, trades, lambda f, i=inst: to_trade_ticks(f, i)))
+            if data.quotes is not None and len(data.quotes):
+                quotes = data.quotes.loc[(data.quotes.index > lo) & (data.quotes.index <= hi)]
+                streams.append(_Stream(quotes.index.asi8, quotes, lambda f, i=inst: to_quote_ticks(f, i)))
+        else:
+            bars = data.bars.loc[(data.bars.index > lo) & (data.bars.index <= hi)]
+            bt = bar_type if symbol == symbols[-1] else ref_bar_type
+            streams.append(_Stream(bars.index.asi8, bars, lambda f, i=inst, t=bt: to_bars(f, t, i)))
+    return streams
+
+
+def _chunk_boundaries(streams: list[_Stream], chunk_events: int) -> list[int]:
+    """Time boundaries (exclusive lo, inclusive hi) so each chunk holds ~chunk_events events."""
+    main = streams[0].index
+    if len(main) == 0:
+        return [0, 0]
+    per_stream = max(1, chunk_events // len(streams))
+    cuts = [int(main[0]) - 1]
+    cuts += [int(main[i]) for i in range(per_stream - 1, len(main), per_stream)]
+    if cuts[-1] != int(main[-1]):
+        cuts.append(int(main[-1]))
+    last = max(int(s.index[-1]) for s in streams if len(s.index))
+    cuts[-1] = max(cuts[-1], last)
+    return cuts

@@ -1,0 +1,140 @@
+"""Costs nautilus does not simulate for crypto margin trading: borrow interest and slippage.
+
+Both are ``SimulationModule``s attached to the simulated exchange (the backtest venue, or the
+sandbox exchange in paper trading), so backtest and live charge them identically. Charges go
+through ``exchange.adjust_account`` and therefore show up in the account's balance history; each
+module also keeps its own ledger for the cost breakdown and the equity reconciliation.
+"""
+
+from dataclasses import dataclass, field
+
+from nautilus_trader.backtest.modules import SimulationModule, SimulationModuleConfig
+from nautilus_trader.model.enums import LiquiditySide, PositionSide
+from nautilus_trader.model.events import OrderFilled
+from nautilus_trader.model.objects import Money
+
+NS_PER_YEAR = 365 * 24 * 3600 * 1_000_000_000
+
+
+@dataclass
+class CostLedger:
+    """Every charge a module made: (ts, amount) pairs and their total."""
+
+    entries: list[tuple[int, float]] = field(default_factory=list)
+    total: float = 0.0
+
+    def add(self, ts: int, amount: float) -> None:
+        self.entries.append((ts, amount))
+        self.total += amount
+
+
+class BorrowInterestConfig(SimulationModuleConfig, frozen=True):
+    """Simple interest on borrowed funds, charged every ``interval_minutes`` (like exchange margin).
+
+    A long position borrows the quote currency beyond the account's equity; a short position
+    borrows its whole base-asset notional.
+    """
+
+    quote_apr: float = 0.08
+    base_apr: float = 0.05
+    interval_minutes: int = 60
+
+
+class BorrowInterestModule(SimulationModule):
+    """Charges borrow interest on open positions at each interval boundary."""
+
+    def __init__(self, config: BorrowInterestConfig) -> None:
+        super().__init__(config)
+        self._interval_ns = config.interval_minutes * 60 * 1_000_000_000
+        self._years = self._interval_ns / NS_PER_YEAR
+        self._quote_apr = config.quote_apr
+        self._base_apr = config.base_apr
+        self.ledger = CostLedger()
+        self._next_ns = 0
+
+    def process(self, ts_now: int) -> None:
+        if ts_now < self._next_ns:
+            return
+        if self._next_ns:
+            self._charge(ts_now)
+        # Next boundary computed arithmetically (the live sandbox first calls process(0)).
+        self._next_ns = (ts_now // self._interval_ns + 1) * self._interval_ns
+
+    def _charge(self, ts_now: int) -> None:
+        exchange = self.exchange
+        account = exchange.get_account()
+        if account is None:
+            return
+        currency = account.base_currency
+        equity = account.balance_total(currency).as_double()
+        charge = 0.0
+        for position in exchange.cache.positions_open(venue=exchange.id):
+            price = _mark_price(exchange, position.instrument_id)
+            if price is None:
+                continue
+            notional = position.quantity.as_double() * price
+            if position.side == PositionSide.LONG:
+                charge += max(0.0, notional - equity) * self._quote_apr * self._years
+            elif position.side == PositionSide.SHORT:
+                charge += notional * self._base_apr * self._years
+        if charge > 0.0:
+            exchange.adjust_account(Money(-charge, currency))
+            self.ledger.add(ts_now, charge)
+
+    def log_diagnostics(self, logger) -> None:
+        logger.info(f"borrow interest: {self.ledger.total:.2f} over {len(self.ledger.entries)} charges")
+
+    def reset(self) -> None:
+        self.ledger = CostLedger()
+        self._next_ns = 0
+
+
+class SlippageConfig(SimulationModuleConfig, frozen=True):
+    """Slippage charged on taker fills, in basis points of the filled notional."""
+
+    taker_bps: float = 1.0
+
+
+class SlippageModule(SimulationModule):
+    """Debits ``taker_bps`` of every taker fill's notional after the fill is processed."""
+
+    def __init__(self, config: SlippageConfig) -> None:
+        super().__init__(config)
+        self._rate = config.taker_bps / 1e4
+        self._pending = 0.0
+        self._subscribed = False
+        self.ledger = CostLedger()
+
+    def _on_fill(self, fill: OrderFilled) -> None:
+        if fill.liquidity_side == LiquiditySide.TAKER:
+            self._pending += fill.last_qty.as_double() * fill.last_px.as_double() * self._rate
+
+    def process(self, ts_now: int) -> None:
+        if not self._subscribed:
+            self.msgbus.subscribe(topic="events.fills.*", handler=self._on_fill)
+            self._subscribed = True
+        if self._pending > 0.0:
+            amount, self._pending = self._pending, 0.0
+            account = self.exchange.get_account()
+            self.exchange.adjust_account(Money(-amount, account.base_currency))
+            self.ledger.add(ts_now, amount)
+
+    def log_diagnostics(self, logger) -> None:
+        logger.info(f"slippage: {self.ledger.total:.2f}")
+
+    def reset(self) -> None:
+        self.ledger = CostLedger()
+        self._pending = 0.0
+
+
+def _mark_price(exchange, instrument_id) -> float | None:
+    book = exchange.get_book(instrument_id)
+    if book is None:
+        return None
+    mid = book.midpoint()
+    if mid is not None:
+        return float(mid)
+    for price in (book.best_bid_price(), book.best_ask_price()):
+        if price is not None:
+            return price.as_double()
+    return None

@@ -1,0 +1,28 @@
+"""User-facing errors.
+
+Every error a user can cause (a bad scenario field, a malformed data file, a tampered model) is an
+``LbmlError``. The CLI prints it as one line and exits with code 2; anything else is a bug and keeps
+its traceback.
+"""
+
+
+class LbmlError(Exception):
+    """An error caused by user input; printed as one line, exit code 2."""
+
+    exit_code = 2
+
+
+class ConfigError(LbmlError):
+    """A settings or scenario file is invalid."""
+
+
+class DataError(LbmlError):
+    """A data file is missing, malformed or fails validation."""
+
+
+class PluginError(LbmlError):
+    """A plugin is unknown, fails to load, or breaks its contract."""
+
+
+class ArtifactError(LbmlError):
+    """A model artifact is missing, tampered with, or does not match the scenario."""

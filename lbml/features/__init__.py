@@ -1,0 +1,1 @@
+"""Feature plugins: one incremental implementation per feature, shared by training, backtest and live."""

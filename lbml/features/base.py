@@ -1,0 +1,146 @@
+"""The feature plugin contract.
+
+A feature plugin is a small stateful object fed one event at a time, in timestamp order:
+
+- ``on_trade`` / ``on_quote`` / ``on_reference_bar`` / ``on_funding`` for the inputs it declares,
+  each called for every event up to and including the bar's close time;
+- ``update(bar)`` once per closed bar of the traded instrument, returning the plugin's feature
+  values *at that bar's close* (NaN while warming up).
+
+That incremental ``update`` is the only implementation of a feature. Training replays history
+through it (``lbml.features.pipeline.compute_features``), the backtest engine and the live node call
+it bar by bar, so the three cannot drift apart. A feature at bar t may only use events with
+timestamps up to t; look-ahead checks in the test suite perturb the future and verify the past.
+
+Plugins that learn parameters (GARCH) do it in ``fit`` on the training window only and expose them
+through ``fitted_state``/``load_fitted_state`` so model artifacts can carry them.
+"""
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lbml.errors import PluginError
+
+NAN = math.nan
+
+
+class FeatureInput(StrEnum):
+    """Inputs a feature plugin may need; plugins whose inputs the data lacks are left out."""
+
+    BARS = "bars"
+    TAKER_BUY = "taker_buy"  # per-bar aggressive-buy volume (klines or trade ticks)
+    TRADES = "trades"
+    QUOTES = "quotes"
+    REFERENCE = "reference"  # bars of a second instrument (e.g. BTC for BNB)
+    FUNDING = "funding"
+
+
+@dataclass(frozen=True, slots=True)
+class BarEvent:
+    """A closed bar as features see it; ``ts`` is the close time in UNIX nanoseconds."""
+
+    ts: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    taker_buy_volume: float = NAN
+
+
+class FeatureParams(BaseModel):
+    """Base for a plugin's parameters: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class FeatureDoc:
+    """Reference documentation of one output, generated into the feature reference."""
+
+    formula: str
+    units: str
+
+
+class FeaturePlugin:
+    """Base class of every feature plugin."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    inputs: ClassVar[frozenset[FeatureInput]] = frozenset({FeatureInput.BARS})
+    Params: ClassVar[type[FeatureParams]] = FeatureParams
+
+    def __init__(self, **params: Any) -> None:
+        try:
+            self.params = self.Params(**params)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            key = ".".join(str(p) for p in err["loc"])
+            reason = "unknown parameter" if err["type"] == "extra_forbidden" else err["msg"]
+            raise PluginError(f"feature plugin {self.name!r}: parameter {key}: {reason}") from None
+        self.reset()
+
+    # -- contract -----------------------------------------------------------------------------
+    def output_names(self) -> tuple[str, ...]:
+        """Return the names of the values ``update`` returns, in order."""
+        raise NotImplementedError
+
+    def warmup_bars(self) -> int:
+        """Return how many bars ``update`` needs before every output is finite."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget all streaming state (fitted parameters are kept)."""
+        raise NotImplementedError
+
+    def update(self, bar: BarEvent) -> tuple[float, ...]:
+        """Consume one closed bar and return the outputs at its close."""
+        raise NotImplementedError
+
+    def docs(self) -> dict[str, FeatureDoc]:
+        """Return formula and units per output name (feeds the generated feature reference)."""
+        return {}
+
+    # -- optional inputs ------------------------------------------------------------------------
+    def on_trade(self, ts: int, price: float, size: float, side: int) -> None:
+        """Consume one trade tick (side +1: buyer aggressor, -1: seller)."""
+
+    def on_quote(self, ts: int, bid: float, ask: float, bid_size: float, ask_size: float) -> None:
+        """Consume one top-of-book quote."""
+
+    def on_reference_bar(self, bar: BarEvent) -> None:
+        """Consume one closed bar of the reference instrument (delivered before the traded bar)."""
+
+    def on_funding(self, ts: int, rate: float) -> None:
+        """Consume one funding-rate settlement."""
+
+    # -- fitting on the training window ---------------------------------------------------------
+    def fit(self, bars: "Any") -> None:
+        """Learn parameters from the training window's bars (default: nothing to learn)."""
+
+    def fitted_state(self) -> dict[str, Any]:
+        """Return learned parameters as JSON-serialisable data."""
+        return {}
+
+    def load_fitted_state(self, state: dict[str, Any]) -> None:
+        """Restore learned parameters saved by ``fitted_state``."""
+
+    # -- description ------------------------------------------------------------------------------
+    def spec(self) -> dict[str, Any]:
+        return {
+            "plugin": self.name,
+            "version": self.version,
+            "params": self.params.model_dump(mode="json"),
+            "outputs": list(self.output_names()),
+            "inputs": sorted(i.value for i in self.inputs),
+            "warmup_bars": self.warmup_bars(),
+        }
+
+
+def as_array(values: tuple[float, ...]) -> np.ndarray:
+    return np.asarray(values, dtype=np.float64)

@@ -1,0 +1,219 @@
+"""A scenario's feature plugins combined into one streaming pipeline, plus the batch replay.
+
+``FeaturePipeline.update`` is what the engine calls per bar; ``compute_features`` replays history
+through the very same objects, event by event, to build the training matrix. There is no second,
+vectorised implementation to drift from the streaming one.
+"""
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lbml.data.frames import InstrumentData, MarketData
+from lbml.errors import PluginError
+from lbml.features.base import BarEvent, FeatureInput, FeaturePlugin
+from lbml.plugins import PluginRegistry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    """Names, plugin specs and a hash that identifies the feature matrix layout."""
+
+    names: tuple[str, ...]
+    plugins: tuple[dict[str, Any], ...]
+
+    @property
+    def hash(self) -> str:
+        canonical = json.dumps(
+            {"names": self.names, "plugins": self.plugins}, sort_keys=True, separators=(",", ":")
+        )
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"names": list(self.names), "plugins": list(self.plugins), "hash": self.hash}
+
+
+class FeaturePipeline:
+    """Feature plugins run together; the event-dispatch order is the contract of ``base.py``."""
+
+    def __init__(self, plugins: Sequence[FeaturePlugin]) -> None:
+        if not plugins:
+            raise PluginError("the scenario enables no usable feature plugin")
+        self.plugins = tuple(plugins)
+        names: list[str] = []
+        for plugin in self.plugins:
+            for name in plugin.output_names():
+                if name in names:
+                    raise PluginError(f"feature {name!r} is produced by two plugins")
+                names.append(name)
+        self.names = tuple(names)
+        self.inputs = frozenset().union(*(p.inputs for p in self.plugins))
+        self._trade_sinks = [p for p in self.plugins if FeatureInput.TRADES in p.inputs]
+        self._quote_sinks = [p for p in self.plugins if FeatureInput.QUOTES in p.inputs]
+        self._ref_sinks = [p for p in self.plugins if FeatureInput.REFERENCE in p.inputs]
+        self._funding_sinks = [p for p in self.plugins if FeatureInput.FUNDING in p.inputs]
+        self._buffer = np.empty(len(self.names), dtype=np.float64)
+
+    @property
+    def warmup_bars(self) -> int:
+        return max(p.warmup_bars() for p in self.plugins)
+
+    def schema(self) -> FeatureSchema:
+        return FeatureSchema(self.names, tuple(p.spec() for p in self.plugins))
+
+    def reset(self) -> None:
+        for plugin in self.plugins:
+            plugin.reset()
+
+    # -- streaming ------------------------------------------------------------------------------
+    def on_trade(self, ts: int, price: float, size: float, side: int) -> None:
+        for plugin in self._trade_sinks:
+            plugin.on_trade(ts, price, size, side)
+
+    def on_quote(self, ts: int, bid: float, ask: float, bid_size: float, ask_size: float) -> None:
+        for plugin in self._quote_sinks:
+            plugin.on_quote(ts, bid, ask, bid_size, ask_size)
+
+    def on_reference_bar(self, bar: BarEvent) -> None:
+        for plugin in self._ref_sinks:
+            plugin.on_reference_bar(bar)
+
+    def on_funding(self, ts: int, rate: float) -> None:
+        for plugin in self._funding_sinks:
+            plugin.on_funding(ts, rate)
+
+    def update(self, bar: BarEvent) -> np.ndarray:
+        """Return the feature vector at ``bar``'s close (a reused buffer: copy to keep it)."""
+        out = self._buffer
+        i = 0
+        for plugin in self.plugins:
+            for value in plugin.update(bar):
+                out[i] = value
+                i += 1
+        return out
+
+    # -- fitted state ---------------------------------------------------------------------------
+    def fit(self, bars: pd.DataFrame) -> None:
+        for plugin in self.plugins:
+            plugin.fit(bars)
+
+    def fitted_state(self) -> dict[str, Any]:
+        return {p.name: p.fitted_state() for p in self.plugins}
+
+    def load_fitted_state(self, state: dict[str, Any]) -> None:
+        for plugin in self.plugins:
+            plugin.load_fitted_state(state.get(plugin.name, {}))
+
+
+def available_inputs(market: MarketData, symbol: str, reference: str | None) -> frozenset[FeatureInput]:
+    """Return the inputs the data can feed for ``symbol``."""
+    data = market[symbol]
+    found = {FeatureInput.BARS}
+    if data.has_ticks:
+        # The engine path derives per-bar taker-buy volume from the same ticks.
+        found |= {FeatureInput.TRADES, FeatureInput.TAKER_BUY}
+    if data.quotes is not None and len(data.quotes):
+        found.add(FeatureInput.QUOTES)
+    if reference is not None and reference in market:
+        found.add(FeatureInput.REFERENCE)
+    if symbol in market.funding or (reference is not None and reference in market.funding):
+        found.add(FeatureInput.FUNDING)
+    return frozenset(found)
+
+
+def build_pipeline(
+    registry: PluginRegistry,
+    specs: Iterable[Any],
+    available: frozenset[FeatureInput] | None = None,
+) -> FeaturePipeline:
+    """Instantiate the scenario's feature plugins; leave out (with a warning) those lacking inputs."""
+    plugins: list[FeaturePlugin] = []
+    for spec in specs:
+        cls = registry.feature(spec.plugin)
+        plugin = cls(**spec.params)
+        missing = plugin.inputs - available if available is not None else frozenset()
+        if missing:
+            log.warning(
+                "feature plugin %s declared unavailable: data has no %s",
+                plugin.name,
+                ", ".join(sorted(m.value for m in missing)),
+            )
+            continue
+        plugins.append(plugin)
+    return FeaturePipeline(plugins)
+
+
+def bar_events(bars: pd.DataFrame) -> list[BarEvent]:
+    """Turn a canonical bar frame into ``BarEvent`` objects."""
+    ts = bars.index.asi8
+    taker = bars["taker_buy_volume"].to_numpy(np.float64) if "taker_buy_volume" in bars else None
+    cols = [bars[c].to_numpy(np.float64) for c in ("open", "high", "low", "close", "volume")]
+    if taker is None:
+        return [BarEvent(int(t), o, h, lo, c, v) for t, o, h, lo, c, v in zip(ts, *cols)]
+    return [BarEvent(int(t), o, h, lo, c, v, tb) for t, o, h, lo, c, v, tb in zip(ts, *cols, taker)]
+
+
+def compute_features(
+    pipeline: FeaturePipeline,
+    data: InstrumentData,
+    bars: pd.DataFrame,
+    reference_bars: pd.DataFrame | None = None,
+    funding: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Replay history through the streaming pipeline and return one feature row per bar.
+
+    Events are dispatched in the engine's order: every trade, quote, funding settlement and
+    reference bar with a timestamp at or before a bar's close, then the bar itself.
+    """
+    pipeline.reset()
+    streams: list[tuple[np.ndarray, Any]] = []
+    if pipeline._trade_sinks and data.trades is not None:
+        t = data.trades
+        streams.append((t.index.asi8, _trade_dispatch(pipeline, t)))
+    if pipeline._quote_sinks and data.quotes is not None:
+        q = data.quotes
+        streams.append((q.index.asi8, _quote_dispatch(pipeline, q)))
+    if pipeline._funding_sinks and funding is not None and len(funding):
+        streams.append((funding.index.asi8, _funding_dispatch(pipeline, funding)))
+    if pipeline._ref_sinks and reference_bars is not None:
+        ref_events = bar_events(reference_bars)
+        streams.append((reference_bars.index.asi8, lambda i: pipeline.on_reference_bar(ref_events[i])))
+
+    positions = [0] * len(streams)
+    events = bar_events(bars)
+    out = np.empty((len(events), len(pipeline.names)), dtype=np.float64)
+    for row, bar in enumerate(events):
+        for s, (stamps, dispatch) in enumerate(streams):
+            i = positions[s]
+            end = int(np.searchsorted(stamps, bar.ts, side="right"))
+            while i < end:
+                dispatch(i)
+                i += 1
+            positions[s] = i
+        out[row] = pipeline.update(bar)
+    return pd.DataFrame(out, index=bars.index, columns=list(pipeline.names))
+
+
+def _trade_dispatch(pipeline: FeaturePipeline, t: pd.DataFrame):
+    ts, px, sz, sd = t.index.asi8, t["price"].to_numpy(), t["size"].to_numpy(), t["side"].to_numpy()
+    return lambda i: pipeline.on_trade(int(ts[i]), float(px[i]), float(sz[i]), int(sd[i]))
+
+
+def _quote_dispatch(pipeline: FeaturePipeline, q: pd.DataFrame):
+    ts = q.index.asi8
+    bid, ask = q["bid"].to_numpy(), q["ask"].to_numpy()
+    bs, az = q["bid_size"].to_numpy(), q["ask_size"].to_numpy()
+    return lambda i: pipeline.on_quote(int(ts[i]), float(bid[i]), float(ask[i]), float(bs[i]), float(az[i]))
+
+
+def _funding_dispatch(pipeline: FeaturePipeline, f: pd.DataFrame):
+    ts, rate = f.index.asi8, f["rate"].to_numpy()
+    return lambda i: pipeline.on_funding(int(ts[i]), float(rate[i]))

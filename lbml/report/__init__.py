@@ -1,0 +1,1 @@
+"""Run folders, metrics, equity reconciliation, plots and the quantstats tearsheet."""

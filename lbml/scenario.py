@@ -1,0 +1,164 @@
+"""Scenarios: frozen, validated experiment definitions loaded from ``scenarios/*.toml``.
+
+A scenario fully describes one experiment (data, split, features, labels, model, strategy, costs,
+venue, report). Unknown keys and out-of-range values are rejected with one line naming the file,
+the key and the reason. The resolved scenario is saved next to every result.
+"""
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from lbml.errors import ConfigError
+from lbml.settings import format_validation_error
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    """Where market data comes from and how it reaches the engine."""
+
+    source: Literal["synthetic", "files"] = "synthetic"
+    symbol: str = Field("BNBUSDT", pattern=r"^[A-Z0-9]{2,20}$")
+    reference_symbol: str | None = Field("BTCUSDT", pattern=r"^[A-Z0-9]{2,20}$")
+    venue: str = Field("BINANCE", pattern=r"^[A-Z0-9_]{2,20}$")
+    paths: tuple[Path, ...] = ()
+    reference_paths: tuple[Path, ...] = ()
+    funding_paths: tuple[Path, ...] = ()
+    days: int = Field(30, ge=2, le=3650, description="synthetic market length")
+    seed: int = Field(7, ge=0)
+    edge: float = Field(
+        0.0, ge=0, le=1, description="synthetic only: planted momentum predictability (0 = none)"
+    )
+    bar_minutes: int = Field(1, ge=1, le=1440)
+
+    @model_validator(mode="after")
+    def _files_need_paths(self) -> "DataConfig":
+        if self.source == "files" and not self.paths:
+            raise ValueError("source = 'files' needs at least one entry in data.paths")
+        return self
+
+
+class SplitConfig(_Section):
+    """Chronological train/backtest split; the backtest never sees training data."""
+
+    train_fraction: float = Field(0.5, gt=0.05, lt=0.95)
+    embargo_bars: int = Field(60, ge=0)
+
+
+class FeaturePluginConfig(_Section):
+    plugin: str
+    params: dict[str, Any] = {}
+
+
+class FeaturesConfig(_Section):
+    plugins: tuple[FeaturePluginConfig, ...] = Field(
+        (FeaturePluginConfig(plugin="core"),), min_length=1
+    )
+
+
+class LabelsConfig(_Section):
+    kind: Literal["fixed_horizon"] = "fixed_horizon"
+    horizon_bars: int = Field(15, ge=1, le=10_000)
+    dead_zone_bps: float = Field(0.0, ge=0, le=1_000)
+
+
+class ModelConfig(_Section):
+    plugin: str = "xgboost"
+    params: dict[str, Any] = {}
+
+
+class StrategyConfig(_Section):
+    """Fractional-Kelly leveraged strategy with stop-loss/take-profit brackets."""
+
+    class_path: str = Field(
+        "strategies.kelly_leverage:KellyLeverage", pattern=r"^[\w.]+:\w+$"
+    )
+    kelly_fraction: float = Field(0.25, gt=0, le=1)
+    max_leverage: float = Field(3.0, ge=1, le=20)
+    max_position_fraction: float = Field(0.5, gt=0, le=1)
+    min_notional: float = Field(10.0, ge=0)
+    stop_loss_pct: float = Field(0.01, gt=0, lt=0.5)
+    take_profit_pct: float = Field(0.015, gt=0, lt=1)
+    max_holding_bars: int = Field(240, ge=1)
+    probability_shrinkage: float = Field(1.0, ge=0, le=1)
+
+
+class CostsConfig(_Section):
+    maker_fee: float = Field(0.0002, ge=0, le=0.01)
+    taker_fee: float = Field(0.0004, ge=0, le=0.01)
+    slippage_bps: float = Field(1.0, ge=0, le=100)
+    borrow_apr_quote: float = Field(0.08, ge=0, le=5)
+    borrow_apr_base: float = Field(0.05, ge=0, le=5)
+    borrow_interval_minutes: int = Field(60, ge=1, le=1440)
+    latency_ms: float = Field(1.0, gt=0, le=60_000)
+
+
+class VenueConfig(_Section):
+    starting_balance: float = Field(
+        100_000.0, gt=0, description="in the traded pair's quote currency (USDT for *USDT pairs)"
+    )
+
+
+class ReportConfig(_Section):
+    tearsheet: bool = True
+    periods_per_year: int = Field(365, ge=1)
+
+
+class Scenario(_Section):
+    """One experiment, fully described."""
+
+    name: str = Field(pattern=r"^[\w.-]{1,64}$")
+    description: str = ""
+    data: DataConfig = DataConfig()
+    split: SplitConfig = SplitConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    labels: LabelsConfig = LabelsConfig()
+    model: ModelConfig = ModelConfig()
+    strategy: StrategyConfig = StrategyConfig()
+    costs: CostsConfig = CostsConfig()
+    venue: VenueConfig = VenueConfig()
+    report: ReportConfig = ReportConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    def content_hash(self) -> str:
+        """Return a stable hash of the resolved scenario (for trial registries and manifests)."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def with_data(self, **changes: Any) -> "Scenario":
+        """Return a copy with some ``data`` fields replaced (e.g. paths from ``--data``)."""
+        data = self.data.model_dump() | changes
+        return self.model_copy(update={"data": DataConfig.model_validate(data)})
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Load and validate a scenario file; raise ``ConfigError`` with a one-line reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: scenario file not found")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    raw.setdefault("name", path.stem)
+    return parse_scenario(raw, source=str(path))
+
+
+def parse_scenario(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {format_validation_error(exc)}") from None

@@ -1,0 +1,103 @@
+"""Deployment settings: machine-specific paths, endpoints and log level.
+
+Settings are kept apart from scenarios (which are reproducible experiment definitions). Sources,
+highest priority first: explicit arguments > ``LBML_*`` environment variables (nested delimiter
+``__``, e.g. ``LBML_SIGNALS__ENDPOINT``) > the TOML file (``config/lbml.toml`` or ``$LBML_CONFIG``)
+> defaults.
+"""
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from lbml.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("config/lbml.toml")
+
+
+class PathsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    runs_dir: Path = Path("runs")
+    models_dir: Path = Path("models")
+    data_dir: Path = Path("data/generated")
+    plugins_dir: Path | None = None
+
+
+class SignalsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    endpoint: str = "tcp://127.0.0.1:5557"
+    heartbeat_interval_s: float = 1.0
+
+
+class LbmlSettings(BaseSettings):
+    """Deployment settings for one machine."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LBML_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    paths: PathsSettings = PathsSettings()
+    signals: SignalsSettings = SignalsSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _config_file()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get("LBML_CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{path}: settings file named by LBML_CONFIG does not exist")
+        return path
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def load_settings(**overrides: object) -> LbmlSettings:
+    """Load settings from arguments, environment and the TOML file, in that priority."""
+    try:
+        return LbmlSettings(**overrides)
+    except ValidationError as exc:
+        source = os.environ.get("LBML_CONFIG") or str(DEFAULT_CONFIG_FILE)
+        raise ConfigError(f"{source}: {format_validation_error(exc)}") from None
+    except ValueError as exc:  # malformed TOML surfaces as a ValueError subclass
+        source = os.environ.get("LBML_CONFIG") or str(DEFAULT_CONFIG_FILE)
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """Render the first pydantic error as ``dotted.key: reason``."""
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(root)"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = len(exc.errors()) - 1
+    suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return f"{loc}: {msg}{suffix}"

@@ -1,0 +1,169 @@
+"""The path from a scenario file to a report: load data → split → train → backtest → run folder.
+
+Each CLI command is a thin wrapper around one function here.
+"""
+
+import logging
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from lbml.data.frames import InstrumentData, MarketData
+from lbml.data.sources import load_market
+from lbml.engine.backtest import BacktestResult, run_backtest
+from lbml.errors import ArtifactError, DataError
+from lbml.features.pipeline import FeaturePipeline, compute_features
+from lbml.models.artifact import LoadedArtifact, load_artifact
+from lbml.models.training import TrainResult, funding_for, reference_bars, scenario_pipeline, train
+from lbml.plugins import PluginRegistry
+from lbml.report.metrics import compute_metrics
+from lbml.report.plots import plot_equity
+from lbml.report.runfolder import new_run_path, run_folder, write_json
+from lbml.report.tearsheet import tearsheet_skip_reason, write_tearsheet
+from lbml.scenario import Scenario
+from lbml.split import Split, compute_split
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    scenario: Scenario
+    market: MarketData
+    split: Split
+
+
+def prepare(scenario: Scenario, registry: PluginRegistry, *, progress: bool = False) -> Prepared:
+    market = load_market(scenario.data, registry, progress=progress)
+    if scenario.data.symbol not in market:
+        raise DataError(f"data has no instrument {scenario.data.symbol} (found {', '.join(market.instruments)})")
+    bars = market[scenario.data.symbol].bars
+    return Prepared(scenario, market, compute_split(bars.index, scenario))
+
+
+def train_model(prepared: Prepared, registry: PluginRegistry, out_dir: Path) -> TrainResult:
+    return train(prepared.scenario, prepared.market, registry, prepared.split, out_dir)
+
+
+def warm_up(pipeline: FeaturePipeline, prepared: Prepared) -> int:
+    """Replay all history up to the backtest start through the pipeline; return bars replayed."""
+    scenario, market, split = prepared.scenario, prepared.market, prepared.split
+    data = market[scenario.data.symbol]
+    bars = data.bars.loc[: split.test_start]
+    ref = reference_bars(scenario, market)
+    funding = funding_for(scenario, market)
+    clipped = replace(
+        data,
+        trades=data.trades.loc[: split.test_start] if data.trades is not None else None,
+        quotes=data.quotes.loc[: split.test_start] if data.quotes is not None else None,
+    )
+    compute_features(
+        pipeline,
+        clipped,
+        bars,
+        ref.loc[: split.test_start] if ref is not None else None,
+        funding.loc[: split.test_start] if funding is not None else None,
+    )
+    return len(bars)
+
+
+def backtest(
+    prepared: Prepared,
+    registry: PluginRegistry,
+    artifact_dir: Path,
+    *,
+    progress: bool = False,
+) -> tuple[BacktestResult, LoadedArtifact]:
+    scenario, market, split = prepared.scenario, prepared.market, prepared.split
+    pipeline = scenario_pipeline(scenario, market, registry)
+    artifact = load_artifact(artifact_dir, registry, expected_schema=pipeline.schema())
+    window = artifact.training_window
+    if window.end >= split.test_start:
+        raise ArtifactError(
+            f"{artifact_dir}: model was trained up to {window.end}, inside the backtest window "
+            f"starting {split.test_start}"
+        )
+    pipeline.load_fitted_state(artifact.feature_state)
+    warm_up(pipeline, prepared)
+    result = run_backtest(scenario, market, split, pipeline, artifact.model, progress=progress)
+    return result, artifact
+
+
+def write_run(
+    run_dir: Path,
+    prepared: Prepared,
+    result: BacktestResult,
+    artifact: LoadedArtifact,
+    *,
+    model_trained_here: bool,
+) -> dict:
+    """Fill ``run_dir`` with the resolved scenario, split, trades, equity, metrics and reports."""
+    scenario = prepared.scenario
+    (run_dir / "scenario.toml").write_text(scenario.to_toml())
+    write_json(
+        run_dir / "split.json",
+        prepared.split.to_dict()
+        | {
+            "model_trained_in_this_run": model_trained_here,
+            "model": "model/" if model_trained_here else str(artifact.path),
+        },
+    )
+    equity = result.record.equity_frame()
+    equity.to_csv(run_dir / "equity.csv")
+    trades = result.record.trades_frame()
+    for col in ("opened", "closed"):
+        trades[col] = pd.to_datetime(trades[col], utc=True)
+    trades.to_csv(run_dir / "trades.csv", index=False)
+    fills = result.record.fills_frame()
+    fills["ts"] = pd.to_datetime(fills["ts"], utc=True)
+    fills.to_csv(run_dir / "fills.csv", index=False)
+    predictions = pd.DataFrame(result.predictions, columns=["ts", "probability_up"])
+    predictions["ts"] = pd.to_datetime(predictions["ts"], utc=True)
+    predictions.to_csv(run_dir / "predictions.csv", index=False)
+    metrics = compute_metrics(result, scenario.report.periods_per_year)
+    metrics |= {
+        "scenario": scenario.name,
+        "scenario_hash": scenario.content_hash(),
+        "model_id": artifact.model_id,
+        "training_metrics": artifact.manifest.get("metrics", {}),
+        "backtest_window": {"start": prepared.split.test_start, "end": prepared.split.test_end},
+        "in_sample": False,
+    }
+    if len(equity) > 1:
+        plot_equity(equity, run_dir / "equity.png", f"{scenario.name}: equity vs buy & hold")
+        skip = tearsheet_skip_reason(equity) if scenario.report.tearsheet else "disabled in scenario"
+        if skip is None:
+            write_tearsheet(
+                equity, run_dir / "tearsheet.html", f"lbml {scenario.name}", scenario.report.periods_per_year
+            )
+            metrics["tearsheet"] = "tearsheet.html"
+        else:
+            metrics["tearsheet"] = None
+            metrics["tearsheet_skipped"] = skip
+    write_json(run_dir / "metrics.json", metrics)
+    return metrics
+
+
+def run_scenario(
+    scenario: Scenario,
+    registry: PluginRegistry,
+    runs_dir: Path,
+    *,
+    model_dir: Path | None = None,
+    out: Path | None = None,
+    progress: bool = False,
+) -> tuple[Path, dict]:
+    """``lbml backtest``: train on the training window unless a model is given, then backtest."""
+    prepared = prepare(scenario, registry, progress=progress)
+    final = out or new_run_path(runs_dir, scenario.name)
+    with run_folder(final) as tmp:
+        trained_here = model_dir is None
+        if trained_here:
+            train_model(prepared, registry, tmp / "model")
+            model_dir = tmp / "model"
+        result, artifact = backtest(prepared, registry, model_dir, progress=progress)
+        metrics = write_run(tmp, prepared, result, artifact, model_trained_here=trained_here)
+    if trained_here:
+        metrics["model_path"] = str(final / "model")
+    return final, metrics

@@ -1,0 +1,1 @@
+"""Built-in lbml plugins, registered through the `lbml` entry-point group like any third-party plugin."""

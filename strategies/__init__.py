@@ -1,0 +1,1 @@
+"""Trading strategies (nautilus_trader Strategy subclasses) named by scenarios."""

@@ -1,0 +1,140 @@
+"""KellyLeverage: fractional-Kelly leveraged long/short trading on model predictions.
+
+Receives ``Prediction`` messages (from ``SignalActor``), sizes a position by fractional Kelly
+(``lbml.sizing``), enters with a market order bracketed by a stop-loss (STOP_MARKET) and a
+take-profit (LIMIT), closes positions held longer than ``max_holding_bars`` and closes on a confident
+opposite signal. Costs the engine does not simulate (borrow, slippage) are charged by the venue's
+modules, not here. The same class runs in backtests and live.
+"""
+
+from decimal import Decimal
+
+from nautilus_trader.config import StrategyConfig
+from nautilus_trader.model.data import Bar, BarType
+from nautilus_trader.model.enums import OrderSide, OrderType, TimeInForce
+from nautilus_trader.model.identifiers import InstrumentId
+from nautilus_trader.model.orders import OrderList
+from nautilus_trader.trading.strategy import Strategy
+
+from lbml.engine.messages import PREDICTION_TYPE, Prediction
+from lbml.sizing import KellyParams, target_exposure
+
+
+class KellyLeverageConfig(StrategyConfig, frozen=True):
+    instrument_id: InstrumentId
+    bar_type: BarType
+    kelly_fraction: float = 0.25
+    max_leverage: float = 3.0
+    max_position_fraction: float = 0.5
+    min_notional: float = 10.0
+    stop_loss_pct: float = 0.01
+    take_profit_pct: float = 0.015
+    max_holding_bars: int = 240
+    bar_minutes: int = 1
+    round_trip_cost_pct: float = 0.001
+    probability_shrinkage: float = 1.0
+
+
+class KellyLeverage(Strategy):
+    """Bracketed, Kelly-sized long/short positions from model probabilities."""
+
+    def __init__(self, config: KellyLeverageConfig) -> None:
+        super().__init__(config)
+        self._params = KellyParams(
+            kelly_fraction=config.kelly_fraction,
+            max_leverage=config.max_leverage,
+            max_position_fraction=config.max_position_fraction,
+            min_notional=config.min_notional,
+            stop_loss_pct=config.stop_loss_pct,
+            take_profit_pct=config.take_profit_pct,
+            round_trip_cost_pct=config.round_trip_cost_pct,
+            probability_shrinkage=config.probability_shrinkage,
+        )
+        self._max_hold_ns = config.max_holding_bars * config.bar_minutes * 60 * 1_000_000_000
+        self._instrument = None
+        self._entry_ts: int | None = None
+        self._busy = False  # an entry or exit is in flight: fills arrive asynchronously live
+
+    def on_start(self) -> None:
+        self._instrument = self.cache.instrument(self.config.instrument_id)
+        if self._instrument is None:
+            self.log.error(f"instrument {self.config.instrument_id} not in cache")
+            self.stop()
+            return
+        self.subscribe_data(PREDICTION_TYPE)
+        self.subscribe_bars(self.config.bar_type)
+
+    # -- events ---------------------------------------------------------------------------------
+    def on_bar(self, bar: Bar) -> None:
+        if self._entry_ts is None or self._busy:
+            return
+        if bar.ts_event - self._entry_ts >= self._max_hold_ns:
+            self._exit("max holding time")
+
+    def on_data(self, data) -> None:
+        if not isinstance(data, Prediction) or data.instrument_id != self.config.instrument_id:
+            return
+        if self._busy:
+            return
+        exposure = target_exposure(data.probability, self._params)
+        iid = self.config.instrument_id
+        if not self.portfolio.is_flat(iid):
+            held_long = self.portfolio.is_net_long(iid)
+            if (held_long and exposure < 0.0) or (not held_long and exposure > 0.0):
+                self._exit("opposite signal")
+            return
+        if exposure == 0.0:
+            return
+        self._enter(exposure, data.close)
+
+    def on_position_opened(self, event) -> None:
+        self._entry_ts = event.ts_event
+        self._busy = False
+
+    def on_position_closed(self, event) -> None:
+        self._entry_ts = None
+        self._busy = False
+        # Cancel the surviving bracket leg, if any (OUO should already have done it).
+        self.cancel_all_orders(self.config.instrument_id)
+
+    def on_order_rejected(self, event) -> None:
+        self._busy = False
+
+    def on_order_denied(self, event) -> None:
+        self._busy = False
+
+    # -- actions ----------------------------------------------------------------------------------
+    def _enter(self, exposure: float, price: float) -> None:
+        equity = self._equity()
+        notional = abs(exposure) * equity
+        if notional < self._params.min_notional or price <= 0.0:
+            return
+        instrument = self._instrument
+        quantity = instrument.make_qty(Decimal(str(notional / price)))
+        if quantity.as_double() <= 0.0:
+            return
+        long = exposure > 0.0
+        sign = 1.0 if long else -1.0
+        stop = price * (1.0 - sign * self.config.stop_loss_pct)
+        take = price * (1.0 + sign * self.config.take_profit_pct)
+        bracket: OrderList = self.order_factory.bracket(
+            instrument_id=self.config.instrument_id,
+            order_side=OrderSide.BUY if long else OrderSide.SELL,
+            quantity=quantity,
+            entry_order_type=OrderType.MARKET,
+            sl_trigger_price=instrument.make_price(stop),
+            tp_price=instrument.make_price(take),
+            time_in_force=TimeInForce.GTC,
+        )
+        self._busy = True
+        self.submit_order_list(bracket)
+
+    def _exit(self, reason: str) -> None:
+        self._busy = True
+        self.cancel_all_orders(self.config.instrument_id)
+        self.close_all_positions(self.config.instrument_id, tags=[reason.replace(" ", "_").upper()])
+
+    def _equity(self) -> float:
+        account = self.portfolio.account(self.config.instrument_id.venue)
+        currency = account.base_currency
+        return account.balance_total(currency).as_double()

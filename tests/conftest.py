@@ -1,0 +1,37 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from lbml.plugins import load_registry
+from lbml.scenario import load_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_env(monkeypatch):
+    # Tests never inherit a developer's settings.
+    for key in list(os.environ):
+        if key.startswith("LBML_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(ROOT)
+
+
+@pytest.fixture
+def registry():
+    return load_registry()
+
+
+@pytest.fixture
+def small_scenario():
+    """The default scenario on a short synthetic market (fast enough for unit tests)."""
+    return load_scenario(ROOT / "scenarios" / "default.toml").with_data(days=4)
+
+
+def shared_file(*parts: str) -> Path:
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared data not available: {path}")
+    return path

@@ -1,0 +1,193 @@
+"""End to end on the real engine: scenario → train → nautilus backtest → run folder."""
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lbml.data.frames import InstrumentData, MarketData, bars_from_trades
+from lbml.engine.backtest import run_backtest
+from lbml.features.pipeline import compute_features
+from lbml.models.artifact import load_artifact
+from lbml.models.training import scenario_pipeline
+from lbml.workflows import Prepared, prepare, run_scenario, train_model, warm_up
+
+from .conftest import shared_file
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from lbml.plugins import load_registry
+    from lbml.scenario import load_scenario
+
+    scenario = load_scenario("scenarios/default.toml").with_data(days=4)
+    runs = tmp_path_factory.mktemp("runs")
+    run_dir, metrics = run_scenario(scenario, load_registry(), runs)
+    return scenario, run_dir, metrics
+
+
+def test_run_folder_is_complete(run):
+    scenario, run_dir, metrics = run
+    names = {p.name for p in run_dir.iterdir()}
+    assert {"scenario.toml", "split.json", "trades.csv", "fills.csv", "equity.csv", "predictions.csv",
+            "metrics.json", "equity.png", "model"} <= names
+    assert not any(p.name.startswith(".") for p in run_dir.parent.iterdir()), "partial folder left behind"
+    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    assert on_disk["n_bars"] == metrics["n_bars"] > 1000
+    assert on_disk["mode"] == "ticks"
+    split = json.loads((run_dir / "split.json").read_text())
+    assert pd.Timestamp(split["train_end"]) < pd.Timestamp(split["test_start"])
+    equity = pd.read_csv(run_dir / "equity.csv", index_col=0, parse_dates=True)
+    assert equity.index[0] > pd.Timestamp(split["test_start"])
+    if on_disk["tearsheet"]:
+        assert (run_dir / "tearsheet.html").stat().st_size > 10_000
+    else:
+        assert on_disk["tearsheet_skipped"]
+
+
+def test_equity_reconciles_with_trades_fees_slippage_and_borrow(run):
+    _, run_dir, metrics = run
+    assert metrics["n_trades"] > 0, "the default scenario should trade on 4 days"
+    assert metrics["reconciliation_error"] < 1e-6 * metrics["initial_equity"]
+    fills = pd.read_csv(run_dir / "fills.csv")
+    costs = metrics["costs"]
+    assert costs["fees"] == pytest.approx(fills["commission"].sum())
+    taker_notional = (fills.loc[fills.liquidity == "TAKER", "quantity"] * fills.loc[fills.liquidity == "TAKER", "price"]).sum()
+    assert costs["slippage"] == pytest.approx(taker_notional * 1e-4, rel=1e-6)
+    assert costs["borrow"] >= 0.0
+
+
+def test_orders_fill_after_the_bar_that_triggered_them(run):
+    _, run_dir, _ = run
+    fills = pd.read_csv(run_dir / "fills.csv", parse_dates=["ts"])
+    preds = pd.read_csv(run_dir / "predictions.csv", parse_dates=["ts"])
+    entries = fills[fills.order_type == "MARKET"]
+    pred_ts = preds["ts"].to_numpy()
+    for ts in entries["ts"].to_numpy():
+        decided = pred_ts[pred_ts <= ts].max()
+        assert ts - decided >= np.timedelta64(1, "ms")  # the venue's latency, then the next tick
+
+
+def _engine_vs_batch(prepared, registry, model_dir):
+    pipeline = scenario_pipeline(prepared.scenario, prepared.market, registry)
+    artifact = load_artifact(model_dir, registry, pipeline.schema())
+    pipeline.load_fitted_state(artifact.feature_state)
+    data = prepared.market[prepared.scenario.data.symbol]
+    batch = compute_features(pipeline, data, data.bars)
+    return artifact, pipeline, batch
+
+
+def test_backtest_signals_equal_batch_features_through_the_model(run, registry):
+    """Engine-built bars + streaming features give the same predictions as the training path."""
+    scenario, run_dir, _ = run
+    prepared = prepare(scenario, registry)
+    artifact, _, batch = _engine_vs_batch(prepared, registry, run_dir / "model")
+    preds = pd.read_csv(run_dir / "predictions.csv", parse_dates=["ts"]).set_index("ts")
+    expected = artifact.model.predict_proba(batch.loc[preds.index].to_numpy())[:, 1]
+    np.testing.assert_allclose(preds["probability_up"].to_numpy(), expected, rtol=1e-9, atol=1e-12)
+    # Every bar after the backtest start got a prediction, except the very last one: the engine emits
+    # a time bar once its clock passes the close, and no event follows the final bar's close.
+    window = batch.index[(batch.index > prepared.split.test_start)]
+    assert list(preds.index) == list(window[:-1])
+
+
+def test_engine_has_no_look_ahead(run, registry):
+    """Changing the market after time t changes nothing the engine did before t."""
+    scenario, run_dir, _ = run
+    prepared = prepare(scenario, registry)
+    cut = prepared.split.test_start + (prepared.split.test_end - prepared.split.test_start) / 2
+    market = prepared.market
+    perturbed = {}
+    for symbol, data in market.instruments.items():
+        trades = data.trades.copy()
+        after = trades.index > cut
+        rng = np.random.default_rng(1)
+        trades.loc[after, "price"] = np.round(trades.loc[after, "price"] * np.exp(rng.normal(0, 0.01, after.sum())), 2)
+        quotes = data.quotes.copy()
+        q_after = quotes.index > cut
+        quotes.loc[q_after, ["bid", "ask"]] = quotes.loc[q_after, ["bid", "ask"]] * 0.9
+        perturbed[symbol] = replace(data, trades=trades, quotes=quotes, bars=bars_from_trades(trades))
+    other = Prepared(scenario, MarketData(perturbed, market.funding, market.bar_minutes), prepared.split)
+
+    results = []
+    for prep in (prepared, other):
+        pipeline = scenario_pipeline(scenario, prep.market, registry)
+        artifact = load_artifact(run_dir / "model", registry, pipeline.schema())
+        pipeline.load_fitted_state(artifact.feature_state)
+        warm_up(pipeline, prep)
+        results.append(run_backtest(scenario, prep.market, prep.split, pipeline, artifact.model))
+    base, pert = results
+    cut_ns = cut.value
+    before = lambda rows: [r for r in rows if r[0] <= cut_ns]  # noqa: E731
+    assert before(base.predictions) == before(pert.predictions)
+    fills_a = [f for f in base.record.fills if f["ts"] <= cut_ns]
+    fills_b = [f for f in pert.record.fills if f["ts"] <= cut_ns]
+    assert fills_a == fills_b
+    assert base.predictions != pert.predictions
+
+
+def test_backtest_refuses_a_model_trained_inside_the_backtest_window(run, registry, tmp_path):
+    scenario, run_dir, _ = run
+    late = scenario.model_copy(update={"split": scenario.split.model_copy(update={"train_fraction": 0.9})})
+    prepared_late = prepare(late, registry)
+    train_model(prepared_late, registry, tmp_path / "late-model")
+    scenario_file = tmp_path / "four_days.toml"
+    scenario_file.write_text(scenario.to_toml())
+    proc = subprocess.run(
+        [sys.executable, "-m", "lbml", "backtest", str(scenario_file), "--model", str(tmp_path / "late-model"),
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert "inside the backtest window" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_real_binance_klines_backtest_via_cli(tmp_path):
+    day1 = shared_file("klines_format_reference", "ADABTC-1m-2021-11-27.csv")
+    day2 = shared_file("klines_format_reference", "ADABTC-1m-2021-11-28.csv")
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lbml", "backtest", "scenarios/default.toml", "--data", str(day1), "--data", str(day2),
+         "--out", str(out)],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["mode"] == "bars" and metrics["currency"] == "BTC"
+    assert metrics["n_bars"] > 1000
+    assert metrics["reconciliation_error"] < 1e-6 * metrics["initial_equity"]
+    fills = pd.read_csv(out / "fills.csv", parse_dates=["ts"])
+    preds = pd.read_csv(out / "predictions.csv", parse_dates=["ts"])
+    # Bar execution with latency: a market order decided at bar t fills at a later bar's close
+    # (give or take the one-tick spread nautilus puts around bar prices; ADABTC's tick is 1e-8).
+    closes = pd.read_csv(out / "equity.csv", index_col=0, parse_dates=True)["close"]
+    market = fills[fills.order_type == "MARKET"]
+    assert len(market) > 0
+    for ts, price in zip(market["ts"], market["price"]):
+        decided = preds.loc[preds["ts"] < ts, "ts"].max()
+        assert pd.notna(decided) and ts > decided
+        assert abs(price - closes.loc[ts]) <= 1e-8 + 1e-15
+
+
+def test_corrupt_data_row_fails_with_exit_2_and_one_line(tmp_path):
+    src = shared_file("klines_format_reference", "ADABTC-1m-2021-11-27.csv")
+    lines = src.read_text().splitlines()
+    fields = lines[700].split(",")
+    fields[2] = "12x.5"
+    lines[700] = ",".join(fields)
+    bad = tmp_path / "ADABTC-1m-2021-11-27.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "lbml", "backtest", "scenarios/default.toml", "--data", str(bad), "--out", str(tmp_path / "o")],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    err = proc.stderr.strip()
+    assert err.startswith("lbml: error: ") and str(bad) in err and "701" in err
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,92 @@
+import subprocess
+import sys
+
+import pytest
+
+from lbml.errors import ConfigError
+from lbml.scenario import load_scenario, parse_scenario
+from lbml.settings import load_settings
+
+
+def test_default_scenario_loads_and_round_trips(tmp_path):
+    scenario = load_scenario("scenarios/default.toml")
+    assert scenario.strategy.kelly_fraction == 0.25
+    resolved = tmp_path / "resolved.toml"
+    resolved.write_text(scenario.to_toml())
+    again = load_scenario(resolved)
+    assert again == scenario
+    assert again.content_hash() == scenario.content_hash()
+
+
+def test_scenario_is_frozen():
+    scenario = load_scenario("scenarios/default.toml")
+    with pytest.raises(Exception):
+        scenario.strategy.max_leverage = 10
+
+
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        ("[strategy]\nleverage = 3\n", "strategy.leverage: unknown key"),
+        ("[strategy]\nmax_leverage = 50\n", "strategy.max_leverage: Input should be less than or equal to 20"),
+        ("[strategy]\nkelly_fraction = 0\n", "strategy.kelly_fraction: Input should be greater than 0"),
+        ("[costs]\ntaker_fee = -0.1\n", "costs.taker_fee"),
+        ("typo_section = 1\n", "typo_section: unknown key"),
+        ("[data]\nsource = 'files'\n", "data: Value error, source = 'files' needs at least one entry"),
+    ],
+)
+def test_bad_scenarios_name_file_key_and_reason(tmp_path, body, expected):
+    path = tmp_path / "bad.toml"
+    path.write_text('name = "bad"\n' + body)
+    with pytest.raises(ConfigError) as err:
+        load_scenario(path)
+    message = str(err.value)
+    assert message.startswith(str(path))
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_cli_rejects_unknown_key_with_exit_2_and_one_line(tmp_path):
+    path = tmp_path / "typo.toml"
+    path.write_text('name = "typo"\n[strategy]\nkelly_fractoin = 0.3\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "lbml", "config", "show", str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"lbml: error: {path}: strategy.kelly_fractoin: unknown key"
+    assert "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_cli_config_show_prints_resolved_scenario():
+    proc = subprocess.run(
+        [sys.executable, "-m", "lbml", "config", "show", "scenarios/default.toml"],
+        capture_output=True, text=True, check=True,
+    )
+    assert "[strategy]" in proc.stdout and "max_position_fraction = 0.5" in proc.stdout
+    body = "\n".join(line for line in proc.stdout.splitlines() if not line.startswith("#"))
+    import tomllib
+
+    assert parse_scenario(tomllib.loads(body)) == load_scenario("scenarios/default.toml")
+
+
+def test_settings_toml_then_env_override(tmp_path, monkeypatch):
+    config = tmp_path / "lbml.toml"
+    config.write_text('log_level = "INFO"\n[signals]\nendpoint = "tcp://127.0.0.1:7000"\n')
+    monkeypatch.setenv("LBML_CONFIG", str(config))
+    assert load_settings().signals.endpoint == "tcp://127.0.0.1:7000"
+    assert load_settings().log_level == "INFO"
+    monkeypatch.setenv("LBML_SIGNALS__ENDPOINT", "tcp://127.0.0.1:7001")
+    monkeypatch.setenv("LBML_PATHS__RUNS_DIR", str(tmp_path / "runs"))
+    settings = load_settings()
+    assert settings.signals.endpoint == "tcp://127.0.0.1:7001"
+    assert settings.paths.runs_dir == tmp_path / "runs"
+    assert settings.log_level == "INFO"
+
+
+def test_settings_reject_unknown_key(tmp_path, monkeypatch):
+    config = tmp_path / "lbml.toml"
+    config.write_text("[signals]\nendpont = 'x'\n")
+    monkeypatch.setenv("LBML_CONFIG", str(config))
+    with pytest.raises(ConfigError, match=r"signals.endpont: unknown key"):
+        load_settings()
