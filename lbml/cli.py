@@ -121,6 +121,9 @@ def _publish_settings(args, settings):
     signals = settings.signals
     if args.publish_endpoint:
         signals = signals.model_copy(update={"endpoint": args.publish_endpoint})
+    from lbml.signals.config import publisher_config
+
+    publisher_config(signals, model_id="-", feature_schema_hash="-")  # refuse bad settings before training
     return signals
 
 

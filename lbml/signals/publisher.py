@@ -116,6 +116,11 @@ class SignalPublisher:
     def config(self) -> PublisherConfig:
         return self._config
 
+    @property
+    def endpoint(self) -> str:
+        """The bound endpoint (resolves a wildcard port such as ``tcp://127.0.0.1:*``)."""
+        return self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
     def publish(self, signal: Signal) -> int:
         """Send one signal without blocking; return its sequence number (also when dropped)."""
         with self._lock:
