@@ -88,7 +88,6 @@ pub struct Heartbeat {
     pub last_bar_ts: Option<i64>,
     pub status: FeedStatus,
     pub dropped: u64,
-    pub subscribers: u64,
     pub interval_s: f64,
 }
 
