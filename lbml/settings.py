@@ -41,7 +41,7 @@ class SignalsSettings(BaseModel):
     publisher_id: str = "lbml"
     encoding: Literal["json", "msgpack"] = "json"
     sndhwm: int = 10_000
-    seq_store: Path = Path("state/signals-seq.sqlite")
+    seq_store: Path = Path("state/signals.seq")
     seq_fsync: bool = False
     curve_server_secret: Path | None = None
     curve_authorized_keys: Path | None = None

@@ -41,7 +41,7 @@ def make_signal(i: int, symbol: str = "BTCUSDT") -> Signal:
 
 
 def config(tmp_path: Path, endpoint: str = "tcp://127.0.0.1:*", **kw) -> PublisherConfig:
-    kw.setdefault("seq_store", tmp_path / "seq.sqlite")
+    kw.setdefault("seq_store", tmp_path / "seq")
     kw.setdefault("heartbeat_interval_s", 0.1)
     return PublisherConfig(model_id="model-test", feature_schema_hash="abc123", endpoint=endpoint, **kw)
 

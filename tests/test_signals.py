@@ -62,20 +62,24 @@ def test_decode_rejects_other_versions_wrong_topics_and_garbage():
         decode(b"heartbeat", b"{not json")
 
 
-def test_sequence_store_continues_after_reopen_without_repeat_or_skip(tmp_path):
-    path = tmp_path / "state" / "seq.sqlite"
-    store = SequenceStore(path, "a")
+def test_sequence_store_continues_after_reopen_is_exclusive_and_detects_damage(tmp_path):
+    path = tmp_path / "state" / "signals.seq"
+    store = SequenceStore(path)
     assert [store.next() for _ in range(5)] == [1, 2, 3, 4, 5]
+    with pytest.raises(SignalsError, match="in use by another publisher"):
+        SequenceStore(path)
     store.close()
-    store = SequenceStore(path, "a")
-    other = SequenceStore(path, "b")  # counters are per publisher id
+    store = SequenceStore(path, fsync=True)
     assert store.last == 5 and store.next() == 6
-    assert other.next() == 1
     store.close()
-    other.close()
-    (tmp_path / "junk.sqlite").write_bytes(b"this is not a database at all" * 100)
-    with pytest.raises(SignalsError, match="junk.sqlite"):
-        SequenceStore(tmp_path / "junk.sqlite", "a")
+    raw = bytearray(path.read_bytes())
+    raw[0] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(SignalsError, match="damaged sequence file"):
+        SequenceStore(path)
+    path.write_bytes(b"\x07" * 3)
+    with pytest.raises(SignalsError, match="signals.seq: damaged"):
+        SequenceStore(path)
 
 
 def test_publisher_restart_continues_the_sequence(tmp_path):

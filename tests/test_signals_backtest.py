@@ -14,7 +14,7 @@ from .signals_support import Subscriber, free_port
 def test_backtest_publishes_each_prediction_with_consecutive_sequence_numbers(tmp_path):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     sub = Subscriber(endpoint)  # connects first; ZeroMQ reconnects until the publisher binds
-    settings = SignalsSettings(endpoint=endpoint, seq_store=tmp_path / "seq.sqlite", heartbeat_interval_s=0.1)
+    settings = SignalsSettings(endpoint=endpoint, seq_store=tmp_path / "seq", heartbeat_interval_s=0.1)
     scenario = load_scenario("scenarios/default.toml").with_data(days=2)
     try:
         run_dir, metrics = run_scenario(scenario, load_registry(), tmp_path / "runs", publish=settings)

@@ -100,7 +100,7 @@ def _publish(proc: subprocess.Popen) -> list[int]:
 
 def test_publisher_killed_and_restarted_continues_the_sequence_and_client_recovers(tmp_path, rust_client_binary):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
-    store = tmp_path / "seq.sqlite"
+    store = tmp_path / "seq"
     client = RustClient(rust_client_binary, "--endpoint", endpoint, "--stale-after-ms", "500")
     first = second = None
     try:

@@ -47,7 +47,7 @@ class PublisherConfig:
     encoding: Encoding = "json"
     heartbeat_interval_s: float = 1.0
     sndhwm: int = 10_000
-    seq_store: Path = Path("state/signals-seq.sqlite")
+    seq_store: Path = Path("state/signals.seq")
     seq_fsync: bool = False
     curve: CurveConfig | None = None
     allow_insecure: bool = False
@@ -97,7 +97,7 @@ class SignalPublisher:
                 self._socket.bind(config.endpoint)
             except zmq.ZMQError as exc:
                 raise SignalsError(f"signals.endpoint: cannot bind {config.endpoint}: {exc}") from None
-            self._seq = SequenceStore(config.seq_store, config.publisher_id, fsync=config.seq_fsync)
+            self._seq = SequenceStore(config.seq_store, fsync=config.seq_fsync)
         except BaseException:
             self._teardown()
             raise

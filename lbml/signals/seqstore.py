@@ -1,41 +1,54 @@
-"""Durable sequence numbers: one counter per publisher id in an SQLite database (WAL mode).
+"""Durable sequence numbers: a 16-byte counter file, rewritten in place for every message.
 
-Every number is committed before its message is sent, so a restarted publisher continues at the
-next number: no repeat, and no skip unless the process died between the commit and the send.
-With ``fsync=False`` (default) SQLite runs ``synchronous=NORMAL``: a commit survives the process
-being killed, but not an operating-system crash or power loss (measured ~10 µs per commit here
-against ~3 ms with ``fsync=True``, which would dominate the publishing latency).
+Every number is written before its message is sent, so a restarted publisher continues at the
+next number: no repeat, and no skip unless the process died between the write and the send.
+The record is ``seq`` and its bitwise complement (little-endian u64 each), written with one
+``pwrite`` at offset 0: a process killed at any point leaves either the old or the new record, and
+a damaged file is detected rather than silently restarting at 1. The file is locked (``flock``)
+so two publishers cannot share one counter; the lock dies with the process.
+
+With ``fsync=False`` (default) a write survives the process being killed but not an operating-system
+crash or power loss. ``fsync=True`` survives those too, at the cost of one ``fsync`` per message
+(measured ~1 µs per write without, ~3 ms with, on this machine), which then dominates latency.
+An SQLite WAL store was tried first: ~8 µs per commit plus ~10 ms checkpoint stalls every 1000
+commits on the publishing thread.
 """
 
-import sqlite3
+import fcntl
+import os
+import struct
 from pathlib import Path
 
 from lbml.signals.schema import SignalsError
 
+_RECORD = struct.Struct("<QQ")
+_MASK = (1 << 64) - 1
+
 
 class SequenceStore:
-    """Hand out consecutive sequence numbers, starting after the last one ever committed."""
+    """Hand out consecutive sequence numbers, starting after the last one ever written."""
 
-    def __init__(self, path: Path, publisher_id: str, *, fsync: bool = False) -> None:
+    def __init__(self, path: Path, *, fsync: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._publisher_id = publisher_id
+        self._path = path
+        self._fsync = fsync
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            # The publisher serialises all access with its own lock; the heartbeat thread never
-            # touches this connection, but close() may run on another thread.
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS publisher_seq (publisher_id TEXT PRIMARY KEY, seq INTEGER NOT NULL)"
-            )
-            row = self._db.execute(
-                "SELECT seq FROM publisher_seq WHERE publisher_id = ?", (publisher_id,)
-            ).fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise SignalsError(f"{path}: not a usable sequence database: {exc}") from None
-        self._last = int(row[0]) if row else 0
-        if row is None:
-            self._db.execute("INSERT INTO publisher_seq VALUES (?, 0)", (publisher_id,))
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise SignalsError(f"{path}: sequence file is in use by another publisher") from None
+            data = os.pread(self._fd, _RECORD.size + 1, 0)
+            if not data:
+                self._last = 0
+            else:
+                seq, check = _RECORD.unpack(data) if len(data) == _RECORD.size else (0, 0)
+                if len(data) != _RECORD.size or check != seq ^ _MASK:
+                    raise SignalsError(f"{path}: damaged sequence file (not a 16-byte seq record)")
+                self._last = seq
+        except BaseException:
+            os.close(self._fd)
+            raise
 
     @property
     def last(self) -> int:
@@ -43,11 +56,15 @@ class SequenceStore:
         return self._last
 
     def next(self) -> int:
-        """Commit and return the next sequence number."""
+        """Persist and return the next sequence number."""
         seq = self._last + 1
-        self._db.execute("UPDATE publisher_seq SET seq = ? WHERE publisher_id = ?", (seq, self._publisher_id))
+        os.pwrite(self._fd, _RECORD.pack(seq, seq ^ _MASK), 0)
+        if self._fsync:
+            os.fsync(self._fd)
         self._last = seq
         return seq
 
     def close(self) -> None:
-        self._db.close()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

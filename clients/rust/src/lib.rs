@@ -132,13 +132,22 @@ pub fn decode(topic: &[u8], payload: &[u8]) -> Result<Message, DecodeError> {
     if payload.first() != Some(&b'{') {
         return Err(DecodeError::UnsupportedEncoding);
     }
-    let probe: VersionProbe =
-        serde_json::from_slice(payload).map_err(|e| DecodeError::Malformed(e.to_string()))?;
-    if probe.schema_version != SCHEMA_VERSION {
-        return Err(DecodeError::UnsupportedVersion(probe.schema_version));
+    // One parse on the hot path; the version probe runs only to explain a failure or a mismatch.
+    let version_error = || match serde_json::from_slice::<VersionProbe>(payload) {
+        Ok(p) if p.schema_version != SCHEMA_VERSION => Some(DecodeError::UnsupportedVersion(p.schema_version)),
+        _ => None,
+    };
+    let message: Message = match serde_json::from_slice(payload) {
+        Ok(m) => m,
+        Err(e) => return Err(version_error().unwrap_or_else(|| DecodeError::Malformed(e.to_string()))),
+    };
+    let version = match &message {
+        Message::Signal(s) => s.schema_version,
+        Message::Heartbeat(h) => h.schema_version,
+    };
+    if version != SCHEMA_VERSION {
+        return Err(DecodeError::UnsupportedVersion(version));
     }
-    let message: Message =
-        serde_json::from_slice(payload).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     let expected = match &message {
         Message::Signal(s) => format!("signal.{}", s.symbol),
         Message::Heartbeat(_) => "heartbeat".to_string(),

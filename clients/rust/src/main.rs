@@ -72,7 +72,13 @@ fn now_ns() -> u64 {
 
 fn emit(out: &mut impl Write, value: serde_json::Value) {
     // A closed stdout (reader gone) ends the client.
-    if writeln!(out, "{}", value).and_then(|_| out.flush()).is_err() {
+    if writeln!(out, "{}", value).is_err() {
+        process::exit(0);
+    }
+}
+
+fn flush(out: &mut impl Write) {
+    if out.flush().is_err() {
         process::exit(0);
     }
 }
@@ -109,9 +115,11 @@ fn run(args: Args) -> Result<(), String> {
 
     let all_signals = args.topics.iter().any(|t| "signal.".starts_with(t.as_str()));
     let mut tracker = Tracker::new(args.stale_after_ms * 1_000_000, all_signals);
+    // Buffered: flushed whenever the socket has been drained, so a burst costs one write.
     let stdout = io::stdout();
-    let mut out = stdout.lock();
+    let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     emit(&mut out, json!({"event": "ready", "endpoint": args.endpoint, "topics": args.topics}));
+    flush(&mut out);
 
     let started = Instant::now();
     let deadline = args.duration_ms.map(|ms| started + Duration::from_millis(ms));
@@ -119,18 +127,20 @@ fn run(args: Args) -> Result<(), String> {
     loop {
         if let Some(d) = deadline {
             if Instant::now() >= d {
+                flush(&mut out);
                 return Ok(());
             }
         }
         let ready = socket.poll(zmq::POLLIN, 50).map_err(|e| e.to_string())?;
         if ready > 0 {
             while let Ok(frames) = socket.recv_multipart(zmq::DONTWAIT) {
-                let at = now_ns();
                 if frames.len() != 2 {
-                    emit(&mut out, json!({"event": "error", "error": format!("{} frames", frames.len()), "at_ns": at}));
+                    emit(&mut out, json!({"event": "error", "error": format!("{} frames", frames.len()), "at_ns": now_ns()}));
                     continue;
                 }
-                let message = match decode(&frames[0], &frames[1]) {
+                let decoded = decode(&frames[0], &frames[1]);
+                let at = now_ns(); // "decoded" time: latency_ns includes the decoding
+                let message = match decoded {
                     Ok(m) => m,
                     Err(e) => {
                         emit(&mut out, json!({"event": "error", "error": e.to_string(), "at_ns": at}));
@@ -146,6 +156,7 @@ fn run(args: Args) -> Result<(), String> {
                             "direction": s.direction.as_str(), "probability": s.probability,
                             "target_leverage": s.target_leverage, "decoded_ns": at,
                             "latency_ns": at as i64 - s.ts_event,
+                            "transport_ns": at as i64 - s.ts_publish,
                         }));
                     }
                     Message::Heartbeat(h) => emit(&mut out, json!({
@@ -155,6 +166,7 @@ fn run(args: Args) -> Result<(), String> {
                 }
                 emit_events(&mut out, events, at);
                 if args.count.map_or(false, |n| signals >= n) {
+                    flush(&mut out);
                     return Ok(());
                 }
             }
@@ -162,6 +174,7 @@ fn run(args: Args) -> Result<(), String> {
         let at = now_ns();
         let events = tracker.on_tick(at);
         emit_events(&mut out, events, at);
+        flush(&mut out);
     }
 }
 
