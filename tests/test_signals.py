@@ -230,3 +230,23 @@ def test_tail_prints_messages_and_flags_gaps_stale_and_recovery(tmp_path):
     assert any("GAP missed seq 2..3" in f for f in flags), flags
     assert not any("REPEAT" in f for f in flags)
     assert sum(1 for l in lines if l.startswith("signal.BTCUSDT ")) == 3
+
+
+def test_heartbeat_status_follows_the_age_of_the_last_bar(tmp_path):
+    cfg = config(tmp_path, degraded_after_s=0.5, stale_after_s=1.5, heartbeat_interval_s=0.05)
+    with SignalPublisher(cfg) as pub:
+        sub = Subscriber(pub.endpoint, topics=(b"heartbeat",))
+        sub.wait(lambda: sub.heartbeats(), "first heartbeat")
+        assert sub.heartbeats()[0]["status"] == "stale"  # no bar seen yet
+        pub.publish(make_signal(0))
+        for status in ("healthy", "degraded", "stale"):
+            sub.wait(lambda: any(h["status"] == status and h["last_seq"] == 1 for h in sub.heartbeats()), status)
+        n = len(sub.messages)
+        pub.publish(make_signal(1))
+        sub.wait(lambda: any(h["status"] == "healthy" for h in sub.heartbeats()[n:]), "healthy again")
+    sub.close()
+    after_bar = [h["status"] for h in sub.heartbeats() if h["last_seq"] == 1]
+    # Ages only grow between bars: the statuses never go back.
+    order = {"healthy": 0, "degraded": 1, "stale": 2}
+    assert [order[s] for s in after_bar] == sorted(order[s] for s in after_bar)
+    assert all(h["last_bar_ts"] is not None for h in sub.heartbeats() if h["last_seq"] >= 1)

@@ -42,7 +42,7 @@ def rust_client_binary() -> Path:
 def test_rust_client_decodes_detects_gaps_and_falls_back_when_stale(tmp_path, rust_client_binary):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     cfg = config(tmp_path, endpoint=endpoint)
-    client = RustClient(rust_client_binary, "--endpoint", endpoint, "--stale-after-ms", "500")
+    client = RustClient(rust_client_binary, "--endpoint", endpoint, "--stale-after-ms", "1000")
     try:
         with SignalPublisher(cfg) as pub:
             # Before its first bar the publisher reports a stale feed: the bot stays on its own signals.
@@ -56,7 +56,7 @@ def test_rust_client_decodes_detects_gaps_and_falls_back_when_stale(tmp_path, ru
         for event, s in zip(got, sent):
             assert (event["symbol"], event["ts_event"], event["direction"]) == (s.symbol, s.ts_event, s.direction)
             assert event["probability"] == s.probability and event["target_leverage"] == s.target_leverage
-        # Publisher gone: after 500 ms of silence the bot must fall back to its own signals.
+        # Publisher gone: after 1 s of silence the bot must fall back to its own signals.
         client.wait_for(lambda e: e["event"] == "state" and "no message" in e["reason"], "fallback on silence")
         # Signals 6..7 go out where this client is not listening, then the publisher returns.
         with SignalPublisher(config(tmp_path, seq_store=cfg.seq_store)) as elsewhere:
@@ -101,7 +101,7 @@ def _publish(proc: subprocess.Popen) -> list[int]:
 def test_publisher_killed_and_restarted_continues_the_sequence_and_client_recovers(tmp_path, rust_client_binary):
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     store = tmp_path / "seq"
-    client = RustClient(rust_client_binary, "--endpoint", endpoint, "--stale-after-ms", "500")
+    client = RustClient(rust_client_binary, "--endpoint", endpoint, "--stale-after-ms", "1000")
     first = second = None
     try:
         first = _start_publisher(endpoint, store, 10)
