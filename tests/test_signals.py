@@ -250,3 +250,20 @@ def test_heartbeat_status_follows_the_age_of_the_last_bar(tmp_path):
     order = {"healthy": 0, "degraded": 1, "stale": 2}
     assert [order[s] for s in after_bar] == sorted(order[s] for s in after_bar)
     assert all(h["last_bar_ts"] is not None for h in sub.heartbeats() if h["last_seq"] >= 1)
+
+
+def test_tail_subscribes_over_curve_with_a_listed_key(tmp_path):
+    keys, curve, bot_secret, _ = _curve_setup(tmp_path)
+    with SignalPublisher(config(tmp_path, curve=curve)) as pub:
+        tail = subprocess.Popen(
+            [sys.executable, "-m", "lbml", "signals", "tail", "--endpoint", pub.endpoint, "--count", "2",
+             "--duration", "60", "--server-key", str(keys / "server.key"), "--client-key", str(bot_secret)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        )
+        first = tail.stdout.readline()
+        assert first.startswith("heartbeat "), (first, tail.stderr.read() if tail.poll() is not None else "")
+        pub.publish(make_signal(0))
+        pub.publish(make_signal(1))
+        assert tail.wait(timeout=30) == 0
+    lines = [first] + tail.stdout.read().splitlines()
+    assert [json.loads(l.split(" ", 1)[1])["seq"] for l in lines if l.startswith("signal.")] == [1, 2]
