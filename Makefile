@@ -3,6 +3,8 @@ PYTHON ?= python3.11
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The Rust client's toolchain: cargo on PATH, else rustup's default location.
+CARGO  ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
 
 .PHONY: demo test bench venv system-deps clean
 
@@ -18,7 +20,8 @@ $(STAMP): pyproject.toml | $(PY)
 
 venv: system-deps $(STAMP)
 
-# apt packages: fonts for matplotlib/quantstats (avoids Arial fallback noise).
+# apt packages: fonts for matplotlib/quantstats (avoids Arial fallback noise); libzmq, Debian's
+# Rust crates (and cargo when absent) for the reference client in clients/rust.
 system-deps:
 	@sh scripts/install-system-deps.sh
 
@@ -26,10 +29,11 @@ demo: venv
 	$(VENV)/bin/lbml demo
 
 test: venv
+	cd clients/rust && $(CARGO) test --release --quiet
 	$(PY) -m pytest -q
 
 bench: venv
 	$(PY) -m benchmarks.run
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) runs build *.egg-info clients/rust/target

@@ -105,9 +105,70 @@ def _cmd_backtest(args, settings) -> int:
         model_dir=Path(args.model) if args.model else None,
         out=Path(args.out) if args.out else None,
         progress=_progress(),
+        publish=_publish_settings(args, settings),
     )
     _print_summary(run_dir, metrics)
+    if "signals" in metrics:
+        s = metrics["signals"]
+        print(f"  signals: published {s['published']:,}, dropped {s['dropped']:,}, last seq {s['last_seq']} "
+              f"on {s['endpoint']}")
     return 0
+
+
+def _publish_settings(args, settings):
+    if not getattr(args, "publish", False):
+        return None
+    signals = settings.signals
+    if args.publish_endpoint:
+        signals = signals.model_copy(update={"endpoint": args.publish_endpoint})
+    from lbml.signals.config import publisher_config
+
+    publisher_config(signals, model_id="-", feature_schema_hash="-")  # refuse bad settings before training
+    return signals
+
+
+def _cmd_signals_keygen(args, settings) -> int:
+    from lbml.signals.security import generate_keypair
+
+    public, secret = generate_keypair(Path(args.out), args.name)
+    print(f"public key: {public}")
+    print(f"secret key: {secret}")
+    return 0
+
+
+def _cmd_signals_tail(args, settings) -> int:
+    from lbml.signals.tail import TailConfig, tail
+
+    config = TailConfig(
+        endpoint=args.endpoint or settings.signals.endpoint,
+        topics=tuple(args.topic) if args.topic else TailConfig.topics,
+        stale_after_s=args.stale_after if args.stale_after is not None else 3 * settings.signals.heartbeat_interval_s,
+        server_public_file=Path(args.server_key) if args.server_key else None,
+        client_secret_file=Path(args.client_key) if args.client_key else None,
+        count=args.count,
+        duration_s=args.duration,
+    )
+    tail(config, emit=lambda line: print(line, flush=True))
+    return 0
+
+
+def _add_signals_commands(sub) -> None:
+    signals = sub.add_parser("signals", help="the ZeroMQ prediction stream").add_subparsers(
+        dest="signals_command", required=True
+    )
+    keygen = signals.add_parser("keygen", help="write a CurveZMQ key pair (NAME.key, NAME.key_secret)")
+    keygen.add_argument("--out", required=True, help="folder for the key files")
+    keygen.add_argument("--name", default="server", help="file name stem (default: server)")
+    keygen.set_defaults(func=_cmd_signals_keygen)
+    tail = signals.add_parser("tail", help="print decoded messages; flag sequence gaps and stale heartbeats")
+    tail.add_argument("--endpoint", help="default: signals.endpoint from the settings")
+    tail.add_argument("--topic", action="append", help="topic prefix (repeatable; default: all signals + heartbeat)")
+    tail.add_argument("--stale-after", type=float, help="seconds without heartbeat before STALE (default 3 intervals)")
+    tail.add_argument("--server-key", help="CURVE: the publisher's public certificate")
+    tail.add_argument("--client-key", help="CURVE: this subscriber's secret certificate")
+    tail.add_argument("--count", type=int, help="exit after this many signals")
+    tail.add_argument("--duration", type=float, help="exit after this many seconds")
+    tail.set_defaults(func=_cmd_signals_tail)
 
 
 def _cmd_demo(args, settings) -> int:
@@ -225,12 +286,15 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--out", help="output folder")
         if name == "backtest":
             cmd.add_argument("--model", help="a model artifact folder from `lbml train`")
+            cmd.add_argument("--publish", action="store_true", help="publish predictions over ZeroMQ while backtesting")
+            cmd.add_argument("--publish-endpoint", help="with --publish: endpoint (default: signals.endpoint)")
         cmd.set_defaults(func=func)
 
     demo = sub.add_parser("demo", help="generate the embedded market, train, backtest, report")
     demo.add_argument("--scenario", default="scenarios/default.toml")
     demo.add_argument("--days", type=int, default=None)
     demo.set_defaults(func=_cmd_demo)
+    _add_signals_commands(sub)
     return parser
 
 

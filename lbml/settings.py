@@ -37,6 +37,17 @@ class SignalsSettings(BaseModel):
 
     endpoint: str = "tcp://127.0.0.1:5557"
     heartbeat_interval_s: float = 1.0
+    # Publisher details (lbml.signals); see README "Signals over ZeroMQ".
+    publisher_id: str = "lbml"
+    encoding: Literal["json", "msgpack"] = "json"
+    sndhwm: int = 10_000
+    seq_store: Path = Path("state/signals.seq")
+    seq_fsync: bool = False
+    curve_server_secret: Path | None = None
+    curve_authorized_keys: Path | None = None
+    allow_insecure: bool = False
+    degraded_after_s: float = 90.0
+    stale_after_s: float = 180.0
 
 
 class LbmlSettings(BaseSettings):

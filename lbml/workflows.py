@@ -75,6 +75,7 @@ def backtest(
     artifact_dir: Path,
     *,
     progress: bool = False,
+    publish=None,
 ) -> tuple[BacktestResult, LoadedArtifact]:
     scenario, market, split = prepared.scenario, prepared.market, prepared.split
     pipeline = scenario_pipeline(scenario, market, registry)
@@ -87,7 +88,17 @@ def backtest(
         )
     pipeline.load_fitted_state(artifact.feature_state)
     warm_up(pipeline, prepared)
-    result = run_backtest(scenario, market, split, pipeline, artifact.model, progress=progress)
+    if publish is None:
+        result = run_backtest(scenario, market, split, pipeline, artifact.model, progress=progress)
+    else:
+        from lbml.signals.actor import run_with_publisher
+
+        result = run_with_publisher(
+            publish, artifact.model_id, pipeline.schema().hash,
+            lambda publisher: run_backtest(
+                scenario, market, split, pipeline, artifact.model, progress=progress, publisher=publisher
+            ),
+        )
     return result, artifact
 
 
@@ -131,6 +142,8 @@ def write_run(
         "backtest_window": {"start": prepared.split.test_start, "end": prepared.split.test_end},
         "in_sample": False,
     }
+    if result.signals is not None:
+        metrics["signals"] = result.signals
     if len(equity) > 1:
         plot_equity(equity, run_dir / "equity.png", f"{scenario.name}: equity vs buy & hold")
         skip = tearsheet_skip_reason(equity) if scenario.report.tearsheet else "disabled in scenario"
@@ -154,6 +167,7 @@ def run_scenario(
     model_dir: Path | None = None,
     out: Path | None = None,
     progress: bool = False,
+    publish=None,
 ) -> tuple[Path, dict]:
     """``lbml backtest``: train on the training window unless a model is given, then backtest."""
     prepared = prepare(scenario, registry, progress=progress)
@@ -163,7 +177,7 @@ def run_scenario(
         if trained_here:
             train_model(prepared, registry, tmp / "model")
             model_dir = tmp / "model"
-        result, artifact = backtest(prepared, registry, model_dir, progress=progress)
+        result, artifact = backtest(prepared, registry, model_dir, progress=progress, publish=publish)
         metrics = write_run(tmp, prepared, result, artifact, model_trained_here=trained_here)
     if trained_here:
         metrics["model_path"] = str(final / "model")

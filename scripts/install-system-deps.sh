@@ -2,6 +2,12 @@
 # Install the Debian packages lbml needs, once. Safe to re-run; quiet when all are present.
 set -e
 PKGS="fonts-dejavu-core"
+# The reference Rust client (clients/rust) builds offline against Debian's packaged crates.
+PKGS="$PKGS libzmq3-dev librust-zmq-dev librust-serde-dev librust-serde-derive-dev librust-serde-json-dev"
+# A Rust toolchain: keep one that is already there (e.g. rustup's), else take Debian's.
+if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
+    PKGS="$PKGS cargo"
+fi
 missing=""
 for p in $PKGS; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -64,6 +64,7 @@ class BacktestResult:
     run_seconds: float = 0.0
     predictions: list[tuple[int, float]] = field(default_factory=list)
     latencies_ns: list[int] = field(default_factory=list)
+    signals: dict | None = None  # publisher counters when predictions were published (--publish)
 
 
 def bar_type_for(instrument_id, minutes: int, internal: bool) -> BarType:
@@ -110,6 +111,7 @@ def run_backtest(
     *,
     progress: bool = False,
     chunk_events: int = CHUNK_EVENTS,
+    publisher=None,
 ) -> BacktestResult:
     """Backtest ``(split.test_start, split.test_end]``; ``pipeline`` must be warmed up to test_start."""
     cfg = scenario.data
@@ -181,6 +183,10 @@ def run_backtest(
     engine.add_actor(actor)
     engine.add_actor(recorder)
     engine.add_strategy(strategy)
+    if publisher is not None:  # lbml.signals.SignalPublisher: predictions also go out over ZeroMQ
+        from lbml.signals.actor import publisher_actor
+
+        engine.add_actor(publisher_actor(publisher, strategy_config_kwargs(scenario, minutes)))
 
     streams = _event_streams(market, symbols, instruments, split, tick_mode, bar_type, ref_bar_type)
     n_events = sum(len(s.index) for s in streams)

@@ -1,0 +1,1 @@
+"""Predictions over ZeroMQ: versioned payloads, durable sequence numbers, heartbeats, CurveZMQ."""

@@ -1,0 +1,234 @@
+"""The signal publisher: an XPUB socket that never blocks the caller, plus a heartbeat thread.
+
+``publish`` runs on the trading thread. It commits the next sequence number, encodes the payload
+and sends it with ``zmq.NOBLOCK``. The socket is an XPUB with ``XPUB_NODROP``: when a subscriber's
+queue is full (``SNDHWM`` messages) the send fails at once instead of silently dropping, so the
+message is counted in ``dropped`` and reported in every heartbeat; subscribers see the jump in
+``seq``. A slow or absent subscriber therefore costs the caller one failed non-blocking send.
+
+A background thread sends a heartbeat every ``heartbeat_interval_s`` seconds of wall-clock time
+(also when no bars arrive, which is what lets subscribers detect a stale feed). ZeroMQ sockets are
+not thread-safe; both threads use the socket only under one lock (a full memory barrier).
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import zmq
+
+from lbml.signals.schema import (
+    HEARTBEAT_TOPIC,
+    SCHEMA_VERSION,
+    Encoding,
+    FeedStatus,
+    Signal,
+    SignalsError,
+    encode,
+    signal_topic,
+)
+from lbml.signals.security import CurveConfig, apply_server_curve, check_bind_allowed, start_authenticator
+from lbml.signals.seqstore import SequenceStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PublisherConfig:
+    """Everything a publisher needs; ``model_id`` and ``feature_schema_hash`` name the model."""
+
+    model_id: str
+    feature_schema_hash: str
+    endpoint: str = "tcp://127.0.0.1:5557"
+    publisher_id: str = "lbml"
+    encoding: Encoding = "json"
+    heartbeat_interval_s: float = 1.0
+    sndhwm: int = 10_000
+    seq_store: Path = Path("state/signals.seq")
+    seq_fsync: bool = False
+    curve: CurveConfig | None = None
+    allow_insecure: bool = False
+    degraded_after_s: float = 90.0
+    stale_after_s: float = 180.0
+
+
+@dataclass(frozen=True)
+class PublisherStats:
+    published: int
+    dropped: int
+    heartbeats: int
+    last_seq: int
+
+
+class SignalPublisher:
+    """Publish signals and heartbeats on a PUB-compatible (XPUB) socket.
+
+    Parameters
+    ----------
+    config
+        Endpoint, identity, encoding, limits and security.
+
+    Raises
+    ------
+    SignalsError
+        If the endpoint is refused (non-loopback without CURVE), cannot be bound, or a key is bad.
+    """
+
+    def __init__(self, config: PublisherConfig) -> None:
+        check_bind_allowed(config.endpoint, config.curve, config.allow_insecure)
+        if config.heartbeat_interval_s <= 0 or config.sndhwm < 1:
+            raise SignalsError("signals: heartbeat_interval_s and sndhwm must be positive")
+        self._config = config
+        self._ctx = zmq.Context()
+        self._auth = None
+        self._seq: SequenceStore | None = None
+        try:
+            self._socket = self._ctx.socket(zmq.XPUB)
+            self._socket.setsockopt(zmq.XPUB_NODROP, 1)
+            self._socket.setsockopt(zmq.SNDHWM, config.sndhwm)
+            self._socket.setsockopt(zmq.LINGER, 500)
+            if config.curve is not None:
+                self._auth = start_authenticator(self._ctx, config.curve.authorized_keys_dir)
+                apply_server_curve(self._socket, config.curve.server_secret_file)
+            try:
+                self._socket.bind(config.endpoint)
+            except zmq.ZMQError as exc:
+                raise SignalsError(f"signals.endpoint: cannot bind {config.endpoint}: {exc}") from None
+            self._seq = SequenceStore(config.seq_store, fsync=config.seq_fsync)
+        except BaseException:
+            self._teardown()
+            raise
+        self._lock = threading.Lock()
+        self._published = 0
+        self._dropped = 0
+        self._dropped_reported = 0
+        self._heartbeats = 0
+        self._last_bar_ts: int | None = None
+        self._last_bar_wall: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._heartbeat_loop, name="lbml-signals-heartbeat", daemon=True)
+        self._thread.start()
+
+    @property
+    def config(self) -> PublisherConfig:
+        return self._config
+
+    @property
+    def endpoint(self) -> str:
+        """The bound endpoint (resolves a wildcard port such as ``tcp://127.0.0.1:*``)."""
+        return self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    def publish(self, signal: Signal) -> int:
+        """Send one signal without blocking; return its sequence number (also when dropped)."""
+        with self._lock:
+            seq = self._seq.next()
+            payload = {
+                "schema_version": SCHEMA_VERSION,
+                "kind": "signal",
+                "publisher_id": self._config.publisher_id,
+                "seq": seq,
+                "ts_event": signal.ts_event,
+                "ts_publish": time.time_ns(),
+                "symbol": signal.symbol,
+                "direction": signal.direction,
+                "probability": signal.probability,
+                "confidence": signal.confidence,
+                "kelly_fraction": signal.kelly_fraction,
+                "target_leverage": signal.target_leverage,
+                "stop_loss": signal.stop_loss,
+                "take_profit": signal.take_profit,
+                "horizon": signal.horizon,
+                "model_id": self._config.model_id,
+                "feature_schema_hash": self._config.feature_schema_hash,
+            }
+            self._last_bar_ts = signal.ts_event
+            self._last_bar_wall = time.monotonic()
+            if self._send(signal_topic(signal.symbol), payload):
+                self._published += 1
+            return seq
+
+    def stats(self) -> PublisherStats:
+        """Return counters: published and dropped signals, heartbeats, last sequence number."""
+        with self._lock:
+            return PublisherStats(self._published, self._dropped, self._heartbeats, self._seq.last)
+
+    def close(self) -> None:
+        """Send a last heartbeat, stop the thread, flush briefly and release the socket."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._thread.join()
+        with self._lock:
+            self._heartbeat()
+        self._teardown()
+
+    def __enter__(self) -> "SignalPublisher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals (callers hold self._lock) ------------------------------------------------------
+    def _send(self, topic: str, payload: dict[str, Any]) -> bool:
+        data = encode(payload, self._config.encoding)
+        try:
+            self._socket.send_multipart([topic.encode(), data], flags=zmq.NOBLOCK)
+            return True
+        except zmq.Again:
+            self._dropped += 1
+            return False
+
+    def _status(self) -> FeedStatus:
+        if self._last_bar_wall is None:
+            return "stale"
+        age = time.monotonic() - self._last_bar_wall
+        if age > self._config.stale_after_s:
+            return "stale"
+        if age > self._config.degraded_after_s or self._dropped > self._dropped_reported:
+            return "degraded"
+        return "healthy"
+
+    def _heartbeat(self) -> None:
+        self._drain_subscriptions()
+        payload = {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "heartbeat",
+            "publisher_id": self._config.publisher_id,
+            "ts_publish": time.time_ns(),
+            "model_id": self._config.model_id,
+            "last_seq": self._seq.last,
+            "last_bar_ts": self._last_bar_ts,
+            "status": self._status(),
+            "dropped": self._dropped,
+            "interval_s": self._config.heartbeat_interval_s,
+        }
+        self._dropped_reported = self._dropped
+        self._send(HEARTBEAT_TOPIC, payload)
+        self._heartbeats += 1
+
+    def _drain_subscriptions(self) -> None:
+        # XPUB queues (un)subscription notices for the application; read them so they never pile up.
+        while True:
+            try:
+                self._socket.recv(flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+
+    def _heartbeat_loop(self) -> None:
+        interval = self._config.heartbeat_interval_s
+        while not self._stop.is_set():
+            with self._lock:
+                self._heartbeat()
+            self._stop.wait(interval)
+
+    def _teardown(self) -> None:
+        if getattr(self, "_socket", None) is not None:
+            self._socket.close()
+        if self._seq is not None:
+            self._seq.close()
+        if self._auth is not None:
+            self._auth.stop()
+        self._ctx.term()
