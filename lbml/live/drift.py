@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import ks_2samp
 
 
 @dataclass(frozen=True)
@@ -49,6 +48,8 @@ class DriftMonitor:
             self._reports.append(self.test(ts))
 
     def test(self, ts: int) -> tuple:
+        from scipy.stats import ks_2samp  # imported on first use: scipy.stats takes seconds to import
+
         live = np.vstack(self._live)
         detail = {}
         drifted = 0

@@ -85,10 +85,15 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
         }
         if len(equity) > 1:
             plot_equity(equity, tmp / "equity.png", f"{session['scenario']} (paper): equity vs buy & hold")
-            skip = tearsheet_skip_reason(equity) if session.get("tearsheet", True) else "disabled in scenario"
+            # Sessions shorter than a few days get an hourly tearsheet (daily needs >= 2 whole days).
+            span = equity.index[-1] - equity.index[0]
+            freq, tear_periods = ("1D", periods) if span >= pd.Timedelta(days=3) else ("1h", periods * 24)
+            enabled = session.get("tearsheet", True)
+            skip = tearsheet_skip_reason(equity, freq) if enabled else "disabled in scenario"
             if skip is None:
-                write_tearsheet(equity, tmp / "tearsheet.html", f"lbml {session['scenario']} (paper)", periods)
+                write_tearsheet(equity, tmp / "tearsheet.html", f"lbml {session['scenario']} (paper)", tear_periods, freq)
                 metrics["tearsheet"] = "tearsheet.html"
+                metrics["tearsheet_returns"] = freq
             else:
                 metrics["tearsheet"] = None
                 metrics["tearsheet_skipped"] = skip
