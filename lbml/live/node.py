@@ -12,6 +12,7 @@ configuration, not a branch in any component.
 trader after lbml's actors and before the strategy, and receive the same ``Prediction`` messages.
 """
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -102,7 +103,9 @@ def build_paper_node(
     ref_bar_type = bar_types[cfg.reference_symbol] if len(symbols) > 1 else None
     quote = instrument.quote_currency
 
+    # A fresh event loop per node: disposing a node closes its loop.
     node = TradingNode(
+        loop=asyncio.new_event_loop(),
         config=TradingNodeConfig(
             trader_id=TraderId("PAPER-001"),
             logging=LoggingConfig(log_level=log_level),
@@ -117,7 +120,7 @@ def build_paper_node(
             timeout_portfolio=1.0,
             timeout_disconnection=2.0,
             timeout_post_stop=0.5,
-        )
+        ),
     )
     recorder = RunRecorder(RunRecorderConfig(component_id="RunRecorder", instrument_id=instrument.id, bar_type=bar_type))
     borrow, slippage = cost_modules(scenario)
