@@ -289,7 +289,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--endpoint", default="tcp://127.0.0.1:5560")
     serve.add_argument("--speed", type=float, default=1.0)
     serve.add_argument("--bars", type=int, default=None)
-    serve.add_argument("--wait", type=float, default=1.0, help="seconds to wait for subscribers before sending")
+    serve.add_argument("--wait", type=float, default=30.0, help="longest wait for a first subscriber (seconds)")
     serve.add_argument("--data", action="append", metavar="PATH")
     serve.add_argument("--reference-data", action="append", metavar="PATH")
     serve.set_defaults(func=_cmd_feed_serve)

@@ -106,7 +106,7 @@ def test_zmq_feed_gives_the_replay_signals(tmp_path):
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
     sent = []
     server = threading.Thread(
-        target=lambda: sent.append(serve_feed(scenario, registry, endpoint, speed=1e9, bars=40, wait_s=3.0)))
+        target=lambda: sent.append(serve_feed(scenario, registry, endpoint, speed=1e9, bars=40, wait_s=60.0)))
     server.start()
     try:
         zmq_summary = run_paper(scenario, registry, tmp_path / "zmq", PaperOptions(

@@ -21,6 +21,7 @@ ZeroMQ message format (one JSON object per message, UTF-8)::
 must arrive in non-decreasing ``ts`` order.
 """
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from typing import NamedTuple
@@ -132,6 +133,9 @@ def decode_event(payload: bytes) -> MarketEvent | None:
         raise DataError(f"zmq feed: malformed message {payload[:120]!r}: {exc}") from None
 
 
+POLL_S = 0.001
+
+
 class ZmqSource:
     """Events from a ZeroMQ SUB socket connected to ``endpoint`` (documented JSON format)."""
 
@@ -145,15 +149,21 @@ class ZmqSource:
 
     async def events(self) -> AsyncIterator[MarketEvent]:
         import zmq
-        import zmq.asyncio
 
-        self._sock = zmq.asyncio.Context.instance().socket(zmq.SUB)
+        # A plain socket polled without blocking: independent of how the node's event loop
+        # integrates file descriptors, at the cost of up to POLL_S of added latency when idle.
+        self._sock = zmq.Context.instance().socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.RCVHWM, 0)
         self._sock.connect(self.endpoint)
         self._sock.setsockopt(zmq.SUBSCRIBE, b"")
         try:
             while True:
-                payload = await self._sock.recv()
+                try:
+                    payload = self._sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    await asyncio.sleep(POLL_S)
+                    continue
                 try:
                     event = decode_event(payload)
                 except DataError:

@@ -1,8 +1,9 @@
 """``lbml feed serve``: replay a scenario's post-training data onto a ZeroMQ PUB socket.
 
 Messages use the format documented in ``lbml.live.events``; the stream ends with ``{"type": "end"}``.
-PUB sockets drop messages sent before a subscriber connects, so the server waits ``wait_s`` seconds
-after binding before it sends.
+A publisher drops messages sent before a subscriber has connected, so the server binds an XPUB
+socket and starts sending once the first subscription arrives (or after ``wait_s`` seconds
+without one).
 """
 
 import time
@@ -37,11 +38,12 @@ def serve_feed(
         index = prepared.market[scenario.data.symbol].bars.index
         after = index[index > split.test_start]
         end = after[min(bars, len(after)) - 1]
-    sock = zmq.Context.instance().socket(zmq.PUB)
+    sock = zmq.Context.instance().socket(zmq.XPUB)
     sock.setsockopt(zmq.SNDHWM, 0)
     sock.bind(endpoint)
     try:
-        time.sleep(wait_s)
+        if sock.poll(int(wait_s * 1000), zmq.POLLIN):
+            sock.recv()  # the first subscription
         sent = 0
         wall0 = ts0 = None
         for event in replay_events(prepared.market, symbols, split.test_start, end):

@@ -86,7 +86,9 @@ def run_paper(
         status = PaperStatus()
         drift = DriftMonitor(pipeline.names, reference, options.drift, state_dir, status)
         symbols = paper_symbols(scenario, prepared.market, pipeline)
-        plan = FeedPlan(sources=_sources(prepared, symbols, store, options), speed=options.speed)
+        # Only a replay is paced; a live source arrives at its own pace.
+        speed = options.speed if options.feed == "replay" else 0.0
+        plan = FeedPlan(sources=_sources(prepared, symbols, store, options), speed=speed)
         errors: list[str] = []
         paper = build_paper_node(
             scenario, prepared.market, pipeline, artifact.model, plan=plan, store=store, status=status,
