@@ -134,7 +134,7 @@ def _cmd_paper(args, settings) -> int:
     scenario = _scenario(args)
     options = PaperOptions(
         feed=args.feed, speed=args.speed, duration_s=args.duration, bars=args.bars, endpoint=args.endpoint,
-        console=not args.quiet,
+        console=not args.quiet, model_budget_s=args.model_budget, stall_after_s=args.stall_after,
     )
     state_dir = Path(args.state) if args.state else settings.paths.runs_dir / f"paper-{scenario.name}"
     summary = run_paper(
@@ -277,6 +277,10 @@ def _parser() -> argparse.ArgumentParser:
     paper.add_argument("--data", action="append", metavar="PATH", help="real data file(s) for the traded symbol")
     paper.add_argument("--reference-data", action="append", metavar="PATH", help="data file(s) for the reference symbol")
     paper.add_argument("--quiet", action="store_true", help="no console status line")
+    paper.add_argument("--model-budget", type=float, default=1.0, metavar="S",
+                       help="a prediction slower than S seconds is withheld and degrades the session")
+    paper.add_argument("--stall-after", type=float, default=30.0, metavar="S",
+                       help="report the feed as stalled after S seconds without a market event")
     paper.set_defaults(func=_cmd_paper)
 
     report = sub.add_parser("report", help="metrics and tearsheet of a paper state folder")

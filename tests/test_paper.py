@@ -228,3 +228,45 @@ def test_report_of_a_folder_without_state_is_a_one_line_error(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("lbml: error: ") and "not a paper state folder" in err
+
+
+def test_a_failing_or_slow_model_degrades_without_new_positions_and_replays_durably(setup, tmp_path, monkeypatch):
+    """Calls 30 (slow) and 40-45 (raising) are withheld, then 5 more while recovering; a restart
+    with a healthy model rebuilds the same session from the recorded decisions."""
+    from plugins.model_xgboost import XGBoostModel
+
+    original = XGBoostModel.predict_up_one
+    calls = {"n": 0}
+
+    def flaky(self, x):
+        calls["n"] += 1
+        if calls["n"] == 30:
+            time.sleep(0.3)
+        if 40 <= calls["n"] <= 45:
+            raise RuntimeError("model backend unavailable")
+        return original(self, x)
+
+    monkeypatch.setattr(XGBoostModel, "predict_up_one", flaky)
+    state = tmp_path / "degraded"
+    options = PaperOptions(speed=1e9, bars=120, console=False, model_budget_s=0.2)
+    summary = run_paper(setup["scenario"], setup["registry"], state, options, model_dir=setup["model"])
+    decisions = dict(_rows(state, "SELECT call, decision FROM model_guard"))
+    assert decisions[30].startswith("timeout:") and decisions[40].startswith("error: model raised RuntimeError")
+    withheld = set(decisions)
+    assert withheld == set(range(30, 35)) | set(range(40, 50))  # each failure + 4 recovering calls
+    assert summary["degraded"] is None and summary["withheld_predictions"] == len(withheld)
+
+    ref_signals = _rows(setup["state"], "SELECT ts, probability FROM signals ORDER BY seq")[:120]
+    signals = _rows(state, "SELECT seq, ts, probability FROM signals ORDER BY seq")
+    assert [s[0] for s in signals] == list(range(1, 121 - len(withheld)))  # no gaps in the numbering
+    kept = [r for i, r in enumerate(ref_signals, start=1) if i not in withheld]
+    assert [s[1:] for s in signals] == kept
+    # No entry while degraded: every MARKET fill inside the window is an exit of a position opened before.
+    first_bad, last_bad = ref_signals[29][0], ref_signals[49][0]
+    fills = _rows(state, "SELECT ts, side, order_type FROM fills ORDER BY i")
+    opens = [f for f in fills if first_bad < f[0] <= last_bad and f[2] == "MARKET"]
+    assert len(opens) <= 1
+
+    monkeypatch.setattr(XGBoostModel, "predict_up_one", original)
+    again = run_paper(setup["scenario"], setup["registry"], state, options, model_dir=setup["model"])
+    assert again["resumed_from"] == again["items"] and again["withheld_predictions"] == len(withheld)

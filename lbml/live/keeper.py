@@ -46,6 +46,7 @@ class StateKeeper(Actor):
         status,
         drift=None,
         on_error: Callable[[str], None] | None = None,
+        guard=None,
     ) -> None:
         super().__init__(config)
         self._store = store
@@ -54,6 +55,7 @@ class StateKeeper(Actor):
         self._borrow, self._slippage = ledgers
         self._status = status
         self._drift = drift
+        self._guard = guard
         self._on_error = on_error
         stored = store.get("checkpoint")
         self.resume_pos = stored["pos"] if stored else 0
@@ -144,7 +146,8 @@ class StateKeeper(Actor):
             self._finish_replay()
         rows = self._new_rows(pos)
         drift = self._drift.take_reports() if self._drift is not None else []
-        self._store.checkpoint(checkpoint=self._snapshot(pos), journal=self._journal, drift=drift, **rows)
+        guard = self._guard.take_new_decisions() if self._guard is not None else []
+        self._store.checkpoint(checkpoint=self._snapshot(pos), journal=self._journal, drift=drift, guard=guard, **rows)
         self._journal = []
         self._committed_pos = pos
         self._advance(rows, pos)
@@ -214,6 +217,7 @@ class StateKeeper(Actor):
             "borrow": self._borrow.ledger.total,
             "slippage": self._slippage.ledger.total,
             "fills": len(self._recorder.record.fills),
+            "model_calls": self._guard.calls if self._guard is not None else None,
         }
 
     def _write_equity_csv(self) -> None:
@@ -243,7 +247,7 @@ _ROW_INDEX = {
     "equity": tuple(range(6)),
     "signals": (0, 1, 2, 3),
 }
-_SNAPSHOT_KEYS = ("signal_seq", "balance", "positions", "open_orders", "borrow", "slippage", "fills")
+_SNAPSHOT_KEYS = ("signal_seq", "balance", "positions", "open_orders", "borrow", "slippage", "fills", "model_calls")
 
 
 def _price(order) -> float | None:

@@ -8,6 +8,7 @@ nautilus sandbox with the backtest's order latency) instead of the backtest venu
 (built by the feed from trades by event time) where the tick backtest uses INTERNAL ones; that is
 configuration, not a branch in any component.
 
+The model can be wrapped in a ``ModelGuard`` (``lbml.live.guard``) for graceful degradation.
 ``extra_actors`` is the seam for components such as a signal publisher: they are added to the
 trader after lbml's actors and before the strategy, and receive the same ``Prediction`` messages.
 """
@@ -90,6 +91,7 @@ def build_paper_node(
     console: bool = True,
     stall_after_s: float = 30.0,
     log_level: str = "ERROR",
+    guard=None,
 ) -> PaperNode:
     """Assemble (but do not run) the paper node for a warmed-up ``pipeline`` and ``model``."""
     cfg = scenario.data
@@ -126,13 +128,13 @@ def build_paper_node(
     borrow, slippage = cost_modules(scenario)
     keeper = StateKeeper(
         StateKeeperConfig(component_id="StateKeeper", instrument_id=instrument.id, journal_events=journal_events),
-        store, recorder, (borrow, slippage), status, drift=drift, on_error=on_error,
+        store, recorder, (borrow, slippage), status, drift=drift, on_error=on_error, guard=guard,
     )
     signal_actor = SignalActor(
         SignalActorConfig(component_id="SignalActor", instrument_id=instrument.id, bar_type=bar_type,
                           reference_bar_type=ref_bar_type, horizon_bars=scenario.labels.horizon_bars),
         pipeline,
-        model,
+        guard if guard is not None else model,
         on_prediction=keeper.on_prediction,
     )
     keeper.signal_latencies_ns = signal_actor.latencies_ns

@@ -20,6 +20,7 @@ from lbml.features.pipeline import compute_features
 from lbml.live.drift import DriftConfig, DriftMonitor
 from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, replay_events
 from lbml.live.feeds import FeedPlan
+from lbml.live.guard import ModelGuard
 from lbml.live.node import build_paper_node, paper_symbols
 from lbml.live.state import StateError, StateStore
 from lbml.live.status import PaperStatus
@@ -43,6 +44,7 @@ class PaperOptions:
     endpoint: str = "tcp://127.0.0.1:5560"
     console: bool = True
     stall_after_s: float = 30.0
+    model_budget_s: float = 1.0
     drift: DriftConfig = field(default_factory=DriftConfig)
 
     def __post_init__(self) -> None:
@@ -50,6 +52,8 @@ class PaperOptions:
             raise ConfigError(f"--speed must be > 0, got {self.speed}")
         if self.duration_s is not None and self.duration_s <= 0:
             raise ConfigError(f"--duration must be > 0 seconds, got {self.duration_s}")
+        if self.model_budget_s <= 0:
+            raise ConfigError(f"--model-budget must be > 0 seconds, got {self.model_budget_s}")
         if self.bars is not None and self.bars < 1:
             raise ConfigError(f"--bars must be >= 1, got {self.bars}")
 
@@ -84,6 +88,12 @@ def run_paper(
         warm_up(pipeline, prepared)
 
         status = PaperStatus()
+        checkpoint = store.get("checkpoint") or {}
+        guard = ModelGuard(
+            artifact.model, options.model_budget_s, status,
+            decisions={n: d for n, d in store.rows("model_guard", ("call", "decision"))},
+            replay_calls=checkpoint.get("model_calls") or 0,
+        )
         drift = DriftMonitor(pipeline.names, reference, options.drift, state_dir, status)
         symbols = paper_symbols(scenario, prepared.market, pipeline)
         # Only a replay is paced; a live source arrives at its own pace.
@@ -95,6 +105,7 @@ def run_paper(
             state_dir=state_dir, extra_actors=extra_actors, drift=drift,
             on_error=lambda msg: (errors.append(msg), paper.node.stop()),
             journal_events=options.feed == "zmq", console=options.console, stall_after_s=options.stall_after_s,
+            guard=guard,
         )
         plan.resume_pos = paper.keeper.resume_pos
         node = paper.node
@@ -122,6 +133,8 @@ def run_paper(
             "equity": status.equity,
             "balance": status.balance,
             "position": status.position,
+            "degraded": status.degraded,
+            "withheld_predictions": len(guard.decisions),
         }
     finally:
         store.close()

@@ -7,7 +7,8 @@
   position, open orders and the borrow/slippage ledgers;
 - ``fills``, ``trades`` (closed positions), ``equity`` (one mark-to-market row per bar, with the
   cost-ledger totals at that bar), ``signals`` (one row per prediction, numbered 1, 2, ...),
-  ``drift`` (Kolmogorov-Smirnov reports) and ``journal`` (events of feeds that cannot be rewound).
+  ``drift`` (Kolmogorov-Smirnov reports), ``model_guard`` (predictions withheld from a failing
+  or slow model) and ``journal`` (events of feeds that cannot be rewound).
 
 Commits use ``synchronous=FULL``: a committed checkpoint survives ``kill -9`` and power loss.
 """
@@ -37,6 +38,7 @@ CREATE TABLE IF NOT EXISTS signals (
 CREATE TABLE IF NOT EXISTS drift (
     i INTEGER PRIMARY KEY, ts INTEGER, n_features INTEGER, n_drifted INTEGER, share REAL,
     flagged INTEGER, detail TEXT);
+CREATE TABLE IF NOT EXISTS model_guard (call INTEGER PRIMARY KEY, decision TEXT);
 CREATE TABLE IF NOT EXISTS journal (
     pos INTEGER PRIMARY KEY, kind INTEGER, symbol TEXT, ts INTEGER, a REAL, b REAL, c REAL, d REAL);
 """
@@ -96,7 +98,7 @@ class StateStore:
         return self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608 - fixed names
 
     def rows(self, table: str, columns: tuple[str, ...], start: int = 0) -> list[tuple]:
-        key = "seq" if table == "signals" else ("pos" if table == "journal" else "i")
+        key = {"signals": "seq", "journal": "pos", "model_guard": "call"}.get(table, "i")
         sql = f"SELECT {', '.join(columns)} FROM {table} ORDER BY {key} LIMIT -1 OFFSET ?"  # noqa: S608
         return self._db.execute(sql, (start,)).fetchall()
 
@@ -111,6 +113,7 @@ class StateStore:
         signals: list[tuple] = (),
         journal: list[tuple] = (),
         drift: list[tuple] = (),
+        guard: list[tuple] = (),
     ) -> None:
         """Append rows and replace the checkpoint in one durable transaction."""
         db = self._db
@@ -128,6 +131,8 @@ class StateStore:
                 db.executemany("INSERT INTO journal(pos, kind, symbol, ts, a, b, c, d) VALUES (?,?,?,?,?,?,?,?)", journal)
             if drift:
                 db.executemany("INSERT INTO drift(ts, n_features, n_drifted, share, flagged, detail) VALUES (?,?,?,?,?,?)", drift)
+            if guard:
+                db.executemany("INSERT INTO model_guard(call, decision) VALUES (?,?)", guard)
             self._put("checkpoint", checkpoint)
             db.execute("COMMIT")
         except BaseException:
