@@ -85,24 +85,32 @@ def test_drift_monitor_flags_a_shifted_distribution_only(tmp_path):
     assert (tmp_path / "drift.json").is_file()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_zmq_feed_gives_the_replay_signals(tmp_path):
-    """`lbml feed serve` on a loopback socket → `--feed zmq` paper session == the replay session."""
-    from lbml.live.serve import serve_feed
-    from lbml.live.session import PaperOptions, run_paper
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A 3-day scenario and its trained model, shared by the node tests of this module."""
     from lbml.plugins import load_registry
     from lbml.scenario import load_scenario
     from lbml.workflows import prepare, train_model
 
     registry = load_registry()
     scenario = load_scenario("scenarios/default.toml").with_data(days=3)
-    model = tmp_path / "model"
+    model = tmp_path_factory.mktemp("feeds") / "model"
     train_model(prepare(scenario, registry), registry, model)
+    return scenario, registry, model
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_zmq_feed_gives_the_replay_signals(small, tmp_path):
+    """`lbml feed serve` on a loopback socket → `--feed zmq` paper session == the replay session."""
+    from lbml.live.serve import serve_feed
+    from lbml.live.session import PaperOptions, run_paper
+
+    scenario, registry, model = small
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
     sent = []
     server = threading.Thread(
@@ -126,3 +134,36 @@ def test_zmq_feed_gives_the_replay_signals(tmp_path):
     db = sqlite3.connect(tmp_path / "zmq" / "state.sqlite")
     assert db.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == sent[0]  # journaled for restarts
     db.close()
+
+
+def test_binance_data_config_is_validated_and_the_feed_refused_in_one_line(capsys):
+    from lbml.cli import main
+    from lbml.errors import ConfigError
+    from lbml.live.binance import binance_data_config
+
+    config = binance_data_config(["BNBUSDT", "BTCUSDT"], market="usdt_futures", testnet=True)
+    assert config.testnet and config.use_agg_trade_ticks
+    assert config.instrument_provider.load_ids == frozenset({"BNBUSDT-PERP.BINANCE", "BTCUSDT-PERP.BINANCE"})
+    with pytest.raises(ConfigError, match="market must be one of"):
+        binance_data_config(["BNBUSDT"], market="options")
+    with pytest.raises(ConfigError, match="upper-case"):
+        binance_data_config(["bnb/usdt"])
+    assert main(["paper", "scenarios/default.toml", "--feed", "binance", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lbml: error: --feed binance: not wired") and len(err.strip().splitlines()) == 1
+
+
+def test_a_silent_feed_is_reported_as_stalled(small, tmp_path):
+    """A zmq feed with no publisher: the status (and status.json) reports the stall."""
+    import json
+
+    from lbml.live.session import PaperOptions, run_paper
+
+    scenario, registry, model = small
+    state = tmp_path / "silent"
+    run_paper(scenario, registry, state, PaperOptions(
+        feed="zmq", endpoint=f"tcp://127.0.0.1:{_free_port()}", console=False, duration_s=3, stall_after_s=1),
+        model_dir=model)
+    # The final status.json is written at stop; the stall flag was raised by the periodic check.
+    status = json.loads((state / "status.json").read_text())
+    assert status["feed_stalled"] and status["items"] == 0
