@@ -270,3 +270,36 @@ def test_a_failing_or_slow_model_degrades_without_new_positions_and_replays_dura
     monkeypatch.setattr(XGBoostModel, "predict_up_one", original)
     again = run_paper(setup["scenario"], setup["registry"], state, options, model_dir=setup["model"])
     assert again["resumed_from"] == again["items"] and again["withheld_predictions"] == len(withheld)
+
+
+def test_extra_actors_receive_every_prediction_and_the_replay_flag(setup, tmp_path):
+    """The seam for a signal publisher: an extra actor sees each Prediction and the session status."""
+    import shutil
+
+    from nautilus_trader.common.actor import Actor
+    from nautilus_trader.config import ActorConfig
+
+    from lbml.engine.messages import PREDICTION_TYPE
+
+    class Collector(Actor):
+        def __init__(self, status) -> None:
+            super().__init__(ActorConfig(component_id="Collector"))
+            self.status = status
+            self.seen: list[tuple[int, float, bool]] = []
+
+        def on_start(self) -> None:
+            self.subscribe_data(PREDICTION_TYPE)
+
+        def on_data(self, data) -> None:
+            self.seen.append((data.ts_event, data.probability, self.status.replaying))
+
+    made = []
+    state = tmp_path / "seam"
+    shutil.copytree(setup["state"], state)  # a finished session: a restart regenerates every prediction
+    run_paper(setup["scenario"], setup["registry"], state, PaperOptions(speed=1e9, bars=BARS, console=False),
+              model_dir=setup["model"], extra_actors=[lambda status: made.append(Collector(status)) or made[-1]])
+    [collector] = made
+    ref = _rows(setup["state"], "SELECT ts, probability FROM signals ORDER BY seq")
+    assert [(ts, p) for ts, p, _ in collector.seen] == ref
+    assert all(replaying for _, _, replaying in collector.seen)  # all regenerated, none new
+    assert collector.status.last_durable_signal_seq == BARS and not collector.status.replaying

@@ -11,6 +11,7 @@ piece of engine state, verifies it against the stored checkpoint and continues f
 """
 
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -65,9 +66,16 @@ def run_paper(
     options: PaperOptions,
     *,
     model_dir: Path | None = None,
-    extra_actors: tuple = (),
+    extra_actors: Sequence[Callable[[PaperStatus], object]] = (),
 ) -> dict:
-    """Run (or resume) a paper session; return a summary. Raises ``LbmlError`` on user errors."""
+    """Run (or resume) a paper session; return a summary. Raises ``LbmlError`` on user errors.
+
+    ``extra_actors`` are factories called with the session's ``PaperStatus``; the actors they return
+    join the node next to lbml's own (e.g. a signal publisher). They receive every ``Prediction``,
+    including those a restarted session regenerates while ``status.replaying`` is true: the first
+    ``status.last_durable_signal_seq`` predictions of the session were already handled by the
+    previous run (predictions are numbered 1, 2, ... in the order they are published).
+    """
     if options.feed == "binance":
         from lbml.live.binance import binance_unavailable_reason
 
@@ -102,7 +110,7 @@ def run_paper(
         errors: list[str] = []
         paper = build_paper_node(
             scenario, prepared.market, pipeline, artifact.model, plan=plan, store=store, status=status,
-            state_dir=state_dir, extra_actors=extra_actors, drift=drift,
+            state_dir=state_dir, extra_actors=[make(status) for make in extra_actors], drift=drift,
             on_error=lambda msg: (errors.append(msg), paper.node.stop()),
             journal_events=options.feed == "zmq", console=options.console, stall_after_s=options.stall_after_s,
             guard=guard,
