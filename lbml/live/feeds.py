@@ -48,6 +48,7 @@ class FeedPlan:
     last_event_wall: float = field(default_factory=time.monotonic)
     last_event_ts: int = 0
     finished: bool = False
+    feed_seconds: float = 0.0  # wall time of the feed loop (first item to the end)
 
 
 class FeedDataClient(LiveMarketDataClient):
@@ -118,6 +119,7 @@ class FeedDataClient(LiveMarketDataClient):
         plan = self.plan
         wall0: float | None = None
         ts0 = 0
+        started = time.monotonic()
         try:
             async for event in self._events():
                 for bar in self._aggregator.due(event.ts):
@@ -138,6 +140,7 @@ class FeedDataClient(LiveMarketDataClient):
         except Exception as exc:  # noqa: BLE001 - a broken feed is reported, the node keeps its state
             self._log.error(f"feed failed: {exc!r}")
         plan.finished = True
+        plan.feed_seconds = time.monotonic() - started
         if plan.on_end is not None:
             plan.on_end()
 

@@ -135,6 +135,7 @@ def run_paper(
             "resumed_from": paper.keeper.resume_pos,
             "items": plan.pos,
             "feed_finished": plan.finished,
+            "feed_seconds": plan.feed_seconds,
             "bars": status.bars,
             "fills": status.fills,
             "signals": status.last_signal_seq,
