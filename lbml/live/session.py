@@ -128,11 +128,12 @@ def run_paper(
             print(file=__import__("sys").stderr)
         if errors:
             raise StateError(f"{state_dir}: {errors[0]}")
-        if status.replaying:
-            raise StateError(f"{state_dir}: stopped before the recovery replay reached the stored checkpoint")
+        if status.replaying:  # stopped (e.g. --duration) while rebuilding: the state is untouched
+            log.warning("%s: stopped before the recovery replay reached the stored checkpoint", state_dir)
         return {
             "state_dir": str(state_dir),
             "resumed_from": paper.keeper.resume_pos,
+            "recovery_complete": not status.replaying,
             "items": plan.pos,
             "feed_finished": plan.finished,
             "feed_seconds": plan.feed_seconds,
