@@ -303,3 +303,35 @@ def test_extra_actors_receive_every_prediction_and_the_replay_flag(setup, tmp_pa
     assert [(ts, p) for ts, p, _ in collector.seen] == ref
     assert all(replaying for _, _, replaying in collector.seen)  # all regenerated, none new
     assert collector.status.last_durable_signal_seq == BARS and not collector.status.replaying
+
+
+def test_paper_session_has_no_look_ahead(setup, tmp_path):
+    """Perturbing the market after time t changes nothing the paper node did up to t."""
+    from lbml.data.frames import MarketData, bars_from_trades
+    from lbml.workflows import Prepared
+
+    prepared = setup["prepared"]
+    bars = prepared.market[setup["scenario"].data.symbol].bars
+    window = bars.index[bars.index > prepared.split.test_start]
+    cut = window[60]
+    rng = __import__("numpy").random.default_rng(5)
+    perturbed = {}
+    for symbol, data in prepared.market.instruments.items():
+        trades, quotes = data.trades.copy(), data.quotes.copy()
+        after, q_after = trades.index > cut, quotes.index > cut
+        trades.loc[after, "price"] = (trades.loc[after, "price"] * rng.lognormal(0, 0.01, after.sum())).round(2)
+        quotes.loc[q_after, ["bid", "ask"]] = quotes.loc[q_after, ["bid", "ask"]] * 0.95
+        perturbed[symbol] = dataclasses.replace(data, trades=trades, quotes=quotes, bars=bars_from_trades(trades))
+    other = Prepared(prepared.scenario, MarketData(perturbed, prepared.market.funding, prepared.market.bar_minutes),
+                     prepared.split)
+    state = tmp_path / "perturbed"
+    run_paper(setup["scenario"], setup["registry"], state, PaperOptions(speed=1e9, bars=120, console=False),
+              model_dir=setup["model"], prepared=other)
+    ref = setup["state"]
+    upto = cut.value
+    for sql in ("SELECT ts, probability FROM signals ORDER BY seq", "SELECT ts, equity FROM equity ORDER BY i",
+                "SELECT ts, side, quantity, price FROM fills ORDER BY i"):
+        mine, theirs = _rows(state, sql), _rows(ref, sql)
+        assert [r for r in mine if r[0] <= upto] == [r for r in theirs if r[0] <= upto], sql
+    assert _rows(state, "SELECT probability FROM signals WHERE seq = 80") != \
+        _rows(ref, "SELECT probability FROM signals WHERE seq = 80")

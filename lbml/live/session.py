@@ -67,6 +67,7 @@ def run_paper(
     *,
     model_dir: Path | None = None,
     extra_actors: Sequence[Callable[[PaperStatus], object]] = (),
+    prepared: Prepared | None = None,
 ) -> dict:
     """Run (or resume) a paper session; return a summary. Raises ``LbmlError`` on user errors.
 
@@ -75,13 +76,14 @@ def run_paper(
     including those a restarted session regenerates while ``status.replaying`` is true: the first
     ``status.last_durable_signal_seq`` predictions of the session were already handled by the
     previous run (predictions are numbered 1, 2, ... in the order they are published).
+    ``prepared`` replaces loading the scenario's data (tests use it to perturb the market).
     """
     if options.feed == "binance":
         from lbml.live.binance import binance_unavailable_reason
 
         raise ConfigError(f"--feed binance: {binance_unavailable_reason()}")
     state_dir = Path(state_dir)
-    prepared = prepare(scenario, registry)
+    prepared = prepared or prepare(scenario, registry)
     store = StateStore(state_dir)
     try:
         artifact_dir = _model(prepared, registry, state_dir, model_dir)
