@@ -99,7 +99,12 @@ class StateKeeper(Actor):
                 self._on_error(self.error)
 
     def on_stop(self) -> None:
-        if self.error is None and not self._status.replaying and self._last_pos > self._committed_pos:
+        # Commit the processed tail (journaled events) only if nothing durable is pending: the stop
+        # may interrupt the item after _last_pos midway, and its effects belong to that item.
+        rec = self._recorder.record
+        quiet = (len(rec.fills) == self._done["fills"] and len(rec.equity) == self._done["equity"]
+                 and len(rec.positions) == self._done["trades"] and not self._signals)
+        if self.error is None and not self._status.replaying and quiet and self._last_pos > self._committed_pos:
             self._commit(self._last_pos)
         self._write_equity_csv()
 
