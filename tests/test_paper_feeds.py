@@ -162,7 +162,7 @@ def test_a_silent_feed_is_reported_as_stalled(small, tmp_path):
     scenario, registry, model = small
     state = tmp_path / "silent"
     run_paper(scenario, registry, state, PaperOptions(
-        feed="zmq", endpoint=f"tcp://127.0.0.1:{_free_port()}", console=False, duration_s=3, stall_after_s=1),
+        feed="zmq", endpoint=f"tcp://127.0.0.1:{_free_port()}", console=False, duration_s=5, stall_after_s=0.5),
         model_dir=model)
     # The final status.json is written at stop; the stall flag was raised by the periodic check.
     status = json.loads((state / "status.json").read_text())

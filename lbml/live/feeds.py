@@ -136,6 +136,7 @@ class FeedDataClient(LiveMarketDataClient):
             for bar in self._aggregator.flush():
                 await self._deliver(self._bar(bar), None)
         except asyncio.CancelledError:
+            plan.feed_seconds = time.monotonic() - started
             raise
         except Exception as exc:  # noqa: BLE001 - a broken feed is reported, the node keeps its state
             self._log.error(f"feed failed: {exc!r}")
