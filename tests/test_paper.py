@@ -26,7 +26,7 @@ from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
 from lbml.workflows import prepare, train_model, warm_up
 
-BARS = 300
+BARS = 200
 FILL_COLS = ("pos", "ts", "side", "quantity", "price", "commission", "liquidity", "order_type")
 
 
@@ -85,7 +85,8 @@ def test_paper_agrees_with_the_backtest_bar_for_bar(setup):
                                             "FROM fills ORDER BY i"),
                                columns=["ts", "side", "quantity", "price", "commission", "liquidity", "order_type"])
     bt_fills = bt.record.fills_frame().drop(columns="order_id")
-    assert len(bt_fills) > 5 and {"MARKET", "LIMIT", "STOP_MARKET"} & set(bt_fills.order_type) >= {"MARKET"}
+    types = set(bt_fills.order_type)
+    assert len(bt_fills) > 5 and "MARKET" in types and types & {"LIMIT", "STOP_MARKET"}  # brackets exercised
     pd.testing.assert_frame_equal(paper_fills, bt_fills.reset_index(drop=True), check_exact=True)
 
     equity = _rows(state, "SELECT ts, equity, balance, close FROM equity ORDER BY i")
@@ -126,7 +127,7 @@ def test_sigkill_at_random_points_resumes_to_the_uninterrupted_state(setup, tmp_
     while final is None:
         proc = ctx.Process(target=_run_cli, args=(argv, str(out)))
         proc.start()
-        target = _bars_done(state) + rng.randint(25, 50)
+        target = _bars_done(state) + rng.randint(20, 35)
         while proc.is_alive() and _bars_done(state) < target:
             time.sleep(0.02)
         if proc.is_alive() and len(kills) < 5:
