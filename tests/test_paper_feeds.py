@@ -135,6 +135,32 @@ def test_zmq_feed_gives_the_replay_signals(small, tmp_path):
     assert db.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == sent[0]  # journaled for restarts
     db.close()
 
+    # Restart: the journal rebuilds (and verifies) the session; the new stream only says "end".
+    import zmq
+
+    from lbml.live.events import END_OF_STREAM
+
+    def end_only():
+        sock = zmq.Context.instance().socket(zmq.XPUB)
+        sock.bind(endpoint)
+        if sock.poll(60_000, zmq.POLLIN):
+            sock.recv()
+            sock.send(END_OF_STREAM)
+        sock.close(linger=1000)
+
+    server = threading.Thread(target=end_only)
+    server.start()
+    try:
+        again = run_paper(scenario, registry, tmp_path / "zmq", PaperOptions(
+            feed="zmq", endpoint=endpoint, console=False, duration_s=120), model_dir=model)
+    finally:
+        server.join()
+    assert again["recovery_complete"] and again["resumed_from"] == again["items"] == zmq_summary["items"]
+    db = sqlite3.connect(tmp_path / "zmq" / "state.sqlite")
+    assert (db.execute("SELECT seq, ts, probability FROM signals").fetchall(),
+            db.execute("SELECT ts, side, quantity, price FROM fills").fetchall()) == rows["zmq"]
+    db.close()
+
 
 def test_binance_data_config_is_validated_and_the_feed_refused_in_one_line(capsys):
     from lbml.cli import main
