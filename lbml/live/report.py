@@ -41,7 +41,7 @@ def result_from_state(store: StateStore) -> tuple[BacktestResult, dict]:
         slippage=CostLedger(total=slippage),
         starting_balance=session["starting_balance"],
         final_balance=last_balance,
-        currency="USDT",
+        currency=session.get("currency", "USDT"),
         mode="paper",
         n_events=int(checkpoint.get("pos", 0)),
         n_bars=len(equity_rows),

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from lbml.engine.backtest import _instrument_for
 from lbml.errors import ArtifactError, ConfigError
 from lbml.features.pipeline import compute_features
 from lbml.live.drift import DriftConfig, DriftMonitor
@@ -92,7 +93,8 @@ def run_paper(
         if artifact.training_window.end >= prepared.split.test_start:
             raise ArtifactError(f"{artifact_dir}: model was trained up to {artifact.training_window.end}, "
                                 f"inside the paper window starting {prepared.split.test_start}")
-        _check_session(store, scenario, artifact.model_id, options)
+        currency = _instrument_for(prepared.market[scenario.data.symbol], scenario.data.venue, scenario).quote_currency.code
+        _check_session(store, scenario, artifact.model_id, options, currency)
         pipeline.load_fitted_state(artifact.feature_state)
         reference = _training_features(prepared, registry, artifact.feature_state)
         warm_up(pipeline, prepared)
@@ -162,13 +164,14 @@ def _model(prepared: Prepared, registry: PluginRegistry, state_dir: Path, model_
     return own
 
 
-def _check_session(store: StateStore, scenario: Scenario, model_id: str, options: PaperOptions) -> None:
+def _check_session(store: StateStore, scenario: Scenario, model_id: str, options: PaperOptions, currency: str) -> None:
     identity = {"scenario": scenario.name, "scenario_hash": scenario.content_hash(), "model_id": model_id,
                 "feed": options.feed, "bars": options.bars}
     stored = store.get("session")
     if stored is None:
         store.put("session", identity | {"periods_per_year": scenario.report.periods_per_year,
                                          "starting_balance": scenario.venue.starting_balance,
+                                         "currency": currency,
                                          "tearsheet": scenario.report.tearsheet})
         (store.dir / "scenario.toml").write_text(scenario.to_toml())
         return
