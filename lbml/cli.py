@@ -189,6 +189,44 @@ def _cmd_demo(args, settings) -> int:
     return 0
 
 
+def _cmd_paper(args, settings) -> int:
+    from lbml.live.session import PaperOptions, run_paper
+
+    scenario = _scenario(args)
+    options = PaperOptions(
+        feed=args.feed, speed=args.speed, duration_s=args.duration, bars=args.bars, endpoint=args.endpoint,
+        console=not args.quiet, model_budget_s=args.model_budget, stall_after_s=args.stall_after,
+    )
+    state_dir = Path(args.state) if args.state else settings.paths.runs_dir / f"paper-{scenario.name}"
+    summary = run_paper(
+        scenario, _registry(settings), state_dir, options, model_dir=Path(args.model) if args.model else None
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_report(args, settings) -> int:
+    from lbml.live.report import write_report
+
+    report_dir, metrics = write_report(Path(args.state_dir))
+    print(f"report: {report_dir}")
+    print(f"  final equity {metrics['final_equity']:,.2f} {metrics['currency']} ({_pct(metrics['total_return'])}), "
+          f"{metrics['n_trades']} trades, reconciliation error {metrics['reconciliation_error']:.2e}")
+    tearsheet = metrics.get("tearsheet")
+    print(f"  tearsheet: {report_dir / tearsheet if tearsheet else 'none: ' + str(metrics.get('tearsheet_skipped'))}")
+    return 0
+
+
+def _cmd_feed_serve(args, settings) -> int:
+    from lbml.live.serve import serve_feed
+
+    scenario = _scenario(args)
+    sent = serve_feed(scenario, _registry(settings), args.endpoint, speed=args.speed, bars=args.bars,
+                      wait_s=args.wait)
+    print(f"sent {sent} events to {args.endpoint}")
+    return 0
+
+
 # -- helpers --------------------------------------------------------------------------------------
 def _scenario(args):
     from lbml.scenario import load_scenario
@@ -289,6 +327,39 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--publish", action="store_true", help="publish predictions over ZeroMQ while backtesting")
             cmd.add_argument("--publish-endpoint", help="with --publish: endpoint (default: signals.endpoint)")
         cmd.set_defaults(func=func)
+
+    paper = sub.add_parser("paper", help="paper-trade a scenario on a TradingNode (crash-safe; resumes from --state)")
+    paper.add_argument("scenario")
+    paper.add_argument("--model", help="a model artifact folder (default: train on the training window)")
+    paper.add_argument("--feed", choices=["replay", "zmq", "binance"], default="replay")
+    paper.add_argument("--speed", type=float, default=1.0, help="replay speed, multiple of real time")
+    paper.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S wall-clock seconds")
+    paper.add_argument("--bars", type=int, default=None, help="replay only the first N bars after the training window")
+    paper.add_argument("--state", help="state folder (default: <runs_dir>/paper-<scenario>)")
+    paper.add_argument("--endpoint", default="tcp://127.0.0.1:5560", help="ZeroMQ endpoint for --feed zmq")
+    paper.add_argument("--data", action="append", metavar="PATH", help="real data file(s) for the traded symbol")
+    paper.add_argument("--reference-data", action="append", metavar="PATH", help="data file(s) for the reference symbol")
+    paper.add_argument("--quiet", action="store_true", help="no console status line")
+    paper.add_argument("--model-budget", type=float, default=1.0, metavar="S",
+                       help="a prediction slower than S seconds is withheld and degrades the session")
+    paper.add_argument("--stall-after", type=float, default=30.0, metavar="S",
+                       help="report the feed as stalled after S seconds without a market event")
+    paper.set_defaults(func=_cmd_paper)
+
+    report = sub.add_parser("report", help="metrics and tearsheet of a paper state folder")
+    report.add_argument("state_dir")
+    report.set_defaults(func=_cmd_report)
+
+    feed = sub.add_parser("feed", help="market-data feeds").add_subparsers(dest="feed_command", required=True)
+    serve = feed.add_parser("serve", help="replay a scenario's data (after its training window) on a ZeroMQ PUB socket")
+    serve.add_argument("scenario")
+    serve.add_argument("--endpoint", default="tcp://127.0.0.1:5560")
+    serve.add_argument("--speed", type=float, default=1.0)
+    serve.add_argument("--bars", type=int, default=None)
+    serve.add_argument("--wait", type=float, default=30.0, help="longest wait for a first subscriber (seconds)")
+    serve.add_argument("--data", action="append", metavar="PATH")
+    serve.add_argument("--reference-data", action="append", metavar="PATH")
+    serve.set_defaults(func=_cmd_feed_serve)
 
     demo = sub.add_parser("demo", help="generate the embedded market, train, backtest, report")
     demo.add_argument("--scenario", default="scenarios/default.toml")

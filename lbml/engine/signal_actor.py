@@ -93,6 +93,8 @@ class SignalActor(Actor):
         if not np.isfinite(features).all():
             return  # still warming up
         probability = self._model.predict_up_one(features)
+        if not math.isfinite(probability):
+            return  # no prediction this bar (e.g. a guarded model withholding it): nothing to act on
         prediction = Prediction(
             ts_event=bar.ts_event,
             ts_init=bar.ts_init,

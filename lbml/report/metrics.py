@@ -12,10 +12,10 @@ from lbml.engine.backtest import BacktestResult
 from lbml.report.reconcile import Reconciliation, reconcile
 
 
-def daily_returns(equity: pd.Series) -> pd.Series:
-    """Daily simple returns of a mark-to-market curve, tz-naive (what quantstats expects)."""
-    daily = equity.resample("1D").last().dropna()
-    first = pd.Series([equity.iloc[0]], index=[daily.index[0] - pd.Timedelta(days=1)])
+def daily_returns(equity: pd.Series, freq: str = "1D") -> pd.Series:
+    """Daily (or ``freq``) simple returns of a mark-to-market curve, tz-naive (what quantstats expects)."""
+    daily = equity.resample(freq).last().dropna()
+    first = pd.Series([equity.iloc[0]], index=[daily.index[0] - pd.Timedelta(freq)])
     returns = pd.concat([first, daily]).pct_change().dropna()
     returns.index = returns.index.tz_localize(None)
     return returns

@@ -1,0 +1,1 @@
+"""Paper trading: the backtest's strategy, actors and cost modules under a nautilus ``TradingNode``."""

@@ -1,0 +1,177 @@
+"""Market events for paper trading and where they come from.
+
+A source yields ``MarketEvent``s (trades and top-of-book quotes) in processing order. Three kinds:
+
+- ``ReplaySource``: the scenario's own data after the backtest start, merged in the order the
+  backtest engine processes it (time, then per symbol trades before quotes). Deterministic, so a
+  restarted session can rebuild its state by replaying it again.
+- ``JournalSource``: events a live session journaled in its state database (for restarts of
+  sources that cannot be rewound, such as a ZeroMQ socket).
+- ``ZmqSource``: JSON messages from a ZeroMQ SUB socket (format below).
+
+ZeroMQ message format (one JSON object per message, UTF-8)::
+
+    {"type": "trade", "symbol": "BNBUSDT", "ts": 1704067260000000000,
+     "price": 312.5, "size": 0.25, "side": 1}          # side: 1 buyer aggressor, -1 seller
+    {"type": "quote", "symbol": "BNBUSDT", "ts": 1704067260000000000,
+     "bid": 312.49, "ask": 312.51, "bid_size": 10.0, "ask_size": 8.0}
+    {"type": "end"}                                    # optional: the stream is over
+
+``ts`` is the event time in integer nanoseconds since the Unix epoch (UTC). Events of one symbol
+must arrive in non-decreasing ``ts`` order.
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from lbml.data.frames import MarketData
+from lbml.errors import DataError
+
+TRADE = 0
+QUOTE = 1
+JOURNAL_COLUMNS = ("kind", "symbol", "ts", "a", "b", "c", "d")
+
+
+class MarketEvent(NamedTuple):
+    """One trade (``a, b, c`` = price, size, side) or quote (``a, b, c, d`` = bid, ask, sizes)."""
+
+    kind: int
+    symbol: str
+    ts: int
+    a: float
+    b: float
+    c: float
+    d: float = 0.0
+
+
+def replay_events(
+    market: MarketData, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp | None = None
+) -> Iterator[MarketEvent]:
+    """Yield every trade and quote of ``symbols`` in ``(start, end]`` in backtest processing order."""
+    stamps, order, kinds, rows, sym_idx = [], [], [], [], []
+    frames = []
+    for s, symbol in enumerate(symbols):
+        data = market[symbol]
+        if not data.has_ticks:
+            raise DataError(f"paper replay needs trade ticks for {symbol}; the data has bars only")
+        for kind, frame in ((TRADE, data.trades), (QUOTE, data.quotes)):
+            if frame is None or not len(frame):
+                continue
+            mask = frame.index > start
+            if end is not None:
+                mask &= frame.index <= end
+            window = frame.loc[mask]
+            frames.append((symbol, kind, window))
+            n = len(window)
+            stamps.append(window.index.asi8)
+            order.append(np.full(n, len(frames) - 1, dtype=np.int64))
+            rows.append(np.arange(n, dtype=np.int64))
+            kinds.append(kind)
+            sym_idx.append(s)
+    if not frames:
+        return
+    ts = np.concatenate(stamps)
+    stream = np.concatenate(order)
+    row = np.concatenate(rows)
+    perm = np.lexsort((stream, ts))
+    columns = []
+    for symbol, kind, window in frames:
+        if kind == TRADE:
+            columns.append((window["price"].to_numpy(), window["size"].to_numpy(),
+                            window["side"].to_numpy(), None))
+        else:
+            columns.append((window["bid"].to_numpy(), window["ask"].to_numpy(),
+                            window["bid_size"].to_numpy(), window["ask_size"].to_numpy()))
+    for i in perm:
+        f = int(stream[i])
+        r = int(row[i])
+        symbol, kind, _ = frames[f]
+        a, b, c, d = columns[f]
+        if kind == TRADE:
+            yield MarketEvent(TRADE, symbol, int(ts[i]), float(a[r]), float(b[r]), float(c[r]))
+        else:
+            yield MarketEvent(QUOTE, symbol, int(ts[i]), float(a[r]), float(b[r]), float(c[r]), float(d[r]))
+
+
+def encode_event(event: MarketEvent) -> bytes:
+    """Render an event in the documented ZeroMQ JSON format."""
+    if event.kind == TRADE:
+        msg = {"type": "trade", "symbol": event.symbol, "ts": event.ts,
+               "price": event.a, "size": event.b, "side": int(event.c)}
+    else:
+        msg = {"type": "quote", "symbol": event.symbol, "ts": event.ts,
+               "bid": event.a, "ask": event.b, "bid_size": event.c, "ask_size": event.d}
+    return json.dumps(msg, separators=(",", ":")).encode()
+
+
+END_OF_STREAM = json.dumps({"type": "end"}).encode()
+
+
+def decode_event(payload: bytes) -> MarketEvent | None:
+    """Parse one message; return None for the end-of-stream marker; raise ``DataError`` if malformed."""
+    try:
+        msg = json.loads(payload)
+        kind = msg["type"]
+        if kind == "end":
+            return None
+        symbol, ts = str(msg["symbol"]), int(msg["ts"])
+        if kind == "trade":
+            side = int(msg["side"])
+            if side not in (1, -1):
+                raise ValueError(f"side must be 1 or -1, got {side}")
+            return MarketEvent(TRADE, symbol, ts, float(msg["price"]), float(msg["size"]), float(side))
+        if kind == "quote":
+            return MarketEvent(QUOTE, symbol, ts, float(msg["bid"]), float(msg["ask"]),
+                               float(msg["bid_size"]), float(msg["ask_size"]))
+        raise ValueError(f"unknown type {kind!r}")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"zmq feed: malformed message {payload[:120]!r}: {exc}") from None
+
+
+POLL_S = 0.001
+
+
+class ZmqSource:
+    """Events from a ZeroMQ SUB socket connected to ``endpoint`` (documented JSON format)."""
+
+    rewindable = False
+
+    def __init__(self, endpoint: str, symbols: set[str]) -> None:
+        self.endpoint = endpoint
+        self.symbols = symbols
+        self._sock = None
+        self.n_malformed = 0
+
+    async def events(self) -> AsyncIterator[MarketEvent]:
+        import zmq
+
+        # A plain socket polled without blocking: independent of how the node's event loop
+        # integrates file descriptors, at the cost of up to POLL_S of added latency when idle.
+        self._sock = zmq.Context.instance().socket(zmq.SUB)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.RCVHWM, 0)
+        self._sock.connect(self.endpoint)
+        self._sock.setsockopt(zmq.SUBSCRIBE, b"")
+        try:
+            while True:
+                try:
+                    payload = self._sock.recv(zmq.NOBLOCK)
+                except zmq.Again:
+                    await asyncio.sleep(POLL_S)
+                    continue
+                try:
+                    event = decode_event(payload)
+                except DataError:
+                    self.n_malformed += 1
+                    continue
+                if event is None:
+                    return
+                if event.symbol in self.symbols:
+                    yield event
+        finally:
+            self._sock.close(0)

@@ -1,0 +1,230 @@
+"""The paper node's market-data client: events from a source → ticks, quotes and bars on the bus.
+
+``FeedDataClient`` is a nautilus ``LiveMarketDataClient``. It pulls ``MarketEvent``s from a source
+(replay, journal, ZeroMQ), turns them into ``TradeTick``/``QuoteTick`` objects, builds EXTERNAL time
+bars from the trades by event time (``TickBarAggregator``) and hands each item to the data engine.
+After every item it waits until the node is idle (every engine queue empty), so the strategy's
+orders reach the paper venue before the next event: processing does not depend on thread or
+wall-clock timing, and the same events always give the same orders and fills. That is what lets a
+restarted session rebuild its exact state by replaying what it had processed.
+
+Every delivered item (tick, quote or bar) gets a position ``pos`` (1, 2, ...). Items up to
+``resume_pos`` are replayed without pacing (recovery); later ones are paced at
+``speed`` x real time from the event timestamps. ``on_item(pos, event)`` is called once an item and
+everything it caused (signals, orders, fills) has been processed: the state keeper commits there.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
+
+from nautilus_trader.common.providers import InstrumentProvider
+from nautilus_trader.live.data_client import LiveMarketDataClient
+from nautilus_trader.model.data import Bar, BarType, QuoteTick, TradeTick
+from nautilus_trader.model.enums import AggressorSide
+from nautilus_trader.model.identifiers import ClientId, TradeId, Venue
+from nautilus_trader.model.instruments import Instrument
+from nautilus_trader.model.objects import Price, Quantity
+
+from lbml.live.bars import TickBarAggregator
+from lbml.live.events import TRADE, MarketEvent
+
+IDLE_SPINS = 3
+
+
+@dataclass
+class FeedPlan:
+    """What the data client runs: the event sources (in order), pacing and the commit hook."""
+
+    sources: list[Iterable[MarketEvent] | Callable[[], AsyncIterator[MarketEvent]]]
+    speed: float = 1.0
+    resume_pos: int = 0
+    on_item: Callable[[int, MarketEvent | None], None] | None = None
+    on_end: Callable[[], None] | None = None
+    quiesce: Callable[[], object] | None = None
+    after_bar: Callable[[int], None] | None = None
+    pos: int = 0
+    last_event_wall: float = field(default_factory=time.monotonic)
+    last_event_ts: int = 0
+    finished: bool = False
+    feed_seconds: float = 0.0  # wall time of the feed loop (first item to the end)
+
+
+class FeedDataClient(LiveMarketDataClient):
+    """Feeds a ``FeedPlan``'s events into the node as ticks, quotes and EXTERNAL bars."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        msgbus,
+        cache,
+        clock,
+        venue: Venue,
+        instruments: dict[str, Instrument],
+        bar_types: dict[str, BarType],
+        bar_minutes: int,
+        plan: FeedPlan,
+    ) -> None:
+        provider = InstrumentProvider()
+        for instrument in instruments.values():
+            provider.add(instrument)
+        super().__init__(
+            loop=loop, client_id=ClientId(f"FEED-{venue}"), venue=venue, msgbus=msgbus, cache=cache,
+            clock=clock, instrument_provider=provider,
+        )
+        self._instruments = instruments
+        self._bar_types = bar_types
+        self._aggregator = TickBarAggregator(list(instruments), bar_minutes * 60 * 1_000_000_000)
+        self.plan = plan
+        self._task: asyncio.Task | None = None
+        self._trade_seq = 0
+
+    async def _connect(self) -> None:
+        for instrument in self._instruments.values():
+            self._handle_data(instrument)
+        self._task = self._loop.create_task(self._run(), name="lbml-feed")
+
+    async def _disconnect(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    # Every item is published whether or not someone subscribed: subscriptions are bookkeeping.
+    async def _subscribe(self, command) -> None:
+        pass
+
+    async def _subscribe_trade_ticks(self, command) -> None:
+        pass
+
+    async def _subscribe_quote_ticks(self, command) -> None:
+        pass
+
+    async def _subscribe_bars(self, command) -> None:
+        pass
+
+    async def _unsubscribe_trade_ticks(self, command) -> None:
+        pass
+
+    async def _unsubscribe_quote_ticks(self, command) -> None:
+        pass
+
+    async def _unsubscribe_bars(self, command) -> None:
+        pass
+
+    async def _unsubscribe(self, command) -> None:
+        pass
+
+    # -- the feed loop ----------------------------------------------------------------------------
+    async def _run(self) -> None:
+        plan = self.plan
+        wall0: float | None = None
+        ts0 = 0
+        started = time.monotonic()
+        try:
+            async for event in self._events():
+                for bar in self._aggregator.due(event.ts):
+                    await self._deliver(self._bar(bar), None)
+                if event.kind == TRADE:
+                    self._aggregator.on_trade(event.symbol, event.ts, event.a, event.b)
+                if plan.pos + 1 > plan.resume_pos and plan.speed > 0:
+                    if wall0 is None:
+                        wall0, ts0 = time.monotonic(), event.ts
+                    delay = wall0 + (event.ts - ts0) / 1e9 / plan.speed - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                await self._deliver(self._tick(event), event)
+            for bar in self._aggregator.flush():
+                await self._deliver(self._bar(bar), None)
+        except asyncio.CancelledError:
+            plan.feed_seconds = time.monotonic() - started
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken feed is reported, the node keeps its state
+            self._log.error(f"feed failed: {exc!r}")
+        plan.finished = True
+        plan.feed_seconds = time.monotonic() - started
+        if plan.on_end is not None:
+            plan.on_end()
+
+    async def _events(self) -> AsyncIterator[MarketEvent]:
+        for source in self.plan.sources:
+            if callable(source):
+                async for event in source():
+                    yield event
+            else:
+                for i, event in enumerate(source):
+                    yield event
+                    if i % 256 == 255:
+                        await asyncio.sleep(0)
+
+    async def _deliver(self, item, event: MarketEvent | None) -> None:
+        plan = self.plan
+        plan.pos += 1
+        plan.last_event_wall = time.monotonic()
+        plan.last_event_ts = item.ts_event
+        self._handle_data(item)
+        if plan.quiesce is not None:
+            await plan.quiesce()
+        if event is None and plan.after_bar is not None:
+            plan.after_bar(item.ts_event)
+            if plan.quiesce is not None:
+                await plan.quiesce()
+        if plan.on_item is not None:
+            plan.on_item(plan.pos, event)
+
+    def _tick(self, event: MarketEvent):
+        instrument = self._instruments[event.symbol]
+        pp, sp = instrument.price_precision, instrument.size_precision
+        if event.kind == TRADE:
+            self._trade_seq += 1
+            return TradeTick(
+                instrument_id=instrument.id,
+                price=Price(event.a, pp),
+                size=Quantity(max(event.b, 10.0**-sp), sp),
+                aggressor_side=AggressorSide.BUYER if event.c > 0 else AggressorSide.SELLER,
+                trade_id=TradeId(str(self._trade_seq)),
+                ts_event=event.ts,
+                ts_init=event.ts,
+            )
+        return QuoteTick(
+            instrument_id=instrument.id,
+            bid_price=Price(event.a, pp),
+            ask_price=Price(event.b, pp),
+            bid_size=Quantity(event.c, sp),
+            ask_size=Quantity(event.d, sp),
+            ts_event=event.ts,
+            ts_init=event.ts,
+        )
+
+    def _bar(self, bar) -> Bar:
+        symbol, ts, o, h, low, c, v = bar
+        instrument = self._instruments[symbol]
+        return Bar(
+            self._bar_types[symbol],
+            instrument.make_price(o),
+            instrument.make_price(h),
+            instrument.make_price(low),
+            instrument.make_price(c),
+            instrument.make_qty(v),
+            ts,
+            ts,
+        )
+
+
+def make_quiesce(node) -> Callable[[], object]:
+    """Return a coroutine function that waits until every engine queue of ``node`` is empty."""
+    kernel = node.kernel
+    data, risk, exec_ = kernel.data_engine, kernel.risk_engine, kernel.exec_engine
+
+    def busy() -> bool:
+        return bool(
+            data.data_qsize() or data.cmd_qsize() or data.req_qsize() or data.res_qsize()
+            or risk.cmd_qsize() or risk.evt_qsize() or exec_.cmd_qsize() or exec_.evt_qsize()
+        )
+
+    async def quiesce() -> None:
+        idle = 0
+        while idle < IDLE_SPINS:
+            await asyncio.sleep(0)
+            idle = 0 if busy() else idle + 1
+
+    return quiesce

@@ -1,0 +1,100 @@
+"""The paper venue: nautilus' sandbox execution client with the backtest's order latency.
+
+``SandboxExecutionClient`` wraps a ``SimulatedExchange`` driven by the live data, but it executes
+every command the moment it arrives (no latency model, no message queue), so a market order sent on
+a bar close would fill against the book *as of* that close, while the backtest fills it on the first
+event at least ``latency_ms`` later. ``PaperExecutionClient`` holds commands until the first market
+event at or after (market time of submission + latency) and runs them in the backtest's order:
+update the book with the event, execute due commands, then run the simulation modules. Market time
+is the latest event or bar time seen, so it follows the data, not the wall clock (a replay at
+``--speed`` stays consistent).
+
+The cost modules (borrow interest, slippage) are attached to ``exchange`` after ``node.build()``.
+"""
+
+from nautilus_trader.adapters.sandbox.config import SandboxExecutionClientConfig
+from nautilus_trader.adapters.sandbox.execution import SandboxExecutionClient
+from nautilus_trader.live.factories import LiveExecClientFactory
+from nautilus_trader.model.data import Bar, QuoteTick, TradeTick
+from nautilus_trader.model.instruments import Instrument
+
+
+class PaperExecClientConfig(SandboxExecutionClientConfig, frozen=True):
+    latency_ns: int = 1_000_000
+
+
+class PaperExecutionClient(SandboxExecutionClient):
+    """Sandbox execution with commands delayed by ``latency_ns`` of market time."""
+
+    def __init__(self, loop, portfolio, msgbus, cache, clock, config: PaperExecClientConfig) -> None:
+        super().__init__(loop=loop, portfolio=portfolio, msgbus=msgbus, cache=cache, clock=clock, config=config)
+        self._latency_ns = config.latency_ns
+        self._deferred: list[tuple[int, object, object]] = []
+        self.market_ns = 0
+
+    def connect(self) -> None:
+        super().connect()
+        self._msgbus.subscribe("data.bars.*", handler=self._on_bar_time)
+
+    def _on_bar_time(self, bar: Bar) -> None:
+        # Subscribed before any actor: commands sent in reaction to a bar are timed from its close.
+        self.market_ns = max(self.market_ns, bar.ts_event)
+
+    def on_bar_closed(self, ts: int) -> None:
+        """Run the venue at a bar's close, after the node has reacted to the bar.
+
+        The backtest engine runs its venues (and their cost modules) right after each timer
+        callback, at the timer's time; the feed calls this at the same point of the sequence.
+        """
+        if ts <= self.test_clock.timestamp_ns():
+            return
+        self.test_clock.set_time(max(ts, self.test_clock.timestamp_ns()))
+        self._release(ts)
+        self.exchange.process(ts)
+
+    @property
+    def n_deferred(self) -> int:
+        return len(self._deferred)
+
+    def _defer(self, execute, command) -> None:
+        self._deferred.append((self.market_ns + self._latency_ns, execute, command))
+
+    def submit_order(self, command):
+        self._defer(self._client.submit_order, command)
+
+    def submit_order_list(self, command):
+        self._defer(self._client.submit_order_list, command)
+
+    def modify_order(self, command):
+        self._defer(self._client.modify_order, command)
+
+    def cancel_order(self, command):
+        self._defer(self._client.cancel_order, command)
+
+    def cancel_all_orders(self, command):
+        self._defer(self._client.cancel_all_orders, command)
+
+    def on_data(self, data) -> None:
+        ts = data.ts_init
+        if isinstance(data, Instrument):
+            self.exchange.update_instrument(data)
+            return
+        self.market_ns = max(self.market_ns, ts)
+        self.test_clock.set_time(max(ts, self.test_clock.timestamp_ns()))
+        if isinstance(data, QuoteTick):
+            self.exchange.process_quote_tick(data)
+        elif isinstance(data, TradeTick):
+            self.exchange.process_trade_tick(data)
+        self._release(ts)
+        self.exchange.process(ts)
+
+    def _release(self, ts: int) -> None:
+        while self._deferred and self._deferred[0][0] <= ts:
+            _, execute, command = self._deferred.pop(0)
+            execute(command)
+
+
+class PaperExecClientFactory(LiveExecClientFactory):
+    @staticmethod
+    def create(loop, name, config, portfolio, msgbus, cache, clock):  # type: ignore[override]
+        return PaperExecutionClient(loop, portfolio, msgbus, cache, clock, config)

@@ -1,0 +1,213 @@
+"""``lbml paper``: one paper-trading session, started fresh or resumed from its state folder.
+
+Steps: load the scenario's market and split (``workflows.prepare``), take the model (``--model``, the
+state folder's own ``model/``, or train one there on the training window), bootstrap the feature
+pipeline from history (``workflows.warm_up``), build the node and run it until the feed ends,
+``duration_s`` passes or the user interrupts.
+
+A state folder belongs to one scenario, model and feed. Restarting with the same folder replays the
+items the previous run had processed (deterministically: see ``lbml.live.feeds``) to rebuild every
+piece of engine state, verifies it against the stored checkpoint and continues from there.
+"""
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from lbml.engine.backtest import _instrument_for
+from lbml.errors import ArtifactError, ConfigError
+from lbml.features.pipeline import compute_features
+from lbml.live.drift import DriftConfig, DriftMonitor
+from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, replay_events
+from lbml.live.feeds import FeedPlan
+from lbml.live.guard import ModelGuard
+from lbml.live.node import build_paper_node, paper_symbols
+from lbml.live.state import StateError, StateStore
+from lbml.live.status import PaperStatus
+from lbml.models.artifact import load_artifact
+from lbml.models.training import scenario_pipeline
+from lbml.plugins import PluginRegistry
+from lbml.scenario import Scenario
+from lbml.workflows import Prepared, prepare, train_model, warm_up
+
+log = logging.getLogger(__name__)
+
+FeedKind = Literal["replay", "zmq", "binance"]
+
+
+@dataclass(frozen=True)
+class PaperOptions:
+    feed: FeedKind = "replay"
+    speed: float = 1.0
+    duration_s: float | None = None
+    bars: int | None = None
+    endpoint: str = "tcp://127.0.0.1:5560"
+    console: bool = True
+    stall_after_s: float = 30.0
+    model_budget_s: float = 1.0
+    drift: DriftConfig = field(default_factory=DriftConfig)
+
+    def __post_init__(self) -> None:
+        if self.speed <= 0:
+            raise ConfigError(f"--speed must be > 0, got {self.speed}")
+        if self.duration_s is not None and self.duration_s <= 0:
+            raise ConfigError(f"--duration must be > 0 seconds, got {self.duration_s}")
+        if self.model_budget_s <= 0:
+            raise ConfigError(f"--model-budget must be > 0 seconds, got {self.model_budget_s}")
+        if self.bars is not None and self.bars < 1:
+            raise ConfigError(f"--bars must be >= 1, got {self.bars}")
+
+
+def run_paper(
+    scenario: Scenario,
+    registry: PluginRegistry,
+    state_dir: Path,
+    options: PaperOptions,
+    *,
+    model_dir: Path | None = None,
+    extra_actors: Sequence[Callable[[PaperStatus], object]] = (),
+    prepared: Prepared | None = None,
+) -> dict:
+    """Run (or resume) a paper session; return a summary. Raises ``LbmlError`` on user errors.
+
+    ``extra_actors`` are factories called with the session's ``PaperStatus``; the actors they return
+    join the node next to lbml's own (e.g. a signal publisher). They receive every ``Prediction``,
+    including those a restarted session regenerates while ``status.replaying`` is true: the first
+    ``status.last_durable_signal_seq`` predictions of the session were already handled by the
+    previous run (predictions are numbered 1, 2, ... in the order they are published).
+    ``prepared`` replaces loading the scenario's data (tests use it to perturb the market).
+    """
+    if options.feed == "binance":
+        from lbml.live.binance import binance_unavailable_reason
+
+        raise ConfigError(f"--feed binance: {binance_unavailable_reason()}")
+    state_dir = Path(state_dir)
+    prepared = prepared or prepare(scenario, registry)
+    store = StateStore(state_dir)
+    try:
+        artifact_dir = _model(prepared, registry, state_dir, model_dir)
+        pipeline = scenario_pipeline(scenario, prepared.market, registry)
+        artifact = load_artifact(artifact_dir, registry, expected_schema=pipeline.schema())
+        if artifact.training_window.end >= prepared.split.test_start:
+            raise ArtifactError(f"{artifact_dir}: model was trained up to {artifact.training_window.end}, "
+                                f"inside the paper window starting {prepared.split.test_start}")
+        currency = _instrument_for(prepared.market[scenario.data.symbol], scenario.data.venue, scenario).quote_currency.code
+        _check_session(store, scenario, artifact.model_id, options, currency)
+        pipeline.load_fitted_state(artifact.feature_state)
+        reference = _training_features(prepared, registry, artifact.feature_state)
+        warm_up(pipeline, prepared)
+
+        status = PaperStatus()
+        checkpoint = store.get("checkpoint") or {}
+        guard = ModelGuard(
+            artifact.model, options.model_budget_s, status,
+            decisions={n: d for n, d in store.rows("model_guard", ("call", "decision"))},
+            replay_calls=checkpoint.get("model_calls") or 0,
+        )
+        drift = DriftMonitor(pipeline.names, reference, options.drift, state_dir, status)
+        symbols = paper_symbols(scenario, prepared.market, pipeline)
+        # Only a replay is paced; a live source arrives at its own pace.
+        speed = options.speed if options.feed == "replay" else 0.0
+        plan = FeedPlan(sources=_sources(prepared, symbols, store, options), speed=speed)
+        errors: list[str] = []
+        paper = build_paper_node(
+            scenario, prepared.market, pipeline, artifact.model, plan=plan, store=store, status=status,
+            state_dir=state_dir, extra_actors=[make(status) for make in extra_actors], drift=drift,
+            on_error=lambda msg: (errors.append(msg), paper.node.stop()),
+            journal_events=options.feed == "zmq", console=options.console, stall_after_s=options.stall_after_s,
+            guard=guard,
+        )
+        plan.resume_pos = paper.keeper.resume_pos
+        node = paper.node
+        plan.on_end = node.stop
+        if options.duration_s is not None:
+            node.get_event_loop().call_later(options.duration_s, node.stop)
+        try:
+            node.run()
+        finally:
+            node.dispose()
+        if options.console:
+            print(file=__import__("sys").stderr)
+        if errors:
+            raise StateError(f"{state_dir}: {errors[0]}")
+        if status.replaying:  # stopped (e.g. --duration) while rebuilding: the state is untouched
+            log.warning("%s: stopped before the recovery replay reached the stored checkpoint", state_dir)
+        return {
+            "state_dir": str(state_dir),
+            "resumed_from": paper.keeper.resume_pos,
+            "recovery_complete": not status.replaying,
+            "items": plan.pos,
+            "feed_finished": plan.finished,
+            "feed_seconds": plan.feed_seconds,
+            "bars": status.bars,
+            "fills": status.fills,
+            "signals": status.last_signal_seq,
+            "equity": status.equity,
+            "balance": status.balance,
+            "position": status.position,
+            "degraded": status.degraded,
+            "withheld_predictions": len(guard.decisions),
+        }
+    finally:
+        store.close()
+
+
+def _model(prepared: Prepared, registry: PluginRegistry, state_dir: Path, model_dir: Path | None) -> Path:
+    if model_dir is not None:
+        return Path(model_dir)
+    own = state_dir / "model"
+    if not own.is_dir():
+        log.warning("no --model: training on %s .. %s", prepared.split.train_start, prepared.split.train_end)
+        train_model(prepared, registry, own)
+    return own
+
+
+def _check_session(store: StateStore, scenario: Scenario, model_id: str, options: PaperOptions, currency: str) -> None:
+    identity = {"scenario": scenario.name, "scenario_hash": scenario.content_hash(), "model_id": model_id,
+                "feed": options.feed, "bars": options.bars}
+    stored = store.get("session")
+    if stored is None:
+        store.put("session", identity | {"periods_per_year": scenario.report.periods_per_year,
+                                         "starting_balance": scenario.venue.starting_balance,
+                                         "currency": currency,
+                                         "tearsheet": scenario.report.tearsheet})
+        (store.dir / "scenario.toml").write_text(scenario.to_toml())
+        return
+    for key, value in identity.items():
+        if stored.get(key) != value:
+            raise StateError(f"{store.dir}: state folder belongs to a session with {key} = {stored.get(key)!r}, "
+                             f"not {value!r}")
+
+
+def _training_features(prepared: Prepared, registry: PluginRegistry, feature_state: dict):
+    scenario, market, split = prepared.scenario, prepared.market, prepared.split
+    pipeline = scenario_pipeline(scenario, market, registry)
+    pipeline.load_fitted_state(feature_state)
+    data = market[scenario.data.symbol]
+    bars = data.bars.loc[split.train_start: split.train_end]
+    from dataclasses import replace
+
+    clipped = replace(
+        data,
+        trades=data.trades.loc[: split.train_end] if data.trades is not None else None,
+        quotes=data.quotes.loc[: split.train_end] if data.quotes is not None else None,
+    )
+    ref = market[scenario.data.reference_symbol].bars.loc[: split.train_end] \
+        if scenario.data.reference_symbol in market else None
+    return compute_features(pipeline, clipped, bars, ref).to_numpy()
+
+
+def _sources(prepared: Prepared, symbols: list[str], store: StateStore, options: PaperOptions) -> list:
+    split = prepared.split
+    if options.feed == "replay":
+        end = None
+        if options.bars is not None:
+            bars = prepared.market[prepared.scenario.data.symbol].bars
+            after = bars.index[bars.index > split.test_start]
+            end = after[min(options.bars, len(after)) - 1]
+        return [replay_events(prepared.market, symbols, split.test_start, end)]
+    journal = [MarketEvent(*row) for row in store.rows("journal", JOURNAL_COLUMNS)]
+    return [journal, ZmqSource(options.endpoint, set(symbols)).events]
+

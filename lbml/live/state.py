@@ -1,0 +1,140 @@
+"""Durable paper-trading state: one SQLite database in WAL mode, committed at every fill and bar.
+
+``STATE_DIR/state.sqlite`` holds
+
+- ``meta``: the session (scenario and model identity, feed, start) and the latest checkpoint:
+  last processed item position, signal sequence number, and a snapshot of balances, the open
+  position, open orders and the borrow/slippage ledgers;
+- ``fills``, ``trades`` (closed positions), ``equity`` (one mark-to-market row per bar, with the
+  cost-ledger totals at that bar), ``signals`` (one row per prediction, numbered 1, 2, ...),
+  ``drift`` (Kolmogorov-Smirnov reports), ``model_guard`` (predictions withheld from a failing
+  or slow model) and ``journal`` (events of feeds that cannot be rewound).
+
+Commits use ``synchronous=FULL``: a committed checkpoint survives ``kill -9`` and power loss.
+"""
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from lbml.errors import LbmlError
+
+DB_NAME = "state.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS fills (
+    i INTEGER PRIMARY KEY, pos INTEGER, ts INTEGER, order_id TEXT, side TEXT, quantity REAL,
+    price REAL, commission REAL, liquidity TEXT, order_type TEXT);
+CREATE TABLE IF NOT EXISTS trades (
+    i INTEGER PRIMARY KEY, opened INTEGER, closed INTEGER, side TEXT, quantity REAL,
+    entry_price REAL, exit_price REAL, realized_pnl REAL, duration_min REAL);
+CREATE TABLE IF NOT EXISTS equity (
+    i INTEGER PRIMARY KEY, ts INTEGER, equity REAL, balance REAL, close REAL,
+    borrow REAL, slippage REAL);
+CREATE TABLE IF NOT EXISTS signals (
+    seq INTEGER PRIMARY KEY, ts INTEGER, probability REAL, close REAL, latency_us REAL);
+CREATE TABLE IF NOT EXISTS drift (
+    i INTEGER PRIMARY KEY, ts INTEGER, n_features INTEGER, n_drifted INTEGER, share REAL,
+    flagged INTEGER, detail TEXT);
+CREATE TABLE IF NOT EXISTS model_guard (call INTEGER PRIMARY KEY, decision TEXT);
+CREATE TABLE IF NOT EXISTS journal (
+    pos INTEGER PRIMARY KEY, kind INTEGER, symbol TEXT, ts INTEGER, a REAL, b REAL, c REAL, d REAL);
+"""
+
+FILL_COLUMNS = ("ts", "order_id", "side", "quantity", "price", "commission", "liquidity", "order_type")
+TRADE_COLUMNS = ("opened", "closed", "side", "quantity", "entry_price", "exit_price", "realized_pnl",
+                 "duration_min")
+
+
+class StateError(LbmlError):
+    """A state folder is unusable: another session's, corrupt, or its recovery diverged."""
+
+
+class StateStore:
+    """The state database of one paper session."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = Path(state_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / DB_NAME
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{self.path}: not a usable state database ({exc})") from None
+
+    @classmethod
+    def open_existing(cls, state_dir: Path) -> "StateStore":
+        path = Path(state_dir) / DB_NAME
+        if not path.is_file():
+            raise StateError(f"{state_dir}: not a paper state folder (no {DB_NAME})")
+        return cls(state_dir)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- meta ----------------------------------------------------------------------------------
+    def get(self, key: str, default: Any = None) -> Any:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else default
+
+    def put(self, key: str, value: Any) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+        self._put(key, value)
+        self._db.execute("COMMIT")
+
+    def _put(self, key: str, value: Any) -> None:
+        self._db.execute(
+            "INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, json.dumps(value, sort_keys=True)),
+        )
+
+    # -- reading -------------------------------------------------------------------------------
+    def count(self, table: str) -> int:
+        return self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608 - fixed names
+
+    def rows(self, table: str, columns: tuple[str, ...], start: int = 0) -> list[tuple]:
+        key = {"signals": "seq", "journal": "pos", "model_guard": "call"}.get(table, "i")
+        sql = f"SELECT {', '.join(columns)} FROM {table} ORDER BY {key} LIMIT -1 OFFSET ?"  # noqa: S608
+        return self._db.execute(sql, (start,)).fetchall()
+
+    # -- the checkpoint ------------------------------------------------------------------------
+    def checkpoint(
+        self,
+        *,
+        checkpoint: dict[str, Any],
+        fills: list[tuple] = (),
+        trades: list[tuple] = (),
+        equity: list[tuple] = (),
+        signals: list[tuple] = (),
+        journal: list[tuple] = (),
+        drift: list[tuple] = (),
+        guard: list[tuple] = (),
+    ) -> None:
+        """Append rows and replace the checkpoint in one durable transaction."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if fills:
+                db.executemany(f"INSERT INTO fills(pos, {', '.join(FILL_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?,?)", fills)
+            if trades:
+                db.executemany(f"INSERT INTO trades({', '.join(TRADE_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)", trades)
+            if equity:
+                db.executemany("INSERT INTO equity(ts, equity, balance, close, borrow, slippage) VALUES (?,?,?,?,?,?)", equity)
+            if signals:
+                db.executemany("INSERT INTO signals(seq, ts, probability, close, latency_us) VALUES (?,?,?,?,?)", signals)
+            if journal:
+                db.executemany("INSERT INTO journal(pos, kind, symbol, ts, a, b, c, d) VALUES (?,?,?,?,?,?,?,?)", journal)
+            if drift:
+                db.executemany("INSERT INTO drift(ts, n_features, n_drifted, share, flagged, detail) VALUES (?,?,?,?,?,?)", drift)
+            if guard:
+                db.executemany("INSERT INTO model_guard(call, decision) VALUES (?,?)", guard)
+            self._put("checkpoint", checkpoint)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise

@@ -1,0 +1,99 @@
+"""What a running paper session is doing, for people (a console line) and for other actors.
+
+``PaperStatus`` is one mutable object per session, passed explicitly to the components that fill it
+(the state keeper, the feed, the model guard) and to those that read it (the status actor and, via
+the node builder's extra actors, a signal publisher). ``replaying`` is true while a restarted
+session rebuilds its state from processed events: signals regenerated then carry sequence numbers
+that were already published (``last_durable_signal_seq``) and must not be sent again.
+"""
+
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from nautilus_trader.common.actor import Actor
+from nautilus_trader.config import ActorConfig
+
+
+@dataclass
+class PaperStatus:
+    state: str = "starting"  # starting | replaying | live | stopped
+    replaying: bool = False
+    market_ts: int = 0
+    items: int = 0
+    bars: int = 0
+    equity: float = 0.0
+    balance: float = 0.0
+    position: float = 0.0
+    leverage: float = 0.0
+    health_factor: float | None = None
+    last_signal_seq: int = 0
+    last_durable_signal_seq: int = 0
+    last_probability: float | None = None
+    bar_latency_us: float | None = None
+    fills: int = 0
+    degraded: str | None = None
+    feed_stalled: bool = False
+    drift_flagged: bool = False
+
+    def line(self) -> str:
+        ts = time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.market_ts / 1e9)) if self.market_ts else "-"
+        prob = "-" if self.last_probability is None else f"{self.last_probability:.3f}"
+        lat = "-" if self.bar_latency_us is None else f"{self.bar_latency_us:.0f}us"
+        hf = "-" if self.health_factor is None else f"{self.health_factor:.2f}"
+        flags = [f for f, on in (("DEGRADED:" + str(self.degraded), self.degraded), ("FEED-STALLED", self.feed_stalled),
+                                 ("DRIFT", self.drift_flagged)) if on]
+        return (f"[{self.state}] {ts} equity {self.equity:,.2f} pos {self.position:+.4f} lev {self.leverage:.2f}x "
+                f"hf {hf} signal #{self.last_signal_seq} p={prob} bar {lat} bars {self.bars} fills {self.fills}"
+                + (" " + " ".join(flags) if flags else ""))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+class StatusActorConfig(ActorConfig, frozen=True):
+    interval_s: float = 1.0
+    stall_after_s: float = 30.0
+    console: bool = True
+
+
+class StatusActor(Actor):
+    """Prints the status line, writes ``status.json`` and reports a stalled feed, on a timer."""
+
+    def __init__(self, config: StatusActorConfig, status: PaperStatus, feed_plan, state_dir: Path) -> None:
+        super().__init__(config)
+        self._status = status
+        self._plan = feed_plan
+        self._path = Path(state_dir) / "status.json"
+
+    def on_start(self) -> None:
+        self.clock.set_timer("lbml-status", _seconds(self.config.interval_s), callback=self._tick)
+
+    def on_stop(self) -> None:
+        self._status.state = "stopped"
+        self._write()
+
+    def _tick(self, _event) -> None:
+        status = self._status
+        idle = time.monotonic() - self._plan.last_event_wall
+        stalled = not self._plan.finished and idle > self.config.stall_after_s
+        if stalled and not status.feed_stalled:
+            self.log.warning(f"feed stalled: no market event for {idle:.0f} s")
+        status.feed_stalled = stalled
+        if self.config.console:
+            print("\r" + status.line(), end="", file=sys.stderr, flush=True)
+        self._write()
+
+    def _write(self) -> None:
+        tmp = self._path.with_suffix(".json.tmp")
+        tmp.write_text(self._status.to_json())
+        os.replace(tmp, self._path)
+
+
+def _seconds(value: float):
+    from datetime import timedelta
+
+    return timedelta(seconds=value)
