@@ -16,7 +16,9 @@ from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.orders import OrderList
 from nautilus_trader.trading.strategy import Strategy
 
+from lbml.engine.liquidation import LiquidationGuard
 from lbml.engine.messages import PREDICTION_TYPE, Prediction
+from lbml.leverage.model import LeverageSpec, build_leverage_model
 from lbml.sizing import KellyParams, target_exposure
 
 
@@ -33,6 +35,7 @@ class KellyLeverageConfig(StrategyConfig, frozen=True):
     bar_minutes: int = 1
     round_trip_cost_pct: float = 0.001
     probability_shrinkage: float = 1.0
+    leverage: LeverageSpec | None = None  # exchange margin / Aave lending: liquidation orders
 
 
 class KellyLeverage(Strategy):
@@ -42,7 +45,7 @@ class KellyLeverage(Strategy):
         super().__init__(config)
         self._params = KellyParams(
             kelly_fraction=config.kelly_fraction,
-            max_leverage=config.max_leverage,
+            max_leverage=_exposure_cap(config),
             max_position_fraction=config.max_position_fraction,
             min_notional=config.min_notional,
             stop_loss_pct=config.stop_loss_pct,
@@ -54,6 +57,7 @@ class KellyLeverage(Strategy):
         self._instrument = None
         self._entry_ts: int | None = None
         self._busy = False  # an entry or exit is in flight: fills arrive asynchronously live
+        self._guard: LiquidationGuard | None = None
 
     def on_start(self) -> None:
         self._instrument = self.cache.instrument(self.config.instrument_id)
@@ -61,11 +65,15 @@ class KellyLeverage(Strategy):
             self.log.error(f"instrument {self.config.instrument_id} not in cache")
             self.stop()
             return
+        if self.config.leverage is not None:
+            self._guard = LiquidationGuard(self, self._instrument, self.config.leverage)
         self.subscribe_data(PREDICTION_TYPE)
         self.subscribe_bars(self.config.bar_type)
 
     # -- events ---------------------------------------------------------------------------------
     def on_bar(self, bar: Bar) -> None:
+        if self._guard is not None and self._entry_ts is not None:
+            self._guard.on_bar(bar)
         if self._entry_ts is None or self._busy:
             return
         if bar.ts_event - self._entry_ts >= self._max_hold_ns:
@@ -90,10 +98,22 @@ class KellyLeverage(Strategy):
     def on_position_opened(self, event) -> None:
         self._entry_ts = event.ts_event
         self._busy = False
+        if self._guard is not None:
+            self._guard.on_position_opened()
+
+    def on_position_changed(self, event) -> None:
+        if self._guard is not None:
+            self._guard.refresh(None)
+
+    def on_order_filled(self, event) -> None:
+        if self._guard is not None:
+            self._guard.on_fill(event)
 
     def on_position_closed(self, event) -> None:
         self._entry_ts = None
         self._busy = False
+        if self._guard is not None:
+            self._guard.on_position_closed()
         # Cancel the surviving bracket leg, if any (OUO should already have done it).
         self.cancel_all_orders(self.config.instrument_id)
 
@@ -138,3 +158,10 @@ class KellyLeverage(Strategy):
         account = self.portfolio.account(self.config.instrument_id.venue)
         currency = account.base_currency
         return account.balance_total(currency).as_double()
+
+
+def _exposure_cap(config: KellyLeverageConfig) -> float:
+    """The scenario's leverage cap, never above what the leverage model allows."""
+    if config.leverage is None:
+        return config.max_leverage
+    return min(config.max_leverage, build_leverage_model(config.leverage).max_exposure)

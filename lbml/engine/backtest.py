@@ -33,7 +33,9 @@ from lbml.engine.costs import (
     SlippageConfig,
     SlippageModule,
 )
+from lbml.engine.gaps import GapThroughModule
 from lbml.engine.instruments import infer_precision, make_instrument
+from lbml.engine.leverage_venue import venue_leverage
 from lbml.engine.recorder import RunRecord, RunRecorder, RunRecorderConfig
 from lbml.engine.signal_actor import SignalActor, SignalActorConfig
 from lbml.errors import ConfigError
@@ -64,6 +66,12 @@ class BacktestResult:
     run_seconds: float = 0.0
     predictions: list[tuple[int, float]] = field(default_factory=list)
     latencies_ns: list[int] = field(default_factory=list)
+    funding: CostLedger = field(default_factory=CostLedger)
+    liquidation: CostLedger = field(default_factory=CostLedger)
+    n_liquidations: int = 0
+    liquidations: list[dict] = field(default_factory=list)
+    leverage_model: str = "none"
+    gap_slippage: CostLedger = field(default_factory=CostLedger)
 
 
 def bar_type_for(instrument_id, minutes: int, internal: bool) -> BarType:
@@ -135,6 +143,8 @@ def run_backtest(
         )
     )
     slippage = SlippageModule(SlippageConfig(taker_bps=scenario.costs.slippage_bps))
+    lev = venue_leverage(scenario, market, split, borrow)
+    gaps = GapThroughModule()
     engine.add_venue(
         venue=venue,
         oms_type=OmsType.NETTING,
@@ -144,7 +154,7 @@ def run_backtest(
         default_leverage=Decimal(str(scenario.strategy.max_leverage)),
         fee_model=MakerTakerFeeModel(),
         latency_model=LatencyModel(base_latency_nanos=int(scenario.costs.latency_ms * 1_000_000)),
-        modules=[borrow, slippage],
+        modules=[*lev.modules, slippage, gaps],
         bar_execution=not tick_mode,
         trade_execution=tick_mode,
     )
@@ -171,11 +181,16 @@ def run_backtest(
         model,
         on_prediction=lambda p, _f: predictions.append((p.ts_event, p.probability)),
     )
-    recorder = RunRecorder(RunRecorderConfig(component_id="RunRecorder", instrument_id=instrument.id, bar_type=bar_type))
+    recorder = RunRecorder(
+        RunRecorderConfig(component_id="RunRecorder", instrument_id=instrument.id, bar_type=bar_type, leverage=lev.spec)
+    )
     strategy_cls, strategy_config_cls = load_strategy_class(scenario.strategy.class_path)
     strategy = strategy_cls(
         strategy_config_cls(
-            instrument_id=instrument.id, bar_type=bar_type, **strategy_config_kwargs(scenario, minutes)
+            instrument_id=instrument.id,
+            bar_type=bar_type,
+            **strategy_config_kwargs(scenario, minutes),
+            **lev.strategy_kwargs(),
         )
     )
     engine.add_actor(actor)
@@ -211,7 +226,7 @@ def run_backtest(
     _close_the_curve(recorder.record, engine, instrument.id, account.balance_total(quote).as_double())
     result = BacktestResult(
         record=recorder.record,
-        borrow=borrow.ledger,
+        borrow=lev.ledger(lev.borrow),
         slippage=slippage.ledger,
         starting_balance=scenario.venue.starting_balance,
         final_balance=account.balance_total(quote).as_double(),
@@ -224,6 +239,12 @@ def run_backtest(
         run_seconds=run_seconds,
         predictions=predictions,
         latencies_ns=actor.latencies_ns,
+        funding=lev.ledger(lev.funding),
+        liquidation=lev.ledger(lev.liquidation),
+        n_liquidations=lev.n_liquidations,
+        liquidations=list(lev.liquidation.events) if lev.liquidation is not None else [],
+        leverage_model=scenario.leverage.model,
+        gap_slippage=gaps.ledger,
     )
     engine.dispose()
     return result
