@@ -121,6 +121,7 @@ class LeverageConfig(_Section):
     maintenance_margin_rate: float = Field(0.005, ge=0, lt=0.5)
     liquidation_fee: float = Field(0.005, ge=0, lt=0.5, description="exchange: share of notional lost on liquidation")
     funding: bool = Field(True, description="exchange: pay funding from the symbol's funding series")
+    funding_multiplier: float = Field(1.0, ge=0, le=100, description="exchange: stress factor on funding rates")
     ltv: float = Field(0.70, gt=0, lt=1)
     liquidation_threshold: float = Field(0.75, gt=0, lt=1)
     liquidation_bonus: float = Field(0.10, ge=0, lt=0.5)
@@ -153,6 +154,19 @@ class LeverageConfig(_Section):
         return self
 
 
+class RobustnessConfig(_Section):
+    """Monte Carlo, regimes, sensitivity sweep and buy-and-hold tables in the run folder (``lbml.robustness``)."""
+
+    enabled: bool = False
+    mc_paths: int = Field(1000, ge=100, le=100_000)
+    mc_frequency: str = Field("15min", pattern=r"^\d+(min|h)$")
+    block_length: int | None = Field(None, ge=1)
+    seed: int = Field(7, ge=0)
+    regime_window_bars: int = Field(240, ge=40)
+    sweep: bool = True
+    sweep_days: float = Field(2.0, gt=0, le=365, description="the sweep re-runs the first N days of the backtest")
+
+
 class ReportConfig(_Section):
     tearsheet: bool = True
     periods_per_year: int = Field(365, ge=1)
@@ -173,6 +187,7 @@ class Scenario(_Section):
     venue: VenueConfig = VenueConfig()
     report: ReportConfig = ReportConfig()
     leverage: LeverageConfig = LeverageConfig()
+    robustness: RobustnessConfig = RobustnessConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)
