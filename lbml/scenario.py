@@ -90,6 +90,10 @@ class StrategyConfig(_Section):
     take_profit_pct: float = Field(0.015, gt=0, lt=1)
     max_holding_bars: int = Field(240, ge=1)
     probability_shrinkage: float = Field(1.0, ge=0, le=1)
+    probability_n_eff: float = Field(
+        0.0, ge=0, description="samples behind the calibrated probability: shrink its edge by one standard error (0 = off)"
+    )
+    trailing_stop: bool = Field(False, description="stop-loss trails the price by stop_loss_pct (TRAILING_STOP_MARKET)")
 
 
 class CostsConfig(_Section):
@@ -100,6 +104,11 @@ class CostsConfig(_Section):
     borrow_apr_base: float = Field(0.05, ge=0, le=5)
     borrow_interval_minutes: int = Field(60, ge=1, le=1440)
     latency_ms: float = Field(1.0, gt=0, le=60_000)
+    slippage_model: Literal["fixed", "volatility"] = Field(
+        "fixed", description="fixed: slippage_bps; volatility: slippage_vol_k × σ(1-minute returns), floor slippage_bps"
+    )
+    slippage_vol_k: float = Field(0.5, ge=0, le=100)
+    gas_per_tx: float = Field(0.0, ge=0, description="DEX: account currency charged per transaction (fill)")
 
 
 class VenueConfig(_Section):

@@ -5,13 +5,20 @@ Receives ``Prediction`` messages (from ``SignalActor``), sizes a position by fra
 take-profit (LIMIT), closes positions held longer than ``max_holding_bars`` and closes on a confident
 opposite signal. Costs the engine does not simulate (borrow, slippage) are charged by the venue's
 modules, not here. The same class runs in backtests and live.
+
+Position rules: one bracketed position at a time; no resizing while it is open (its bracket legs
+are sized to it); a confident opposite signal closes it, and the next prediction may open the
+other side (a flip takes two decisions, never one order that crosses zero). With ``trailing_stop``
+the stop-loss is a TRAILING_STOP_MARKET ``stop_loss_pct`` behind the best price. With a
+``leverage`` spec a ``LiquidationGuard`` keeps a LIQUIDATION order at the model's liquidation
+price, and exposure is capped at what the leverage model allows.
 """
 
 from decimal import Decimal
 
 from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.data import Bar, BarType
-from nautilus_trader.model.enums import OrderSide, OrderType, TimeInForce
+from nautilus_trader.model.enums import OrderSide, OrderType, TimeInForce, TrailingOffsetType, TriggerType
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.orders import OrderList
 from nautilus_trader.trading.strategy import Strategy
@@ -36,6 +43,8 @@ class KellyLeverageConfig(StrategyConfig, frozen=True):
     round_trip_cost_pct: float = 0.001
     probability_shrinkage: float = 1.0
     leverage: LeverageSpec | None = None  # exchange margin / Aave lending: liquidation orders
+    probability_n_eff: float = 0.0
+    trailing_stop: bool = False
 
 
 class KellyLeverage(Strategy):
@@ -52,6 +61,7 @@ class KellyLeverage(Strategy):
             take_profit_pct=config.take_profit_pct,
             round_trip_cost_pct=config.round_trip_cost_pct,
             probability_shrinkage=config.probability_shrinkage,
+            probability_n_eff=config.probability_n_eff,
         )
         self._max_hold_ns = config.max_holding_bars * config.bar_minutes * 60 * 1_000_000_000
         self._instrument = None
@@ -145,9 +155,20 @@ class KellyLeverage(Strategy):
             sl_trigger_price=instrument.make_price(stop),
             tp_price=instrument.make_price(take),
             time_in_force=TimeInForce.GTC,
+            **self._trailing_kwargs(),
         )
         self._busy = True
         self.submit_order_list(bracket)
+
+    def _trailing_kwargs(self) -> dict:
+        if not self.config.trailing_stop:
+            return {}
+        return {
+            "sl_order_type": OrderType.TRAILING_STOP_MARKET,
+            "sl_trigger_type": TriggerType.LAST_PRICE,
+            "sl_trailing_offset": Decimal(str(round(self.config.stop_loss_pct * 1e4, 4))),
+            "sl_trailing_offset_type": TrailingOffsetType.BASIS_POINTS,
+        }
 
     def _exit(self, reason: str) -> None:
         self._busy = True

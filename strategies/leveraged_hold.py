@@ -34,6 +34,8 @@ class LeveragedHoldConfig(StrategyConfig, frozen=True):
     take_profit_pct: float = 0.015
     round_trip_cost_pct: float = 0.0
     probability_shrinkage: float = 1.0
+    probability_n_eff: float = 0.0
+    trailing_stop: bool = False
 
 
 class LeveragedHold(Strategy):

@@ -161,3 +161,22 @@ def test_borrow_interest_over_a_holding_period_matches_the_closed_form(crash, re
     assert len(held) > 10
     assert paid == pytest.approx(expected, rel=1e-9)
     assert metrics["costs"]["borrow"] == pytest.approx(result.borrow.total)
+
+
+def test_kelly_with_trailing_stop_volatility_slippage_and_gas_reconciles(crash, registry_module):
+    result, metrics = _run(
+        crash, registry_module,
+        strategy={"class_path": "strategies.kelly_leverage:KellyLeverage", "max_leverage": 3.0,
+                  "max_position_fraction": 1.0, "trailing_stop": True, "stop_loss_pct": 0.004,
+                  "take_profit_pct": 0.02, "max_holding_bars": 240, "kelly_fraction": 0.5},
+        costs={"slippage_model": "volatility", "slippage_vol_k": 0.5, "slippage_bps": 0.5, "gas_per_tx": 0.25},
+        leverage={"model": "aave_lending"},
+    )
+    fills = result.record.fills_frame()
+    assert len(fills) > 0, "the strategy should trade in the sell-off window"
+    assert result.gas.total == pytest.approx(0.25 * len(fills))
+    assert metrics["costs"]["fees"] == pytest.approx(fills["commission"].sum() + result.gas.total)
+    taker = fills[fills.liquidity == "TAKER"]
+    floor = (taker.quantity * taker.price).sum() * 0.5e-4
+    assert result.slippage.total >= floor - 1e-9
+    assert "TRAILING_STOP_MARKET" in set(fills.order_type)

@@ -30,9 +30,8 @@ from lbml.engine.costs import (
     BorrowInterestConfig,
     BorrowInterestModule,
     CostLedger,
-    SlippageConfig,
-    SlippageModule,
 )
+from lbml.engine.cost_modules import GasConfig, GasModule, slippage_module
 from lbml.engine.gaps import GapThroughModule
 from lbml.engine.instruments import infer_precision, make_instrument
 from lbml.engine.leverage_venue import venue_leverage
@@ -72,6 +71,7 @@ class BacktestResult:
     liquidations: list[dict] = field(default_factory=list)
     leverage_model: str = "none"
     gap_slippage: CostLedger = field(default_factory=CostLedger)
+    gas: CostLedger = field(default_factory=CostLedger)
 
 
 def bar_type_for(instrument_id, minutes: int, internal: bool) -> BarType:
@@ -106,6 +106,8 @@ def strategy_config_kwargs(scenario: Scenario, bar_minutes: int) -> dict:
         "bar_minutes": bar_minutes,
         "round_trip_cost_pct": round_trip,
         "probability_shrinkage": s.probability_shrinkage,
+        "probability_n_eff": s.probability_n_eff,
+        "trailing_stop": s.trailing_stop,
     }
 
 
@@ -142,7 +144,8 @@ def run_backtest(
             interval_minutes=scenario.costs.borrow_interval_minutes,
         )
     )
-    slippage = SlippageModule(SlippageConfig(taker_bps=scenario.costs.slippage_bps))
+    slippage = slippage_module(scenario.costs)
+    gas = GasModule(GasConfig(per_transaction=scenario.costs.gas_per_tx))
     lev = venue_leverage(scenario, market, split, borrow)
     gaps = GapThroughModule()
     engine.add_venue(
@@ -154,7 +157,7 @@ def run_backtest(
         default_leverage=Decimal(str(scenario.strategy.max_leverage)),
         fee_model=MakerTakerFeeModel(),
         latency_model=LatencyModel(base_latency_nanos=int(scenario.costs.latency_ms * 1_000_000)),
-        modules=[*lev.modules, slippage, gaps],
+        modules=[*lev.modules, slippage, gaps, gas],
         bar_execution=not tick_mode,
         trade_execution=tick_mode,
     )
@@ -245,6 +248,7 @@ def run_backtest(
         liquidations=list(lev.liquidation.events) if lev.liquidation is not None else [],
         leverage_model=scenario.leverage.model,
         gap_slippage=gaps.ledger,
+        gas=gas.ledger,
     )
     engine.dispose()
     return result

@@ -34,6 +34,7 @@ def reconciliation_for(result: BacktestResult) -> Reconciliation:
         engine_equity=engine_equity,
         funding=result.funding.total,
         liquidation_penalty=result.liquidation.total,
+        gas=result.gas.total,
     )
 
 
@@ -59,7 +60,7 @@ def compute_metrics(result: BacktestResult, periods_per_year: int = 365) -> dict
         "avg_trade_pnl": float(trades["realized_pnl"].mean()) if len(trades) else float("nan"),
         "avg_holding_min": float(trades["duration_min"].mean()) if len(trades) else float("nan"),
         "costs": {
-            "fees": rec.commissions,
+            "fees": rec.commissions + rec.gas,  # exchange commissions + DEX gas
             "slippage": rec.slippage,
             "borrow": rec.borrow,
             "funding": rec.funding,

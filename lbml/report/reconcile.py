@@ -24,6 +24,7 @@ class Reconciliation:
     engine_equity: float
     funding: float = 0.0
     liquidation_penalty: float = 0.0
+    gas: float = 0.0
 
     @property
     def error(self) -> float:
@@ -62,11 +63,14 @@ def reconcile(
     engine_equity: float,
     funding: float = 0.0,
     liquidation_penalty: float = 0.0,
+    gas: float = 0.0,
 ) -> Reconciliation:
     realized, position, avg_price = realized_from_fills(fills)
     unrealized = position * (last_close - avg_price)
     commissions = float(fills["commission"].sum()) if len(fills) else 0.0
-    rebuilt = initial + realized + unrealized - commissions - slippage - borrow - funding - liquidation_penalty
+    rebuilt = (
+        initial + realized + unrealized - commissions - gas - slippage - borrow - funding - liquidation_penalty
+    )
     return Reconciliation(
         initial=initial,
         realized_pnl=realized,
@@ -78,4 +82,5 @@ def reconcile(
         engine_equity=engine_equity,
         funding=funding,
         liquidation_penalty=liquidation_penalty,
+        gas=gas,
     )

@@ -45,6 +45,7 @@ def ledger_frame(result: BacktestResult) -> pd.DataFrame:
         ("borrow", result.borrow),
         ("funding", result.funding),
         ("liquidation_penalty", result.liquidation),
+        ("gas", result.gas),
     ):
         rows += [(ts, kind, amount) for ts, amount in ledger.entries]
     frame = pd.DataFrame(rows, columns=["ts", "kind", "amount"]).sort_values("ts", kind="stable")
