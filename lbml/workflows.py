@@ -19,7 +19,7 @@ from lbml.models.training import TrainResult, funding_for, reference_bars, scena
 from lbml.plugins import PluginRegistry
 from lbml.report.metrics import compute_metrics
 from lbml.report.plots import plot_equity
-from lbml.report.risk_plots import write_risk_reports
+from lbml.report.risk_plots import append_costs_to_tearsheet, write_risk_reports
 from lbml.atomic import atomic_folder
 from lbml.report.runfolder import new_run_path, write_json
 from lbml.report.tearsheet import tearsheet_skip_reason, write_tearsheet
@@ -146,6 +146,8 @@ def write_run(
             metrics["tearsheet"] = None
             metrics["tearsheet_skipped"] = skip
     metrics["risk"] = write_risk_reports(run_dir, result, f"{scenario.name}: leverage, health, exposure")
+    if metrics.get("tearsheet"):
+        append_costs_to_tearsheet(run_dir / "tearsheet.html", metrics, run_dir / "risk.png")
     if scenario.robustness.enabled and registry is not None and len(equity) > 1:
         metrics["robustness"] = write_robustness(run_dir, prepared, result, artifact, registry, scenario.robustness)
     write_json(run_dir / "metrics.json", metrics)

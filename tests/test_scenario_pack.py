@@ -70,6 +70,9 @@ def test_aave_scenario_with_robustness_folder(tmp_path):
                  "sensitivity.png", "buy_and_hold.csv"):
         assert (rob / name).is_file(), name
     assert metrics["robustness"]["monte_carlo"]["n_paths"] >= 1000
+    if metrics.get("tearsheet"):
+        page = (run_dir / "tearsheet.html").read_text()
+        assert "lbml-costs" in page and "liquidation_penalty" in page and "n_liquidations" in page
     sweep = pd.read_csv(rob / "sensitivity.csv")
     assert set(sweep["parameter"]) == {"base", "fees", "slippage_bps", "borrow_stress", "max_leverage", "kelly_fraction"}
     assert (sweep["reconciliation_error"] < 1e-6 * metrics["initial_equity"]).all()
@@ -105,3 +108,18 @@ def test_btc_perpetual_pays_funding_at_settlements(tmp_path):
         assert ts - settle < pd.Timedelta(minutes=2)
         assert amount == pytest.approx(rates[settle] * risk.loc[ts, "exposure"], rel=1e-6)
     assert np.sign(metrics["costs"]["funding"]) in (-1.0, 0.0, 1.0)
+
+
+def test_costs_section_is_added_to_the_tearsheet(tmp_path):
+    from lbml.report.risk_plots import append_costs_to_tearsheet
+
+    page = tmp_path / "tearsheet.html"
+    page.write_text("<html><body><h1>quantstats</h1></body></html>")
+    metrics = {"costs": dict.fromkeys(sorted(COSTS), 1.5), "n_liquidations": 2, "reconciliation_error": 1e-9,
+               "leverage_model": "aave_lending", "currency": "USDT"}
+    append_costs_to_tearsheet(page, metrics, None)
+    text = page.read_text()
+    assert text.endswith("</body></html>") and "lbml-costs" in text
+    for name in COSTS:
+        assert f"<td>{name}</td>" in text
+    assert "<td>n_liquidations</td><td style='text-align:right'>2</td>" in text
