@@ -92,7 +92,12 @@ def test_crash_liquidates_at_5x_and_not_at_1_5x(crash, registry_module):
     assert first.quantity == pytest.approx(entry.quantity)
     assert abs(first.price - expected) / expected < 0.002
     event = high.liquidations[0]
-    assert event["penalty"] == pytest.approx(0.005 * first.quantity * first.price)
+    assert 0.0 <= event["penalty"] <= 0.005 * first.quantity * first.price + 1e-9
+    # isolated margin: the position never loses more than its margin (entry notional / 5), up to the
+    # closing slippage charged after the fill (a separate ledger)
+    trade = high.record.trades_frame().iloc[0]
+    margin = entry.quantity * entry.price / 5.0
+    assert -trade.realized_pnl + event["penalty"] <= margin + 1e-6
     # the same bars at 1.5x never go below the 1.5x liquidation price
     risk = low.record.risk_frame()
     assert (risk["health"] > 1.0).all()

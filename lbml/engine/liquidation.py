@@ -23,7 +23,13 @@ from nautilus_trader.model.objects import Money
 
 from lbml.engine.costs import CostLedger
 from lbml.engine.position_state import position_state
-from lbml.leverage.model import LIQUIDATION_TAG, LeverageSpec, PositionState, build_leverage_model
+from lbml.leverage.model import (
+    LIQUIDATION_TAG,
+    ExchangeMarginModel,
+    LeverageSpec,
+    PositionState,
+    build_leverage_model,
+)
 
 
 class LiquidationConfig(SimulationModuleConfig, frozen=True):
@@ -53,6 +59,12 @@ class LiquidationModule(SimulationModule):
         qty, px = fill.last_qty.as_double(), fill.last_px.as_double()
         long = fill.order_side == OrderSide.SELL  # selling closes a long
         penalty = self._model.penalty(long, qty, px)
+        if isinstance(self._model, ExchangeMarginModel) and fill.position_id is not None:
+            position = self.exchange.cache.position(fill.position_id)
+            if position is not None:
+                penalty = self._model.capped_penalty(
+                    qty, px, position.peak_qty.as_double(), position.avg_px_open, position.realized_pnl.as_double()
+                )
         self._pending += penalty
         self._orders.add(fill.client_order_id.value)
         self.events.append(

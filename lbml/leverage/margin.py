@@ -9,7 +9,8 @@ position is liquidated when its margin equity reaches the maintenance margin:
     short: M + extra + q·(E − P) = mmr · q · P   →  P_liq = (q·E + M + extra) / (q·(1 + mmr))
 
 On liquidation the whole position is closed and the remaining margin up to ``liquidation_fee``
-× notional goes to the exchange's insurance fund (the penalty).
+× notional goes to the exchange's insurance fund (the penalty, capped at the margin left after the
+close so the fee never takes more than the position's margin).
 """
 
 from dataclasses import dataclass

@@ -84,6 +84,12 @@ class ExchangeMarginModel:
     def debt_value(self, s: PositionState, price: float) -> float:
         return 0.0  # a perpetual pays funding, not borrow interest
 
+    def capped_penalty(self, quantity: float, price: float, peak_qty: float, avg_open: float, realized: float) -> float:
+        """The fee, but never more than the isolated margin left after the close (the insurance fund
+        takes what remains; a trader does not lose more than the position's margin to the fee)."""
+        margin_left = peak_qty * avg_open / self.max_exposure + realized
+        return max(0.0, min(self.penalty(True, quantity, price), margin_left))
+
 
 class AaveLendingModel:
     """Aave-style collateral/debt with health factor, close factor and liquidation bonus."""
