@@ -68,6 +68,7 @@ class KellyLeverage(Strategy):
         self._entry_ts: int | None = None
         self._busy = False  # an entry or exit is in flight: fills arrive asynchronously live
         self._guard: LiquidationGuard | None = None
+        self._short_cap = _short_exposure_cap(config) * config.max_position_fraction
 
     def on_start(self) -> None:
         self._instrument = self.cache.instrument(self.config.instrument_id)
@@ -94,7 +95,7 @@ class KellyLeverage(Strategy):
             return
         if self._busy:
             return
-        exposure = target_exposure(data.probability, self._params)
+        exposure = max(target_exposure(data.probability, self._params), -self._short_cap)
         iid = self.config.instrument_id
         if not self.portfolio.is_flat(iid):
             held_long = self.portfolio.is_net_long(iid)
@@ -179,6 +180,13 @@ class KellyLeverage(Strategy):
         account = self.portfolio.account(self.config.instrument_id.venue)
         currency = account.base_currency
         return account.balance_total(currency).as_double()
+
+
+def _short_exposure_cap(config: KellyLeverageConfig) -> float:
+    """Shorts on a lending market can borrow less (Aave: LTV / (1 − LTV) of equity)."""
+    if config.leverage is None:
+        return config.max_leverage
+    return min(config.max_leverage, build_leverage_model(config.leverage).max_short_exposure)
 
 
 def _exposure_cap(config: KellyLeverageConfig) -> float:

@@ -45,7 +45,8 @@ class LeveragedHold(Strategy):
         super().__init__(config)
         cap = config.max_leverage
         if config.leverage is not None:
-            cap = min(cap, build_leverage_model(config.leverage).max_exposure)
+            model = build_leverage_model(config.leverage)
+            cap = min(cap, model.max_short_exposure if config.short else model.max_exposure)
         self._exposure = cap * config.max_position_fraction
         self._max_hold_ns = config.max_holding_bars * config.bar_minutes * 60 * 1_000_000_000
         self._instrument = None

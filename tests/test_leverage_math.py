@@ -44,6 +44,11 @@ def test_research_note_figures_for_wbnb():
         assert 1.0 - lending.liquidation_price(state, WBNB) == pytest.approx(drop, abs=1e-12)
         assert lending.leverage_from_hf(hf, WBNB) == pytest.approx(lev)
     assert WBNB.max_leverage == pytest.approx(1 / 0.3)
+    assert WBNB.max_short_leverage == pytest.approx(0.7 / 0.3)
+    # a short at the LTV cap is still above the liquidation threshold: HF = (1 + L)·LT / L > 1
+    lev = WBNB.max_short_leverage
+    state = lending.LendingState(long=False, quantity=lev * 100.0, avg_price=1.0, balance=100.0)
+    assert lending.health_factor(state, 1.0, WBNB) == pytest.approx((1 + lev) * 0.75 / lev) and (1 + lev) * 0.75 / lev > 1
 
 
 def test_partial_liquidation_close_factor_and_bonus():

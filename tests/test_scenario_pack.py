@@ -58,6 +58,8 @@ def test_synthetic_scenarios_run_and_reconcile(name, tmp_path):
     run_dir, metrics = run_scenario(scenario, load_registry(), tmp_path)
     _check_run(run_dir, metrics)
     assert metrics["leverage_model"] == scenario.leverage.model
+    # stops at 0.8% sit far inside every liquidation price the caps allow (shorts included)
+    assert metrics["n_liquidations"] == 0
 
 
 def test_aave_scenario_with_robustness_folder(tmp_path):

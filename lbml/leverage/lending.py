@@ -36,6 +36,11 @@ class LendingParams:
         """Leverage reachable by looping deposits and borrows at the LTV: 1 / (1 − LTV)."""
         return 1.0 / (1.0 - self.ltv)
 
+    @property
+    def max_short_leverage(self) -> float:
+        """Short exposure the LTV allows: borrowed base ≤ LTV × (equity + proceeds) ⇔ L ≤ LTV / (1 − LTV)."""
+        return self.ltv / (1.0 - self.ltv)
+
 
 @dataclass(frozen=True)
 class LendingState:

@@ -56,6 +56,10 @@ class ExchangeMarginModel:
     def max_exposure(self) -> float:
         return min(self.params.leverage, self.params.max_leverage)
 
+    @property
+    def max_short_exposure(self) -> float:
+        return self.max_exposure
+
     def isolated(self, s: PositionState) -> margin.IsolatedPosition:
         return margin.IsolatedPosition(
             long=s.long,
@@ -102,6 +106,10 @@ class AaveLendingModel:
     @property
     def max_exposure(self) -> float:
         return self.params.max_leverage
+
+    @property
+    def max_short_exposure(self) -> float:
+        return self.params.max_short_leverage
 
     @staticmethod
     def lending_state(s: PositionState) -> lending.LendingState:
