@@ -10,6 +10,8 @@ Two halves that run the same in a backtest and in paper trading:
   market gaps through. It re-prices the order as debt and funding move the liquidation price,
   sends a market close for the rest when the health at the fill price allows a 100% close factor,
   and liquidates at market when the price is already beyond the liquidation price.
+  (Close factor and bonus follow the research notes; a 100% close is decided from the health at
+  the worse of the fill price and the open of the bar the liquidation happened in.)
 - ``LiquidationModule`` (a venue ``SimulationModule``) debits the penalty of every fill of a
   ``LIQUIDATION`` order (Aave: repaid × bonus; exchange: the liquidation fee) into its ledger.
 """
@@ -174,19 +176,17 @@ class LiquidationGuard:
         self._submit_stop(state, trigger, qty)
 
     def on_fill(self, fill: OrderFilled) -> None:
-        """After a liquidation fill: close the rest when HF at the fill price allows 100%."""
+        """After a liquidation fill: remember it; the bar it happened in decides on a 100% close.
+
+        (Order events reach the strategy before the position is updated, so the rest of the
+        position is closed from ``on_bar``, with the worse of the fill price and the bar's open.)
+        """
         if not self.is_liquidation(fill.client_order_id):
             return
         before = self._state_at_order
         self._order = None
-        if before is None:
-            return
-        if self.model.full_close_after(before, fill.last_px.as_double()):
-            state = self.state()
-            if state is not None and state.quantity > 0.0:
-                self._market_close(state, state.quantity)
-            return
-        self._check = (before, fill.last_px.as_double(), before.long)  # re-checked at the bar's open
+        if before is not None:
+            self._check = (before, fill.last_px.as_double(), before.long)
 
     def _submit_stop(self, state: PositionState, trigger, qty) -> None:
         s = self._strategy
