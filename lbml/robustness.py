@@ -60,7 +60,10 @@ def block_bootstrap(
     if len(returns) < 4:
         raise ValueError("need at least 4 returns for a block bootstrap")
     if block_length is None:
-        estimate = float(optimal_block_length(returns)["circular"].iloc[0])
+        with np.errstate(all="ignore"):
+            estimate = float(optimal_block_length(returns)["circular"].iloc[0])
+        if not math.isfinite(estimate):  # e.g. a flat curve (no trades): plain resampling
+            estimate = 1.0
         block_length = int(min(max(1, math.ceil(estimate)), max(1, len(returns) // 4)))
     bs = CircularBlockBootstrap(block_length, returns, seed=np.random.default_rng(seed))
     paths = np.empty((n_paths, len(returns) + 1))

@@ -25,6 +25,12 @@ def test_block_bootstrap_paths_and_percentiles():
     assert block_bootstrap(returns, 1000.0, 1000, seed=5).final_equity == mc.final_equity
 
 
+def test_flat_curve_bootstraps_to_itself():
+    mc = block_bootstrap(np.zeros(50), 500.0, n_paths=1000)
+    assert mc.block_length == 1 and mc.final_equity[5] == mc.final_equity[95] == 500.0
+    assert mc.prob_loss == 0.0
+
+
 def test_max_drawdown():
     assert max_drawdown(np.array([100.0, 120.0, 90.0, 130.0])) == pytest.approx(90 / 120 - 1)
 
