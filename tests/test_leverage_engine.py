@@ -38,7 +38,7 @@ def _cut(src, dst, start, end, shift_from=None, factor=1.0):
 def _scenario(tmp, bnb, btc, **sections):
     base = load_scenario("scenarios/crash_may2021.toml")
     base = base.with_data(paths=(bnb,), reference_paths=(btc,))
-    update = {"split": base.split.model_copy(update={"train_fraction": 0.52})}
+    update = {"split": base.split.model_copy(update={"train_fraction": 0.51})}
     for name, changes in sections.items():
         update[name] = getattr(base, name).model_copy(update=changes)
     return base.model_copy(update=update)
@@ -47,8 +47,8 @@ def _scenario(tmp, bnb, btc, **sections):
 @pytest.fixture(scope="module")
 def crash(tmp_path_factory, registry_module):
     tmp = tmp_path_factory.mktemp("crash")
-    bnb = _cut(shared_file(*CRASH_DIR, "BNBUSDT-1m.csv.gz"), tmp / "BNBUSDT.csv.gz", "2021-05-09", "2021-05-15")
-    btc = _cut(shared_file(*CRASH_DIR, "BTCUSDT-1m.csv.gz"), tmp / "BTCUSDT.csv.gz", "2021-05-09", "2021-05-15")
+    bnb = _cut(shared_file(*CRASH_DIR, "BNBUSDT-1m.csv.gz"), tmp / "BNBUSDT.csv.gz", "2021-05-10", "2021-05-14")
+    btc = _cut(shared_file(*CRASH_DIR, "BTCUSDT-1m.csv.gz"), tmp / "BTCUSDT.csv.gz", "2021-05-10", "2021-05-14")
     scenario = _scenario(tmp, bnb, btc)
     prepared = prepare(scenario, registry_module)
     assert prepared.split.test_start < pd.Timestamp("2021-05-12 03:00", tz="UTC")
@@ -127,8 +127,8 @@ def test_aave_3x_partial_liquidation_with_close_factor_and_bonus(crash, registry
 def test_gap_through_fills_at_the_worse_open_and_closes_in_full_below_hf_095(crash, registry_module, tmp_path):
     tmp, _, _ = crash
     gap_at = pd.Timestamp("2021-05-12 12:00")
-    gapped = _cut(shared_file(*CRASH_DIR, "BNBUSDT-1m.csv.gz"), tmp_path / "BNBUSDT.csv.gz", "2021-05-09",
-                  "2021-05-15", shift_from=gap_at, factor=0.8)
+    gapped = _cut(shared_file(*CRASH_DIR, "BNBUSDT-1m.csv.gz"), tmp_path / "BNBUSDT.csv.gz", "2021-05-10",
+                  "2021-05-14", shift_from=gap_at, factor=0.8)
     result, metrics = _run(
         crash, registry_module, bnb=gapped,
         strategy={"max_leverage": 3.0},
