@@ -34,7 +34,7 @@ from lbml.engine.costs import (
 from lbml.engine.cost_modules import GasConfig, GasModule, slippage_module
 from lbml.engine.gaps import GapThroughModule
 from lbml.engine.instruments import infer_precision, make_instrument
-from lbml.engine.leverage_venue import venue_leverage
+from lbml.engine.leverage_venue import expected_borrow_apr, venue_leverage
 from lbml.engine.recorder import RunRecord, RunRecorder, RunRecorderConfig
 from lbml.engine.signal_actor import SignalActor, SignalActorConfig
 from lbml.errors import ConfigError
@@ -94,7 +94,7 @@ def load_strategy_class(class_path: str) -> tuple[type, type]:
 def strategy_config_kwargs(scenario: Scenario, bar_minutes: int) -> dict:
     s, c = scenario.strategy, scenario.costs
     expected_hold_years = s.max_holding_bars * bar_minutes / 2 / (365 * 24 * 60)
-    round_trip = 2 * c.taker_fee + 2 * c.slippage_bps / 1e4 + c.borrow_apr_quote * expected_hold_years
+    round_trip = 2 * c.taker_fee + 2 * c.slippage_bps / 1e4 + expected_borrow_apr(scenario) * expected_hold_years
     return {
         "kelly_fraction": s.kelly_fraction,
         "max_leverage": s.max_leverage,
