@@ -53,6 +53,7 @@ class LeveragedHold(Strategy):
         self._guard: LiquidationGuard | None = None
         self._entry_ts: int | None = None
         self._busy = False
+        self._settling = False  # the bar after a close: let the venue book its charges first
 
     def on_start(self) -> None:
         self._instrument = self.cache.instrument(self.config.instrument_id)
@@ -68,6 +69,9 @@ class LeveragedHold(Strategy):
         if self._guard is not None and self._entry_ts is not None:
             self._guard.on_bar(bar)
         if self._busy:
+            return
+        if self._settling:
+            self._settling = False
             return
         if self._entry_ts is None:
             self._enter(bar.close.as_double())
@@ -93,6 +97,7 @@ class LeveragedHold(Strategy):
     def on_position_closed(self, event) -> None:
         self._entry_ts = None
         self._busy = False
+        self._settling = True
         if self._guard is not None:
             self._guard.on_position_closed()
         self.cancel_all_orders(self.config.instrument_id)

@@ -8,7 +8,7 @@ import pandas as pd
 
 from lbml.engine.backtest import BacktestResult
 
-HEALTH_CLIP = 5.0
+HEALTH_CLIP = (0.5, 100.0)
 
 
 def write_risk_reports(run_dir: Path, result: BacktestResult, title: str) -> dict:
@@ -63,10 +63,11 @@ def plot_risk(risk: pd.DataFrame, liquidations: pd.DataFrame, path: Path, title:
     ax1.plot(risk.index, risk["leverage"], lw=0.8, color="tab:blue")
     ax1.set_ylabel("leverage (× equity)")
     ax1.set_title(title)
-    health = risk["health"].clip(upper=HEALTH_CLIP).where(risk["exposure"] != 0.0)
+    health = risk["health"].clip(*HEALTH_CLIP).where(risk["exposure"] != 0.0)
     ax2.plot(risk.index, health, lw=0.8, color="tab:green")
     ax2.axhline(1.0, color="tab:red", lw=1.0, ls="--", label="liquidation (1.0)")
-    ax2.set_ylabel(f"health (clipped at {HEALTH_CLIP:g})")
+    ax2.set_yscale("log")
+    ax2.set_ylabel("health (log, clipped)")
     ax2.legend(loc="upper right")
     ax3.fill_between(risk.index, risk["exposure"], 0.0, color="tab:purple", alpha=0.5, step="post")
     ax3.set_ylabel("exposure (quote, + long)")
