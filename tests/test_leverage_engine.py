@@ -8,9 +8,11 @@ run on nautilus' BacktestEngine with the scenario's venue and leverage modules.
 import gzip
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
+from lbml.engine.instruments import infer_precision
 from lbml.leverage.lending import LendingParams
 from lbml.leverage.rates import accrued_interest
 from lbml.report.metrics import compute_metrics
@@ -27,9 +29,11 @@ def _cut(src, dst, start, end, shift_from=None, factor=1.0):
     ts = pd.to_datetime(frame["open_time"], unit="ms")
     frame = frame[(ts >= start) & (ts < end)].copy()
     if shift_from is not None:
+        # keep the price precision of the original window (the instrument's tick is inferred from it)
+        decimals = infer_precision(frame["close"].to_numpy())
         after = pd.to_datetime(frame["open_time"], unit="ms") >= shift_from
         frame.loc[after, ["open", "high", "low", "close"]] *= factor
-        frame[["open", "high", "low", "close"]] = frame[["open", "high", "low", "close"]].round(4)
+        frame[["open", "high", "low", "close"]] = frame[["open", "high", "low", "close"]].round(decimals)
     with gzip.open(dst, "wt") as fh:
         frame.to_csv(fh, index=False)
     return dst
@@ -185,3 +189,26 @@ def test_kelly_with_trailing_stop_volatility_slippage_and_gas_reconciles(crash, 
     floor = (taker.quantity * taker.price).sum() * 0.5e-4
     assert result.slippage.total >= floor - 1e-9
     assert "TRAILING_STOP_MARKET" in set(fills.order_type)
+
+
+def test_leverage_engine_has_no_look_ahead(crash, registry_module, tmp_path):
+    """Changing prices after a cut changes nothing the leverage engine did before it."""
+    cut = pd.Timestamp("2021-05-13 00:00")
+    later = _cut(shared_file(*CRASH_DIR, "BNBUSDT-1m.csv.gz"), tmp_path / "BNBUSDT.csv.gz", "2021-05-10",
+                 "2021-05-14", shift_from=cut, factor=0.7)
+    kwargs = {"strategy": {"max_leverage": 3.0}, "leverage": {"model": "aave_lending", "borrow_apr": 0.05}}
+    base, _ = _run(crash, registry_module, **kwargs)
+    moved, _ = _run(crash, registry_module, bnb=later, **kwargs)
+    cut_ns = cut.tz_localize("UTC").value
+    risk_a = np.array([r for r in base.record.risk if r[0] < cut_ns], dtype=float)
+    risk_b = np.array([r for r in moved.record.risk if r[0] < cut_ns], dtype=float)
+    np.testing.assert_array_equal(risk_a, risk_b)  # NaN (no liquidation price while flat) equals NaN
+    assert len(risk_a) > 1000
+    for a, b in ((base.record.fills, moved.record.fills), (base.borrow.entries, moved.borrow.entries),
+                 (base.liquidations, moved.liquidations)):
+        before_a = [r for r in a if (r["ts"] if isinstance(r, dict) else r[0]) < cut_ns]
+        before_b = [r for r in b if (r["ts"] if isinstance(r, dict) else r[0]) < cut_ns]
+        assert before_a == before_b
+    assert len(moved.record.risk) == len(base.record.risk)
+    assert not np.array_equal(np.array(base.record.risk, dtype=float), np.array(moved.record.risk, dtype=float),
+                              equal_nan=True)
