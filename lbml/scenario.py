@@ -8,6 +8,7 @@ the key and the reason. The resolved scenario is saved next to every result.
 import hashlib
 import json
 import tomllib
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,6 +90,10 @@ class StrategyConfig(_Section):
     take_profit_pct: float = Field(0.015, gt=0, lt=1)
     max_holding_bars: int = Field(240, ge=1)
     probability_shrinkage: float = Field(1.0, ge=0, le=1)
+    probability_n_eff: float = Field(
+        0.0, ge=0, description="samples behind the calibrated probability: shrink its edge by one standard error (0 = off)"
+    )
+    trailing_stop: bool = Field(False, description="stop-loss trails the price by stop_loss_pct (TRAILING_STOP_MARKET)")
 
 
 class CostsConfig(_Section):
@@ -99,12 +104,76 @@ class CostsConfig(_Section):
     borrow_apr_base: float = Field(0.05, ge=0, le=5)
     borrow_interval_minutes: int = Field(60, ge=1, le=1440)
     latency_ms: float = Field(1.0, gt=0, le=60_000)
+    slippage_model: Literal["fixed", "volatility"] = Field(
+        "fixed", description="fixed: slippage_bps; volatility: slippage_vol_k × σ(1-minute returns), floor slippage_bps"
+    )
+    slippage_vol_k: float = Field(0.5, ge=0, le=100)
+    gas_per_tx: float = Field(0.0, ge=0, description="DEX: account currency charged per transaction (fill)")
 
 
 class VenueConfig(_Section):
     starting_balance: float = Field(
         100_000.0, gt=0, description="in the traded pair's quote currency (USDT for *USDT pairs)"
     )
+
+
+class LeverageConfig(_Section):
+    """How leverage is financed and liquidated (``lbml.leverage``).
+
+    ``none`` keeps the simple venue borrow of ``[costs]`` and never liquidates;
+    ``exchange_margin`` is an isolated-margin perpetual with funding; ``aave_lending`` is an
+    Aave-style collateral/debt position with a health factor (defaults: WBNB on BNB Chain).
+    """
+
+    model: Literal["none", "exchange_margin", "aave_lending"] = "none"
+    margin_leverage: float = Field(5.0, ge=1, le=125, description="exchange: isolated position leverage")
+    maintenance_margin_rate: float = Field(0.005, ge=0, lt=0.5)
+    liquidation_fee: float = Field(0.005, ge=0, lt=0.5, description="exchange: share of notional lost on liquidation")
+    funding: bool = Field(True, description="exchange: pay funding from the symbol's funding series")
+    funding_multiplier: float = Field(1.0, ge=0, le=100, description="exchange: stress factor on funding rates")
+    ltv: float = Field(0.70, gt=0, lt=1)
+    liquidation_threshold: float = Field(0.75, gt=0, lt=1)
+    liquidation_bonus: float = Field(0.10, ge=0, lt=0.5)
+    close_factor: float = Field(0.5, gt=0, le=1)
+    full_close_hf: float = Field(0.95, gt=0, le=1)
+    borrow_rate: Literal["constant", "schedule", "utilisation"] = "constant"
+    borrow_apr: float = Field(0.05, ge=0, le=5, description="constant APR, or the APR before a schedule starts")
+    rate_schedule: tuple[tuple[datetime, float], ...] = Field(
+        (), description="[[time, value], ...] as-of steps: APR for 'schedule', utilisation for 'utilisation'"
+    )
+    utilisation: float = Field(0.8, ge=0, le=1)
+    curve_base: float = Field(0.0, ge=0, le=5)
+    curve_slope1: float = Field(0.05, ge=0, le=5)
+    curve_slope2: float = Field(0.75, ge=0, le=50)
+    optimal_utilisation: float = Field(0.90, gt=0, lt=1)
+    stress_multiplier: float = Field(1.0, gt=0, le=100)
+    accrual_minutes: int = Field(60, ge=1, le=1440)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "LeverageConfig":
+        if self.ltv >= self.liquidation_threshold:
+            raise ValueError("leverage.ltv must be below leverage.liquidation_threshold")
+        if self.liquidation_threshold * (1 + self.liquidation_bonus) >= 1:
+            raise ValueError("leverage.liquidation_threshold × (1 + liquidation_bonus) must be below 1")
+        times = [t for t, _ in self.rate_schedule]
+        if times != sorted(times):
+            raise ValueError("leverage.rate_schedule must be in time order")
+        if self.borrow_rate == "utilisation" and any(not 0 <= v <= 1 for _, v in self.rate_schedule):
+            raise ValueError("leverage.rate_schedule values are utilisations in [0, 1] for borrow_rate = 'utilisation'")
+        return self
+
+
+class RobustnessConfig(_Section):
+    """Monte Carlo, regimes, sensitivity sweep and buy-and-hold tables in the run folder (``lbml.robustness``)."""
+
+    enabled: bool = False
+    mc_paths: int = Field(1000, ge=100, le=100_000)
+    mc_frequency: str = Field("15min", pattern=r"^\d+(min|h)$")
+    block_length: int | None = Field(None, ge=1)
+    seed: int = Field(7, ge=0)
+    regime_window_bars: int = Field(240, ge=40)
+    sweep: bool = True
+    sweep_days: float = Field(2.0, gt=0, le=365, description="the sweep re-runs the first N days of the backtest")
 
 
 class ReportConfig(_Section):
@@ -126,6 +195,8 @@ class Scenario(_Section):
     costs: CostsConfig = CostsConfig()
     venue: VenueConfig = VenueConfig()
     report: ReportConfig = ReportConfig()
+    leverage: LeverageConfig = LeverageConfig()
+    robustness: RobustnessConfig = RobustnessConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

@@ -1,5 +1,6 @@
 """Fractional-Kelly position sizing for a bracketed trade (pure functions, no engine)."""
 
+import math
 from dataclasses import dataclass
 
 
@@ -13,6 +14,21 @@ class KellyParams:
     take_profit_pct: float
     round_trip_cost_pct: float  # fees + slippage + expected borrow, as a fraction of notional
     probability_shrinkage: float = 1.0
+    probability_n_eff: float = 0.0  # samples behind the calibrated probability (0 = no uncertainty shrink)
+    uncertainty_z: float = 1.0
+
+
+def shrink_probability(p: float, n_eff: float, z: float = 1.0) -> float:
+    """Shrink ``p`` toward 0.5 by ``z`` standard errors of a proportion estimated from ``n_eff`` samples.
+
+    The edge |p − 0.5| is reduced by z·√(p(1−p)/n_eff) and floored at zero, so a probability that
+    is not distinguishable from a coin flip gives no trade. ``n_eff <= 0`` leaves ``p`` unchanged.
+    """
+    if n_eff <= 0.0:
+        return p
+    se = math.sqrt(max(p * (1.0 - p), 0.0) / n_eff)
+    edge = max(0.0, abs(p - 0.5) - z * se)
+    return 0.5 + math.copysign(edge, p - 0.5)
 
 
 def kelly_fraction(p_win: float, win: float, loss: float) -> float:
@@ -31,6 +47,7 @@ def target_exposure(p_up: float, params: KellyParams) -> float:
     scaled by the Kelly fraction and capped at ``max_leverage × max_position_fraction``.
     """
     p = 0.5 + params.probability_shrinkage * (p_up - 0.5)
+    p = shrink_probability(p, params.probability_n_eff, params.uncertainty_z)
     win = params.take_profit_pct - params.round_trip_cost_pct
     loss = params.stop_loss_pct + params.round_trip_cost_pct
     f_long = kelly_fraction(p, win, loss)

@@ -19,9 +19,11 @@ from lbml.models.training import TrainResult, funding_for, reference_bars, scena
 from lbml.plugins import PluginRegistry
 from lbml.report.metrics import compute_metrics
 from lbml.report.plots import plot_equity
+from lbml.report.risk_plots import append_costs_to_tearsheet, write_risk_reports
 from lbml.atomic import atomic_folder
 from lbml.report.runfolder import new_run_path, write_json
 from lbml.report.tearsheet import tearsheet_skip_reason, write_tearsheet
+from lbml.robustness import write_robustness
 from lbml.scenario import Scenario
 from lbml.split import Split, compute_split
 
@@ -109,6 +111,7 @@ def write_run(
     artifact: LoadedArtifact,
     *,
     model_trained_here: bool,
+    registry: PluginRegistry | None = None,
 ) -> dict:
     """Fill ``run_dir`` with the resolved scenario, split, trades, equity, metrics and reports."""
     scenario = prepared.scenario
@@ -155,6 +158,11 @@ def write_run(
         else:
             metrics["tearsheet"] = None
             metrics["tearsheet_skipped"] = skip
+    metrics["risk"] = write_risk_reports(run_dir, result, f"{scenario.name}: leverage, health, exposure")
+    if metrics.get("tearsheet"):
+        append_costs_to_tearsheet(run_dir / "tearsheet.html", metrics, run_dir / "risk.png")
+    if scenario.robustness.enabled and registry is not None and len(equity) > 1:
+        metrics["robustness"] = write_robustness(run_dir, prepared, result, artifact, registry, scenario.robustness)
     write_json(run_dir / "metrics.json", metrics)
     return metrics
 
@@ -178,7 +186,7 @@ def run_scenario(
             train_model(prepared, registry, tmp / "model")
             model_dir = tmp / "model"
         result, artifact = backtest(prepared, registry, model_dir, progress=progress, publish=publish)
-        metrics = write_run(tmp, prepared, result, artifact, model_trained_here=trained_here)
+        metrics = write_run(tmp, prepared, result, artifact, model_trained_here=trained_here, registry=registry)
     if trained_here:
         metrics["model_path"] = str(final / "model")
     return final, metrics

@@ -5,18 +5,27 @@ Receives ``Prediction`` messages (from ``SignalActor``), sizes a position by fra
 take-profit (LIMIT), closes positions held longer than ``max_holding_bars`` and closes on a confident
 opposite signal. Costs the engine does not simulate (borrow, slippage) are charged by the venue's
 modules, not here. The same class runs in backtests and live.
+
+Position rules: one bracketed position at a time; no resizing while it is open (its bracket legs
+are sized to it); a confident opposite signal closes it, and the next prediction may open the
+other side (a flip takes two decisions, never one order that crosses zero). With ``trailing_stop``
+the stop-loss is a TRAILING_STOP_MARKET ``stop_loss_pct`` behind the best price. With a
+``leverage`` spec a ``LiquidationGuard`` keeps a LIQUIDATION order at the model's liquidation
+price, and exposure is capped at what the leverage model allows.
 """
 
 from decimal import Decimal
 
 from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.data import Bar, BarType
-from nautilus_trader.model.enums import OrderSide, OrderType, TimeInForce
+from nautilus_trader.model.enums import OrderSide, OrderType, TimeInForce, TrailingOffsetType, TriggerType
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.orders import OrderList
 from nautilus_trader.trading.strategy import Strategy
 
+from lbml.engine.liquidation import LiquidationGuard
 from lbml.engine.messages import PREDICTION_TYPE, Prediction
+from lbml.leverage.model import LeverageSpec, build_leverage_model
 from lbml.sizing import KellyParams, target_exposure
 
 
@@ -33,6 +42,9 @@ class KellyLeverageConfig(StrategyConfig, frozen=True):
     bar_minutes: int = 1
     round_trip_cost_pct: float = 0.001
     probability_shrinkage: float = 1.0
+    leverage: LeverageSpec | None = None  # exchange margin / Aave lending: liquidation orders
+    probability_n_eff: float = 0.0
+    trailing_stop: bool = False
 
 
 class KellyLeverage(Strategy):
@@ -42,18 +54,21 @@ class KellyLeverage(Strategy):
         super().__init__(config)
         self._params = KellyParams(
             kelly_fraction=config.kelly_fraction,
-            max_leverage=config.max_leverage,
+            max_leverage=_exposure_cap(config),
             max_position_fraction=config.max_position_fraction,
             min_notional=config.min_notional,
             stop_loss_pct=config.stop_loss_pct,
             take_profit_pct=config.take_profit_pct,
             round_trip_cost_pct=config.round_trip_cost_pct,
             probability_shrinkage=config.probability_shrinkage,
+            probability_n_eff=config.probability_n_eff,
         )
         self._max_hold_ns = config.max_holding_bars * config.bar_minutes * 60 * 1_000_000_000
         self._instrument = None
         self._entry_ts: int | None = None
         self._busy = False  # an entry or exit is in flight: fills arrive asynchronously live
+        self._guard: LiquidationGuard | None = None
+        self._short_cap = _short_exposure_cap(config) * config.max_position_fraction
 
     def on_start(self) -> None:
         self._instrument = self.cache.instrument(self.config.instrument_id)
@@ -61,11 +76,15 @@ class KellyLeverage(Strategy):
             self.log.error(f"instrument {self.config.instrument_id} not in cache")
             self.stop()
             return
+        if self.config.leverage is not None:
+            self._guard = LiquidationGuard(self, self._instrument, self.config.leverage)
         self.subscribe_data(PREDICTION_TYPE)
         self.subscribe_bars(self.config.bar_type)
 
     # -- events ---------------------------------------------------------------------------------
     def on_bar(self, bar: Bar) -> None:
+        if self._guard is not None and self._entry_ts is not None:
+            self._guard.on_bar(bar)
         if self._entry_ts is None or self._busy:
             return
         if bar.ts_event - self._entry_ts >= self._max_hold_ns:
@@ -76,7 +95,7 @@ class KellyLeverage(Strategy):
             return
         if self._busy:
             return
-        exposure = target_exposure(data.probability, self._params)
+        exposure = max(target_exposure(data.probability, self._params), -self._short_cap)
         iid = self.config.instrument_id
         if not self.portfolio.is_flat(iid):
             held_long = self.portfolio.is_net_long(iid)
@@ -90,10 +109,22 @@ class KellyLeverage(Strategy):
     def on_position_opened(self, event) -> None:
         self._entry_ts = event.ts_event
         self._busy = False
+        if self._guard is not None:
+            self._guard.on_position_opened()
+
+    def on_position_changed(self, event) -> None:
+        if self._guard is not None:
+            self._guard.refresh(None)
+
+    def on_order_filled(self, event) -> None:
+        if self._guard is not None:
+            self._guard.on_fill(event)
 
     def on_position_closed(self, event) -> None:
         self._entry_ts = None
         self._busy = False
+        if self._guard is not None:
+            self._guard.on_position_closed()
         # Cancel the surviving bracket leg, if any (OUO should already have done it).
         self.cancel_all_orders(self.config.instrument_id)
 
@@ -125,9 +156,20 @@ class KellyLeverage(Strategy):
             sl_trigger_price=instrument.make_price(stop),
             tp_price=instrument.make_price(take),
             time_in_force=TimeInForce.GTC,
+            **self._trailing_kwargs(),
         )
         self._busy = True
         self.submit_order_list(bracket)
+
+    def _trailing_kwargs(self) -> dict:
+        if not self.config.trailing_stop:
+            return {}
+        return {
+            "sl_order_type": OrderType.TRAILING_STOP_MARKET,
+            "sl_trigger_type": TriggerType.LAST_PRICE,
+            "sl_trailing_offset": Decimal(str(round(self.config.stop_loss_pct * 1e4, 4))),
+            "sl_trailing_offset_type": TrailingOffsetType.BASIS_POINTS,
+        }
 
     def _exit(self, reason: str) -> None:
         self._busy = True
@@ -138,3 +180,17 @@ class KellyLeverage(Strategy):
         account = self.portfolio.account(self.config.instrument_id.venue)
         currency = account.base_currency
         return account.balance_total(currency).as_double()
+
+
+def _short_exposure_cap(config: KellyLeverageConfig) -> float:
+    """Shorts on a lending market can borrow less (Aave: LTV / (1 − LTV) of equity)."""
+    if config.leverage is None:
+        return config.max_leverage
+    return min(config.max_leverage, build_leverage_model(config.leverage).max_short_exposure)
+
+
+def _exposure_cap(config: KellyLeverageConfig) -> float:
+    """The scenario's leverage cap, never above what the leverage model allows."""
+    if config.leverage is None:
+        return config.max_leverage
+    return min(config.max_leverage, build_leverage_model(config.leverage).max_exposure)

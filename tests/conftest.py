@@ -7,7 +7,7 @@ from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR") or ROOT.parent / "shared" / "data")
 
 
 @pytest.fixture(autouse=True)

@@ -30,10 +30,11 @@ from lbml.engine.costs import (
     BorrowInterestConfig,
     BorrowInterestModule,
     CostLedger,
-    SlippageConfig,
-    SlippageModule,
 )
+from lbml.engine.cost_modules import GasConfig, GasModule, slippage_module
+from lbml.engine.gaps import GapThroughModule
 from lbml.engine.instruments import infer_precision, make_instrument
+from lbml.engine.leverage_venue import expected_borrow_apr, venue_leverage
 from lbml.engine.recorder import RunRecord, RunRecorder, RunRecorderConfig
 from lbml.engine.signal_actor import SignalActor, SignalActorConfig
 from lbml.errors import ConfigError
@@ -65,6 +66,13 @@ class BacktestResult:
     predictions: list[tuple[int, float]] = field(default_factory=list)
     latencies_ns: list[int] = field(default_factory=list)
     signals: dict | None = None  # publisher counters when predictions were published (--publish)
+    funding: CostLedger = field(default_factory=CostLedger)
+    liquidation: CostLedger = field(default_factory=CostLedger)
+    n_liquidations: int = 0
+    liquidations: list[dict] = field(default_factory=list)
+    leverage_model: str = "none"
+    gap_slippage: CostLedger = field(default_factory=CostLedger)
+    gas: CostLedger = field(default_factory=CostLedger)
 
 
 def bar_type_for(instrument_id, minutes: int, internal: bool) -> BarType:
@@ -87,7 +95,7 @@ def load_strategy_class(class_path: str) -> tuple[type, type]:
 def strategy_config_kwargs(scenario: Scenario, bar_minutes: int) -> dict:
     s, c = scenario.strategy, scenario.costs
     expected_hold_years = s.max_holding_bars * bar_minutes / 2 / (365 * 24 * 60)
-    round_trip = 2 * c.taker_fee + 2 * c.slippage_bps / 1e4 + c.borrow_apr_quote * expected_hold_years
+    round_trip = 2 * c.taker_fee + 2 * c.slippage_bps / 1e4 + expected_borrow_apr(scenario) * expected_hold_years
     return {
         "kelly_fraction": s.kelly_fraction,
         "max_leverage": s.max_leverage,
@@ -99,6 +107,8 @@ def strategy_config_kwargs(scenario: Scenario, bar_minutes: int) -> dict:
         "bar_minutes": bar_minutes,
         "round_trip_cost_pct": round_trip,
         "probability_shrinkage": s.probability_shrinkage,
+        "probability_n_eff": s.probability_n_eff,
+        "trailing_stop": s.trailing_stop,
     }
 
 
@@ -136,7 +146,10 @@ def run_backtest(
             interval_minutes=scenario.costs.borrow_interval_minutes,
         )
     )
-    slippage = SlippageModule(SlippageConfig(taker_bps=scenario.costs.slippage_bps))
+    slippage = slippage_module(scenario.costs)
+    gas = GasModule(GasConfig(per_transaction=scenario.costs.gas_per_tx))
+    lev = venue_leverage(scenario, market, split, borrow)
+    gaps = GapThroughModule()
     engine.add_venue(
         venue=venue,
         oms_type=OmsType.NETTING,
@@ -146,7 +159,7 @@ def run_backtest(
         default_leverage=Decimal(str(scenario.strategy.max_leverage)),
         fee_model=MakerTakerFeeModel(),
         latency_model=LatencyModel(base_latency_nanos=int(scenario.costs.latency_ms * 1_000_000)),
-        modules=[borrow, slippage],
+        modules=[*lev.modules, slippage, gaps, gas],
         bar_execution=not tick_mode,
         trade_execution=tick_mode,
     )
@@ -173,11 +186,16 @@ def run_backtest(
         model,
         on_prediction=lambda p, _f: predictions.append((p.ts_event, p.probability)),
     )
-    recorder = RunRecorder(RunRecorderConfig(component_id="RunRecorder", instrument_id=instrument.id, bar_type=bar_type))
+    recorder = RunRecorder(
+        RunRecorderConfig(component_id="RunRecorder", instrument_id=instrument.id, bar_type=bar_type, leverage=lev.spec)
+    )
     strategy_cls, strategy_config_cls = load_strategy_class(scenario.strategy.class_path)
     strategy = strategy_cls(
         strategy_config_cls(
-            instrument_id=instrument.id, bar_type=bar_type, **strategy_config_kwargs(scenario, minutes)
+            instrument_id=instrument.id,
+            bar_type=bar_type,
+            **strategy_config_kwargs(scenario, minutes),
+            **lev.strategy_kwargs(),
         )
     )
     engine.add_actor(actor)
@@ -217,7 +235,7 @@ def run_backtest(
     _close_the_curve(recorder.record, engine, instrument.id, account.balance_total(quote).as_double())
     result = BacktestResult(
         record=recorder.record,
-        borrow=borrow.ledger,
+        borrow=lev.ledger(lev.borrow),
         slippage=slippage.ledger,
         starting_balance=scenario.venue.starting_balance,
         final_balance=account.balance_total(quote).as_double(),
@@ -230,6 +248,13 @@ def run_backtest(
         run_seconds=run_seconds,
         predictions=predictions,
         latencies_ns=actor.latencies_ns,
+        funding=lev.ledger(lev.funding),
+        liquidation=lev.ledger(lev.liquidation),
+        n_liquidations=lev.n_liquidations,
+        liquidations=list(lev.liquidation.events) if lev.liquidation is not None else [],
+        leverage_model=scenario.leverage.model,
+        gap_slippage=gaps.ledger,
+        gas=gas.ledger,
     )
     engine.dispose()
     return result

@@ -12,13 +12,17 @@ from nautilus_trader.common.actor import Actor
 from nautilus_trader.config import ActorConfig
 from nautilus_trader.model.data import Bar, BarType
 from nautilus_trader.model.enums import LiquiditySide, OrderSide, order_type_to_str
-from nautilus_trader.model.events import OrderFilled, PositionClosed
+from nautilus_trader.model.events import OrderFilled, PositionClosed, PositionOpened
 from nautilus_trader.model.identifiers import InstrumentId
+
+from lbml.engine.position_state import position_state
+from lbml.leverage.model import LIQUIDATION_TAG, LeverageSpec, build_leverage_model
 
 
 class RunRecorderConfig(ActorConfig, frozen=True):
     instrument_id: InstrumentId
     bar_type: BarType
+    leverage: LeverageSpec | None = None
 
 
 @dataclass
@@ -26,6 +30,14 @@ class RunRecord:
     equity: list[tuple[int, float, float, float]] = field(default_factory=list)  # ts, equity, balance, close
     fills: list[dict] = field(default_factory=list)
     positions: list[dict] = field(default_factory=list)
+    risk: list[tuple[int, float, float, float, float]] = field(default_factory=list)
+    # ts, signed exposure (quote), leverage (|exposure| / equity), health, liquidation price
+
+    def risk_frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame(self.risk, columns=["ts", "exposure", "leverage", "health", "liquidation_price"])
+        frame.index = pd.to_datetime(frame.pop("ts"), utc=True)
+        frame.index.name = "ts"
+        return frame
 
     def equity_frame(self) -> pd.DataFrame:
         frame = pd.DataFrame(self.equity, columns=["ts", "equity", "balance", "close"])
@@ -40,7 +52,9 @@ class RunRecord:
         return pd.DataFrame(self.positions, columns=list(_TRADE_COLUMNS))
 
 
-_FILL_COLUMNS = ("ts", "order_id", "side", "quantity", "price", "commission", "liquidity", "order_type")
+_FILL_COLUMNS = (
+    "ts", "order_id", "side", "quantity", "price", "commission", "liquidity", "order_type", "liquidation",
+)
 _TRADE_COLUMNS = (
     "opened", "closed", "side", "quantity", "entry_price", "exit_price", "realized_pnl", "duration_min",
 )
@@ -53,6 +67,8 @@ class RunRecorder(Actor):
         super().__init__(config)
         self.record = RunRecord()
         self._venue = config.instrument_id.venue
+        self._model = build_leverage_model(config.leverage) if config.leverage is not None else None
+        self._entry_balance: float | None = None
 
     def on_start(self) -> None:
         self.subscribe_bars(self.config.bar_type)
@@ -67,6 +83,22 @@ class RunRecorder(Actor):
         for position in self.cache.positions_open(instrument_id=self.config.instrument_id):
             unrealized += position.unrealized_pnl(bar.close).as_double()
         self.record.equity.append((bar.ts_event, balance + unrealized, balance, bar.close.as_double()))
+        self._record_risk(bar, account, balance + unrealized)
+
+    def _record_risk(self, bar: Bar, account, equity: float) -> None:
+        close = bar.close.as_double()
+        state = position_state(self.cache, account, self.config.instrument_id, self._entry_balance)
+        if state is None:
+            self.record.risk.append((bar.ts_event, 0.0, 0.0, float("inf"), float("nan")))
+            return
+        exposure = state.notional(close) * (1.0 if state.long else -1.0)
+        leverage = abs(exposure) / equity if equity > 0 else float("inf")
+        health, liq = float("inf"), float("nan")
+        if self._model is not None:
+            health = self._model.health(state, close)
+            price = self._model.liquidation_price(state)
+            liq = price if price is not None else float("nan")
+        self.record.risk.append((bar.ts_event, exposure, leverage, health, liq))
 
     def _on_fill(self, fill: OrderFilled) -> None:
         self.record.fills.append(
@@ -79,12 +111,21 @@ class RunRecorder(Actor):
                 "commission": fill.commission.as_double(),
                 "liquidity": "MAKER" if fill.liquidity_side == LiquiditySide.MAKER else "TAKER",
                 "order_type": order_type_to_str(fill.order_type),
+                "liquidation": self._is_liquidation(fill),
             }
         )
 
+    def _is_liquidation(self, fill: OrderFilled) -> bool:
+        order = self.cache.order(fill.client_order_id)
+        return order is not None and LIQUIDATION_TAG in (order.tags or [])
+
     def _on_position_event(self, event) -> None:
+        if isinstance(event, PositionOpened):
+            account = self.portfolio.account(self._venue)
+            self._entry_balance = account.balance_total(account.base_currency).as_double()
         if not isinstance(event, PositionClosed):
             return
+        self._entry_balance = None
         self.record.positions.append(
             {
                 "opened": event.ts_opened,

@@ -29,9 +29,12 @@ def reconciliation_for(result: BacktestResult) -> Reconciliation:
         initial=result.starting_balance,
         fills=result.record.fills_frame(),
         last_close=last_close,
-        slippage=result.slippage.total,
+        slippage=result.slippage.total + result.gap_slippage.total,
         borrow=result.borrow.total,
         engine_equity=engine_equity,
+        funding=result.funding.total,
+        liquidation_penalty=result.liquidation.total,
+        gas=result.gas.total,
     )
 
 
@@ -56,7 +59,15 @@ def compute_metrics(result: BacktestResult, periods_per_year: int = 365) -> dict
         "win_rate": float((trades["realized_pnl"] > 0).mean()) if len(trades) else float("nan"),
         "avg_trade_pnl": float(trades["realized_pnl"].mean()) if len(trades) else float("nan"),
         "avg_holding_min": float(trades["duration_min"].mean()) if len(trades) else float("nan"),
-        "costs": {"fees": rec.commissions, "slippage": rec.slippage, "borrow": rec.borrow},
+        "costs": {
+            "fees": rec.commissions + rec.gas,  # exchange commissions + DEX gas
+            "slippage": rec.slippage,
+            "borrow": rec.borrow,
+            "funding": rec.funding,
+            "liquidation_penalty": rec.liquidation_penalty,
+        },
+        "n_liquidations": result.n_liquidations,
+        "leverage_model": result.leverage_model,
         "realized_pnl_gross": rec.realized_pnl,
         "unrealized_pnl": rec.unrealized_pnl,
         "reconciliation_error": rec.error,

@@ -1,7 +1,8 @@
 """Equity reconciliation: rebuild final equity from the fills and cost ledgers alone.
 
 final equity = initial + realised PnL (from fills, average-cost netting) + unrealised PnL of the open
-position at the last close − commissions − slippage − borrow interest.
+position at the last close − commissions − slippage − borrow interest − net funding paid
+− liquidation penalties.
 
 The engine's own mark-to-market equity must agree; the difference is ``reconciliation_error``.
 """
@@ -21,6 +22,9 @@ class Reconciliation:
     borrow: float
     rebuilt_equity: float
     engine_equity: float
+    funding: float = 0.0
+    liquidation_penalty: float = 0.0
+    gas: float = 0.0
 
     @property
     def error(self) -> float:
@@ -57,11 +61,16 @@ def reconcile(
     slippage: float,
     borrow: float,
     engine_equity: float,
+    funding: float = 0.0,
+    liquidation_penalty: float = 0.0,
+    gas: float = 0.0,
 ) -> Reconciliation:
     realized, position, avg_price = realized_from_fills(fills)
     unrealized = position * (last_close - avg_price)
     commissions = float(fills["commission"].sum()) if len(fills) else 0.0
-    rebuilt = initial + realized + unrealized - commissions - slippage - borrow
+    rebuilt = (
+        initial + realized + unrealized - commissions - gas - slippage - borrow - funding - liquidation_penalty
+    )
     return Reconciliation(
         initial=initial,
         realized_pnl=realized,
@@ -71,4 +80,7 @@ def reconcile(
         borrow=borrow,
         rebuilt_equity=rebuilt,
         engine_equity=engine_equity,
+        funding=funding,
+        liquidation_penalty=liquidation_penalty,
+        gas=gas,
     )

@@ -1,0 +1,74 @@
+"""Perpetual funding payments at funding times, from a funding-rate series (as-of), on the venue.
+
+At each settlement time every open position pays ``rate × quantity × mark`` (longs pay a positive
+rate, shorts receive it). The module is a ``SimulationModule``: the charge goes through
+``exchange.adjust_account`` at the first market event at or after the settlement time, using the
+position held at that moment. The ledger holds net payments (negative = received).
+"""
+
+import numpy as np
+
+from nautilus_trader.backtest.modules import SimulationModule, SimulationModuleConfig
+from nautilus_trader.model.enums import PositionSide
+from nautilus_trader.model.objects import Money
+
+from lbml.engine.costs import CostLedger, _mark_price
+
+
+class FundingConfig(SimulationModuleConfig, frozen=True):
+    """Funding settlements as parallel tuples: times (ns) and rates (per settlement)."""
+
+    times_ns: tuple[int, ...] = ()
+    rates: tuple[float, ...] = ()
+
+
+class FundingModule(SimulationModule):
+    """Charges (or credits) funding on open positions at each settlement time."""
+
+    def __init__(self, config: FundingConfig) -> None:
+        super().__init__(config)
+        if len(config.times_ns) != len(config.rates):
+            raise ValueError("funding times and rates differ in length")
+        self._times = np.asarray(config.times_ns, dtype=np.int64)
+        self._rates = np.asarray(config.rates, dtype=np.float64)
+        self.ledger = CostLedger()
+        self.settlements: list[tuple[int, float, float]] = []  # (settlement ts, rate, signed notional)
+        self._i = 0
+        self._next_ns = int(self._times[0]) if len(self._times) else np.iinfo(np.int64).max
+
+    def process(self, ts_now: int) -> None:
+        if ts_now < self._next_ns:
+            return
+        j = int(np.searchsorted(self._times, ts_now, side="right"))
+        for k in range(self._i, j):
+            self._settle(int(self._times[k]), float(self._rates[k]), ts_now)
+        self._i = j
+        self._next_ns = int(self._times[j]) if j < len(self._times) else np.iinfo(np.int64).max
+
+    def _settle(self, settle_ns: int, rate: float, ts_now: int) -> None:
+        exchange = self.exchange
+        account = exchange.get_account()
+        if account is None:
+            return
+        signed_notional = 0.0
+        for position in exchange.cache.positions_open(venue=exchange.id):
+            price = _mark_price(exchange, position.instrument_id)
+            if price is None:
+                continue
+            sign = 1.0 if position.side == PositionSide.LONG else -1.0
+            signed_notional += sign * position.quantity.as_double() * price
+        if signed_notional == 0.0:
+            return
+        payment = rate * signed_notional
+        exchange.adjust_account(Money(-payment, account.base_currency))
+        self.ledger.add(ts_now, payment)
+        self.settlements.append((settle_ns, rate, signed_notional))
+
+    def log_diagnostics(self, logger) -> None:
+        logger.info(f"funding: {self.ledger.total:.2f} over {len(self.ledger.entries)} settlements")
+
+    def reset(self) -> None:
+        self.ledger = CostLedger()
+        self.settlements = []
+        self._i = 0
+        self._next_ns = int(self._times[0]) if len(self._times) else np.iinfo(np.int64).max

@@ -1,0 +1,1 @@
+"""Leverage models lbml simulates on top of nautilus: exchange isolated margin and Aave-style lending."""

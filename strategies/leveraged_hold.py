@@ -1,0 +1,127 @@
+"""LeveragedHold: a constant-leverage long (or short), re-opened after each holding period.
+
+The stress-test baseline for the leverage models: it ignores predictions and holds
+``max_leverage × max_position_fraction`` times equity (capped by the leverage model), so a scenario
+shows what a leveraged position does through a market move, with the same venue, costs and
+liquidation guard as ``KellyLeverage``. No stop-loss: liquidation is the only protection.
+"""
+
+from decimal import Decimal
+
+from nautilus_trader.config import StrategyConfig
+from nautilus_trader.model.data import Bar, BarType
+from nautilus_trader.model.enums import OrderSide, TimeInForce
+from nautilus_trader.model.identifiers import InstrumentId
+from nautilus_trader.trading.strategy import Strategy
+
+from lbml.engine.liquidation import LiquidationGuard
+from lbml.leverage.model import LeverageSpec, build_leverage_model
+
+
+class LeveragedHoldConfig(StrategyConfig, frozen=True):
+    instrument_id: InstrumentId
+    bar_type: BarType
+    max_leverage: float = 3.0
+    max_position_fraction: float = 1.0
+    max_holding_bars: int = 1440
+    bar_minutes: int = 1
+    short: bool = False
+    leverage: LeverageSpec | None = None
+    # Accepted for interface parity with KellyLeverageConfig (the scenario passes them); unused.
+    kelly_fraction: float = 0.25
+    min_notional: float = 10.0
+    stop_loss_pct: float = 0.01
+    take_profit_pct: float = 0.015
+    round_trip_cost_pct: float = 0.0
+    probability_shrinkage: float = 1.0
+    probability_n_eff: float = 0.0
+    trailing_stop: bool = False
+
+
+class LeveragedHold(Strategy):
+    """Holds a constant leveraged exposure, closing and re-opening every ``max_holding_bars``."""
+
+    def __init__(self, config: LeveragedHoldConfig) -> None:
+        super().__init__(config)
+        cap = config.max_leverage
+        if config.leverage is not None:
+            model = build_leverage_model(config.leverage)
+            cap = min(cap, model.max_short_exposure if config.short else model.max_exposure)
+        self._exposure = cap * config.max_position_fraction
+        self._max_hold_ns = config.max_holding_bars * config.bar_minutes * 60 * 1_000_000_000
+        self._instrument = None
+        self._guard: LiquidationGuard | None = None
+        self._entry_ts: int | None = None
+        self._busy = False
+        self._settling = False  # the bar after a close: let the venue book its charges first
+
+    def on_start(self) -> None:
+        self._instrument = self.cache.instrument(self.config.instrument_id)
+        if self._instrument is None:
+            self.log.error(f"instrument {self.config.instrument_id} not in cache")
+            self.stop()
+            return
+        if self.config.leverage is not None:
+            self._guard = LiquidationGuard(self, self._instrument, self.config.leverage)
+        self.subscribe_bars(self.config.bar_type)
+
+    def on_bar(self, bar: Bar) -> None:
+        if self._guard is not None and self._entry_ts is not None:
+            self._guard.on_bar(bar)
+        if self._busy:
+            return
+        if self._settling:
+            self._settling = False
+            return
+        if self._entry_ts is None:
+            self._enter(bar.close.as_double())
+        elif bar.ts_event - self._entry_ts >= self._max_hold_ns:
+            self._busy = True
+            self.cancel_all_orders(self.config.instrument_id)
+            self.close_all_positions(self.config.instrument_id, tags=["MAX_HOLDING_TIME"])
+
+    def on_position_opened(self, event) -> None:
+        self._entry_ts = event.ts_event
+        self._busy = False
+        if self._guard is not None:
+            self._guard.on_position_opened()
+
+    def on_position_changed(self, event) -> None:
+        if self._guard is not None:
+            self._guard.refresh(None)
+
+    def on_order_filled(self, event) -> None:
+        if self._guard is not None:
+            self._guard.on_fill(event)
+
+    def on_position_closed(self, event) -> None:
+        self._entry_ts = None
+        self._busy = False
+        self._settling = True
+        if self._guard is not None:
+            self._guard.on_position_closed()
+        self.cancel_all_orders(self.config.instrument_id)
+
+    def on_order_rejected(self, event) -> None:
+        self._busy = False
+
+    def on_order_denied(self, event) -> None:
+        self._busy = False
+
+    def _enter(self, price: float) -> None:
+        account = self.portfolio.account(self.config.instrument_id.venue)
+        equity = account.balance_total(account.base_currency).as_double()
+        notional = self._exposure * equity
+        if notional < self.config.min_notional or price <= 0.0:
+            return
+        quantity = self._instrument.make_qty(Decimal(str(notional / price)), round_down=True)
+        if quantity.as_double() <= 0.0:
+            return
+        order = self.order_factory.market(
+            instrument_id=self.config.instrument_id,
+            order_side=OrderSide.SELL if self.config.short else OrderSide.BUY,
+            quantity=quantity,
+            time_in_force=TimeInForce.GTC,
+        )
+        self._busy = True
+        self.submit_order(order)

@@ -1,0 +1,214 @@
+"""Leverage models on the real engine: liquidations as engine events, interest, funding, reconciliation.
+
+One model is trained on a short cut of the shipped crash scenario's data (Binance BNBUSDT, 9-14 May
+2021) and reused by every backtest here; the strategies under test (LeveragedHold, KellyLeverage)
+run on nautilus' BacktestEngine with the scenario's venue and leverage modules.
+"""
+
+import gzip
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lbml.engine.instruments import infer_precision
+from lbml.leverage.lending import LendingParams
+from lbml.leverage.rates import accrued_interest
+from lbml.report.metrics import compute_metrics
+from lbml.scenario import load_scenario
+from lbml.workflows import backtest, prepare, train_model
+
+from .conftest import shared_file
+
+CRASH_DIR = ("klines_1m", "binance_spot_2021-04-02_to_2021-05-14")
+
+
+def _cut(src, dst, start, end, shift_from=None, factor=1.0):
+    frame = pd.read_csv(src)
+    ts = pd.to_datetime(frame["open_time"], unit="ms")
+    frame = frame[(ts >= start) & (ts < end)].copy()
+    if shift_from is not None:
+        # keep the price precision of the original window (the instrument's tick is inferred from it)
+        decimals = infer_precision(frame["close"].to_numpy())
+        after = pd.to_datetime(frame["open_time"], unit="ms") >= shift_from
+        frame.loc[after, ["open", "high", "low", "close"]] *= factor
+        frame[["open", "high", "low", "close"]] = frame[["open", "high", "low", "close"]].round(decimals)
+    with gzip.open(dst, "wt") as fh:
+        frame.to_csv(fh, index=False)
+    return dst
+
+
+def _scenario(tmp, bnb, btc, **sections):
+    base = load_scenario("scenarios/crash_may2021.toml")
+    base = base.with_data(paths=(bnb,), reference_paths=(btc,))
+    update = {"split": base.split.model_copy(update={"train_fraction": 0.51})}
+    for name, changes in sections.items():
+        update[name] = getattr(base, name).model_copy(update=changes)
+    return base.model_copy(update=update)
+
+
+@pytest.fixture(scope="module")
+def crash(tmp_path_factory, registry_module):
+    tmp = tmp_path_factory.mktemp("crash")
+    bnb = _cut(shared_file(*CRASH_DIR, "BNBUSDT-1m.csv.gz"), tmp / "BNBUSDT.csv.gz", "2021-05-10", "2021-05-14")
+    btc = _cut(shared_file(*CRASH_DIR, "BTCUSDT-1m.csv.gz"), tmp / "BTCUSDT.csv.gz", "2021-05-10", "2021-05-14")
+    scenario = _scenario(tmp, bnb, btc)
+    prepared = prepare(scenario, registry_module)
+    assert prepared.split.test_start < pd.Timestamp("2021-05-12 03:00", tz="UTC")
+    train_model(prepared, registry_module, tmp / "model")
+    return tmp, bnb, btc
+
+
+@pytest.fixture(scope="module")
+def registry_module():
+    from lbml.plugins import load_registry
+
+    return load_registry()
+
+
+def _run(crash, registry, bnb=None, **sections):
+    tmp, default_bnb, btc = crash
+    scenario = _scenario(tmp, bnb or default_bnb, btc, **sections)
+    prepared = prepare(scenario, registry)
+    result, _ = backtest(prepared, registry, tmp / "model")
+    metrics = compute_metrics(result)
+    assert metrics["reconciliation_error"] < 1e-6 * metrics["initial_equity"]
+    return result, metrics
+
+
+def test_crash_liquidates_at_5x_and_not_at_1_5x(crash, registry_module):
+    high, m_high = _run(crash, registry_module)
+    low, m_low = _run(
+        crash, registry_module, strategy={"max_leverage": 1.5}, leverage={"margin_leverage": 1.5}
+    )
+    assert m_high["n_liquidations"] >= 1 and m_high["costs"]["liquidation_penalty"] > 0
+    assert m_low["n_liquidations"] == 0 and m_low["costs"]["liquidation_penalty"] == 0.0
+    fills = high.record.fills_frame()
+    liq = fills[fills.liquidation]
+    entry = fills.iloc[0]
+    assert entry.side == "BUY" and not entry.liquidation
+    # A STOP_MARKET reduce-only order filled at (about) the isolated-margin liquidation price:
+    # entry·(1 − 1/L)/(1 − mmr), moved only by the costs booked against the margin since entry.
+    expected = entry.price * (1 - 1 / 5.0) / (1 - 0.005)
+    first = liq.iloc[0]
+    assert first.order_type == "STOP_MARKET" and first.side == "SELL"
+    assert first.quantity == pytest.approx(entry.quantity)
+    assert abs(first.price - expected) / expected < 0.002
+    event = high.liquidations[0]
+    assert 0.0 <= event["penalty"] <= 0.005 * first.quantity * first.price + 1e-9
+    # isolated margin: the position never loses more than its margin (entry notional / 5), up to the
+    # closing slippage charged after the fill (a separate ledger)
+    trade = high.record.trades_frame().iloc[0]
+    margin = entry.quantity * entry.price / 5.0
+    assert -trade.realized_pnl + event["penalty"] <= margin + 1e-6
+    # the same bars at 1.5x never go below the 1.5x liquidation price
+    risk = low.record.risk_frame()
+    assert (risk["health"] > 1.0).all()
+
+
+def test_aave_3x_partial_liquidation_with_close_factor_and_bonus(crash, registry_module):
+    result, metrics = _run(
+        crash, registry_module,
+        strategy={"max_leverage": 3.0},
+        leverage={"model": "aave_lending", "borrow_apr": 0.05},
+    )
+    fills = result.record.fills_frame()
+    entry = fills.iloc[0]
+    liq = fills[fills.liquidation]
+    assert len(liq) >= 1
+    first = liq.iloc[0]
+    params = LendingParams()
+    # at HF = 1 a long's debt is q·P·LT, the liquidator repays half of it and seizes ×(1 + bonus)
+    assert first.quantity == pytest.approx(0.5 * params.liquidation_threshold * 1.1 * entry.quantity, rel=2e-3)
+    assert first.quantity < entry.quantity
+    assert result.liquidations[0]["penalty"] == pytest.approx(first.quantity * first.price * 0.1 / 1.1)
+    assert metrics["costs"]["borrow"] > 0
+    hf = result.record.risk_frame()["health"]
+    assert hf[hf < math.inf].min() < 1.05
+
+
+def test_gap_through_fills_at_the_worse_open_and_closes_in_full_below_hf_095(crash, registry_module, tmp_path):
+    tmp, _, _ = crash
+    gap_at = pd.Timestamp("2021-05-12 12:00")
+    gapped = _cut(shared_file(*CRASH_DIR, "BNBUSDT-1m.csv.gz"), tmp_path / "BNBUSDT.csv.gz", "2021-05-10",
+                  "2021-05-14", shift_from=gap_at, factor=0.8)
+    result, metrics = _run(
+        crash, registry_module, bnb=gapped,
+        strategy={"max_leverage": 3.0},
+        leverage={"model": "aave_lending", "borrow_apr": 0.05},
+    )
+    fills = result.record.fills_frame()
+    liq = fills[fills.liquidation]
+    stop = liq.iloc[0]
+    raw = pd.read_csv(gapped)
+    gap_open = raw.loc[pd.to_datetime(raw.open_time, unit="ms") == gap_at, "open"].item()
+    # the engine filled the stop at its trigger; the gap-through module charges it down to the open
+    gap = result.gap_slippage
+    assert len(gap.entries) >= 1 and stop.price > gap_open
+    assert gap.entries[0][1] == pytest.approx(stop.quantity * (stop.price - gap_open), rel=1e-9)
+    # HF at the gap is below 0.95: the rest of the position is liquidated too (100% close factor)
+    assert len(liq) >= 2 and liq.iloc[1].order_type == "MARKET"
+    assert metrics["n_liquidations"] >= 2
+
+
+def test_borrow_interest_over_a_holding_period_matches_the_closed_form(crash, registry_module):
+    apr = 0.12
+    result, metrics = _run(
+        crash, registry_module,
+        strategy={"max_leverage": 2.0, "max_holding_bars": 600},
+        costs={"maker_fee": 0.0, "taker_fee": 0.0, "slippage_bps": 0.0},
+        leverage={"model": "aave_lending", "borrow_rate": "constant", "borrow_apr": apr, "accrual_minutes": 37},
+    )
+    fills = result.record.fills_frame()
+    open_fill, close_fill = fills.iloc[0], fills.iloc[1]
+    assert open_fill.side == "BUY" and close_fill.side == "SELL"
+    debt0 = open_fill.quantity * open_fill.price - result.starting_balance
+    held = [(ts, amount) for ts, amount in result.borrow.entries if ts <= close_fill.ts]
+    paid = sum(a for _, a in held)
+    expected = accrued_interest(debt0, apr, open_fill.ts, close_fill.ts)
+    assert len(held) > 10
+    assert paid == pytest.approx(expected, rel=1e-9)
+    assert metrics["costs"]["borrow"] == pytest.approx(result.borrow.total)
+
+
+def test_kelly_with_trailing_stop_volatility_slippage_and_gas_reconciles(crash, registry_module):
+    result, metrics = _run(
+        crash, registry_module,
+        strategy={"class_path": "strategies.kelly_leverage:KellyLeverage", "max_leverage": 3.0,
+                  "max_position_fraction": 1.0, "trailing_stop": True, "stop_loss_pct": 0.004,
+                  "take_profit_pct": 0.02, "max_holding_bars": 240, "kelly_fraction": 0.5},
+        costs={"slippage_model": "volatility", "slippage_vol_k": 0.5, "slippage_bps": 0.5, "gas_per_tx": 0.25},
+        leverage={"model": "aave_lending"},
+    )
+    fills = result.record.fills_frame()
+    assert len(fills) > 0, "the strategy should trade in the sell-off window"
+    assert result.gas.total == pytest.approx(0.25 * len(fills))
+    assert metrics["costs"]["fees"] == pytest.approx(fills["commission"].sum() + result.gas.total)
+    taker = fills[fills.liquidity == "TAKER"]
+    floor = (taker.quantity * taker.price).sum() * 0.5e-4
+    assert result.slippage.total >= floor - 1e-9
+    assert "TRAILING_STOP_MARKET" in set(fills.order_type)
+
+
+def test_leverage_engine_has_no_look_ahead(crash, registry_module, tmp_path):
+    """Changing prices after a cut changes nothing the leverage engine did before it."""
+    cut = pd.Timestamp("2021-05-13 00:00")
+    later = _cut(shared_file(*CRASH_DIR, "BNBUSDT-1m.csv.gz"), tmp_path / "BNBUSDT.csv.gz", "2021-05-10",
+                 "2021-05-14", shift_from=cut, factor=0.7)
+    kwargs = {"strategy": {"max_leverage": 3.0}, "leverage": {"model": "aave_lending", "borrow_apr": 0.05}}
+    base, _ = _run(crash, registry_module, **kwargs)
+    moved, _ = _run(crash, registry_module, bnb=later, **kwargs)
+    cut_ns = cut.tz_localize("UTC").value
+    risk_a = np.array([r for r in base.record.risk if r[0] < cut_ns], dtype=float)
+    risk_b = np.array([r for r in moved.record.risk if r[0] < cut_ns], dtype=float)
+    np.testing.assert_array_equal(risk_a, risk_b)  # NaN (no liquidation price while flat) equals NaN
+    assert len(risk_a) > 1000
+    for a, b in ((base.record.fills, moved.record.fills), (base.borrow.entries, moved.borrow.entries),
+                 (base.liquidations, moved.liquidations)):
+        before_a = [r for r in a if (r["ts"] if isinstance(r, dict) else r[0]) < cut_ns]
+        before_b = [r for r in b if (r["ts"] if isinstance(r, dict) else r[0]) < cut_ns]
+        assert before_a == before_b
+    assert len(moved.record.risk) == len(base.record.risk)
+    assert not np.array_equal(np.array(base.record.risk, dtype=float), np.array(moved.record.risk, dtype=float),
+                              equal_nan=True)

@@ -1,0 +1,127 @@
+"""Every shipped scenario runs end to end (train → nautilus backtest → run folder) and reconciles.
+
+Synthetic scenarios run on 2 days and the BTC perpetual on the first 3 days of its data, to keep the
+suite fast; the crash scenario is exercised on its sell-off window in ``test_leverage_engine.py``.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lbml.plugins import load_registry
+from lbml.scenario import load_scenario
+from lbml.workflows import run_scenario
+
+from .conftest import ROOT, shared_file
+
+COSTS = {"fees", "slippage", "borrow", "funding", "liquidation_penalty"}
+BYBIT = ("klines_1m", "bybit_linear_2025-05-30_to_2025-06-29")
+
+
+def test_every_shipped_scenario_parses():
+    names = sorted(p.stem for p in (ROOT / "scenarios").glob("*.toml"))
+    assert {"aave_wbnb_3x", "btc_perp_funding", "crash_may2021", "random_walk", "planted_edge"} <= set(names)
+    for name in names:
+        scenario = load_scenario(ROOT / "scenarios" / f"{name}.toml")
+        assert scenario.name == name
+
+
+def _quick(scenario, **robustness):
+    """Fewer trees (the scenario's model is not what these tests check) and robustness as asked."""
+    params = {**scenario.model.params, "n_estimators": 40}
+    rob = scenario.robustness.model_copy(update={"enabled": False, **robustness})
+    return scenario.model_copy(update={"model": scenario.model.model_copy(update={"params": params}), "robustness": rob})
+
+
+def _check_run(run_dir: Path, metrics: dict) -> pd.DataFrame:
+    assert set(metrics["costs"]) == COSTS
+    assert "n_liquidations" in metrics
+    assert metrics["reconciliation_error"] < 1e-6 * metrics["initial_equity"]
+    on_disk = json.loads((run_dir / "metrics.json").read_text())
+    assert on_disk["costs"] == pytest.approx(metrics["costs"])
+    for name in ("risk.csv", "risk.png", "ledgers.csv", "liquidations.csv", "equity.png"):
+        assert (run_dir / name).is_file(), name
+    ledgers = pd.read_csv(run_dir / "ledgers.csv")
+    by_kind = ledgers.groupby("kind")["amount"].sum()
+    assert by_kind.get("funding", 0.0) == pytest.approx(metrics["costs"]["funding"], abs=1e-9)
+    assert by_kind.get("borrow", 0.0) == pytest.approx(metrics["costs"]["borrow"], abs=1e-9)
+    assert by_kind.get("liquidation_penalty", 0.0) == pytest.approx(metrics["costs"]["liquidation_penalty"], abs=1e-9)
+    return ledgers
+
+
+@pytest.mark.parametrize("name", ["random_walk", "planted_edge"])
+def test_synthetic_scenarios_run_and_reconcile(name, tmp_path):
+    scenario = _quick(load_scenario(f"scenarios/{name}.toml").with_data(days=2))
+    run_dir, metrics = run_scenario(scenario, load_registry(), tmp_path)
+    _check_run(run_dir, metrics)
+    assert metrics["leverage_model"] == scenario.leverage.model
+    # stops at 0.8% sit far inside every liquidation price the caps allow (shorts included)
+    assert metrics["n_liquidations"] == 0
+
+
+def test_aave_scenario_with_robustness_folder(tmp_path):
+    scenario = _quick(load_scenario("scenarios/aave_wbnb_3x.toml").with_data(days=2),
+                      enabled=True, sweep_days=0.1, mc_frequency="5min")
+    run_dir, metrics = run_scenario(scenario, load_registry(), tmp_path)
+    _check_run(run_dir, metrics)
+    rob = run_dir / "robustness"
+    for name in ("monte_carlo.csv", "monte_carlo.png", "regimes.csv", "regimes.png", "sensitivity.csv",
+                 "sensitivity.png", "buy_and_hold.csv"):
+        assert (rob / name).is_file(), name
+    assert metrics["robustness"]["monte_carlo"]["n_paths"] >= 1000
+    if metrics.get("tearsheet"):
+        page = (run_dir / "tearsheet.html").read_text()
+        assert "lbml-costs" in page and "liquidation_penalty" in page and "n_liquidations" in page
+    sweep = pd.read_csv(rob / "sensitivity.csv")
+    assert set(sweep["parameter"]) == {"base", "fees", "slippage_bps", "borrow_stress", "max_leverage", "kelly_fraction"}
+    assert (sweep["reconciliation_error"] < 1e-6 * metrics["initial_equity"]).all()
+    if metrics["n_trades"]:
+        assert metrics["costs"]["borrow"] > 0.0
+
+
+def test_btc_perpetual_pays_funding_at_settlements(tmp_path):
+    btc = shared_file(*BYBIT, "BTCUSDT_1m.csv")
+    eth = shared_file(*BYBIT, "ETHUSDT_1m.csv")
+    funding = shared_file("funding", "BTCUSDT_funding_rate_8h.csv.gz")
+    cut = {}
+    for path in (btc, eth):
+        lines = path.read_text().splitlines()[: 1 + 3 * 1440]
+        cut[path.name] = tmp_path / path.name
+        cut[path.name].write_text("\n".join(lines) + "\n")
+    scenario = load_scenario("scenarios/btc_perp_funding.toml").with_data(
+        paths=(cut[btc.name],), reference_paths=(cut[eth.name],), funding_paths=(funding,)
+    )
+    run_dir, metrics = run_scenario(_quick(scenario), load_registry(), tmp_path / "runs")
+    ledgers = _check_run(run_dir, metrics)
+    paid = ledgers[ledgers.kind == "funding"].copy()
+    if not len(paid):
+        pytest.skip("the model held no position across a settlement in this window")
+    paid["ts"] = pd.to_datetime(paid["ts"], utc=True)
+    series = pd.read_csv(funding)
+    times = pd.to_datetime(series["funding_time"], unit="ms", utc=True)
+    rates = pd.Series(series["funding_rate"].to_numpy(), index=times)
+    risk = pd.read_csv(run_dir / "risk.csv", index_col=0, parse_dates=True)
+    for ts, amount in zip(paid["ts"], paid["amount"]):
+        # charged at the first bar at or after a settlement time, with that settlement's rate (as-of)
+        settle = rates.index[rates.index <= ts].max()
+        assert ts - settle < pd.Timedelta(minutes=2)
+        assert amount == pytest.approx(rates[settle] * risk.loc[ts, "exposure"], rel=1e-6)
+    assert np.sign(metrics["costs"]["funding"]) in (-1.0, 0.0, 1.0)
+
+
+def test_costs_section_is_added_to_the_tearsheet(tmp_path):
+    from lbml.report.risk_plots import append_costs_to_tearsheet
+
+    page = tmp_path / "tearsheet.html"
+    page.write_text("<html><body><h1>quantstats</h1></body></html>")
+    metrics = {"costs": dict.fromkeys(sorted(COSTS), 1.5), "n_liquidations": 2, "reconciliation_error": 1e-9,
+               "leverage_model": "aave_lending", "currency": "USDT"}
+    append_costs_to_tearsheet(page, metrics, None)
+    text = page.read_text()
+    assert text.endswith("</body></html>") and "lbml-costs" in text
+    for name in COSTS:
+        assert f"<td>{name}</td>" in text
+    assert "<td>n_liquidations</td><td style='text-align:right'>2</td>" in text
