@@ -81,9 +81,11 @@ def test_paper_agrees_with_the_backtest_bar_for_bar(setup):
     assert len(bt.predictions) == BARS - 1
     assert signals[: BARS - 1] == [tuple(p) for p in bt.predictions]
 
-    paper_fills = pd.DataFrame(_rows(state, "SELECT ts, side, quantity, price, commission, liquidity, order_type "
-                                            "FROM fills ORDER BY i"),
-                               columns=["ts", "side", "quantity", "price", "commission", "liquidity", "order_type"])
+    from lbml.engine.recorder import FILL_COLUMNS
+
+    columns = [c for c in FILL_COLUMNS if c != "order_id"]
+    paper_fills = pd.DataFrame(_rows(state, f"SELECT {', '.join(columns)} FROM fills ORDER BY i"), columns=columns)
+    paper_fills["liquidation"] = paper_fills["liquidation"].astype(bool)
     bt_fills = bt.record.fills_frame().drop(columns="order_id")
     types = set(bt_fills.order_type)
     assert len(bt_fills) > 5 and "MARKET" in types and types & {"LIMIT", "STOP_MARKET"}  # brackets exercised
@@ -92,7 +94,7 @@ def test_paper_agrees_with_the_backtest_bar_for_bar(setup):
     equity = _rows(state, "SELECT ts, equity, balance, close FROM equity ORDER BY i")
     assert equity[: BARS - 1] == [tuple(r) for r in bt.record.equity]
     last_borrow, last_slippage = _rows(state, "SELECT borrow, slippage FROM equity ORDER BY i DESC LIMIT 1")[0]
-    assert last_borrow == bt.borrow.total and last_slippage == bt.slippage.total
+    assert last_borrow == bt.borrow.total and last_slippage == bt.slippage.total + bt.gap_slippage.total
 
 
 def _run_cli(argv: list[str], out: str) -> None:

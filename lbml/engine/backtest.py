@@ -26,17 +26,12 @@ from nautilus_trader.model.objects import Money
 
 from lbml.data.frames import InstrumentData, MarketData
 from lbml.engine.convert import to_bars, to_quote_ticks, to_trade_ticks
-from lbml.engine.costs import (
-    BorrowInterestConfig,
-    BorrowInterestModule,
-    CostLedger,
-)
-from lbml.engine.cost_modules import GasConfig, GasModule, slippage_module
-from lbml.engine.gaps import GapThroughModule
+from lbml.engine.costs import CostLedger
 from lbml.engine.instruments import infer_precision, make_instrument
-from lbml.engine.leverage_venue import expected_borrow_apr, venue_leverage
+from lbml.engine.leverage_venue import expected_borrow_apr
 from lbml.engine.recorder import RunRecord, RunRecorder, RunRecorderConfig
 from lbml.engine.signal_actor import SignalActor, SignalActorConfig
+from lbml.engine.venue_modules import venue_modules
 from lbml.errors import ConfigError
 from lbml.features.base import FeatureInput
 from lbml.features.pipeline import FeaturePipeline
@@ -139,17 +134,8 @@ def run_backtest(
     engine = BacktestEngine(
         BacktestEngineConfig(trader_id=TraderId("LBML-001"), logging=LoggingConfig(log_level="ERROR"))
     )
-    borrow = BorrowInterestModule(
-        BorrowInterestConfig(
-            quote_apr=scenario.costs.borrow_apr_quote,
-            base_apr=scenario.costs.borrow_apr_base,
-            interval_minutes=scenario.costs.borrow_interval_minutes,
-        )
-    )
-    slippage = slippage_module(scenario.costs)
-    gas = GasModule(GasConfig(per_transaction=scenario.costs.gas_per_tx))
-    lev = venue_leverage(scenario, market, split, borrow)
-    gaps = GapThroughModule()
+    venue_mods = venue_modules(scenario, market, split)
+    lev, slippage, gaps, gas = venue_mods.leverage, venue_mods.slippage, venue_mods.gaps, venue_mods.gas
     engine.add_venue(
         venue=venue,
         oms_type=OmsType.NETTING,
@@ -159,7 +145,7 @@ def run_backtest(
         default_leverage=Decimal(str(scenario.strategy.max_leverage)),
         fee_model=MakerTakerFeeModel(),
         latency_model=LatencyModel(base_latency_nanos=int(scenario.costs.latency_ms * 1_000_000)),
-        modules=[*lev.modules, slippage, gaps, gas],
+        modules=venue_mods.modules,
         bar_execution=not tick_mode,
         trade_execution=tick_mode,
     )

@@ -46,16 +46,16 @@ class RunRecord:
         return frame
 
     def fills_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.fills, columns=list(_FILL_COLUMNS))
+        return pd.DataFrame(self.fills, columns=list(FILL_COLUMNS))
 
     def trades_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.positions, columns=list(_TRADE_COLUMNS))
+        return pd.DataFrame(self.positions, columns=list(TRADE_COLUMNS))
 
 
-_FILL_COLUMNS = (
+FILL_COLUMNS = (
     "ts", "order_id", "side", "quantity", "price", "commission", "liquidity", "order_type", "liquidation",
 )
-_TRADE_COLUMNS = (
+TRADE_COLUMNS = (
     "opened", "closed", "side", "quantity", "entry_price", "exit_price", "realized_pnl", "duration_min",
 )
 

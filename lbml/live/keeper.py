@@ -42,7 +42,7 @@ class StateKeeper(Actor):
         config: StateKeeperConfig,
         store: StateStore,
         recorder,
-        ledgers: tuple,
+        venue,
         status,
         drift=None,
         on_error: Callable[[str], None] | None = None,
@@ -52,7 +52,7 @@ class StateKeeper(Actor):
         self._store = store
         self._recorder = recorder
         self.signal_latencies_ns: list[int] = []  # the SignalActor's list, bound by the node builder
-        self._borrow, self._slippage = ledgers
+        self._venue = venue
         self._status = status
         self._drift = drift
         self._guard = guard
@@ -108,13 +108,18 @@ class StateKeeper(Actor):
             self._commit(self._last_pos)
         self._write_equity_csv()
 
+    def _cost_totals(self) -> tuple[float, float]:
+        """Borrow and slippage so far; slippage includes gap-through charges, as backtest metrics do."""
+        venue = self._venue
+        return venue.borrow.ledger.total, venue.slippage.ledger.total + venue.gaps.ledger.total
+
     # -- commit ---------------------------------------------------------------------------------
     def _new_rows(self, pos: int) -> dict[str, list[tuple]]:
         rec = self._recorder.record
         d = self._done
         fills = [(pos, *(f[c] for c in FILL_COLUMNS)) for f in rec.fills[d["fills"]:]]
         trades = [tuple(t[c] for c in TRADE_COLUMNS) for t in rec.positions[d["trades"]:]]
-        borrow, slippage = self._borrow.ledger.total, self._slippage.ledger.total
+        borrow, slippage = self._cost_totals()
         equity = [(ts, eq, bal, close, borrow, slippage) for ts, eq, bal, close in rec.equity[d["equity"]:]]
         signals = []
         for seq, ts, prob, close in self._signals:
@@ -219,8 +224,8 @@ class StateKeeper(Actor):
             "positions": positions,
             "open_orders": [o[:-1] for o in orders],
             "open_order_ids": [o[-1] for o in orders],
-            "borrow": self._borrow.ledger.total,
-            "slippage": self._slippage.ledger.total,
+            "borrow": self._cost_totals()[0],
+            "slippage": self._cost_totals()[1],
             "fills": len(self._recorder.record.fills),
             "model_calls": self._guard.calls if self._guard is not None else None,
         }

@@ -29,9 +29,9 @@ from nautilus_trader.model.identifiers import TraderId, Venue
 
 from lbml.data.frames import MarketData
 from lbml.engine.backtest import _instrument_for, load_strategy_class, strategy_config_kwargs
-from lbml.engine.costs import BorrowInterestConfig, BorrowInterestModule, SlippageConfig, SlippageModule
 from lbml.engine.recorder import RunRecorder, RunRecorderConfig
 from lbml.engine.signal_actor import SignalActor, SignalActorConfig
+from lbml.engine.venue_modules import VenueModules, venue_modules
 from lbml.features.base import FeatureInput
 from lbml.features.pipeline import FeaturePipeline
 from lbml.live.feeds import FeedDataClient, FeedPlan, make_quiesce
@@ -41,6 +41,7 @@ from lbml.live.state import StateStore
 from lbml.live.status import PaperStatus, StatusActor, StatusActorConfig
 from lbml.models.base import ModelPlugin
 from lbml.scenario import Scenario
+from lbml.split import Split
 
 
 @dataclass
@@ -52,19 +53,8 @@ class PaperNode:
     keeper: StateKeeper
     exec_client: PaperExecutionClient
     data_client: FeedDataClient
-    borrow: BorrowInterestModule
-    slippage: SlippageModule
+    venue_modules: VenueModules
     symbols: list[str]
-
-
-def cost_modules(scenario: Scenario) -> tuple[BorrowInterestModule, SlippageModule]:
-    """The scenario's borrow and slippage modules, configured exactly as in the backtest."""
-    c = scenario.costs
-    borrow = BorrowInterestModule(
-        BorrowInterestConfig(quote_apr=c.borrow_apr_quote, base_apr=c.borrow_apr_base,
-                             interval_minutes=c.borrow_interval_minutes)
-    )
-    return borrow, SlippageModule(SlippageConfig(taker_bps=c.slippage_bps))
 
 
 def paper_symbols(scenario: Scenario, market: MarketData, pipeline: FeaturePipeline) -> list[str]:
@@ -80,6 +70,7 @@ def build_paper_node(
     pipeline: FeaturePipeline,
     model: ModelPlugin,
     *,
+    split: Split,
     plan: FeedPlan,
     store: StateStore,
     status: PaperStatus,
@@ -125,10 +116,10 @@ def build_paper_node(
         ),
     )
     recorder = RunRecorder(RunRecorderConfig(component_id="RunRecorder", instrument_id=instrument.id, bar_type=bar_type))
-    borrow, slippage = cost_modules(scenario)
+    venue_mods = venue_modules(scenario, market, split)
     keeper = StateKeeper(
         StateKeeperConfig(component_id="StateKeeper", instrument_id=instrument.id, journal_events=journal_events),
-        store, recorder, (borrow, slippage), status, drift=drift, on_error=on_error, guard=guard,
+        store, recorder, venue_mods, status, drift=drift, on_error=on_error, guard=guard,
     )
     signal_actor = SignalActor(
         SignalActorConfig(component_id="SignalActor", instrument_id=instrument.id, bar_type=bar_type,
@@ -175,7 +166,7 @@ def build_paper_node(
     _apply_venue_events_synchronously(kernel)
     kernel.exec_engine.register_client(exec_client)
     kernel.exec_engine.register_venue_routing(exec_client, venue)
-    for module in (borrow, slippage):
+    for module in venue_mods.modules:
         module.register_venue(exec_client.exchange)
         module.register_base(portfolio=kernel.portfolio, msgbus=kernel.msgbus, cache=kernel.cache, clock=kernel.clock)
         exec_client.exchange.modules.append(module)
@@ -189,7 +180,7 @@ def build_paper_node(
     plan.quiesce = make_quiesce(node)
     plan.on_item = keeper.on_item
     plan.after_bar = exec_client.on_bar_closed
-    return PaperNode(node, signal_actor, recorder, strategy, keeper, exec_client, data_client, borrow, slippage, symbols)
+    return PaperNode(node, signal_actor, recorder, strategy, keeper, exec_client, data_client, venue_mods, symbols)
 
 
 def _apply_venue_events_synchronously(kernel) -> None:

@@ -60,6 +60,17 @@ class PaperOptions:
             raise ConfigError(f"--bars must be >= 1, got {self.bars}")
 
 
+def _check_supported(scenario: Scenario) -> None:
+    """Refuse what the paper state store cannot yet persist and verify across restarts."""
+    if scenario.leverage.model != "none":
+        raise ConfigError(
+            f"leverage.model = {scenario.leverage.model!r}: paper trading supports only 'none' so far "
+            "(funding, lending interest and liquidation ledgers are not persisted yet)"
+        )
+    if scenario.costs.gas_per_tx > 0:
+        raise ConfigError("costs.gas_per_tx: paper trading does not persist a gas ledger yet; set it to 0")
+
+
 def run_paper(
     scenario: Scenario,
     registry: PluginRegistry,
@@ -83,6 +94,7 @@ def run_paper(
         from lbml.live.binance import binance_unavailable_reason
 
         raise ConfigError(f"--feed binance: {binance_unavailable_reason()}")
+    _check_supported(scenario)
     state_dir = Path(state_dir)
     prepared = prepared or prepare(scenario, registry)
     store = StateStore(state_dir)
@@ -113,7 +125,8 @@ def run_paper(
         plan = FeedPlan(sources=_sources(prepared, symbols, store, options), speed=speed)
         errors: list[str] = []
         paper = build_paper_node(
-            scenario, prepared.market, pipeline, artifact.model, plan=plan, store=store, status=status,
+            scenario, prepared.market, pipeline, artifact.model, split=prepared.split, plan=plan, store=store,
+            status=status,
             state_dir=state_dir, extra_actors=[make(status) for make in extra_actors], drift=drift,
             on_error=lambda msg: (errors.append(msg), paper.node.stop()),
             journal_events=options.feed == "zmq", console=options.console, stall_after_s=options.stall_after_s,

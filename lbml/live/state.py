@@ -18,6 +18,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from lbml.engine.recorder import FILL_COLUMNS, TRADE_COLUMNS
 from lbml.errors import LbmlError
 
 DB_NAME = "state.sqlite"
@@ -26,7 +27,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS fills (
     i INTEGER PRIMARY KEY, pos INTEGER, ts INTEGER, order_id TEXT, side TEXT, quantity REAL,
-    price REAL, commission REAL, liquidity TEXT, order_type TEXT);
+    price REAL, commission REAL, liquidity TEXT, order_type TEXT, liquidation INTEGER);
 CREATE TABLE IF NOT EXISTS trades (
     i INTEGER PRIMARY KEY, opened INTEGER, closed INTEGER, side TEXT, quantity REAL,
     entry_price REAL, exit_price REAL, realized_pnl REAL, duration_min REAL);
@@ -43,9 +44,6 @@ CREATE TABLE IF NOT EXISTS journal (
     pos INTEGER PRIMARY KEY, kind INTEGER, symbol TEXT, ts INTEGER, a REAL, b REAL, c REAL, d REAL);
 """
 
-FILL_COLUMNS = ("ts", "order_id", "side", "quantity", "price", "commission", "liquidity", "order_type")
-TRADE_COLUMNS = ("opened", "closed", "side", "quantity", "entry_price", "exit_price", "realized_pnl",
-                 "duration_min")
 
 
 class StateError(LbmlError):
@@ -120,7 +118,7 @@ class StateStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             if fills:
-                db.executemany(f"INSERT INTO fills(pos, {', '.join(FILL_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?,?)", fills)
+                db.executemany(f"INSERT INTO fills(pos, {', '.join(FILL_COLUMNS)}) VALUES ({', '.join('?' * (len(FILL_COLUMNS) + 1))})", fills)
             if trades:
                 db.executemany(f"INSERT INTO trades({', '.join(TRADE_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)", trades)
             if equity:

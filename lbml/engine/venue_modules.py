@@ -1,0 +1,51 @@
+"""The simulated venue's cost and risk modules, built once for backtests and paper trading alike.
+
+Both the backtest venue and the paper-trading sandbox exchange get exactly these modules, so borrow,
+funding, liquidation, slippage, gap-through and gas costs are charged by the same code in both.
+"""
+
+from dataclasses import dataclass
+
+from lbml.data.frames import MarketData
+from lbml.engine.cost_modules import GasConfig, GasModule, slippage_module
+from lbml.engine.costs import BorrowInterestConfig, BorrowInterestModule
+from lbml.engine.gaps import GapThroughModule
+from lbml.engine.leverage_venue import VenueLeverage, venue_leverage
+from lbml.scenario import Scenario
+from lbml.split import Split
+
+
+@dataclass
+class VenueModules:
+    """The modules to attach to a venue, with named access to their ledgers."""
+
+    leverage: VenueLeverage
+    slippage: object
+    gaps: GapThroughModule
+    gas: GasModule
+
+    @property
+    def modules(self) -> list:
+        return [*self.leverage.modules, self.slippage, self.gaps, self.gas]
+
+    @property
+    def borrow(self):
+        return self.leverage.borrow
+
+
+def venue_modules(scenario: Scenario, market: MarketData, split: Split) -> VenueModules:
+    """Build the scenario's venue modules (funding series are cut to the backtest window)."""
+    costs = scenario.costs
+    borrow = BorrowInterestModule(
+        BorrowInterestConfig(
+            quote_apr=costs.borrow_apr_quote,
+            base_apr=costs.borrow_apr_base,
+            interval_minutes=costs.borrow_interval_minutes,
+        )
+    )
+    return VenueModules(
+        leverage=venue_leverage(scenario, market, split, borrow),
+        slippage=slippage_module(costs),
+        gaps=GapThroughModule(),
+        gas=GasModule(GasConfig(per_transaction=costs.gas_per_tx)),
+    )
