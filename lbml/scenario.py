@@ -65,9 +65,16 @@ class FeaturesConfig(_Section):
 
 
 class LabelsConfig(_Section):
-    kind: Literal["fixed_horizon"] = "fixed_horizon"
+    """Training labels; see ``lbml.labels`` (every kind keeps the label end time t1)."""
+
+    kind: Literal["fixed_horizon", "vol_scaled", "triple_barrier"] = "fixed_horizon"
     horizon_bars: int = Field(15, ge=1, le=10_000)
     dead_zone_bps: float = Field(0.0, ge=0, le=1_000)
+    vol_estimator: Literal["realized", "parkinson", "garman_klass", "yang_zhang", "atr"] = "realized"
+    vol_window: int = Field(100, ge=2, le=100_000, description="bars in the trailing volatility window")
+    vol_k: float = Field(0.5, ge=0, le=20, description="vol_scaled: neutral zone k * sigma * sqrt(h)")
+    profit_mult: float = Field(1.0, gt=0, le=50, description="triple_barrier: upper barrier in sigma*sqrt(h)")
+    stop_mult: float = Field(1.0, gt=0, le=50, description="triple_barrier: lower barrier in sigma*sqrt(h)")
 
 
 class ModelConfig(_Section):
