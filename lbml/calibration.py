@@ -77,6 +77,11 @@ def fit_calibrator(model: ModelPlugin, X: np.ndarray, y: np.ndarray, method: str
     fitted = cal.calibrated_classifiers_[0].calibrators[0]
     if method == "sigmoid":
         params = {"a": float(fitted.a_), "b": float(fitted.b_)}
+        if params["a"] >= 0.0:
+            # A non-increasing map says the model ranks no better than chance on this block:
+            # predict the block's base rate instead of inverting the model.
+            rate = float(np.clip(np.mean(y), 1e-6, 1 - 1e-6))
+            params = {"a": 0.0, "b": float(np.log((1.0 - rate) / rate))}
     else:
         params = {"x": fitted.X_thresholds_.tolist(), "y": fitted.y_thresholds_.tolist()}
     return Calibrator(method, params, int(len(y)))

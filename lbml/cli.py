@@ -79,13 +79,17 @@ def _cmd_data_validate(args, settings) -> int:
 
 
 def _cmd_train(args, settings) -> int:
-    from lbml.workflows import prepare, train_model
+    from lbml.workflows import prepare, train_model, trial_registry
 
     scenario = _scenario(args)
     registry = _registry(settings)
     prepared = prepare(scenario, registry, progress=_progress())
     out = Path(args.out) if args.out else settings.paths.models_dir / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = train_model(prepared, registry, out)
+    trials = trial_registry(settings.paths.runs_dir)
+    try:
+        result = train_model(prepared, registry, out, trials=trials)
+    finally:
+        trials.close()
     print(f"model: {result.artifact_dir}")
     print(f"trained on {result.n_samples} samples x {result.n_features} features, window "
           f"{prepared.split.train_start} .. {prepared.split.train_end}")
@@ -105,6 +109,7 @@ def _cmd_backtest(args, settings) -> int:
         model_dir=Path(args.model) if args.model else None,
         out=Path(args.out) if args.out else None,
         progress=_progress(),
+        allow_in_sample=args.allow_in_sample,
     )
     _print_summary(run_dir, metrics)
     return 0
@@ -175,8 +180,12 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
         ("fees / slippage / borrow", " / ".join(f"{costs.get(k, 0):,.2f}" for k in ("fees", "slippage", "borrow"))),
         ("reconciliation error", f"{metrics['reconciliation_error']:.2e}"),
         ("validation AUC (train)", _num(metrics.get("training_metrics", {}).get("validation_auc"))),
+        ("OOS AUC / ECE (purged CV)", f"{_num(metrics.get('oos_auc'))} / {_num(metrics.get('ece'))}"),
+        ("PSR / DSR (N trials)", f"{_num(metrics.get('psr'))} / {_num(metrics.get('dsr'))} ({metrics.get('n_trials')})"),
         ("tearsheet", str(run_dir / metrics["tearsheet"]) if metrics.get("tearsheet") else f"none: {metrics.get('tearsheet_skipped')}"),
     ]
+    if metrics.get("in_sample"):
+        rows.insert(0, ("*** IN-SAMPLE ***", "model trained inside the backtest window: not evidence of anything"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
@@ -225,6 +234,10 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--out", help="output folder")
         if name == "backtest":
             cmd.add_argument("--model", help="a model artifact folder from `lbml train`")
+            cmd.add_argument(
+                "--allow-in-sample", action="store_true",
+                help="run a model whose training window overlaps the backtest; every report is stamped IN-SAMPLE",
+            )
         cmd.set_defaults(func=func)
 
     demo = sub.add_parser("demo", help="generate the embedded market, train, backtest, report")

@@ -23,6 +23,9 @@ import pandas as pd
 from lbml.models.base import ModelPlugin
 
 
+MIN_FOLD_CALIBRATION = 100  # smaller validation blocks leave a fold's predictions uncalibrated
+
+
 @dataclass(frozen=True)
 class PurgedSplit:
     """Positions (into the sample arrays) of one split's training and test samples."""
@@ -175,11 +178,16 @@ def cross_val_predict_purged(
     embargo: pd.Timedelta = pd.Timedelta(0),
     sample_weight: np.ndarray | None = None,
     early_stopping_fraction: float = 0.15,
+    calibration: str | None = None,
 ) -> OutOfFold:
     """Fit a fresh model per split and keep its test predictions (P(class 1)).
 
-    For CPCV splits pass ``n_groups``: predictions are then arranged into backtest paths.
+    For CPCV splits pass ``n_groups``: predictions are then arranged into backtest paths. With
+    ``calibration`` ("auto", "sigmoid" or "isotonic") each fold's predictions are calibrated by a
+    map fitted on that fold's purged validation block (the one used for early stopping).
     """
+    from lbml.calibration import calibration_method, fit_calibrator
+
     t0n, t1n = _as_ns(t0), _as_ns(t1)
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
@@ -189,10 +197,16 @@ def cross_val_predict_purged(
         fit, val = early_stopping_block(split.train, t0n, t1n, early_stopping_fraction, int(embargo.value))
         model = make_model()
         weight = sample_weight[fit] if sample_weight is not None else None
-        eval_set = (X[val], y[val]) if len(np.unique(y[val])) > 1 else None
-        model.fit(X[fit], y[fit], sample_weight=weight, eval_set=eval_set)
+        both = len(np.unique(y[val])) > 1
+        eval_set = (X[val], y[val]) if both else None
+        extra = {"t0": t0n[fit], "t1": t1n[fit]} if getattr(model, "uses_label_times", False) else {}
+        model.fit(X[fit], y[fit], sample_weight=weight, eval_set=eval_set, **extra)
         proba = model.predict_proba(X[split.test])
-        preds.append(proba[:, list(model.classes_).index(1)])
+        p = proba[:, list(model.classes_).index(1)]
+        if calibration is not None and both and len(val) >= MIN_FOLD_CALIBRATION:
+            method = calibration_method(len(val)) if calibration == "auto" else calibration
+            p = fit_calibrator(model, X[val], y[val], method).apply(p)
+        preds.append(p)
         n_fit.append(int(len(fit)))
     if n_groups is None:
         out = np.full((len(y), 1), np.nan)

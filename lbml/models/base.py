@@ -36,6 +36,10 @@ class ModelPlugin(ClassifierMixin, BaseEstimator):
         """Return class probabilities, columns ordered as ``classes_``."""
         raise NotImplementedError
 
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Return the most probable class per row (scikit-learn convention)."""
+        return np.asarray(self.classes_)[np.argmax(self.predict_proba(X), axis=1)]
+
     def predict_up_one(self, x: np.ndarray) -> float:
         """Return P(class 1) for one feature row: the per-bar streaming path.
 
