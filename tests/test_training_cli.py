@@ -1,0 +1,87 @@
+"""CLI paths of the training issue: OOS statistics in metrics.json, --allow-in-sample stamping,
+tamper refusal, search + trial registry + PBO report."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lbml.scenario import load_scenario, parse_scenario
+
+ROOT = Path(__file__).resolve().parents[1]
+STAT_KEYS = ("oos_auc", "oos_logloss", "brier", "ece", "ic", "psr", "dsr", "sharpe_ci_low", "sharpe_ci_high", "n_trials")
+
+
+def _small(tmp_path: Path, **train) -> Path:
+    raw = load_scenario(ROOT / "scenarios" / "default.toml").to_dict()
+    raw["name"] = "small"
+    raw["data"]["days"] = 3
+    raw["model"]["params"] = {"n_estimators": 40, "max_depth": 3, "learning_rate": 0.1, "n_jobs": 1}
+    raw["validation"] = {"n_splits": 3, "bootstrap_reps": 100}
+    raw["report"] = {"tearsheet": False}
+    raw["split"].update(train)
+    path = tmp_path / "small.toml"
+    path.write_text(parse_scenario(raw).to_toml())
+    return path
+
+
+class _Result:
+    def __init__(self, code, out, err):
+        self.returncode, self.stdout, self.stderr = code, out, err
+
+
+@pytest.fixture
+def lbml(monkeypatch, capsys, tmp_path):
+    """Run the CLI in-process (same code path as the console script, without re-importing)."""
+    from lbml.cli import main
+
+    monkeypatch.setenv("LBML_PATHS__RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("LBML_PATHS__MODELS_DIR", str(tmp_path / "models"))
+
+    def run(*args):
+        capsys.readouterr()
+        code = main([str(a) for a in args])
+        captured = capsys.readouterr()
+        return _Result(code, captured.out, captured.err)
+
+    return run
+
+
+@pytest.mark.slow
+def test_in_sample_backtest_is_refused_then_stamped_and_tampering_refused(tmp_path, lbml):
+    late = _small(tmp_path, train_fraction=0.9)
+    scenario = tmp_path / "normal.toml"
+    raw = load_scenario(late).to_dict()
+    raw["split"]["train_fraction"] = 0.5
+    scenario.write_text(parse_scenario(raw).to_toml())
+
+    proc = lbml("train", late, "--out", tmp_path / "late-model")
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((tmp_path / "late-model" / "manifest.json").read_text())
+    assert manifest["label_spec"]["kind"] == "fixed_horizon" and manifest["calibration"]["method"] in ("sigmoid", "isotonic")
+    assert "calibration.json" in manifest["files"] and manifest["libraries"]["skops"] != "unknown"
+    assert all(k in manifest["metrics"] for k in STAT_KEYS)
+
+    refused = lbml("backtest", scenario, "--model", tmp_path / "late-model", "--out", tmp_path / "refused")
+    assert refused.returncode == 2 and "inside the backtest window" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and not (tmp_path / "refused").exists()
+
+    out = tmp_path / "insample"
+    ok = lbml("backtest", scenario, "--model", tmp_path / "late-model", "--out", out, "--allow-in-sample")
+    assert ok.returncode == 0, ok.stderr
+    assert "IN-SAMPLE" in ok.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["in_sample"] is True and metrics["report_stamp"] == "IN-SAMPLE"
+    assert (out / "IN-SAMPLE").is_file()
+    assert all(metrics[k] is not None for k in STAT_KEYS)
+    assert (out / "reliability.png").stat().st_size > 1000
+    assert (out / "feature_importance.png").is_file() and (out / "feature_importance.csv").is_file()
+
+    cal = tmp_path / "late-model" / "calibration.json"
+    cal.write_text(cal.read_text().replace('"method"', '"method" ', 1))
+    tampered = lbml("backtest", scenario, "--model", tmp_path / "late-model", "--allow-in-sample",
+                     "--out", tmp_path / "t")
+    assert tampered.returncode == 2 and "calibration.json: SHA-256 does not match" in tampered.stderr
+    assert "Traceback" not in tampered.stderr and not (tmp_path / "t").exists()
