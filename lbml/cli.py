@@ -133,6 +133,42 @@ def _cmd_demo(args, settings) -> int:
     return 0
 
 
+def _cmd_search(args, settings) -> int:
+    from lbml.search import run_search
+
+    scenario = _scenario(args)
+    storage = args.storage or settings.paths.runs_dir / "trials.sqlite"
+    result = run_search(
+        scenario, _registry(settings), n_trials=args.trials, storage=storage, study=args.study, seed=args.seed
+    )
+    print(f"study {result.study} in {result.storage}")
+    print(f"ran {result.n_trials_run} trials ({result.n_pruned} pruned); the study now holds {result.n_trials_study}")
+    if result.best_value is not None:
+        print(f"best out-of-fold log loss {result.best_value:.5f} with {json.dumps(result.best_params, sort_keys=True)}")
+    return 0
+
+
+def _cmd_report_pbo(args, settings) -> int:
+    from lbml.registry_trials import TrialRegistry
+    from lbml.stats import probability_of_backtest_overfitting
+
+    registry = TrialRegistry(args.storage or settings.paths.runs_dir / "trials.sqlite")
+    try:
+        matrix = registry.return_matrix(args.study)
+        n_all = registry.count(args.study)
+    finally:
+        registry.close()
+    try:
+        result = probability_of_backtest_overfitting(matrix, n_blocks=args.blocks)
+    except ValueError as exc:
+        raise ConfigError(f"study {args.study}: {exc}") from None
+    print(f"study {args.study}: {result['n_trials']} completed trials of {n_all}, {matrix.shape[0]} samples, "
+          f"{result['n_splits']} CSCV splits")
+    print(f"PBO = {result['pbo']:.3f}  (>= 0.5: choosing the in-sample best is no better than chance)")
+    print(f"performance degradation slope (OOS on IS Sharpe) = {result['performance_degradation']:.3f}")
+    return 0
+
+
 # -- helpers --------------------------------------------------------------------------------------
 def _scenario(args):
     from lbml.scenario import load_scenario
@@ -239,6 +275,23 @@ def _parser() -> argparse.ArgumentParser:
                 help="run a model whose training window overlaps the backtest; every report is stamped IN-SAMPLE",
             )
         cmd.set_defaults(func=func)
+
+    search = sub.add_parser("search", help="Optuna search over purged out-of-fold log loss; every trial is registered")
+    search.add_argument("scenario")
+    search.add_argument("--trials", type=int, required=True)
+    search.add_argument("--storage", help="database URL or SQLite file (default: trials.sqlite in the runs folder)")
+    search.add_argument("--study", help="study name (default: the scenario name)")
+    search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--data", action="append", metavar="PATH", help="real data file(s) for the traded symbol")
+    search.add_argument("--reference-data", action="append", metavar="PATH")
+    search.set_defaults(func=_cmd_search)
+
+    report = sub.add_parser("report", help="statistics over registered trials").add_subparsers(dest="report_command", required=True)
+    pbo = report.add_parser("pbo", help="probability of backtest overfitting of a study (CSCV)")
+    pbo.add_argument("study")
+    pbo.add_argument("--storage", help="database URL or SQLite file (default: trials.sqlite in the runs folder)")
+    pbo.add_argument("--blocks", type=int, default=16, help="even number of CSCV blocks S")
+    pbo.set_defaults(func=_cmd_report_pbo)
 
     demo = sub.add_parser("demo", help="generate the embedded market, train, backtest, report")
     demo.add_argument("--scenario", default="scenarios/default.toml")

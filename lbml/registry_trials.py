@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from lbml.errors import ConfigError
 
+PRUNED = "pruned"  # grid_hash of a trial stopped early: counted in N, left out of PBO
 _METADATA = sa.MetaData()
 TRIALS = sa.Table(
     "lbml_trials",
@@ -125,6 +126,9 @@ class TrialRegistry:
         trials = self.trials(study)
         if not trials:
             raise ConfigError(f"study {study!r}: no trials in {self.url}")
+        trials = [t for t in trials if t.grid_hash != PRUNED]
+        if len(trials) < 2:
+            raise ConfigError(f"study {study!r}: PBO needs at least two completed trials, found {len(trials)}")
         grids = {t.grid_hash for t in trials}
         if len(grids) > 1:
             raise ConfigError(f"study {study!r}: trials were evaluated on different sample grids; PBO needs one")

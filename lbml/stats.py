@@ -118,7 +118,9 @@ def probability_of_backtest_overfitting(trial_returns: np.ndarray, n_blocks: int
         is_best.append(sr_is[best])
         oos_best.append(sr_oos[best])
     logits_a = np.array(logits)
-    slope = float(np.polyfit(is_best, oos_best, 1)[0]) if len(set(is_best)) > 1 else float("nan")
+    pairs = np.array([is_best, oos_best])
+    pairs = pairs[:, np.isfinite(pairs).all(axis=0)]
+    slope = float(np.polyfit(pairs[0], pairs[1], 1)[0]) if len(np.unique(pairs[0])) > 1 else float("nan")
     return {
         "pbo": float((logits_a <= 0).mean()),
         "n_splits": len(logits),
@@ -131,7 +133,7 @@ def probability_of_backtest_overfitting(trial_returns: np.ndarray, n_blocks: int
 def _column_sharpe(m: np.ndarray) -> np.ndarray:
     sd = m.std(axis=0, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(sd > 0, m.mean(axis=0) / sd, -np.inf)
+        return np.where(sd > 0, m.mean(axis=0) / sd, 0.0)  # a flat (no-trade) series has Sharpe 0
 
 
 def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:

@@ -179,13 +179,17 @@ def cross_val_predict_purged(
     sample_weight: np.ndarray | None = None,
     early_stopping_fraction: float = 0.15,
     calibration: str | None = None,
+    on_fold: Callable[[int, float], None] | None = None,
 ) -> OutOfFold:
     """Fit a fresh model per split and keep its test predictions (P(class 1)).
 
     For CPCV splits pass ``n_groups``: predictions are then arranged into backtest paths. With
     ``calibration`` ("auto", "sigmoid" or "isotonic") each fold's predictions are calibrated by a
     map fitted on that fold's purged validation block (the one used for early stopping).
+    ``on_fold(k, logloss)`` is called after each split with its test log loss (e.g. for pruning).
     """
+    from sklearn.metrics import log_loss
+
     from lbml.calibration import calibration_method, fit_calibrator
 
     t0n, t1n = _as_ns(t0), _as_ns(t1)
@@ -208,6 +212,8 @@ def cross_val_predict_purged(
             p = fit_calibrator(model, X[val], y[val], method).apply(p)
         preds.append(p)
         n_fit.append(int(len(fit)))
+        if on_fold is not None:
+            on_fold(len(preds) - 1, float(log_loss(y[split.test], np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])))
     if n_groups is None:
         out = np.full((len(y), 1), np.nan)
         for split, p in zip(splits, preds):

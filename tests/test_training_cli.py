@@ -85,3 +85,27 @@ def test_in_sample_backtest_is_refused_then_stamped_and_tampering_refused(tmp_pa
                      "--out", tmp_path / "t")
     assert tampered.returncode == 2 and "calibration.json: SHA-256 does not match" in tampered.stderr
     assert "Traceback" not in tampered.stderr and not (tmp_path / "t").exists()
+
+
+@pytest.mark.slow
+def test_search_registers_every_trial_and_pbo_reads_them(tmp_path, lbml):
+    scenario = _small(tmp_path)
+    storage = tmp_path / "study.sqlite"
+    result = lbml("search", scenario, "--trials", "3", "--storage", storage, "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    assert "the study now holds 3" in result.stdout
+    from lbml.registry_trials import TrialRegistry
+
+    registry = TrialRegistry(storage)
+    trials = registry.trials("small")
+    registry.close()
+    assert len(trials) == 3 and len({json.dumps(t.params, sort_keys=True) for t in trials}) == 3
+    completed = [t for t in trials if t.grid_hash != "pruned"]
+    assert all(len(t.returns) == len(completed[0].returns) > 100 for t in completed)
+    assert all(t.metrics["n_trials"] == 4 * (i + 1) for i, t in enumerate(trials) if t in completed)
+    if len(completed) >= 2:
+        pbo = lbml("report", "pbo", "small", "--storage", storage, "--blocks", "4")
+        assert pbo.returncode == 0, pbo.stderr
+        assert "PBO = " in pbo.stdout
+    missing = lbml("report", "pbo", "nosuchstudy", "--storage", storage)
+    assert missing.returncode == 2 and "no trials" in missing.stderr

@@ -4,6 +4,7 @@ import hashlib
 import logging
 import math
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +114,8 @@ def train(
     trials: TrialRegistry | None = None,
     study: str | None = None,
     model_params: dict | None = None,
+    on_fold: Callable[[int, float], None] | None = None,
+    reports: bool = True,
 ) -> TrainResult:
     """Evaluate out of sample with purged CV, fit the final model, calibrate it, save the artifact.
 
@@ -160,6 +163,7 @@ def train(
         n_groups=n_groups, embargo=embargo, sample_weight=None if weights is None else weights[dev],
         early_stopping_fraction=v.early_stopping_fraction,
         calibration=v.calibration if v.fold_calibration and v.calibration != "none" else None,
+        on_fold=on_fold,
     )
     p_oof = np.full(n, np.nan)
     p_oof[dev] = oof.mean
@@ -206,12 +210,12 @@ def train(
     )
     p_val = _up(model, X[val_pos])
     calibrator = None
-    reports: dict[str, Any] = {}
+    calibration_report: dict[str, Any] = {}
     if calibrating and len(np.unique(y[cal])) > 1:
         method = calibration_method(n_cal) if v.calibration == "auto" else v.calibration
         calibrator = fit_calibrator(model, X[cal], y[cal], method)
         raw_cal = _up(model, X[cal])
-        reports["calibration_block"] = (y[cal], raw_cal, calibrator.apply(raw_cal))
+        calibration_report["calibration_block"] = (y[cal], raw_cal, calibrator.apply(raw_cal))
     metrics = {
         "n_fit": int(len(fit_pos)),
         "n_validation": int(len(val_pos)),
@@ -233,7 +237,8 @@ def train(
         metrics=metrics,
         calibrator=calibrator,
     )
-    _write_reports(artifact / REPORTS_DIR, model, X_frame, y, p_oof, reports, scenario.name)
+    if reports:
+        _write_reports(artifact / REPORTS_DIR, model, X_frame, y, p_oof, calibration_report, scenario.name)
 
     # 4. trial registry
     if trials is not None:
