@@ -169,6 +169,30 @@ def _cmd_report_pbo(args, settings) -> int:
     return 0
 
 
+def _cmd_walkforward(args, settings) -> int:
+    from lbml.walkforward import run_walkforward
+
+    scenario = _scenario(args)
+    updates = {k: v for k, v in (("retrain_every_days", args.every_days), ("window", args.window),
+                                 ("train_days", args.train_days)) if v is not None}
+    if updates:
+        from lbml.scenario import parse_scenario
+
+        raw = scenario.to_dict()
+        raw["walkforward"] = raw.get("walkforward", {}) | updates
+        scenario = parse_scenario(raw, source="command line")
+    run_dir, metrics = run_walkforward(
+        scenario, _registry(settings), settings.paths.runs_dir, out=Path(args.out) if args.out else None,
+        progress=_progress(),
+    )
+    print(f"run folder: {run_dir}")
+    print(f"{metrics['n_periods']} out-of-sample periods ({metrics['window']} window, retrained every "
+          f"{metrics['retrain_every_days']:g} days), {metrics['n_trades']} trades")
+    print(f"stitched return {_pct(metrics['total_return'])} vs buy & hold {_pct(metrics['buy_and_hold_return'])}, "
+          f"max drawdown {_pct(metrics['max_drawdown'])}, sharpe {_num(metrics.get('sharpe'))}")
+    return 0
+
+
 # -- helpers --------------------------------------------------------------------------------------
 def _scenario(args):
     from lbml.scenario import load_scenario
@@ -292,6 +316,16 @@ def _parser() -> argparse.ArgumentParser:
     pbo.add_argument("--storage", help="database URL or SQLite file (default: trials.sqlite in the runs folder)")
     pbo.add_argument("--blocks", type=int, default=16, help="even number of CSCV blocks S")
     pbo.set_defaults(func=_cmd_report_pbo)
+
+    wf = sub.add_parser("walkforward", help="retrain every K days, trade the next period, stitch one OOS curve")
+    wf.add_argument("scenario")
+    wf.add_argument("--every-days", type=float, help="retraining interval K (default: scenario walkforward.retrain_every_days)")
+    wf.add_argument("--window", choices=["expanding", "sliding"])
+    wf.add_argument("--train-days", type=float, help="first training span / sliding window length")
+    wf.add_argument("--data", action="append", metavar="PATH", help="real data file(s) for the traded symbol")
+    wf.add_argument("--reference-data", action="append", metavar="PATH")
+    wf.add_argument("--out", help="output folder")
+    wf.set_defaults(func=_cmd_walkforward)
 
     demo = sub.add_parser("demo", help="generate the embedded market, train, backtest, report")
     demo.add_argument("--scenario", default="scenarios/default.toml")

@@ -108,6 +108,14 @@ class ValidationConfig(_Section):
         return self
 
 
+class WalkForwardConfig(_Section):
+    """``lbml walkforward``: retrain every K days, trade only the following period."""
+
+    retrain_every_days: float = Field(7.0, gt=0, le=365)
+    window: Literal["expanding", "sliding"] = "expanding"
+    train_days: float = Field(14.0, gt=0, le=3650, description="first training span; the sliding window's length")
+
+
 class ModelConfig(_Section):
     plugin: str = "xgboost"
     params: dict[str, Any] = {}
@@ -161,6 +169,7 @@ class Scenario(_Section):
     labels: LabelsConfig = LabelsConfig()
     model: ModelConfig = ModelConfig()
     validation: ValidationConfig = ValidationConfig()
+    walkforward: WalkForwardConfig = WalkForwardConfig()
     strategy: StrategyConfig = StrategyConfig()
     costs: CostsConfig = CostsConfig()
     venue: VenueConfig = VenueConfig()

@@ -75,13 +75,14 @@ def training_set(
     """Features and labels for the training window only: no data after ``split.train_end`` is read."""
     symbol = scenario.data.symbol
     data = market[symbol]
-    bars = data.bars.loc[: split.train_end]
+    window = slice(split.train_start, split.train_end)
+    bars = data.bars.loc[window]
     ref = reference_bars(scenario, market)
-    ref = ref.loc[: split.train_end] if ref is not None else None
+    ref = ref.loc[window] if ref is not None else None
     funding = funding_for(scenario, market)
-    funding = funding.loc[: split.train_end] if funding is not None else None
+    funding = funding.loc[window] if funding is not None else None
     pipeline.fit(bars)
-    features = compute_features(pipeline, _clip_ticks(data, split.train_end), bars, ref, funding)
+    features = compute_features(pipeline, _clip_ticks(data, split.train_start, split.train_end), bars, ref, funding)
     labels = make_labels(bars, scenario.labels)
     X = features.loc[labels.y.index]
     ok = np.isfinite(X.to_numpy()).all(axis=1)
@@ -96,11 +97,13 @@ def training_matrix(
     return ts.X, ts.y, ts.t1
 
 
-def _clip_ticks(data, end: pd.Timestamp):
+def _clip_ticks(data, start: pd.Timestamp, end: pd.Timestamp):
     from dataclasses import replace
 
-    trades = data.trades.loc[:end] if data.trades is not None else None
-    quotes = data.quotes.loc[:end] if data.quotes is not None else None
+    # Ticks inside the first bar (which closes at ``start``) belong to it.
+    lo = start - pd.Timedelta(minutes=1) if start is not None else None
+    trades = data.trades.loc[lo:end] if data.trades is not None else None
+    quotes = data.quotes.loc[lo:end] if data.quotes is not None else None
     return replace(data, trades=trades, quotes=quotes)
 
 
@@ -232,7 +235,7 @@ def train(
         feature_state=pipeline.fitted_state(),
         label_spec=label_spec(scenario.labels),
         training_window=TrainingWindow(split.train_start, split.train_end),
-        data_hash=data_hash(market[scenario.data.symbol].bars.loc[: split.train_end]),
+        data_hash=data_hash(market[scenario.data.symbol].bars.loc[split.train_start : split.train_end]),
         scenario_hash=scenario.content_hash(),
         metrics=metrics,
         calibrator=calibrator,
