@@ -109,3 +109,31 @@ def test_search_registers_every_trial_and_pbo_reads_them(tmp_path, lbml):
         assert "PBO = " in pbo.stdout
     missing = lbml("report", "pbo", "nosuchstudy", "--storage", storage)
     assert missing.returncode == 2 and "no trials" in missing.stderr
+
+
+@pytest.mark.slow
+def test_cpcv_training_of_a_stacking_ensemble_with_uniqueness_weights(tmp_path, registry):
+    from lbml.models.artifact import load_artifact
+    from lbml.models.training import scenario_pipeline
+    from lbml.workflows import prepare, train_model
+
+    raw = load_scenario(_small(tmp_path)).to_dict()
+    raw["labels"] = {"kind": "triple_barrier", "horizon_bars": 20, "vol_estimator": "yang_zhang", "vol_window": 60}
+    raw["model"] = {"plugin": "ensemble", "params": {
+        "method": "stacking", "stacking_folds": 3,
+        "members": [{"plugin": "logistic"}, {"plugin": "xgboost", "params": {"n_estimators": 30, "n_jobs": 1}}]}}
+    raw["validation"] = {"method": "cpcv", "n_groups": 4, "n_test_groups": 2, "sample_weights": "uniqueness",
+                         "bootstrap_reps": 50}
+    scenario = parse_scenario(raw)
+    prepared = prepare(scenario, registry)
+    result = train_model(prepared, registry, tmp_path / "model")
+    m = result.metrics
+    assert m["validation_method"] == "cpcv" and m["n_cv_splits"] == 6 and m["n_cv_paths"] == 3
+    assert m["cpcv_path_sharpe_p5"] <= m["cpcv_path_sharpe_median"]
+    assert 0.0 <= m["cpcv_path_prob_sharpe_below_0"] <= 1.0
+    pipeline = scenario_pipeline(scenario, prepared.market, registry)
+    loaded = load_artifact(tmp_path / "model", registry, pipeline.schema())
+    assert loaded.manifest["label_spec"]["kind"] == "triple_barrier"
+    assert loaded.manifest["model_plugin"] == "ensemble" and "member_0/model.skops" in loaded.manifest["files"]
+    oof = (tmp_path / "model" / "reports" / "oof_predictions.csv").read_text().splitlines()
+    assert len(oof) > 500
