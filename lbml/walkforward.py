@@ -8,17 +8,16 @@ curve chains the periods' returns into one equity curve, one tearsheet and one m
 """
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from lbml.atomic import atomic_folder
 from lbml.errors import DataError
 from lbml.plugins import PluginRegistry
 from lbml.report.metrics import compute_metrics, daily_returns
 from lbml.report.plots import plot_equity
-from lbml.atomic import atomic_folder
 from lbml.report.runfolder import new_run_path, write_json
 from lbml.report.tearsheet import tearsheet_skip_reason, write_tearsheet
 from lbml.scenario import Scenario

@@ -2,8 +2,6 @@
 tamper refusal, search + trial registry + PBO report."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -137,3 +135,35 @@ def test_cpcv_training_of_a_stacking_ensemble_with_uniqueness_weights(tmp_path, 
     assert loaded.manifest["model_plugin"] == "ensemble" and "member_0/model.skops" in loaded.manifest["files"]
     oof = (tmp_path / "model" / "reports" / "oof_predictions.csv").read_text().splitlines()
     assert len(oof) > 500
+
+
+@pytest.mark.slow
+def test_training_reads_nothing_after_the_training_window(tmp_path, registry):
+    from dataclasses import replace
+
+    import numpy as np
+
+    from lbml.data.frames import MarketData, bars_from_trades
+    from lbml.models.artifact import load_artifact
+    from lbml.workflows import Prepared, prepare, train_model
+
+    raw = load_scenario(_small(tmp_path)).to_dict()
+    raw["labels"] = {"kind": "triple_barrier", "horizon_bars": 15, "vol_estimator": "garman_klass", "vol_window": 30}
+    raw["model"]["params"]["n_estimators"] = 20
+    raw["validation"] = {"n_splits": 3, "bootstrap_reps": 50}
+    scenario = parse_scenario(raw)
+    prepared = prepare(scenario, registry)
+    cut = prepared.split.train_end
+    perturbed = {}
+    for symbol, data in prepared.market.instruments.items():
+        trades = data.trades.copy()
+        after = trades.index > cut
+        trades.loc[after, "price"] = np.round(trades.loc[after, "price"] * 1.07, 2)
+        perturbed[symbol] = replace(data, trades=trades, bars=bars_from_trades(trades))
+    other = Prepared(scenario, MarketData(perturbed, prepared.market.funding, prepared.market.bar_minutes), prepared.split)
+    a = train_model(prepared, registry, tmp_path / "a")
+    b = train_model(other, registry, tmp_path / "b")
+    assert json.dumps(a.metrics, sort_keys=True, default=str) == json.dumps(b.metrics, sort_keys=True, default=str)
+    ma = load_artifact(tmp_path / "a", registry).manifest
+    mb = load_artifact(tmp_path / "b", registry).manifest
+    assert ma["model_id"] == mb["model_id"] and ma["data_hash"] == mb["data_hash"]
