@@ -20,6 +20,7 @@ from math import comb
 import numpy as np
 import pandas as pd
 
+from lbml.errors import DataError
 from lbml.models.base import ModelPlugin
 
 
@@ -199,6 +200,11 @@ def cross_val_predict_purged(
     n_fit = []
     for split in splits:
         fit, val = early_stopping_block(split.train, t0n, t1n, early_stopping_fraction, int(embargo.value))
+        if len(fit) < 50 or len(np.unique(y[fit])) < 2:
+            raise DataError(
+                f"validation split {len(preds) + 1} of {len(splits)}: only {len(fit)} purged training samples "
+                f"({len(np.unique(y[fit]))} class) - use fewer splits or more data"
+            )
         model = make_model()
         weight = sample_weight[fit] if sample_weight is not None else None
         both = len(np.unique(y[val])) > 1

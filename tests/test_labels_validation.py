@@ -146,3 +146,14 @@ def test_out_of_fold_predictions_only_come_from_models_that_never_saw_the_test_l
     oof2 = cross_val_predict_purged(lambda: registry.model("logistic")(), X, y2, t0, t1, splits, n_groups=6)
     np.testing.assert_allclose(oof.paths[:150], oof2.paths[:150])
     assert not np.allclose(oof.paths[150:], oof2.paths[150:])
+
+
+def test_too_many_splits_for_the_data_is_a_one_line_user_error(registry):
+    from lbml.errors import DataError
+
+    t0, t1 = _spans(120, 5)
+    X = np.random.default_rng(0).normal(size=(120, 2))
+    y = (X[:, 0] > 0).astype(int)
+    splits = purged_walk_forward(t0, t1, n_splits=10)
+    with pytest.raises(DataError, match="use fewer splits or more data"):
+        cross_val_predict_purged(lambda: registry.model("logistic")(), X, y, t0, t1, splits)
