@@ -79,13 +79,17 @@ def _cmd_data_validate(args, settings) -> int:
 
 
 def _cmd_train(args, settings) -> int:
-    from lbml.workflows import prepare, train_model
+    from lbml.workflows import prepare, train_model, trial_registry
 
     scenario = _scenario(args)
     registry = _registry(settings)
     prepared = prepare(scenario, registry, progress=_progress())
     out = Path(args.out) if args.out else settings.paths.models_dir / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = train_model(prepared, registry, out)
+    trials = trial_registry(settings.paths.runs_dir)
+    try:
+        result = train_model(prepared, registry, out, trials=trials)
+    finally:
+        trials.close()
     print(f"model: {result.artifact_dir}")
     print(f"trained on {result.n_samples} samples x {result.n_features} features, window "
           f"{prepared.split.train_start} .. {prepared.split.train_end}")
@@ -106,6 +110,7 @@ def _cmd_backtest(args, settings) -> int:
         out=Path(args.out) if args.out else None,
         progress=_progress(),
         publish=_publish_settings(args, settings),
+        allow_in_sample=args.allow_in_sample,
     )
     _print_summary(run_dir, metrics)
     if "signals" in metrics:
@@ -206,7 +211,15 @@ def _cmd_paper(args, settings) -> int:
 
 
 def _cmd_report(args, settings) -> int:
+    if args.target == "pbo":
+        if not args.study:
+            raise ConfigError("report pbo: name the study (lbml report pbo STUDY)")
+        return _cmd_report_pbo(args, settings)
+    if args.study:
+        raise ConfigError(f"report {args.target}: unexpected argument {args.study!r}")
     from lbml.live.report import write_report
+
+    args.state_dir = args.target
 
     report_dir, metrics = write_report(Path(args.state_dir))
     print(f"report: {report_dir}")
@@ -224,6 +237,66 @@ def _cmd_feed_serve(args, settings) -> int:
     sent = serve_feed(scenario, _registry(settings), args.endpoint, speed=args.speed, bars=args.bars,
                       wait_s=args.wait)
     print(f"sent {sent} events to {args.endpoint}")
+    return 0
+
+
+def _cmd_search(args, settings) -> int:
+    from lbml.search import run_search
+
+    scenario = _scenario(args)
+    storage = args.storage or settings.paths.runs_dir / "trials.sqlite"
+    result = run_search(
+        scenario, _registry(settings), n_trials=args.trials, storage=storage, study=args.study, seed=args.seed
+    )
+    print(f"study {result.study} in {result.storage}")
+    print(f"ran {result.n_trials_run} trials ({result.n_pruned} pruned); the study now holds {result.n_trials_study}")
+    if result.best_value is not None:
+        print(f"best out-of-fold log loss {result.best_value:.5f} with {json.dumps(result.best_params, sort_keys=True)}")
+    return 0
+
+
+def _cmd_report_pbo(args, settings) -> int:
+    from lbml.registry_trials import TrialRegistry
+    from lbml.stats import probability_of_backtest_overfitting
+
+    registry = TrialRegistry(args.storage or settings.paths.runs_dir / "trials.sqlite")
+    try:
+        matrix = registry.return_matrix(args.study)
+        n_all = registry.count(args.study)
+    finally:
+        registry.close()
+    try:
+        result = probability_of_backtest_overfitting(matrix, n_blocks=args.blocks)
+    except ValueError as exc:
+        raise ConfigError(f"study {args.study}: {exc}") from None
+    print(f"study {args.study}: {result['n_trials']} completed trials of {n_all}, {matrix.shape[0]} samples, "
+          f"{result['n_splits']} CSCV splits")
+    print(f"PBO = {result['pbo']:.3f}  (>= 0.5: choosing the in-sample best is no better than chance)")
+    print(f"performance degradation slope (OOS on IS Sharpe) = {result['performance_degradation']:.3f}")
+    return 0
+
+
+def _cmd_walkforward(args, settings) -> int:
+    from lbml.walkforward import run_walkforward
+
+    scenario = _scenario(args)
+    updates = {k: v for k, v in (("retrain_every_days", args.every_days), ("window", args.window),
+                                 ("train_days", args.train_days)) if v is not None}
+    if updates:
+        from lbml.scenario import parse_scenario
+
+        raw = scenario.to_dict()
+        raw["walkforward"] = raw.get("walkforward", {}) | updates
+        scenario = parse_scenario(raw, source="command line")
+    run_dir, metrics = run_walkforward(
+        scenario, _registry(settings), settings.paths.runs_dir, out=Path(args.out) if args.out else None,
+        progress=_progress(),
+    )
+    print(f"run folder: {run_dir}")
+    print(f"{metrics['n_periods']} out-of-sample periods ({metrics['window']} window, retrained every "
+          f"{metrics['retrain_every_days']:g} days), {metrics['n_trades']} trades")
+    print(f"stitched return {_pct(metrics['total_return'])} vs buy & hold {_pct(metrics['buy_and_hold_return'])}, "
+          f"max drawdown {_pct(metrics['max_drawdown'])}, sharpe {_num(metrics.get('sharpe'))}")
     return 0
 
 
@@ -274,8 +347,12 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
         ("fees / slippage / borrow", " / ".join(f"{costs.get(k, 0):,.2f}" for k in ("fees", "slippage", "borrow"))),
         ("reconciliation error", f"{metrics['reconciliation_error']:.2e}"),
         ("validation AUC (train)", _num(metrics.get("training_metrics", {}).get("validation_auc"))),
+        ("OOS AUC / ECE (purged CV)", f"{_num(metrics.get('oos_auc'))} / {_num(metrics.get('ece'))}"),
+        ("PSR / DSR (N trials)", f"{_num(metrics.get('psr'))} / {_num(metrics.get('dsr'))} ({metrics.get('n_trials')})"),
         ("tearsheet", str(run_dir / metrics["tearsheet"]) if metrics.get("tearsheet") else f"none: {metrics.get('tearsheet_skipped')}"),
     ]
+    if metrics.get("in_sample"):
+        rows.insert(0, ("*** IN-SAMPLE ***", "model trained inside the backtest window: not evidence of anything"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
@@ -326,6 +403,10 @@ def _parser() -> argparse.ArgumentParser:
             cmd.add_argument("--model", help="a model artifact folder from `lbml train`")
             cmd.add_argument("--publish", action="store_true", help="publish predictions over ZeroMQ while backtesting")
             cmd.add_argument("--publish-endpoint", help="with --publish: endpoint (default: signals.endpoint)")
+            cmd.add_argument(
+                "--allow-in-sample", action="store_true",
+                help="run a model whose training window overlaps the backtest; every report is stamped IN-SAMPLE",
+            )
         cmd.set_defaults(func=func)
 
     paper = sub.add_parser("paper", help="paper-trade a scenario on a TradingNode (crash-safe; resumes from --state)")
@@ -346,8 +427,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="report the feed as stalled after S seconds without a market event")
     paper.set_defaults(func=_cmd_paper)
 
-    report = sub.add_parser("report", help="metrics and tearsheet of a paper state folder")
-    report.add_argument("state_dir")
+    report = sub.add_parser(
+        "report", help="`report STATE_DIR`: a paper session's report; `report pbo STUDY`: PBO of a study"
+    )
+    report.add_argument("target", help="a paper state folder, or `pbo`")
+    report.add_argument("study", nargs="?", help="with `pbo`: the study name")
+    report.add_argument("--storage", help="with pbo: database URL or SQLite file (default: trials.sqlite in the runs folder)")
+    report.add_argument("--blocks", type=int, default=16, help="with pbo: even number of CSCV blocks S")
     report.set_defaults(func=_cmd_report)
 
     feed = sub.add_parser("feed", help="market-data feeds").add_subparsers(dest="feed_command", required=True)
@@ -360,6 +446,27 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data", action="append", metavar="PATH")
     serve.add_argument("--reference-data", action="append", metavar="PATH")
     serve.set_defaults(func=_cmd_feed_serve)
+
+    search = sub.add_parser("search", help="Optuna search over purged out-of-fold log loss; every trial is registered")
+    search.add_argument("scenario")
+    search.add_argument("--trials", type=int, required=True)
+    search.add_argument("--storage", help="database URL or SQLite file (default: trials.sqlite in the runs folder)")
+    search.add_argument("--study", help="study name (default: the scenario name)")
+    search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--data", action="append", metavar="PATH", help="real data file(s) for the traded symbol")
+    search.add_argument("--reference-data", action="append", metavar="PATH")
+    search.set_defaults(func=_cmd_search)
+
+
+    wf = sub.add_parser("walkforward", help="retrain every K days, trade the next period, stitch one OOS curve")
+    wf.add_argument("scenario")
+    wf.add_argument("--every-days", type=float, help="retraining interval K (default: scenario walkforward.retrain_every_days)")
+    wf.add_argument("--window", choices=["expanding", "sliding"])
+    wf.add_argument("--train-days", type=float, help="first training span / sliding window length")
+    wf.add_argument("--data", action="append", metavar="PATH", help="real data file(s) for the traded symbol")
+    wf.add_argument("--reference-data", action="append", metavar="PATH")
+    wf.add_argument("--out", help="output folder")
+    wf.set_defaults(func=_cmd_walkforward)
 
     demo = sub.add_parser("demo", help="generate the embedded market, train, backtest, report")
     demo.add_argument("--scenario", default="scenarios/default.toml")

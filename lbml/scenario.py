@@ -39,6 +39,9 @@ class DataConfig(_Section):
         0.0, ge=0, le=1, description="synthetic only: planted momentum predictability (0 = none)"
     )
     bar_minutes: int = Field(1, ge=1, le=1440)
+    trend_drift: float = Field(
+        0.03, ge=0, le=1, description="synthetic only: drift in the trending regime (0 with edge 0 = martingale)"
+    )
 
     @model_validator(mode="after")
     def _files_need_paths(self) -> "DataConfig":
@@ -66,9 +69,52 @@ class FeaturesConfig(_Section):
 
 
 class LabelsConfig(_Section):
-    kind: Literal["fixed_horizon"] = "fixed_horizon"
+    """Training labels; see ``lbml.labels`` (every kind keeps the label end time t1)."""
+
+    kind: Literal["fixed_horizon", "vol_scaled", "triple_barrier"] = "fixed_horizon"
     horizon_bars: int = Field(15, ge=1, le=10_000)
     dead_zone_bps: float = Field(0.0, ge=0, le=1_000)
+    vol_estimator: Literal["realized", "parkinson", "garman_klass", "yang_zhang", "atr"] = "realized"
+    vol_window: int = Field(100, ge=2, le=100_000, description="bars in the trailing volatility window")
+    vol_k: float = Field(0.5, ge=0, le=20, description="vol_scaled: neutral zone k * sigma * sqrt(h)")
+    profit_mult: float = Field(1.0, gt=0, le=50, description="triple_barrier: upper barrier in sigma*sqrt(h)")
+    stop_mult: float = Field(1.0, gt=0, le=50, description="triple_barrier: lower barrier in sigma*sqrt(h)")
+
+
+class ValidationConfig(_Section):
+    """Purged out-of-sample evaluation inside the training window (see ``lbml.validation``)."""
+
+    method: Literal["walk_forward", "cpcv"] = "walk_forward"
+    n_splits: int = Field(5, ge=2, le=50, description="walk_forward: number of test folds")
+    expanding: bool = Field(True, description="walk_forward: expanding (true) or sliding training window")
+    n_groups: int = Field(6, ge=3, le=20, description="cpcv: number of groups N")
+    n_test_groups: int = Field(2, ge=1, le=10, description="cpcv: test groups per split k")
+    embargo_fraction: float = Field(0.01, ge=0, le=0.2, description="embargo as a fraction of the samples")
+    early_stopping_fraction: float = Field(0.15, gt=0, lt=0.5)
+    calibration: Literal["auto", "sigmoid", "isotonic", "none"] = "auto"
+    calibration_fraction: float = Field(0.15, gt=0, lt=0.5, description="final purged block for the calibrator")
+    fold_calibration: bool = Field(
+        False, description="also calibrate each CV fold on its validation block (noisy on short folds)"
+    )
+    sample_weights: Literal["none", "uniqueness", "balanced"] = "none"
+    ev_margins: tuple[float, ...] = Field(
+        (0.0, 0.01, 0.02, 0.05), min_length=1, description="margins over break-even tried on OOF (each counts as a trial)"
+    )
+    bootstrap_reps: int = Field(500, ge=50, le=100_000)
+
+    @model_validator(mode="after")
+    def _groups(self) -> "ValidationConfig":
+        if self.n_test_groups >= self.n_groups:
+            raise ValueError("n_test_groups must be smaller than n_groups")
+        return self
+
+
+class WalkForwardConfig(_Section):
+    """``lbml walkforward``: retrain every K days, trade only the following period."""
+
+    retrain_every_days: float = Field(7.0, gt=0, le=365)
+    window: Literal["expanding", "sliding"] = "expanding"
+    train_days: float = Field(14.0, gt=0, le=3650, description="first training span; the sliding window's length")
 
 
 class ModelConfig(_Section):
@@ -191,6 +237,8 @@ class Scenario(_Section):
     features: FeaturesConfig = FeaturesConfig()
     labels: LabelsConfig = LabelsConfig()
     model: ModelConfig = ModelConfig()
+    validation: ValidationConfig = ValidationConfig()
+    walkforward: WalkForwardConfig = WalkForwardConfig()
     strategy: StrategyConfig = StrategyConfig()
     costs: CostsConfig = CostsConfig()
     venue: VenueConfig = VenueConfig()

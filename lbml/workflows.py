@@ -15,7 +15,8 @@ from lbml.engine.backtest import BacktestResult, run_backtest
 from lbml.errors import ArtifactError, DataError
 from lbml.features.pipeline import FeaturePipeline, compute_features
 from lbml.models.artifact import LoadedArtifact, load_artifact
-from lbml.models.training import TrainResult, funding_for, reference_bars, scenario_pipeline, train
+from lbml.models.training import REPORTS_DIR, TrainResult, funding_for, reference_bars, scenario_pipeline, train
+from lbml.registry_trials import TrialRegistry
 from lbml.plugins import PluginRegistry
 from lbml.report.metrics import compute_metrics
 from lbml.report.plots import plot_equity
@@ -28,6 +29,14 @@ from lbml.scenario import Scenario
 from lbml.split import Split, compute_split
 
 log = logging.getLogger(__name__)
+
+TRIALS_FILE = "trials.sqlite"
+IN_SAMPLE_STAMP = "IN-SAMPLE"
+#: Out-of-sample statistics of the model's training (purged CV) that metrics.json carries on top level.
+MODEL_STATISTICS = (
+    "oos_auc", "oos_logloss", "brier", "ece", "ic", "psr", "dsr", "sharpe_ci_low", "sharpe_ci_high",
+    "n_trials", "ev_threshold", "calibration",
+)
 
 
 @dataclass(frozen=True)
@@ -45,8 +54,19 @@ def prepare(scenario: Scenario, registry: PluginRegistry, *, progress: bool = Fa
     return Prepared(scenario, market, compute_split(bars.index, scenario))
 
 
-def train_model(prepared: Prepared, registry: PluginRegistry, out_dir: Path) -> TrainResult:
-    return train(prepared.scenario, prepared.market, registry, prepared.split, out_dir)
+def train_model(
+    prepared: Prepared, registry: PluginRegistry, out_dir: Path, *, trials: TrialRegistry | None = None
+) -> TrainResult:
+    return train(prepared.scenario, prepared.market, registry, prepared.split, out_dir, trials=trials)
+
+
+def trial_registry(runs_dir: Path) -> TrialRegistry:
+    """The default trial registry: ``trials.sqlite`` in the runs folder."""
+    return TrialRegistry(Path(runs_dir) / TRIALS_FILE)
+
+
+def is_in_sample(artifact: LoadedArtifact, split: Split) -> bool:
+    return artifact.training_window.end >= split.test_start
 
 
 def warm_up(pipeline: FeaturePipeline, prepared: Prepared) -> int:
@@ -78,15 +98,16 @@ def backtest(
     *,
     progress: bool = False,
     publish=None,
+    allow_in_sample: bool = False,
 ) -> tuple[BacktestResult, LoadedArtifact]:
     scenario, market, split = prepared.scenario, prepared.market, prepared.split
     pipeline = scenario_pipeline(scenario, market, registry)
     artifact = load_artifact(artifact_dir, registry, expected_schema=pipeline.schema())
     window = artifact.training_window
-    if window.end >= split.test_start:
+    if window.end >= split.test_start and not allow_in_sample:
         raise ArtifactError(
             f"{artifact_dir}: model was trained up to {window.end}, inside the backtest window "
-            f"starting {split.test_start}"
+            f"starting {split.test_start} (pass --allow-in-sample to run it anyway, stamped IN-SAMPLE)"
         )
     pipeline.load_fitted_state(artifact.feature_state)
     warm_up(pipeline, prepared)
@@ -115,6 +136,7 @@ def write_run(
 ) -> dict:
     """Fill ``run_dir`` with the resolved scenario, split, trades, equity, metrics and reports."""
     scenario = prepared.scenario
+    in_sample = is_in_sample(artifact, prepared.split)
     (run_dir / "scenario.toml").write_text(scenario.to_toml())
     write_json(
         run_dir / "split.json",
@@ -143,16 +165,24 @@ def write_run(
         "model_id": artifact.model_id,
         "training_metrics": artifact.manifest.get("metrics", {}),
         "backtest_window": {"start": prepared.split.test_start, "end": prepared.split.test_end},
-        "in_sample": False,
+        "in_sample": in_sample,
     }
     if result.signals is not None:
         metrics["signals"] = result.signals
+    metrics |= model_statistics(artifact)
+    if in_sample:
+        metrics["report_stamp"] = IN_SAMPLE_STAMP
+        (run_dir / IN_SAMPLE_STAMP).write_text(
+            f"model trained up to {artifact.training_window.end}, backtest starts {prepared.split.test_start}\n"
+        )
+    copy_model_reports(artifact, run_dir)
+    stamp = f"{IN_SAMPLE_STAMP}: " if in_sample else ""
     if len(equity) > 1:
-        plot_equity(equity, run_dir / "equity.png", f"{scenario.name}: equity vs buy & hold")
+        plot_equity(equity, run_dir / "equity.png", f"{stamp}{scenario.name}: equity vs buy & hold")
         skip = tearsheet_skip_reason(equity) if scenario.report.tearsheet else "disabled in scenario"
         if skip is None:
             write_tearsheet(
-                equity, run_dir / "tearsheet.html", f"lbml {scenario.name}", scenario.report.periods_per_year
+                equity, run_dir / "tearsheet.html", f"{stamp}lbml {scenario.name}", scenario.report.periods_per_year
             )
             metrics["tearsheet"] = "tearsheet.html"
         else:
@@ -176,6 +206,7 @@ def run_scenario(
     out: Path | None = None,
     progress: bool = False,
     publish=None,
+    allow_in_sample: bool = False,
 ) -> tuple[Path, dict]:
     """``lbml backtest``: train on the training window unless a model is given, then backtest."""
     prepared = prepare(scenario, registry, progress=progress)
@@ -183,10 +214,32 @@ def run_scenario(
     with atomic_folder(final) as tmp:
         trained_here = model_dir is None
         if trained_here:
-            train_model(prepared, registry, tmp / "model")
+            trials = trial_registry(runs_dir)
+            try:
+                train_model(prepared, registry, tmp / "model", trials=trials)
+            finally:
+                trials.close()
             model_dir = tmp / "model"
-        result, artifact = backtest(prepared, registry, model_dir, progress=progress, publish=publish)
+        result, artifact = backtest(
+            prepared, registry, model_dir, progress=progress, publish=publish, allow_in_sample=allow_in_sample
+        )
         metrics = write_run(tmp, prepared, result, artifact, model_trained_here=trained_here, registry=registry)
     if trained_here:
         metrics["model_path"] = str(final / "model")
     return final, metrics
+
+
+def model_statistics(artifact: LoadedArtifact) -> dict:
+    """The model's out-of-sample training statistics (``None`` where an older artifact lacks them)."""
+    trained = artifact.manifest.get("metrics", {})
+    return {key: trained.get(key) for key in MODEL_STATISTICS}
+
+
+def copy_model_reports(artifact: LoadedArtifact, run_dir: Path) -> None:
+    """Copy the model's reliability diagram, importance table/plot and OOF predictions into the run."""
+    import shutil
+
+    source = artifact.path / REPORTS_DIR
+    if source.is_dir() and source.resolve() != (run_dir / REPORTS_DIR).resolve():
+        for file in source.iterdir():
+            shutil.copy2(file, run_dir / file.name)

@@ -29,6 +29,7 @@ class SyntheticSource(DataSource):
             seed=config.seed,
             symbols=tuple(dict.fromkeys(symbols)),
             edge=config.edge,
+            trend_drift=config.trend_drift,
         )
         market = generate_market(market_config, progress=progress)
         if config.bar_minutes != market.bar_minutes:

@@ -91,6 +91,7 @@ class XGBoostModel(ModelPlugin):
         self._iteration_range = (0, best + 1) if best is not None else (0, 0)
 
     def predict_proba(self, X) -> np.ndarray:
+        self._check_fitted()
         up = self.booster_.inplace_predict(
             np.ascontiguousarray(X, dtype=np.float64), iteration_range=self._iteration_range
         )
@@ -101,6 +102,7 @@ class XGBoostModel(ModelPlugin):
         return float(self.booster_.inplace_predict(row, iteration_range=self._iteration_range)[0])
 
     def save(self, directory: Path) -> list[Path]:
+        self._check_fitted()
         model_path = directory / MODEL_FILE
         self.booster_.save_model(model_path)
         meta_path = directory / META_FILE

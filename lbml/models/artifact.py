@@ -25,7 +25,7 @@ from lbml.plugins import PluginRegistry
 MANIFEST = "manifest.json"
 FEATURE_STATE = "feature_state.json"
 FORMAT_VERSION = 1
-_LIBRARIES = ("lbml", "nautilus_trader", "xgboost-cpu", "scikit-learn", "numpy", "pandas")
+_LIBRARIES = ("lbml", "nautilus_trader", "xgboost-cpu", "scikit-learn", "skops", "numpy", "pandas", "scipy")
 
 
 @dataclass(frozen=True)
@@ -73,6 +73,7 @@ def save_artifact(
     data_hash: str,
     scenario_hash: str,
     metrics: dict[str, Any],
+    calibrator: Any | None = None,
 ) -> Path:
     """Write an artifact atomically (a temporary folder renamed into place); return its path."""
     out_dir = Path(out_dir)
@@ -81,7 +82,9 @@ def save_artifact(
         state_path = tmp / FEATURE_STATE
         state_path.write_text(json.dumps(feature_state, indent=2, sort_keys=True))
         files.append(state_path)
-        hashes = {p.name: sha256_file(p) for p in files}
+        if calibrator is not None:
+            files.append(calibrator.save(tmp))
+        hashes = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in files}
         model_id = hashlib.sha256("".join(sorted(hashes.values())).encode()).hexdigest()[:12]
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -95,6 +98,7 @@ def save_artifact(
             "scenario_hash": scenario_hash,
             "libraries": {lib: _version(lib) for lib in _LIBRARIES},
             "metrics": metrics,
+            "calibration": calibrator.to_dict() if calibrator is not None else None,
             "files": hashes,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
@@ -134,6 +138,10 @@ def load_artifact(
             f"{path}: feature schema {schema_hash} does not match the scenario's {expected_schema.hash} ({detail})"
         )
     model = registry.model(plugin_name).load(path, params)
+    if manifest.get("calibration") is not None:
+        from lbml.calibration import CalibratedModel, Calibrator
+
+        model = CalibratedModel(model, Calibrator.load(path))
     feature_state = json.loads((path / FEATURE_STATE).read_text())
     return LoadedArtifact(model=model, manifest=manifest, feature_state=feature_state, path=path)
 

@@ -10,12 +10,16 @@ from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
 
 
 class ModelPlugin(ClassifierMixin, BaseEstimator):
     """Base class of model plugins: a binary/multiclass classifier with native persistence."""
 
     name: ClassVar[str]
+    #: True if ``fit`` accepts ``t0``/``t1`` keyword arrays (label start/end times, int64 ns) for
+    #: purging inside the fit (e.g. a stacking ensemble's out-of-fold meta-features).
+    uses_label_times: ClassVar[bool] = False
 
     def fit(
         self,
@@ -32,6 +36,10 @@ class ModelPlugin(ClassifierMixin, BaseEstimator):
         """Return class probabilities, columns ordered as ``classes_``."""
         raise NotImplementedError
 
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Return the most probable class per row (scikit-learn convention)."""
+        return np.asarray(self.classes_)[np.argmax(self.predict_proba(X), axis=1)]
+
     def predict_up_one(self, x: np.ndarray) -> float:
         """Return P(class 1) for one feature row: the per-bar streaming path.
 
@@ -39,6 +47,10 @@ class ModelPlugin(ClassifierMixin, BaseEstimator):
         """
         proba = self.predict_proba(x.reshape(1, -1))[0]
         return float(proba[list(self.classes_).index(1)])
+
+    def _check_fitted(self) -> None:
+        """Raise ``sklearn.exceptions.NotFittedError`` before ``fit``."""
+        check_is_fitted(self, "classes_")
 
     def save(self, directory: Path) -> list[Path]:
         """Write the fitted model in a native, non-executable format; return the files written."""

@@ -2,8 +2,11 @@
 
 import hashlib
 import logging
+import math
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,15 +15,19 @@ from sklearn.metrics import log_loss, roc_auc_score
 from lbml.data.frames import MarketData
 from lbml.errors import DataError
 from lbml.features.pipeline import FeaturePipeline, available_inputs, build_pipeline, compute_features
-from lbml.labels import fixed_horizon_labels, label_spec
+from lbml.calibration import calibration_method, fit_calibrator
+from lbml.evaluation import TradeRule, break_even, choose_margin, grid_hash, oos_statistics, round_trip_cost, trade_returns
+from lbml.labels import label_spec, make_labels, sample_uniqueness
 from lbml.models.artifact import TrainingWindow, save_artifact
+from lbml.registry_trials import TrialRegistry
+from lbml.stats import sharpe
+from lbml.validation import cpcv, cross_val_predict_purged, early_stopping_block, purge_train, purged_walk_forward
 from lbml.plugins import PluginRegistry
 from lbml.scenario import Scenario
 from lbml.split import Split
 
 log = logging.getLogger(__name__)
 
-VALIDATION_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -51,30 +58,52 @@ def data_hash(frame: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
-def training_matrix(
+@dataclass(frozen=True)
+class TrainingSet:
+    """Features, labels, label end times and label returns of the training window."""
+
+    X: pd.DataFrame
+    y: pd.Series
+    t1: pd.Series
+    forward_return: pd.Series
+    bar_index: pd.DatetimeIndex
+
+
+def training_set(
     scenario: Scenario, market: MarketData, pipeline: FeaturePipeline, split: Split
-) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+) -> TrainingSet:
     """Features and labels for the training window only: no data after ``split.train_end`` is read."""
     symbol = scenario.data.symbol
     data = market[symbol]
-    bars = data.bars.loc[: split.train_end]
+    window = slice(split.train_start, split.train_end)
+    bars = data.bars.loc[window]
     ref = reference_bars(scenario, market)
-    ref = ref.loc[: split.train_end] if ref is not None else None
+    ref = ref.loc[window] if ref is not None else None
     funding = funding_for(scenario, market)
-    funding = funding.loc[: split.train_end] if funding is not None else None
+    funding = funding.loc[window] if funding is not None else None
     pipeline.fit(bars)
-    features = compute_features(pipeline, _clip_ticks(data, split.train_end), bars, ref, funding)
-    labels = fixed_horizon_labels(bars, scenario.labels)
+    features = compute_features(pipeline, _clip_ticks(data, split.train_start, split.train_end), bars, ref, funding)
+    labels = make_labels(bars, scenario.labels)
     X = features.loc[labels.y.index]
     ok = np.isfinite(X.to_numpy()).all(axis=1)
-    return X[ok], labels.y[ok], labels.t1[ok]
+    return TrainingSet(X[ok], labels.y[ok], labels.t1[ok], labels.forward_return[ok], bars.index)
 
 
-def _clip_ticks(data, end: pd.Timestamp):
+def training_matrix(
+    scenario: Scenario, market: MarketData, pipeline: FeaturePipeline, split: Split
+) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """Features, labels and label end times of the training window (see :func:`training_set`)."""
+    ts = training_set(scenario, market, pipeline, split)
+    return ts.X, ts.y, ts.t1
+
+
+def _clip_ticks(data, start: pd.Timestamp, end: pd.Timestamp):
     from dataclasses import replace
 
-    trades = data.trades.loc[:end] if data.trades is not None else None
-    quotes = data.quotes.loc[:end] if data.quotes is not None else None
+    # Ticks inside the first bar (which closes at ``start``) belong to it.
+    lo = start - pd.Timedelta(minutes=1) if start is not None else None
+    trades = data.trades.loc[lo:end] if data.trades is not None else None
+    quotes = data.quotes.loc[lo:end] if data.quotes is not None else None
     return replace(data, trades=trades, quotes=quotes)
 
 
@@ -84,32 +113,121 @@ def train(
     registry: PluginRegistry,
     split: Split,
     out_dir: Path,
+    *,
+    trials: TrialRegistry | None = None,
+    study: str | None = None,
+    model_params: dict | None = None,
+    on_fold: Callable[[int, float], None] | None = None,
+    reports: bool = True,
 ) -> TrainResult:
-    """Fit the model on the training window (early stopping on a purged final block) and save it."""
+    """Evaluate out of sample with purged CV, fit the final model, calibrate it, save the artifact.
+
+    1. Purged walk-forward or CPCV over the training window minus a final calibration block gives
+       out-of-fold predictions (each fold: early stopping and calibration on a purged block at the
+       end of its training samples).
+    2. The EV margin is chosen on those predictions; OOS statistics (AUC, log loss, Brier, ECE,
+       IC, PSR, DSR with N from the trial registry, bootstrap Sharpe interval) are computed.
+    3. The final model is fitted on the same span (early stopping on its purged last block) and
+       calibrated on the final block, purged from it; the artifact gets reports and statistics.
+    4. The trial is recorded in ``trials`` (study defaults to the scenario name).
+    """
+    v = scenario.validation
     pipeline = scenario_pipeline(scenario, market, registry)
-    X, y, t1 = training_matrix(scenario, market, pipeline, split)
-    if len(y) < 200 or y.nunique() < 2:
-        raise DataError(f"training window has too few labelled samples ({len(y)}) to fit a model")
-    n_val = max(50, int(len(y) * VALIDATION_FRACTION))
-    val_start = X.index[-n_val]
-    # Purge: drop training samples whose label resolves inside the validation block, plus an embargo.
-    embargo = pd.Timedelta(minutes=market.bar_minutes * scenario.split.embargo_bars)
-    fit_mask = (t1 < val_start - embargo).to_numpy()
-    val_mask = (X.index >= val_start)
-    X_fit, y_fit = X.to_numpy()[fit_mask], y.to_numpy()[fit_mask]
-    X_val, y_val = X.to_numpy()[val_mask], y.to_numpy()[val_mask]
+    ts = training_set(scenario, market, pipeline, split)
+    X_frame, y_s, t1_s = ts.X, ts.y, ts.t1
+    if len(y_s) < 200 or y_s.nunique() < 2:
+        raise DataError(f"training window has too few labelled samples ({len(y_s)}) to fit a model")
+    X = X_frame.to_numpy(np.float64)
+    y = y_s.to_numpy()
+    t0n = X_frame.index.asi8
+    t1n = pd.DatetimeIndex(t1_s.to_numpy()).asi8
+    fwd = ts.forward_return.to_numpy()
+    n = len(y)
+    bar = pd.Timedelta(minutes=market.bar_minutes)
+    embargo = bar * math.ceil(v.embargo_fraction * n)
+    calibrating = v.calibration != "none"
+    n_cal = max(100, int(n * v.calibration_fraction)) if calibrating else 0
+    cal = np.arange(n - n_cal, n)
+    dev = purge_train(np.arange(n - n_cal), cal, t0n, t1n, int(embargo.value)) if calibrating else np.arange(n)
+    params = scenario.model.params if model_params is None else model_params
     model_cls = registry.model(scenario.model.plugin)
-    model = model_cls(**scenario.model.params)
-    model.fit(X_fit, y_fit, eval_set=(X_val, y_val))
-    p_val = model.predict_proba(X_val)[:, 1]
-    metrics = {
-        "n_fit": int(fit_mask.sum()),
-        "n_validation": int(val_mask.sum()),
-        "validation_auc": float(roc_auc_score(y_val, p_val)) if len(np.unique(y_val)) > 1 else float("nan"),
-        "validation_logloss": float(log_loss(y_val, p_val, labels=[0, 1])),
-        "label_balance": float(y.mean()),
+    weights = _sample_weights(v.sample_weights, y, X_frame.index, t1_s, ts.bar_index)
+
+    # 1. out-of-fold predictions on the development span
+    t0_dev, t1_dev = X_frame.index[dev], pd.DatetimeIndex(t1_s.to_numpy()[dev])
+    if v.method == "cpcv":
+        splits = cpcv(t0_dev, t1_dev, v.n_groups, v.n_test_groups, embargo)
+        n_groups = v.n_groups
+    else:
+        splits = purged_walk_forward(t0_dev, t1_dev, v.n_splits, embargo, expanding=v.expanding)
+        n_groups = None
+    oof = cross_val_predict_purged(
+        lambda: model_cls(**params), X[dev], y[dev], t0_dev, t1_dev, splits,
+        n_groups=n_groups, embargo=embargo, sample_weight=None if weights is None else weights[dev],
+        early_stopping_fraction=v.early_stopping_fraction,
+        calibration=v.calibration if v.fold_calibration and v.calibration != "none" else None,
+        on_fold=on_fold,
+    )
+    p_oof = np.full(n, np.nan)
+    p_oof[dev] = oof.mean
+
+    # 2. EV rule and OOS statistics
+    base_rule = TradeRule(
+        break_even(scenario, market.bar_minutes), 0.0, scenario.strategy.probability_shrinkage,
+        round_trip_cost(scenario, market.bar_minutes),
+    )
+    rule, margin_scores = choose_margin(p_oof, fwd, t0n, t1n, base_rule, v.ev_margins)
+    grid = trade_returns(p_oof, fwd, t0n, t1n, rule)
+    study = study or scenario.name
+    prior_sharpes = trials.sharpes(study) if trials is not None else np.array([])
+    n_prior = trials.count(study) if trials is not None else 0
+    n_trials = (n_prior + 1) * len(v.ev_margins)
+    traded = grid[grid != 0.0]
+    this_sharpe = float(np.nan_to_num(sharpe(traded), nan=0.0)) if len(traded) >= 2 else 0.0
+    trial_sharpes = np.append(prior_sharpes, this_sharpe) if len(prior_sharpes) else None
+    seed = int(params.get("random_state", 0)) if isinstance(params, dict) else 0
+    stats = oos_statistics(
+        y, p_oof, fwd, grid, n_trials=n_trials, trial_sharpes=trial_sharpes,
+        bootstrap_reps=v.bootstrap_reps, seed=seed,
+    )
+    stats |= {
+        "validation_method": v.method,
+        "n_cv_splits": oof.n_splits,
+        "n_cv_paths": int(oof.paths.shape[1]),
+        "ev_break_even": rule.break_even,
+        "ev_margin": rule.margin,
+        "ev_threshold": rule.threshold,
+        "ev_margin_sharpes": {str(k): v_ for k, v_ in margin_scores.items()},
+        "embargo": str(embargo),
     }
-    bars = market[scenario.data.symbol].bars
+    if oof.paths.shape[1] > 1:
+        stats |= _path_sharpes(oof.paths, y[dev], fwd[dev], t0n[dev], t1n[dev], rule)
+
+    # 3. final fit on the development span, calibration on the final block
+    fit_pos, val_pos = early_stopping_block(dev, t0n, t1n, v.early_stopping_fraction, int(embargo.value))
+    model = model_cls(**params)
+    extra = {"t0": t0n[fit_pos], "t1": t1n[fit_pos]} if model.uses_label_times else {}
+    model.fit(
+        X[fit_pos], y[fit_pos], sample_weight=None if weights is None else weights[fit_pos],
+        eval_set=(X[val_pos], y[val_pos]) if len(np.unique(y[val_pos])) > 1 else None, **extra,
+    )
+    p_val = _up(model, X[val_pos])
+    calibrator = None
+    calibration_report: dict[str, Any] = {}
+    if calibrating and len(np.unique(y[cal])) > 1:
+        method = calibration_method(n_cal) if v.calibration == "auto" else v.calibration
+        calibrator = fit_calibrator(model, X[cal], y[cal], method)
+        raw_cal = _up(model, X[cal])
+        calibration_report["calibration_block"] = (y[cal], raw_cal, calibrator.apply(raw_cal))
+    metrics = {
+        "n_fit": int(len(fit_pos)),
+        "n_validation": int(len(val_pos)),
+        "n_calibration": int(n_cal),
+        "validation_auc": float(roc_auc_score(y[val_pos], p_val)) if len(np.unique(y[val_pos])) > 1 else float("nan"),
+        "validation_logloss": float(log_loss(y[val_pos], p_val, labels=[0, 1])),
+        "label_balance": float(y.mean()),
+        "calibration": calibrator.method if calibrator is not None else None,
+    } | stats
     artifact = save_artifact(
         out_dir,
         model=model,
@@ -117,9 +235,75 @@ def train(
         feature_state=pipeline.fitted_state(),
         label_spec=label_spec(scenario.labels),
         training_window=TrainingWindow(split.train_start, split.train_end),
-        data_hash=data_hash(bars.loc[: split.train_end]),
+        data_hash=data_hash(market[scenario.data.symbol].bars.loc[split.train_start : split.train_end]),
         scenario_hash=scenario.content_hash(),
         metrics=metrics,
+        calibrator=calibrator,
     )
-    log.info("trained %s on %d samples: %s", model.name, len(y), metrics)
-    return TrainResult(artifact, len(y), X.shape[1], metrics)
+    if reports:
+        _write_reports(artifact / REPORTS_DIR, model, X_frame, y, p_oof, calibration_report, scenario.name)
+
+    # 4. trial registry
+    if trials is not None:
+        trials.record(
+            study=study, scenario=scenario.name, scenario_hash=scenario.content_hash(),
+            model_plugin=scenario.model.plugin, params=dict(params),
+            metrics={k: v_ for k, v_ in stats.items() if not isinstance(v_, dict)},
+            sharpe=this_sharpe, grid_hash=grid_hash(X_frame.index), returns=grid,
+        )
+    log.info("trained %s on %d samples: %s", model.name, n, metrics)
+    return TrainResult(artifact, n, X.shape[1], metrics)
+
+
+REPORTS_DIR = "reports"
+
+
+def _up(model, X: np.ndarray) -> np.ndarray:
+    return model.predict_proba(X)[:, list(model.classes_).index(1)]
+
+
+def _sample_weights(kind: str, y, index, t1, bar_index) -> np.ndarray | None:
+    if kind == "none":
+        return None
+    if kind == "balanced":
+        from sklearn.utils.class_weight import compute_sample_weight
+
+        return compute_sample_weight("balanced", y)
+    u = sample_uniqueness(index, t1, bar_index).to_numpy()
+    return u / u.mean()
+
+
+def _path_sharpes(paths, y, fwd, t0n, t1n, rule) -> dict[str, float]:
+    """CPCV: the distribution of per-path trade Sharpe ratios, not one number."""
+    srs = []
+    for j in range(paths.shape[1]):
+        r = trade_returns(paths[:, j], fwd, t0n, t1n, rule)
+        traded = r[r != 0.0]
+        srs.append(sharpe(traded) if len(traded) >= 2 else float("nan"))
+    srs = np.array(srs)
+    finite = srs[np.isfinite(srs)]
+    return {
+        "cpcv_path_sharpe_median": float(np.median(finite)) if len(finite) else float("nan"),
+        "cpcv_path_sharpe_p5": float(np.percentile(finite, 5)) if len(finite) else float("nan"),
+        "cpcv_path_prob_sharpe_below_0": float((finite < 0).mean()) if len(finite) else float("nan"),
+    }
+
+
+def _write_reports(folder: Path, model, X: pd.DataFrame, y, p_oof, reports, name: str) -> None:
+    """Reliability diagram, OOF predictions and feature importance (informational, not hashed)."""
+    from lbml.calibration import reliability_diagram
+    from lbml.importance import feature_importance, plot_importance
+
+    folder.mkdir(exist_ok=True)
+    ok = np.isfinite(p_oof)
+    pd.DataFrame({"ts": X.index[ok], "y": y[ok], "p_oof": p_oof[ok]}).to_csv(folder / "oof_predictions.csv", index=False)
+    curves = {"out-of-fold": p_oof[ok]}
+    if "calibration_block" in reports:
+        y_cal, raw, calibrated = reports["calibration_block"]
+        reliability_diagram(y_cal, {"raw (calibration block)": raw, "calibrated (in-sample for the map)": calibrated},
+                            folder / "reliability_calibration_block.png", f"{name}: calibration block")
+    reliability_diagram(y[ok], curves, folder / "reliability.png", f"{name}: out-of-fold reliability")
+    table = feature_importance(model, X)
+    if table is not None:
+        table.to_csv(folder / "feature_importance.csv")
+        plot_importance(table, folder / "feature_importance.png", name)

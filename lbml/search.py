@@ -1,0 +1,148 @@
+"""Hyperparameter search with Optuna over purged out-of-fold performance.
+
+Each Optuna trial trains the scenario with sampled model parameters through the same
+``lbml.models.training.train`` path (purged CV, EV rule, statistics) and is recorded in the trial
+registry, so the deflated Sharpe ratio of every later trial counts it. Pruned trials are recorded
+too (they were tried) but carry no return series. Optuna's TPE sampler is seeded; a median pruner
+stops a trial whose fold log loss is worse than the median of earlier trials at the same fold.
+Storage: any SQLAlchemy URL; by default the runs folder's ``trials.sqlite`` (shared with the trial
+registry), so several machines pointing at one database share one study.
+"""
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lbml.errors import ConfigError
+from lbml.plugins import PluginRegistry
+from lbml.registry_trials import PRUNED, TrialRegistry, database_url
+from lbml.scenario import Scenario
+
+log = logging.getLogger(__name__)
+
+#: Default search spaces per built-in model plugin: name → (kind, low, high) or ("cat", choices).
+DEFAULT_SPACES: dict[str, dict[str, tuple]] = {
+    "xgboost": {
+        "max_depth": ("int", 2, 6),
+        "learning_rate": ("log", 0.01, 0.3),
+        "min_child_weight": ("log", 1.0, 50.0),
+        "subsample": ("float", 0.5, 1.0),
+        "colsample_bytree": ("float", 0.5, 1.0),
+        "reg_lambda": ("log", 0.1, 10.0),
+    },
+    "logistic": {"C": ("log", 1e-3, 10.0)},
+    "random_forest": {"max_depth": ("int", 2, 10), "min_samples_leaf": ("int", 10, 200)},
+    "linear_svm": {"C": ("log", 1e-3, 1.0)},
+}
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    study: str
+    storage: str
+    n_trials_run: int
+    n_trials_study: int
+    n_pruned: int
+    best_value: float | None
+    best_params: dict[str, Any]
+
+
+def _suggest(trial, space: dict[str, tuple]) -> dict[str, Any]:
+    params = {}
+    for name, spec in space.items():
+        kind = spec[0]
+        if kind == "int":
+            params[name] = trial.suggest_int(name, spec[1], spec[2])
+        elif kind == "float":
+            params[name] = trial.suggest_float(name, spec[1], spec[2])
+        elif kind == "log":
+            params[name] = trial.suggest_float(name, spec[1], spec[2], log=True)
+        elif kind == "cat":
+            params[name] = trial.suggest_categorical(name, list(spec[1]))
+        else:
+            raise ConfigError(f"search space {name}: unknown kind {kind!r}")
+    return params
+
+
+def run_search(
+    scenario: Scenario,
+    registry: PluginRegistry,
+    *,
+    n_trials: int,
+    storage: str | Path,
+    study: str | None = None,
+    seed: int = 0,
+    space: dict[str, tuple] | None = None,
+) -> SearchResult:
+    """Run ``n_trials`` Optuna trials minimising the out-of-fold log loss; return the best."""
+    import optuna
+
+    from lbml.models.training import train
+    from lbml.workflows import prepare
+
+    if n_trials < 1:
+        raise ConfigError("--trials must be at least 1")
+    space = space if space is not None else DEFAULT_SPACES.get(scenario.model.plugin)
+    if not space:
+        raise ConfigError(f"model.plugin {scenario.model.plugin!r}: no search space known for this plugin")
+    study_name = study or scenario.name
+    url = database_url(storage)
+    try:
+        opt_study = optuna.create_study(
+            study_name=study_name, storage=url, direction="minimize", load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        )
+    except Exception as exc:  # noqa: BLE001 - a bad URL or unreachable database is a user error
+        raise ConfigError(f"--storage {storage}: cannot open the study ({str(exc).splitlines()[0]})") from None
+    trials = TrialRegistry(url)
+    prepared = prepare(scenario, registry)
+    work = Path(tempfile.mkdtemp(prefix="lbml-search-"))
+    pruned = 0
+
+    def objective(trial) -> float:
+        nonlocal pruned
+        params = dict(scenario.model.params) | _suggest(trial, space)
+
+        def on_fold(k: int, loss: float) -> None:
+            trial.report(loss, k)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        try:
+            result = train(
+                scenario, prepared.market, registry, prepared.split, work / f"trial-{trial.number}",
+                trials=trials, study=study_name, model_params=params, on_fold=on_fold, reports=False,
+            )
+        except optuna.TrialPruned:
+            pruned += 1
+            trials.record(
+                study=study_name, scenario=scenario.name, scenario_hash=scenario.content_hash(),
+                model_plugin=scenario.model.plugin, params=params, metrics={"pruned": True},
+                sharpe=None, grid_hash=PRUNED, returns=np.array([]),
+            )
+            raise
+        finally:
+            shutil.rmtree(work / f"trial-{trial.number}", ignore_errors=True)
+        m = result.metrics
+        for key in ("oos_auc", "dsr", "psr", "oos_trade_sharpe", "n_trials"):
+            trial.set_user_attr(key, m.get(key))
+        return float(m["oos_logloss"])
+
+    try:
+        opt_study.optimize(objective, n_trials=n_trials)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    completed = [t for t in opt_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = opt_study.best_trial if completed else None
+    result = SearchResult(
+        study=study_name, storage=url, n_trials_run=n_trials, n_trials_study=trials.count(study_name),
+        n_pruned=pruned, best_value=best.value if best else None, best_params=best.params if best else {},
+    )
+    trials.close()
+    return result

@@ -1,0 +1,237 @@
+"""Purged walk-forward and combinatorial purged cross-validation (CPCV) with embargo.
+
+Every sample i spans ``[t0_i, t1_i]`` (its bar time and the time its label resolves). For each
+test group, training samples whose span overlaps the group's span are dropped (purge), and so are
+training samples starting within ``embargo`` after the group ends (embargo). Purging works on t1
+itself, not on a fixed number of rows: triple-barrier labels end at different times and dead-zone
+labels leave gaps, so a row-count purge (what skfolio's ``CombinatorialPurgedCV`` does) would be
+either too weak or wasteful here.
+
+``cross_val_predict_purged`` fits a fresh model per split; early stopping uses a purged block at
+the end of the split's *training* samples, never the test group. Out-of-fold predictions are kept:
+one column per backtest path for CPCV (φ = k/N·C(N, k) paths), one for walk-forward.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import combinations
+from math import comb
+
+import numpy as np
+import pandas as pd
+
+from lbml.errors import DataError
+from lbml.models.base import ModelPlugin
+
+
+MIN_FOLD_CALIBRATION = 100  # smaller validation blocks leave a fold's predictions uncalibrated
+
+
+@dataclass(frozen=True)
+class PurgedSplit:
+    """Positions (into the sample arrays) of one split's training and test samples."""
+
+    train: np.ndarray
+    test: np.ndarray
+    test_groups: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class OutOfFold:
+    """Out-of-fold P(class 1): ``paths[:, j]`` is backtest path j (NaN where no test prediction)."""
+
+    paths: np.ndarray
+    n_splits: int
+    n_fit: list[int] = field(default_factory=list)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Mean prediction over paths (NaN where never tested)."""
+        if self.paths.shape[1] == 1:
+            return self.paths[:, 0]
+        counts = (~np.isnan(self.paths)).sum(axis=1)
+        sums = np.nansum(self.paths, axis=1)
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+    @property
+    def tested(self) -> np.ndarray:
+        return ~np.isnan(self.paths).all(axis=1)
+
+
+def _as_ns(times) -> np.ndarray:
+    return pd.DatetimeIndex(times).asi8
+
+
+def group_bounds(n: int, n_groups: int) -> list[tuple[int, int]]:
+    """Split ``range(n)`` into ``n_groups`` contiguous blocks of near-equal size: ``[(start, stop), ...]``."""
+    edges = np.linspace(0, n, n_groups + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def purge_train(
+    candidates: np.ndarray,
+    test: np.ndarray,
+    t0: np.ndarray,
+    t1: np.ndarray,
+    embargo_ns: int,
+    blocks: list[tuple[int, int]] | None = None,
+) -> np.ndarray:
+    """Drop from ``candidates`` every sample overlapping a test block, or starting in its embargo.
+
+    ``blocks`` are the contiguous (start, stop) position ranges making up ``test``; when omitted the
+    test set is treated as one block.
+    """
+    if blocks is None:
+        blocks = [(int(test.min()), int(test.max()) + 1)] if len(test) else []
+    keep = np.ones(len(candidates), dtype=bool)
+    c0, c1 = t0[candidates], t1[candidates]
+    for start, stop in blocks:
+        b0 = t0[start:stop].min()
+        b1 = t1[start:stop].max()
+        overlaps = (c0 <= b1) & (c1 >= b0)
+        embargoed = (c0 > b1) & (c0 <= b1 + embargo_ns)
+        keep &= ~(overlaps | embargoed)
+    return candidates[keep]
+
+
+def purged_walk_forward(
+    t0, t1, n_splits: int = 5, embargo: pd.Timedelta = pd.Timedelta(0), *, expanding: bool = True,
+    train_groups: int | None = None,
+) -> list[PurgedSplit]:
+    """Chronological folds: the data is cut into ``n_splits + 1`` blocks; fold k tests block k+1.
+
+    With ``expanding`` the model trains on every earlier block, otherwise on the last
+    ``train_groups`` blocks (a sliding window). Training samples are purged by t1 and embargoed.
+    """
+    t0n, t1n = _as_ns(t0), _as_ns(t1)
+    blocks = group_bounds(len(t0n), n_splits + 1)
+    splits = []
+    width = train_groups or n_splits
+    for k in range(1, n_splits + 1):
+        first = 0 if expanding else max(0, k - width)
+        candidates = np.arange(blocks[first][0], blocks[k][0])
+        test = np.arange(*blocks[k])
+        train = purge_train(candidates, test, t0n, t1n, int(embargo.value))
+        splits.append(PurgedSplit(train=train, test=test, test_groups=(k,)))
+    return splits
+
+
+def cpcv(
+    t0, t1, n_groups: int = 6, n_test_groups: int = 2, embargo: pd.Timedelta = pd.Timedelta(0)
+) -> list[PurgedSplit]:
+    """Combinatorial purged CV: every choice of ``n_test_groups`` of ``n_groups`` blocks is a test set.
+
+    Gives C(N, k) splits and φ = k/N·C(N, k) backtest paths (see :func:`cpcv_paths`).
+    """
+    if not 0 < n_test_groups < n_groups:
+        raise ValueError("need 0 < n_test_groups < n_groups")
+    t0n, t1n = _as_ns(t0), _as_ns(t1)
+    n = len(t0n)
+    blocks = group_bounds(n, n_groups)
+    splits = []
+    for chosen in combinations(range(n_groups), n_test_groups):
+        test_blocks = [blocks[g] for g in chosen]
+        test = np.concatenate([np.arange(a, b) for a, b in test_blocks])
+        in_test = np.zeros(n, dtype=bool)
+        in_test[test] = True
+        candidates = np.flatnonzero(~in_test)
+        train = purge_train(candidates, test, t0n, t1n, int(embargo.value), test_blocks)
+        splits.append(PurgedSplit(train=train, test=test, test_groups=chosen))
+    return splits
+
+
+def n_cpcv_paths(n_groups: int, n_test_groups: int) -> int:
+    return n_test_groups * comb(n_groups, n_test_groups) // n_groups
+
+
+def cpcv_paths(splits: list[PurgedSplit], n_groups: int) -> list[dict[int, int]]:
+    """Assign each (group → split index) so that every path covers every group exactly once."""
+    n_paths = n_cpcv_paths(n_groups, len(splits[0].test_groups))
+    used = {g: 0 for g in range(n_groups)}
+    paths: list[dict[int, int]] = [{} for _ in range(n_paths)]
+    for s, split in enumerate(splits):
+        for g in split.test_groups:
+            paths[used[g]][g] = s
+            used[g] += 1
+    return paths
+
+
+def early_stopping_block(
+    train: np.ndarray, t0: np.ndarray, t1: np.ndarray, fraction: float, embargo_ns: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split a fold's training positions into (fit, validation): validation is the chronologically
+    last ``fraction`` of them; fit samples overlapping it (or in its embargo) are purged."""
+    n_val = max(1, int(len(train) * fraction))
+    val = train[-n_val:]
+    fit = purge_train(train[:-n_val], val, t0, t1, embargo_ns)
+    return fit, val
+
+
+def cross_val_predict_purged(
+    make_model: Callable[[], ModelPlugin],
+    X: np.ndarray,
+    y: np.ndarray,
+    t0,
+    t1,
+    splits: list[PurgedSplit],
+    *,
+    n_groups: int | None = None,
+    embargo: pd.Timedelta = pd.Timedelta(0),
+    sample_weight: np.ndarray | None = None,
+    early_stopping_fraction: float = 0.15,
+    calibration: str | None = None,
+    on_fold: Callable[[int, float], None] | None = None,
+) -> OutOfFold:
+    """Fit a fresh model per split and keep its test predictions (P(class 1)).
+
+    For CPCV splits pass ``n_groups``: predictions are then arranged into backtest paths. With
+    ``calibration`` ("auto", "sigmoid" or "isotonic") each fold's predictions are calibrated by a
+    map fitted on that fold's purged validation block (the one used for early stopping).
+    ``on_fold(k, logloss)`` is called after each split with its test log loss (e.g. for pruning).
+    """
+    from sklearn.metrics import log_loss
+
+    from lbml.calibration import calibration_method, fit_calibrator
+
+    t0n, t1n = _as_ns(t0), _as_ns(t1)
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y)
+    preds: list[np.ndarray] = []
+    n_fit = []
+    for split in splits:
+        fit, val = early_stopping_block(split.train, t0n, t1n, early_stopping_fraction, int(embargo.value))
+        if len(fit) < 50 or len(np.unique(y[fit])) < 2:
+            raise DataError(
+                f"validation split {len(preds) + 1} of {len(splits)}: only {len(fit)} purged training samples "
+                f"({len(np.unique(y[fit]))} class) - use fewer splits or more data"
+            )
+        model = make_model()
+        weight = sample_weight[fit] if sample_weight is not None else None
+        both = len(np.unique(y[val])) > 1
+        eval_set = (X[val], y[val]) if both else None
+        extra = {"t0": t0n[fit], "t1": t1n[fit]} if getattr(model, "uses_label_times", False) else {}
+        model.fit(X[fit], y[fit], sample_weight=weight, eval_set=eval_set, **extra)
+        proba = model.predict_proba(X[split.test])
+        p = proba[:, list(model.classes_).index(1)]
+        if calibration is not None and both and len(val) >= MIN_FOLD_CALIBRATION:
+            method = calibration_method(len(val)) if calibration == "auto" else calibration
+            p = fit_calibrator(model, X[val], y[val], method).apply(p)
+        preds.append(p)
+        n_fit.append(int(len(fit)))
+        if on_fold is not None:
+            on_fold(len(preds) - 1, float(log_loss(y[split.test], np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])))
+    if n_groups is None:
+        out = np.full((len(y), 1), np.nan)
+        for split, p in zip(splits, preds):
+            out[split.test, 0] = p
+        return OutOfFold(out, len(splits), n_fit)
+    blocks = group_bounds(len(y), n_groups)
+    assignment = cpcv_paths(splits, n_groups)
+    out = np.full((len(y), len(assignment)), np.nan)
+    for j, path in enumerate(assignment):
+        for g, s in path.items():
+            a, b = blocks[g]
+            split = splits[s]
+            pos = np.searchsorted(split.test, np.arange(a, b))
+            out[a:b, j] = preds[s][pos]
+    return OutOfFold(out, len(splits), n_fit)

@@ -1,0 +1,147 @@
+"""Walk-forward backtest: retrain every K days, trade only the following period, stitch the periods.
+
+Period k trades ``(test_start_k, test_start_k + K]``. Its model is trained (purged CV, calibration,
+statistics: the same ``train`` path as ``lbml train``) on bars up to ``embargo_bars`` before
+``test_start_k``: from the first bar (expanding window) or from ``train_days`` before (sliding).
+Each period is backtested on a fresh engine starting from the scenario's balance; the stitched
+curve chains the periods' returns into one equity curve, one tearsheet and one metrics file.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from lbml.atomic import atomic_folder
+from lbml.errors import DataError
+from lbml.plugins import PluginRegistry
+from lbml.report.metrics import compute_metrics, daily_returns
+from lbml.report.plots import plot_equity
+from lbml.report.runfolder import new_run_path, write_json
+from lbml.report.tearsheet import tearsheet_skip_reason, write_tearsheet
+from lbml.scenario import Scenario
+from lbml.split import Split
+
+log = logging.getLogger(__name__)
+
+
+def walkforward_splits(bar_index: pd.DatetimeIndex, scenario: Scenario) -> list[Split]:
+    """The periods of a walk-forward run as train/test splits (no training bar inside the test)."""
+    wf = scenario.walkforward
+    gap = scenario.split.embargo_bars
+    every = pd.Timedelta(days=wf.retrain_every_days)
+    span = pd.Timedelta(days=wf.train_days)
+    first, last = bar_index[0], bar_index[-1]
+    splits = []
+    start = first + span
+    while start < last:
+        p = int(bar_index.searchsorted(start))
+        if p - gap < 200 or p >= len(bar_index) - 1:
+            start += every
+            continue
+        test_start = bar_index[p]
+        train_end = bar_index[p - gap]
+        train_start = first if wf.window == "expanding" else bar_index[int(bar_index.searchsorted(train_end - span))]
+        test_end = bar_index[min(len(bar_index) - 1, int(bar_index.searchsorted(test_start + every, side="right")) - 1)]
+        if test_end > test_start:
+            splits.append(Split(train_start=train_start, train_end=train_end, test_start=test_start, test_end=test_end))
+        start = test_start + every
+    if not splits:
+        raise DataError(
+            f"walkforward: {last - first} of data leaves no test period after train_days={wf.train_days} "
+            f"(need at least 200 training bars and one bar to trade)"
+        )
+    return splits
+
+
+def stitch(curves: list[pd.DataFrame], initial: float) -> pd.DataFrame:
+    """Chain per-period equity curves (each starting at its own balance) into one curve."""
+    parts = []
+    level = initial
+    for curve in curves:
+        if curve.empty:
+            continue
+        rel = curve["equity"] / curve["equity"].iloc[0]
+        part = curve[["close"]].copy()
+        part["equity"] = level * rel
+        level = float(part["equity"].iloc[-1])
+        parts.append(part)
+    out = pd.concat(parts)
+    return out[~out.index.duplicated(keep="last")][["equity", "close"]]
+
+
+def run_walkforward(
+    scenario: Scenario, registry: PluginRegistry, runs_dir: Path, *, out: Path | None = None, progress: bool = False
+) -> tuple[Path, dict]:
+    """``lbml walkforward``: train, trade and stitch every period; write one run folder."""
+    from lbml.models.training import train
+    from lbml.workflows import Prepared, backtest, prepare
+
+    prepared = prepare(scenario, registry, progress=progress)
+    splits = walkforward_splits(prepared.market[scenario.data.symbol].bars.index, scenario)
+    final = out or new_run_path(runs_dir, f"{scenario.name}-walkforward")
+    with atomic_folder(final) as tmp:
+        (tmp / "scenario.toml").write_text(scenario.to_toml())
+        periods, curves = [], []
+        for k, split in enumerate(splits):
+            period = Prepared(scenario, prepared.market, split)
+            trained = train(scenario, prepared.market, registry, split, tmp / "models" / f"period_{k:03d}")
+            result, artifact = backtest(period, registry, trained.artifact_dir, progress=progress)
+            curve = result.record.equity_frame()
+            curves.append(curve)
+            m = compute_metrics(result, scenario.report.periods_per_year)
+            periods.append(
+                split.to_dict()
+                | {
+                    "model_id": artifact.model_id,
+                    "n_trades": m["n_trades"],
+                    "total_return": m["total_return"],
+                    "reconciliation_error": m["reconciliation_error"],
+                    "oos_auc_cv": trained.metrics.get("oos_auc"),
+                    "dsr_cv": trained.metrics.get("dsr"),
+                    "ev_threshold": trained.metrics.get("ev_threshold"),
+                }
+            )
+            log.info("walkforward period %d/%d: %s", k + 1, len(splits), periods[-1])
+        equity = stitch(curves, scenario.venue.starting_balance)
+        equity.to_csv(tmp / "equity.csv")
+        metrics = _stitched_metrics(equity, periods, scenario)
+        write_json(tmp / "walkforward.json", {"periods": periods, "config": scenario.walkforward.model_dump()})
+        if len(equity) > 1:
+            plot_equity(equity, tmp / "equity.png", f"{scenario.name}: walk-forward (out-of-sample periods stitched)")
+            skip = tearsheet_skip_reason(equity) if scenario.report.tearsheet else "disabled in scenario"
+            if skip is None:
+                write_tearsheet(equity, tmp / "tearsheet.html", f"lbml {scenario.name} walk-forward",
+                                scenario.report.periods_per_year)
+                metrics["tearsheet"] = "tearsheet.html"
+            else:
+                metrics["tearsheet"], metrics["tearsheet_skipped"] = None, skip
+        write_json(tmp / "metrics.json", metrics)
+    return final, metrics
+
+
+def _stitched_metrics(equity: pd.DataFrame, periods: list[dict], scenario: Scenario) -> dict:
+    start = float(equity["equity"].iloc[0])
+    dd = equity["equity"] / equity["equity"].cummax() - 1.0
+    metrics = {
+        "scenario": scenario.name,
+        "scenario_hash": scenario.content_hash(),
+        "mode": "walkforward",
+        "in_sample": False,
+        "n_periods": len(periods),
+        "window": scenario.walkforward.window,
+        "retrain_every_days": scenario.walkforward.retrain_every_days,
+        "backtest_window": {"start": periods[0]["test_start"], "end": periods[-1]["test_end"]},
+        "initial_equity": start,
+        "final_equity": float(equity["equity"].iloc[-1]),
+        "total_return": float(equity["equity"].iloc[-1] / start - 1.0),
+        "buy_and_hold_return": float(equity["close"].iloc[-1] / equity["close"].iloc[0] - 1.0),
+        "max_drawdown": float(dd.min()),
+        "n_trades": int(sum(p["n_trades"] for p in periods)),
+        "max_reconciliation_error": float(max(p["reconciliation_error"] for p in periods)),
+    }
+    returns = daily_returns(equity["equity"])
+    if len(returns) >= 2 and returns.std() > 0:
+        metrics["sharpe"] = float(returns.mean() / returns.std() * np.sqrt(scenario.report.periods_per_year))
+    return metrics
