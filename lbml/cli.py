@@ -202,9 +202,17 @@ def _cmd_paper(args, settings) -> int:
         feed=args.feed, speed=args.speed, duration_s=args.duration, bars=args.bars, endpoint=args.endpoint,
         console=not args.quiet, model_budget_s=args.model_budget, stall_after_s=args.stall_after,
     )
+    from lbml.engine.backtest import strategy_config_kwargs
+    from lbml.live.publishing import paper_publisher
+
     state_dir = Path(args.state) if args.state else settings.paths.runs_dir / f"paper-{scenario.name}"
+    signals = settings.signals
+    if args.publish_endpoint:
+        signals = signals.model_copy(update={"endpoint": args.publish_endpoint})
+    publisher = paper_publisher(signals, state_dir, strategy_config_kwargs(scenario, scenario.data.bar_minutes))
     summary = run_paper(
-        scenario, _registry(settings), state_dir, options, model_dir=Path(args.model) if args.model else None
+        scenario, _registry(settings), state_dir, options, model_dir=Path(args.model) if args.model else None,
+        extra_actors=[publisher],
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -421,6 +429,7 @@ def _parser() -> argparse.ArgumentParser:
     paper.add_argument("--data", action="append", metavar="PATH", help="real data file(s) for the traded symbol")
     paper.add_argument("--reference-data", action="append", metavar="PATH", help="data file(s) for the reference symbol")
     paper.add_argument("--quiet", action="store_true", help="no console status line")
+    paper.add_argument("--publish-endpoint", help="ZeroMQ endpoint for the published signals (default: signals.endpoint)")
     paper.add_argument("--model-budget", type=float, default=1.0, metavar="S",
                        help="a prediction slower than S seconds is withheld and degrades the session")
     paper.add_argument("--stall-after", type=float, default=30.0, metavar="S",

@@ -111,7 +111,7 @@ def run_paper(
         reference = _training_features(prepared, registry, artifact.feature_state)
         warm_up(pipeline, prepared)
 
-        status = PaperStatus()
+        status = PaperStatus(model_id=artifact.model_id, feature_schema_hash=pipeline.schema().hash)
         checkpoint = store.get("checkpoint") or {}
         guard = ModelGuard(
             artifact.model, options.model_budget_s, status,

@@ -21,6 +21,8 @@ from nautilus_trader.config import ActorConfig
 @dataclass
 class PaperStatus:
     state: str = "starting"  # starting | replaying | live | stopped
+    model_id: str = ""
+    feature_schema_hash: str = ""
     replaying: bool = False
     market_ts: int = 0
     items: int = 0

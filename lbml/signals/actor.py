@@ -90,14 +90,18 @@ _SIZING_FIELDS = (
 )
 
 
-def publisher_actor(publisher: SignalPublisher, strategy_kwargs: dict) -> SignalPublisherActor:
-    """Build the actor with the sizing of the strategy's config kwargs (``KellyLeverageConfig``)."""
-    config = SignalPublisherActorConfig(
+def publisher_actor_config(strategy_kwargs: dict) -> SignalPublisherActorConfig:
+    """The actor's config with the sizing of the strategy's config kwargs (``KellyLeverageConfig``)."""
+    return SignalPublisherActorConfig(
         component_id="SignalPublisher",
         bar_seconds=int(strategy_kwargs["bar_minutes"]) * 60,
         **{k: strategy_kwargs[k] for k in _SIZING_FIELDS},
     )
-    return SignalPublisherActor(config, publisher)
+
+
+def publisher_actor(publisher: SignalPublisher, strategy_kwargs: dict) -> SignalPublisherActor:
+    """Build the actor with the sizing of the strategy's config kwargs (``KellyLeverageConfig``)."""
+    return SignalPublisherActor(publisher_actor_config(strategy_kwargs), publisher)
 
 
 def run_with_publisher(settings, model_id: str, feature_schema_hash: str, run):

@@ -14,6 +14,7 @@ not thread-safe; both threads use the socket only under one lock (a full memory 
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,9 @@ class SignalPublisher:
     ----------
     config
         Endpoint, identity, encoding, limits and security.
+    health
+        Optional: the session's own verdict ("degraded" when the model misbehaves, "stale" when
+        the feed stalled), which takes precedence over the publisher's bar-age rule when not None.
 
     Raises
     ------
@@ -77,8 +81,9 @@ class SignalPublisher:
         If the endpoint is refused (non-loopback without CURVE), cannot be bound, or a key is bad.
     """
 
-    def __init__(self, config: PublisherConfig) -> None:
+    def __init__(self, config: PublisherConfig, health: Callable[[], FeedStatus | None] | None = None) -> None:
         check_bind_allowed(config.endpoint, config.curve, config.allow_insecure)
+        self._health = health
         if config.heartbeat_interval_s <= 0 or config.sndhwm < 1:
             raise SignalsError("signals: heartbeat_interval_s and sndhwm must be positive")
         self._config = config
@@ -182,6 +187,9 @@ class SignalPublisher:
             return False
 
     def _status(self) -> FeedStatus:
+        override = self._health() if self._health is not None else None
+        if override is not None:
+            return override
         if self._last_bar_wall is None:
             return "stale"
         age = time.monotonic() - self._last_bar_wall

@@ -1,0 +1,67 @@
+"""Paper trading always publishes its predictions over ZeroMQ (``lbml.signals``).
+
+The publisher's sequence file lives in the session's state folder, so a restarted session continues
+the sequence. While a restarted session replays what it had already processed, the predictions it
+regenerates were published by the previous run and are not sent again. The heartbeat reports the
+session's own health: ``degraded`` while the model guard withholds predictions, ``stale`` while the
+feed is stalled.
+"""
+
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from lbml.engine.messages import Prediction
+from lbml.live.status import PaperStatus
+from lbml.settings import SignalsSettings
+from lbml.signals.actor import SignalPublisherActor, publisher_actor_config
+from lbml.signals.config import publisher_config
+from lbml.signals.publisher import SignalPublisher
+
+SEQ_FILE = "signals.seq"
+
+
+class PaperSignalPublisherActor(SignalPublisherActor):
+    """Publishes predictions that are new to the session; owns and closes its publisher."""
+
+    def __init__(self, config, publisher: SignalPublisher, status: PaperStatus) -> None:
+        super().__init__(config, publisher)
+        self._status = status
+        self._seen = 0
+        self._owned = publisher
+
+    def on_data(self, data) -> None:
+        if not isinstance(data, Prediction):
+            return
+        self._seen += 1
+        if self._status.replaying and self._seen <= self._status.last_durable_signal_seq:
+            return  # published by the run before the restart
+        super().on_data(data)
+
+    def on_dispose(self) -> None:
+        self._owned.close()
+
+
+def session_health(status: PaperStatus) -> str | None:
+    if status.feed_stalled:
+        return "stale"
+    if status.degraded:
+        return "degraded"
+    return None
+
+
+def paper_publisher(
+    signals: SignalsSettings, state_dir: Path, strategy_kwargs: dict
+) -> Callable[[PaperStatus], PaperSignalPublisherActor]:
+    """Return the ``extra_actors`` factory that adds the publisher to a paper node."""
+    publisher_config(signals, model_id="-", feature_schema_hash="-")  # refuse bad settings up front
+
+    def make(status: PaperStatus) -> PaperSignalPublisherActor:
+        config = publisher_config(
+            signals, model_id=status.model_id, feature_schema_hash=status.feature_schema_hash
+        )
+        config = replace(config, seq_store=Path(state_dir) / SEQ_FILE)
+        publisher = SignalPublisher(config, health=lambda: session_health(status))
+        return PaperSignalPublisherActor(publisher_actor_config(strategy_kwargs), publisher, status)
+
+    return make
