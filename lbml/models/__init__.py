@@ -1,0 +1,1 @@
+"""Model plugins, training and safe (non-pickle) artifacts."""

@@ -1,0 +1,155 @@
+"""Model artifacts: native model files plus a JSON manifest, never pickle.
+
+An artifact folder holds the model plugin's native files, ``feature_state.json`` (parameters the
+feature plugins learned on the training window) and ``manifest.json``: plugin name and
+hyperparameters, feature schema and hash, label spec, training window, data hash, library versions,
+training metrics and the SHA-256 of every file. Loading verifies every hash and refuses an artifact
+whose feature schema differs from the scenario's.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from lbml.errors import ArtifactError
+from lbml.features.pipeline import FeatureSchema
+from lbml.models.base import ModelPlugin
+from lbml.plugins import PluginRegistry
+
+MANIFEST = "manifest.json"
+FEATURE_STATE = "feature_state.json"
+FORMAT_VERSION = 1
+_LIBRARIES = ("lbml", "nautilus_trader", "xgboost-cpu", "scikit-learn", "numpy", "pandas")
+
+
+@dataclass(frozen=True)
+class TrainingWindow:
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+    def to_dict(self) -> dict[str, str]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
+
+@dataclass(frozen=True)
+class LoadedArtifact:
+    model: ModelPlugin
+    manifest: dict[str, Any]
+    feature_state: dict[str, Any]
+    path: Path
+
+    @property
+    def model_id(self) -> str:
+        return self.manifest["model_id"]
+
+    @property
+    def training_window(self) -> TrainingWindow:
+        w = self.manifest["training_window"]
+        return TrainingWindow(pd.Timestamp(w["start"]), pd.Timestamp(w["end"]))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def save_artifact(
+    out_dir: Path,
+    *,
+    model: ModelPlugin,
+    schema: FeatureSchema,
+    feature_state: dict[str, Any],
+    label_spec: dict[str, Any],
+    training_window: TrainingWindow,
+    data_hash: str,
+    scenario_hash: str,
+    metrics: dict[str, Any],
+) -> Path:
+    """Write an artifact atomically (a temporary folder renamed into place); return its path."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        files = model.save(tmp)
+        state_path = tmp / FEATURE_STATE
+        state_path.write_text(json.dumps(feature_state, indent=2, sort_keys=True))
+        files.append(state_path)
+        hashes = {p.name: sha256_file(p) for p in files}
+        model_id = hashlib.sha256("".join(sorted(hashes.values())).encode()).hexdigest()[:12]
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "model_id": model_id,
+            "model_plugin": model.name,
+            "model_params": model.get_params(),
+            "feature_schema": schema.to_dict(),
+            "label_spec": label_spec,
+            "training_window": training_window.to_dict(),
+            "data_hash": data_hash,
+            "scenario_hash": scenario_hash,
+            "libraries": {lib: _version(lib) for lib in _LIBRARIES},
+            "metrics": metrics,
+            "files": hashes,
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def load_artifact(
+    path: Path, registry: PluginRegistry, expected_schema: FeatureSchema | None = None
+) -> LoadedArtifact:
+    """Load and verify an artifact; raise ``ArtifactError`` on any mismatch or tampering."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise ArtifactError(f"{path}: not a model artifact (no {MANIFEST})")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        files: dict[str, str] = manifest["files"]
+        plugin_name = manifest["model_plugin"]
+        params = manifest["model_params"]
+        schema_hash = manifest["feature_schema"]["hash"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ArtifactError(f"{manifest_path}: corrupt manifest ({exc})") from None
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(f"{manifest_path}: unsupported artifact format {manifest.get('format_version')}")
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file():
+            raise ArtifactError(f"{file}: listed in the manifest but missing")
+        if sha256_file(file) != expected:
+            raise ArtifactError(f"{file}: SHA-256 does not match the manifest (file modified)")
+    if expected_schema is not None and expected_schema.hash != schema_hash:
+        have = manifest["feature_schema"]["names"]
+        want = list(expected_schema.names)
+        diff = sorted(set(have) ^ set(want))
+        detail = f"differing features: {', '.join(diff[:5])}" if diff else "same names, different plugin parameters or order"
+        raise ArtifactError(
+            f"{path}: feature schema {schema_hash} does not match the scenario's {expected_schema.hash} ({detail})"
+        )
+    model = registry.model(plugin_name).load(path, params)
+    feature_state = json.loads((path / FEATURE_STATE).read_text())
+    return LoadedArtifact(model=model, manifest=manifest, feature_state=feature_state, path=path)
+
+
+def _version(dist: str) -> str:
+    try:
+        return version(dist)
+    except Exception:  # noqa: BLE001 - a missing optional distribution is just "unknown"
+        return "unknown"
