@@ -19,7 +19,8 @@ from lbml.models.training import TrainResult, funding_for, reference_bars, scena
 from lbml.plugins import PluginRegistry
 from lbml.report.metrics import compute_metrics
 from lbml.report.plots import plot_equity
-from lbml.report.runfolder import new_run_path, run_folder, write_json
+from lbml.atomic import atomic_folder
+from lbml.report.runfolder import new_run_path, write_json
 from lbml.report.tearsheet import tearsheet_skip_reason, write_tearsheet
 from lbml.scenario import Scenario
 from lbml.split import Split, compute_split
@@ -157,7 +158,7 @@ def run_scenario(
     """``lbml backtest``: train on the training window unless a model is given, then backtest."""
     prepared = prepare(scenario, registry, progress=progress)
     final = out or new_run_path(runs_dir, scenario.name)
-    with run_folder(final) as tmp:
+    with atomic_folder(final) as tmp:
         trained_here = model_dir is None
         if trained_here:
             train_model(prepared, registry, tmp / "model")

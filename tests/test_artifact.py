@@ -83,3 +83,23 @@ def test_xgboost_is_deterministic_with_a_seed():
     b = XGBoostModel(n_estimators=30, random_state=3, early_stopping_rounds=None).fit(X, y)
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
     assert json.loads(json.dumps(a.get_params()))["random_state"] == 3
+
+
+def test_output_folders_are_atomic_and_ordinary(tmp_path):
+    import os
+    import stat
+
+    from lbml.atomic import atomic_folder
+
+    final = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        with atomic_folder(final) as tmp:
+            (tmp / "half.csv").write_text("a,b\n")
+            raise RuntimeError("crash mid-write")
+    assert list(tmp_path.iterdir()) == []
+    with atomic_folder(final) as tmp:
+        (tmp / "done.csv").write_text("a,b\n")
+    assert (final / "done.csv").exists()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(final.stat().st_mode) == 0o777 & ~umask

@@ -9,9 +9,6 @@ whose feature schema differs from the scenario's.
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -19,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from lbml.atomic import atomic_folder
 from lbml.errors import ArtifactError
 from lbml.features.pipeline import FeatureSchema
 from lbml.models.base import ModelPlugin
@@ -78,9 +76,7 @@ def save_artifact(
 ) -> Path:
     """Write an artifact atomically (a temporary folder renamed into place); return its path."""
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir, replace=True) as tmp:
         files = model.save(tmp)
         state_path = tmp / FEATURE_STATE
         state_path.write_text(json.dumps(feature_state, indent=2, sort_keys=True))
@@ -102,12 +98,6 @@ def save_artifact(
             "files": hashes,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir
 
 
