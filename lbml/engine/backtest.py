@@ -40,6 +40,7 @@ from lbml.errors import ConfigError
 from lbml.features.base import FeatureInput
 from lbml.features.pipeline import FeaturePipeline
 from lbml.models.base import ModelPlugin
+from lbml.models.compiled import accelerate
 from lbml.scenario import Scenario
 from lbml.split import Split
 
@@ -110,8 +111,11 @@ def run_backtest(
     *,
     progress: bool = False,
     chunk_events: int = CHUNK_EVENTS,
+    compiled_inference: bool = True,
 ) -> BacktestResult:
     """Backtest ``(split.test_start, split.test_end]``; ``pipeline`` must be warmed up to test_start."""
+    if compiled_inference:  # same probabilities, ~50x cheaper per bar (lbml.models.compiled)
+        model = accelerate(model)
     cfg = scenario.data
     traded = market[cfg.symbol]
     tick_mode = traded.has_ticks
