@@ -34,6 +34,7 @@ from lbml.engine.costs import (
     SlippageModule,
 )
 from lbml.engine.instruments import infer_precision, make_instrument
+from lbml.engine.purge import CachePurger, CachePurgerConfig, purge_when_flat
 from lbml.engine.recorder import RunRecord, RunRecorder, RunRecorderConfig
 from lbml.engine.signal_actor import SignalActor, SignalActorConfig
 from lbml.errors import ConfigError
@@ -112,6 +113,7 @@ def run_backtest(
     progress: bool = False,
     chunk_events: int = CHUNK_EVENTS,
     compiled_inference: bool = True,
+    purge_every_bars: int | None = 1,
 ) -> BacktestResult:
     """Backtest ``(split.test_start, split.test_end]``; ``pipeline`` must be warmed up to test_start."""
     if compiled_inference:  # same probabilities, ~50x cheaper per bar (lbml.models.compiled)
@@ -185,6 +187,10 @@ def run_backtest(
     engine.add_actor(actor)
     engine.add_actor(recorder)
     engine.add_strategy(strategy)
+    if purge_every_bars is not None:  # flat cost per bar (lbml.engine.purge); results unchanged
+        engine.add_actor(
+            CachePurger(CachePurgerConfig(component_id="CachePurger", bar_type=bar_type, every_bars=purge_every_bars))
+        )
 
     streams = _event_streams(market, symbols, instruments, split, tick_mode, bar_type, ref_bar_type)
     n_events = sum(len(s.index) for s in streams)
@@ -203,9 +209,7 @@ def run_backtest(
             if count:
                 engine.run(streaming=True)
                 engine.clear_data()
-                ts = engine.kernel.clock.timestamp_ns()
-                engine.cache.purge_closed_orders(ts, 0)
-                engine.cache.purge_closed_positions(ts, 0)
+                purge_when_flat(engine.cache, engine.kernel.clock.timestamp_ns())
             chunk_seconds.append((count, time.perf_counter() - t0))
             bar.update(count)
     engine.end()
