@@ -59,3 +59,10 @@ def test_markdown_table_formats_values():
          "ratio": 123.4567, "target": ">= 1", "met": True, "note": "a|b"},
     ])
     assert "| b | n | 123,457 | bars/s | 1,000 | 123x | >= 1 | yes | a/b |" in table
+
+
+def test_lbml_bench_command_passes_arguments_through(tmp_path, capsys):
+    from lbml.cli import main
+
+    assert main(["bench", "--only", "nope", "--out", str(tmp_path)]) == 2
+    assert "no benchmark nope" in capsys.readouterr().err
