@@ -10,7 +10,8 @@ from benchmarks import run as bench_run
 
 EXPECTED = {
     "backtest_bars_throughput", "backtest_ticks_throughput", "backtest_chunk_scaling", "backtest_peak_rss",
-    "per_bar_latency_p50", "per_bar_latency_p99", "model_inference_p50", "model_inference_p99",
+    "per_bar_latency_p50", "per_bar_latency_p99", "per_bar_compute_p50", "per_bar_compute_p99",
+    "model_inference_p50", "model_inference_p99", "compiled_trees_max_abs_diff",
 }
 
 

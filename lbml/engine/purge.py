@@ -51,4 +51,5 @@ def purge_when_flat(cache, ts_now: int) -> bool:
         return False
     cache.purge_closed_orders(ts_now, 0)
     cache.purge_closed_positions(ts_now, 0)
+    cache.purge_account_events(ts_now, 0)  # one AccountState per fill otherwise piles up
     return True
