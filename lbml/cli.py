@@ -308,6 +308,17 @@ def _cmd_walkforward(args, settings) -> int:
     return 0
 
 
+def _cmd_bench(args, settings) -> int:
+    from benchmarks.run import main as bench_main
+
+    argv = ["--size", args.size]
+    for name in args.only or []:
+        argv += ["--only", name]
+    if args.out:
+        argv += ["--out", args.out]
+    return bench_main(argv)
+
+
 # -- helpers --------------------------------------------------------------------------------------
 def _scenario(args):
     from lbml.scenario import load_scenario
@@ -482,6 +493,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=None)
     demo.set_defaults(func=_cmd_demo)
     _add_signals_commands(sub)
+
+    bench = sub.add_parser("bench", help="run the benchmark suite (every figure with a same-run baseline)")
+    bench.add_argument("--size", choices=["smoke", "full"], default="full")
+    bench.add_argument("--only", action="append", metavar="NAME", help="run only bench_NAME (repeatable)")
+    bench.add_argument("--out", help="folder for latest.json and latest.md (default benchmarks/results)")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 

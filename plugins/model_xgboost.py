@@ -101,6 +101,11 @@ class XGBoostModel(ModelPlugin):
         row = x.reshape(1, -1)
         return float(self.booster_.inplace_predict(row, iteration_range=self._iteration_range)[0])
 
+    def tree_booster(self) -> xgb.Booster:
+        """Return the booster restricted to the trees predictions use (for compiled inference)."""
+        begin, end = self._iteration_range
+        return self.booster_[begin:end] if end else self.booster_
+
     def save(self, directory: Path) -> list[Path]:
         self._check_fitted()
         model_path = directory / MODEL_FILE

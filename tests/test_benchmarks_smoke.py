@@ -1,0 +1,69 @@
+"""The benchmark suite runs end to end at "smoke" size (no timing assertions: figures are measured,
+not judged, in tests)."""
+
+import json
+import math
+
+import pytest
+
+from benchmarks import run as bench_run
+
+EXPECTED = {
+    "backtest_bars_throughput", "backtest_ticks_throughput", "backtest_chunk_scaling", "backtest_peak_rss",
+    "per_bar_latency_p50", "per_bar_latency_p99", "per_bar_compute_p50", "per_bar_compute_p99",
+    "model_inference_p50", "model_inference_p99", "compiled_trees_max_abs_diff",
+}
+
+
+def test_runner_discovers_every_bench_module():
+    topics = bench_run.discover()
+    assert "backtest" in topics
+    assert all(not t.startswith("_") for t in topics)
+
+
+def test_backtest_benchmark_smoke(tmp_path, capsys):
+    assert bench_run.main(["--size", "smoke", "--only", "backtest", "--out", str(tmp_path)]) == 0
+    document = json.loads((tmp_path / "latest.json").read_text())
+    rows = {r["name"]: r for r in document["results"]}
+    assert EXPECTED <= rows.keys()
+    for row in rows.values():
+        assert set(bench_run.ROW_KEYS) <= row.keys()
+        assert math.isfinite(row["value"]) and row["value"] >= 0
+        if row["baseline"] is not None:
+            assert row["ratio"] == pytest.approx(row["value"] / row["baseline"])
+        if row["target"] is not None:
+            assert isinstance(row["met"], bool)
+    assert rows["backtest_ticks_throughput"]["note"].startswith("20,")  # ~20k trade ticks fed
+    md = (tmp_path / "latest.md").read_text()
+    assert "| backtest | backtest_bars_throughput |" in md
+    assert "| backtest | backtest_bars_throughput |" in capsys.readouterr().out
+
+
+def test_unknown_benchmark_is_a_one_line_error(tmp_path, capsys):
+    assert bench_run.main(["--only", "nope", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("benchmarks: error: --only: no benchmark nope")
+    assert not any(tmp_path.iterdir())
+
+
+def test_rows_breaking_the_convention_are_rejected():
+    with pytest.raises(bench_run.BenchError, match="bench_x.run: row 0 .* lacks unit"):
+        bench_run.check_rows("x", [{"name": "a", "value": 1, "baseline": None, "ratio": None,
+                                   "target": None, "met": None, "note": ""}])
+    with pytest.raises(bench_run.BenchError, match="must return a list"):
+        bench_run.check_rows("x", {"name": "a"})
+
+
+def test_markdown_table_formats_values():
+    table = bench_run.markdown_table([
+        {"benchmark": "b", "name": "n", "value": 123456.7, "unit": "bars/s", "baseline": 1000.0,
+         "ratio": 123.4567, "target": ">= 1", "met": True, "note": "a|b"},
+    ])
+    assert "| b | n | 123,457 | bars/s | 1,000 | 123x | >= 1 | yes | a/b |" in table
+
+
+def test_lbml_bench_command_passes_arguments_through(tmp_path, capsys):
+    from lbml.cli import main
+
+    assert main(["bench", "--only", "nope", "--out", str(tmp_path)]) == 2
+    assert "no benchmark nope" in capsys.readouterr().err
