@@ -25,7 +25,7 @@ from nautilus_trader.model.objects import Money
 from nautilus_trader.trading.strategy import Strategy
 
 from lbml.data.frames import InstrumentData, MarketData
-from lbml.engine.backtest import _instrument_for, bar_type_for, run_backtest
+from lbml.engine.backtest import bar_type_for, instrument_for, run_backtest
 from lbml.engine.convert import to_bars, to_trade_ticks
 from lbml.models.artifact import load_artifact
 from lbml.models.compiled import CompiledModel, accelerate
@@ -107,7 +107,7 @@ def run_bare(workdir: Path) -> dict:
     market = read_market(workdir)
     data = market[scenario.data.symbol]
     split = compute_split(data.bars.index, scenario)
-    instrument = _instrument_for(data, scenario.data.venue, scenario)
+    instrument = instrument_for(data, scenario.data.venue, scenario, split.test_start)
     tick_mode = data.has_ticks
     bar_type = bar_type_for(instrument.id, 1, internal=tick_mode)
     if tick_mode:

@@ -132,7 +132,7 @@ def run_backtest(
     symbols = [cfg.reference_symbol] if needs_reference else []
     symbols.append(cfg.symbol)
 
-    instruments = {s: _instrument_for(market[s], cfg.venue, scenario) for s in symbols}
+    instruments = {s: instrument_for(market[s], cfg.venue, scenario, split.test_start) for s in symbols}
     instrument = instruments[cfg.symbol]
     quote = instrument.quote_currency
     venue = Venue(cfg.venue)
@@ -267,12 +267,18 @@ def _close_the_curve(record: RunRecord, engine: BacktestEngine, instrument_id, b
     record.equity[-1] = (ts, balance + unrealized, balance, close)
 
 
-def _instrument_for(data: InstrumentData, venue: str, scenario: Scenario):
+def instrument_for(data: InstrumentData, venue: str, scenario: Scenario, known_until: pd.Timestamp):
+    """The instrument, with price/size precision inferred from data up to ``known_until`` only.
+
+    Precision is instrument metadata fixed before trading starts: inferring it from the backtest
+    window would let a later price's decimals change the tick size of earlier fills.
+    """
     if data.has_ticks:
-        prices = data.trades["price"].to_numpy()
-        size_precision = min(max(infer_precision(data.trades["size"].to_numpy(), 8), 3), 8)
+        trades = data.trades.loc[:known_until]
+        prices = trades["price"].to_numpy()
+        size_precision = min(max(infer_precision(trades["size"].to_numpy(), 8), 3), 8)
     else:
-        prices = data.bars["close"].to_numpy()
+        prices = data.bars.loc[:known_until, "close"].to_numpy()
         size_precision = 6
     return make_instrument(data.symbol, venue, infer_precision(prices), size_precision, scenario.costs)
 

@@ -28,7 +28,7 @@ from nautilus_trader.model.data import BarType
 from nautilus_trader.model.identifiers import TraderId, Venue
 
 from lbml.data.frames import MarketData
-from lbml.engine.backtest import _instrument_for, load_strategy_class, strategy_config_kwargs
+from lbml.engine.backtest import instrument_for, load_strategy_class, strategy_config_kwargs
 from lbml.engine.recorder import RunRecorder, RunRecorderConfig
 from lbml.engine.signal_actor import SignalActor, SignalActorConfig
 from lbml.engine.venue_modules import VenueModules, venue_modules
@@ -87,7 +87,7 @@ def build_paper_node(
     """Assemble (but do not run) the paper node for a warmed-up ``pipeline`` and ``model``."""
     cfg = scenario.data
     symbols = paper_symbols(scenario, market, pipeline)
-    instruments = {s: _instrument_for(market[s], cfg.venue, scenario) for s in symbols}
+    instruments = {s: instrument_for(market[s], cfg.venue, scenario, split.test_start) for s in symbols}
     instrument = instruments[cfg.symbol]
     venue = Venue(cfg.venue)
     minutes = market.bar_minutes

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from lbml.engine.backtest import _instrument_for
+from lbml.engine.backtest import instrument_for
 from lbml.errors import ArtifactError, ConfigError
 from lbml.features.pipeline import compute_features
 from lbml.live.drift import DriftConfig, DriftMonitor
@@ -105,7 +105,9 @@ def run_paper(
         if artifact.training_window.end >= prepared.split.test_start:
             raise ArtifactError(f"{artifact_dir}: model was trained up to {artifact.training_window.end}, "
                                 f"inside the paper window starting {prepared.split.test_start}")
-        currency = _instrument_for(prepared.market[scenario.data.symbol], scenario.data.venue, scenario).quote_currency.code
+        currency = instrument_for(
+            prepared.market[scenario.data.symbol], scenario.data.venue, scenario, prepared.split.test_start
+        ).quote_currency.code
         _check_session(store, scenario, artifact.model_id, options, currency)
         pipeline.load_fitted_state(artifact.feature_state)
         reference = _training_features(prepared, registry, artifact.feature_state)
