@@ -146,6 +146,8 @@ def _cmd_features_check(args, settings) -> int:
 def _cmd_features_compute(args, settings) -> int:
     from lbml.features.commands import run_compute
 
+    if not Path(args.out).parent.is_dir():
+        raise ConfigError(f"--out: directory {Path(args.out).parent} does not exist")
     scenario = _features_scenario(args)
     meta = run_compute(scenario, _registry(settings), Path(args.out), progress=_progress())
     schema = meta["schema"]

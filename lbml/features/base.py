@@ -82,7 +82,9 @@ class FeaturePlugin:
             err = exc.errors()[0]
             key = ".".join(str(p) for p in err["loc"])
             reason = "unknown parameter" if err["type"] == "extra_forbidden" else err["msg"]
-            raise PluginError(f"feature plugin {self.name!r}: parameter {key}: {reason}") from None
+            reason = reason.removeprefix("Value error, ")
+            where = f"parameter {key}" if key else "parameters"
+            raise PluginError(f"feature plugin {self.name!r}: {where}: {reason}") from None
         self.reset()
 
     # -- contract -----------------------------------------------------------------------------
