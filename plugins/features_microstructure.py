@@ -5,7 +5,7 @@
   classification otherwise: V_buy = V·Φ(r / σ_r) with σ_r the std of the previous bars' returns.
 - ``quotes`` needs top-of-book quotes: relative spread, level-1 queue imbalance and the order-flow
   imbalance of Cont, Kukanov & Stoikov (2014).
-- ``depth`` needs a 5-level book summary.
+- ``depth`` needs a 5-level book summary: bid and ask size on the best five levels.
 
 Data without quotes or depth leaves those plugins out (declared unavailable); nothing is
 approximated from OHLCV. All outputs are ratios, hence scale-free.
@@ -257,6 +257,55 @@ class QuoteFeatures(FeaturePlugin):
         return (spread, imbalance, ofi)
 
 
+class DepthParams(FeatureParams):
+    volume_window: int = Field(60, ge=1, le=100_000, description="bars for the mean bar volume")
+
+
+class DepthFeatures(FeaturePlugin):
+    """Bid and ask depth on the best five levels, in units of the mean bar volume."""
+
+    name = "depth"
+    version = "1"
+    inputs = frozenset({FeatureInput.BARS, FeatureInput.DEPTH})
+    Params = DepthParams
+
+    def output_names(self) -> tuple[str, ...]:
+        return ("mi_bid_depth_5", "mi_ask_depth_5")
+
+    def warmup_bars(self) -> int:
+        return self.params.volume_window
+
+    def docs(self) -> dict[str, FeatureDoc]:
+        w = self.params.volume_window
+        return {
+            f"mi_{side}_depth_5": FeatureDoc(
+                f"size on the best 5 {side} levels (latest snapshot strictly before the close) / mean bar "
+                f"volume over the last {w} bars",
+                "bars of mean volume",
+            )
+            for side in ("bid", "ask")
+        }
+
+    def reset(self) -> None:
+        self._snapshots: deque[tuple[int, float, float]] = deque(maxlen=4)
+        self._volume = RollingMoments(self.params.volume_window)
+
+    def on_depth(self, ts: int, bid_depth: float, ask_depth: float) -> None:
+        self._snapshots.append((ts, bid_depth, ask_depth))
+
+    def update(self, bar: BarEvent) -> tuple[float, ...]:
+        vol = self._volume
+        vol.push(bar.volume)
+        mean = vol.mean()
+        if not vol.full or not mean > 0:
+            return (NAN, NAN)
+        # Snapshots strictly before the close: delivery order at equal timestamps cannot matter.
+        for ts, bid_depth, ask_depth in reversed(self._snapshots):
+            if ts < bar.ts:
+                return (bid_depth / mean, ask_depth / mean)
+        return (NAN, NAN)
+
+
 @hookimpl
 def lbml_register_features() -> list[type]:
-    return [OrderFlowFeatures, QuoteFeatures]
+    return [OrderFlowFeatures, QuoteFeatures, DepthFeatures]

@@ -63,7 +63,10 @@ def test_equity_reconciles_with_trades_fees_slippage_and_borrow(run):
 
 def test_orders_fill_after_the_bar_that_triggered_them(run):
     _, run_dir, _ = run
-    fills = pd.read_csv(run_dir / "fills.csv", parse_dates=["ts"])
+    fills = pd.read_csv(run_dir / "fills.csv")
+    # Fills can land on whole seconds (an order is processed at the next event, which may be a
+    # depth snapshot), so timestamps have mixed precision in the CSV.
+    fills["ts"] = pd.to_datetime(fills["ts"], format="ISO8601")
     preds = pd.read_csv(run_dir / "predictions.csv", parse_dates=["ts"])
     entries = fills[fills.order_type == "MARKET"]
     pred_ts = preds["ts"].to_numpy()

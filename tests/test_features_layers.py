@@ -20,7 +20,7 @@ from lbml.plugins import load_registry
 from .leaky.leaky_peek import LeakyPeek
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ("technical", "volatility", "lagged", "cross_asset", "funding", "order_flow", "quotes")
+LAYERS = ("technical", "volatility", "lagged", "cross_asset", "funding", "order_flow", "quotes", "depth")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_the_default_scenario_gets_every_layer_on_the_embedded_market(registry, 
     pipeline = sf.pipeline(registry)
     assert {p.name for p in pipeline.plugins} == set(LAYERS)
     layers = {
-        "tech_": 10, "vol_": 6, "lag_": 13, "xa_": 5, "mi_": 6,  # lag_: time of day is a sin/cos pair
+        "tech_": 10, "vol_": 6, "lag_": 13, "xa_": 5, "mi_": 8,  # lag_: time of day is a sin/cos pair
     }
     for prefix, count in layers.items():
         assert sum(n.startswith(prefix) for n in pipeline.names) == count, prefix
@@ -57,7 +57,7 @@ def test_check_passes_for_every_layer_on_the_embedded_market(inputs):
     fit_end = inputs.bars.index[1500]
     report = check_features(_factory(LAYERS), inputs, fit_end, n_cuts=5, seed=1)
     assert report.ok, report.to_table()
-    assert len(report.results) == 40
+    assert len(report.results) == 42
     assert all(r.warmup_observed is not None and r.warmup_observed <= r.warmup_declared for r in report.results)
 
 
@@ -167,7 +167,7 @@ def test_cli_features_compute_writes_parquet_with_schema(tmp_path):
     assert proc.returncode == 0, proc.stderr
     frame = pd.read_parquet(out)
     meta = read_feature_metadata(out)
-    assert list(frame.columns) == meta["schema"]["names"] and len(frame.columns) == 40
+    assert list(frame.columns) == meta["schema"]["names"] and len(frame.columns) == 42
     assert len(frame) == 2 * 1440 and isinstance(frame.index, pd.DatetimeIndex)
     assert {p["plugin"] for p in meta["schema"]["plugins"]} == set(LAYERS)
     assert all("version" in p and "params" in p for p in meta["schema"]["plugins"])

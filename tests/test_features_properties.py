@@ -68,7 +68,13 @@ def markets(draw):
         {"rate": rng.normal(1e-4, 1e-4, len(f_ts))},
         index=pd.DatetimeIndex(f_ts.astype("datetime64[ns]"), name="ts").tz_localize("UTC"),
     )
-    data = InstrumentData(symbol="TESTUSDT", bars=bars, quotes=quotes)
+    m = int(n * draw(st.floats(0.2, 2.0)))
+    d_ts = np.sort(np.concatenate(([ts[0] - 1], rng.integers(ts[0], ts[-1], m), rng.choice(ts, m // 10))))
+    depth = pd.DataFrame(
+        {"bid_depth": rng.lognormal(2, 1, len(d_ts)), "ask_depth": rng.lognormal(2, 1, len(d_ts))},
+        index=pd.DatetimeIndex(d_ts.astype("datetime64[ns]"), name="ts").tz_localize("UTC"),
+    )
+    data = InstrumentData(symbol="TESTUSDT", bars=bars, quotes=quotes, depth=depth)
     cuts = draw(st.lists(st.integers(0, n - 2), min_size=2, max_size=4, unique=True))
     return FeatureInputs(data, bars, ref, funding), cuts
 

@@ -26,7 +26,14 @@ from nautilus_trader.model.objects import Money
 
 from lbml.data.frames import InstrumentData, MarketData
 from lbml.engine.convert import to_bars, to_quote_ticks, to_trade_ticks
-from lbml.engine.custom_data import BAR_FLOW_CLIENT_ID, FUNDING_CLIENT_ID, to_bar_flows, to_funding_rates
+from lbml.engine.custom_data import (
+    BAR_FLOW_CLIENT_ID,
+    DEPTH_CLIENT_ID,
+    FUNDING_CLIENT_ID,
+    to_bar_flows,
+    to_depth_summaries,
+    to_funding_rates,
+)
 from lbml.engine.costs import (
     BorrowInterestConfig,
     BorrowInterestModule,
@@ -161,6 +168,7 @@ def run_backtest(
     )
     sends_funding = FeatureInput.FUNDING in pipeline.inputs and cfg.symbol in market.funding
     sends_bar_flow = not tick_mode and "taker_buy_volume" in traded.bars
+    sends_depth = FeatureInput.DEPTH in pipeline.inputs and traded.depth is not None
     predictions: list[tuple[int, float]] = []
     actor = SignalActor(
         SignalActorConfig(
@@ -171,6 +179,7 @@ def run_backtest(
             horizon_bars=scenario.labels.horizon_bars,
             funding=sends_funding,
             bar_flow=sends_bar_flow,
+            depth=sends_depth,
         ),
         pipeline,
         model,
@@ -192,6 +201,8 @@ def run_backtest(
         streams.append(_funding_stream(market.funding[cfg.symbol], split))
     if sends_bar_flow:
         streams.append(_bar_flow_stream(traded.bars, split))
+    if sends_depth:
+        streams.append(_custom_stream(traded.depth, split, to_depth_summaries, DEPTH_CLIENT_ID))
     n_events = sum(len(s.index) for s in streams)
     boundaries = _chunk_boundaries(streams, chunk_events)
     chunk_seconds: list[tuple[int, float]] = []
@@ -303,6 +314,11 @@ def _funding_stream(funding: pd.DataFrame, split: Split) -> _Stream:
     lo, hi = split.test_start, split.test_end
     frame = funding.loc[(funding.index > lo) & (funding.index <= hi)]
     return _Stream(frame.index.asi8, frame, to_funding_rates, FUNDING_CLIENT_ID)
+
+
+def _custom_stream(frame: pd.DataFrame, split: Split, convert, client_id) -> _Stream:
+    frame = frame.loc[(frame.index > split.test_start) & (frame.index <= split.test_end)]
+    return _Stream(frame.index.asi8, frame, convert, client_id)
 
 
 def _bar_flow_stream(bars: pd.DataFrame, split: Split) -> _Stream:

@@ -1,5 +1,5 @@
 """Inputs nautilus has no type for, as custom data the engine delivers like any other event:
-funding-rate settlements and the per-bar taker-buy volume of bar data (Binance klines).
+funding-rate settlements, 5-level book summaries and the per-bar taker-buy volume of bar data.
 
 No ``from __future__ import annotations`` here: ``customdataclass`` builds its schema from the real
 annotation types.
@@ -20,6 +20,7 @@ from nautilus_trader.model.identifiers import ClientId
 
 FUNDING_CLIENT_ID = ClientId("LBML-FUNDING")
 BAR_FLOW_CLIENT_ID = ClientId("LBML-BARFLOW")
+DEPTH_CLIENT_ID = ClientId("LBML-DEPTH")
 
 
 @customdataclass
@@ -60,4 +61,25 @@ def to_bar_flows(bars: pd.DataFrame) -> list[CustomData]:
     return [
         CustomData(BAR_FLOW_TYPE, BarFlow(ts_event=int(t), ts_init=int(t), taker_buy_volume=float(v)))
         for t, v in zip(ts[keep], taker[keep])
+    ]
+
+
+@customdataclass
+class DepthSummary(Data):
+    """Base-asset size resting on the best five levels of each side of the traded book."""
+
+    bid_depth: float = 0.0
+    ask_depth: float = 0.0
+
+
+DEPTH_TYPE = DataType(DepthSummary)
+
+
+def to_depth_summaries(frame: pd.DataFrame) -> list[CustomData]:
+    """Turn a canonical depth frame into engine data."""
+    ts = frame.index.asi8.astype(np.int64)
+    bid, ask = frame["bid_depth"].to_numpy(np.float64), frame["ask_depth"].to_numpy(np.float64)
+    return [
+        CustomData(DEPTH_TYPE, DepthSummary(ts_event=int(t), ts_init=int(t), bid_depth=float(b), ask_depth=float(a)))
+        for t, b, a in zip(ts, bid, ask)
     ]

@@ -21,9 +21,12 @@ from nautilus_trader.model.identifiers import InstrumentId
 from lbml.engine.custom_data import (
     BAR_FLOW_CLIENT_ID,
     BAR_FLOW_TYPE,
+    DEPTH_CLIENT_ID,
+    DEPTH_TYPE,
     FUNDING_CLIENT_ID,
     FUNDING_TYPE,
     BarFlow,
+    DepthSummary,
     FundingRate,
 )
 from lbml.engine.messages import PREDICTION_TYPE, Prediction
@@ -42,6 +45,7 @@ class SignalActorConfig(ActorConfig, frozen=True):
     horizon_bars: int = 1
     funding: bool = False  # the engine delivers ``FundingRate`` messages
     bar_flow: bool = False  # the engine delivers ``BarFlow`` messages (bar data with taker-buy volume)
+    depth: bool = False  # the engine delivers ``DepthSummary`` messages
 
 
 class SignalActor(Actor):
@@ -79,6 +83,8 @@ class SignalActor(Actor):
         self.subscribe_trade_ticks(self.config.instrument_id)
         if self._wants_funding:
             self.subscribe_data(FUNDING_TYPE, client_id=FUNDING_CLIENT_ID)
+        if self.config.depth and FeatureInput.DEPTH in self._pipeline.inputs:
+            self.subscribe_data(DEPTH_TYPE, client_id=DEPTH_CLIENT_ID)
         if self.config.bar_flow:
             self.subscribe_data(BAR_FLOW_TYPE, client_id=BAR_FLOW_CLIENT_ID)
         self.subscribe_bars(self._bar_type)
@@ -86,6 +92,8 @@ class SignalActor(Actor):
     def on_data(self, data) -> None:
         if isinstance(data, FundingRate):
             self._pipeline.on_funding(data.ts_event, data.rate)
+        elif isinstance(data, DepthSummary):
+            self._pipeline.on_depth(data.ts_event, data.bid_depth, data.ask_depth)
         elif isinstance(data, BarFlow):
             self._bar_flow = (data.ts_event, data.taker_buy_volume)
 

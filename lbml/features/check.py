@@ -2,8 +2,8 @@
 
 For every feature the checker measures:
 
-- **causality**: the data after a random cut point t is perturbed (bars, trades, quotes, reference
-  bars, funding); every value at or before t must stay bit-identical. Fitting runs on the perturbed
+- **causality**: the data after a random cut point t is perturbed (bars, trades, quotes, depth,
+  reference bars, funding); every value at or before t must stay bit-identical. Fitting runs on the perturbed
   data too and the baseline's fitted state is then loaded, so a plugin that carries anything from
   ``fit`` to ``update`` other than its declared fitted state (a peek at training data) is caught.
 - **batch/stream parity**: a fresh pipeline that only loads the (JSON round-tripped) fitted state,
@@ -180,7 +180,7 @@ def stream_features(pipeline: FeaturePipeline, inputs: FeatureInputs) -> np.ndar
     """Feed every event one at a time, merged by timestamp in engine order; return one row per bar.
 
     Independent of ``compute_features``' per-stream bookkeeping: all events are sorted into one
-    sequence (at equal timestamps: trades, quotes, funding, reference bars, then the bar).
+    sequence (at equal timestamps: trades, quotes, depth, funding, reference bars, then the bar).
     """
     pipeline.reset()
     handlers: list[Callable[[int], None]] = []
@@ -201,6 +201,11 @@ def stream_features(pipeline: FeaturePipeline, inputs: FeatureInputs) -> np.ndar
             lambda i: pipeline.on_quote(int(ts_q[i]), float(bid[i]), float(ask[i]), float(bs[i]), float(az[i]))
         )
         stamps.append(ts_q)
+    if data.depth is not None and len(data.depth):
+        dp = data.depth
+        bd, ad, ts_d = dp["bid_depth"].to_numpy(), dp["ask_depth"].to_numpy(), dp.index.asi8
+        handlers.append(lambda i: pipeline.on_depth(int(ts_d[i]), float(bd[i]), float(ad[i])))
+        stamps.append(ts_d)
     if inputs.funding is not None and len(inputs.funding):
         f = inputs.funding
         rate, ts_f = f["rate"].to_numpy(), f.index.asi8
@@ -249,13 +254,20 @@ def perturb_after(inputs: FeatureInputs, cut: pd.Timestamp, rng: np.random.Gener
         quotes.loc[after, "ask"] *= factor * (1 + rng.uniform(0, 1e-3, k))
         quotes.loc[after, "bid_size"] *= rng.uniform(0.2, 5.0, k)
         quotes.loc[after, "ask_size"] *= rng.uniform(0.2, 5.0, k)
+    depth = data.depth
+    if depth is not None:
+        depth = depth.copy()
+        after = depth.index > cut
+        k = int(after.sum())
+        depth.loc[after, "bid_depth"] *= rng.uniform(0.2, 5.0, k)
+        depth.loc[after, "ask_depth"] *= rng.uniform(0.2, 5.0, k)
     funding = inputs.funding
     if funding is not None:
         funding = funding.copy()
         after = funding.index > cut
         funding.loc[after, "rate"] += rng.normal(0, 1e-4, int(after.sum()))
     return FeatureInputs(
-        data=replace(data, trades=trades, quotes=quotes),
+        data=replace(data, trades=trades, quotes=quotes, depth=depth),
         bars=_perturb_bars(inputs.bars, cut, rng),
         reference_bars=_perturb_bars(inputs.reference_bars, cut, rng),
         funding=funding,

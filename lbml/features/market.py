@@ -35,6 +35,7 @@ def market_features(
             data,
             trades=data.trades.loc[:end] if data.trades is not None else None,
             quotes=data.quotes.loc[:end] if data.quotes is not None else None,
+            depth=data.depth.loc[:end] if data.depth is not None else None,
         )
         ref = ref.loc[:end] if ref is not None else None
         funding = funding.loc[:end] if funding is not None else None
