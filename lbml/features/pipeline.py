@@ -97,12 +97,11 @@ class FeaturePipeline:
 
     def update(self, bar: BarEvent) -> np.ndarray:
         """Return the feature vector at ``bar``'s close (a reused buffer: copy to keep it)."""
-        out = self._buffer
-        i = 0
+        values: list[float] = []
         for plugin in self.plugins:
-            for value in plugin.update(bar):
-                out[i] = value
-                i += 1
+            values.extend(plugin.update(bar))
+        out = self._buffer
+        out[:] = values
         return out
 
     # -- fitted state ---------------------------------------------------------------------------
@@ -199,15 +198,17 @@ def compute_features(
 
     positions = [0] * len(streams)
     events = bar_events(bars)
+    bar_ts = bars.index.asi8
+    # ends[s][row]: events of stream s with a timestamp at or before bar row's close.
+    ends = [np.searchsorted(stamps, bar_ts, side="right").tolist() for stamps, _ in streams]
+    dispatchers = [dispatch for _, dispatch in streams]
     out = np.empty((len(events), len(pipeline.names)), dtype=np.float64)
     for row, bar in enumerate(events):
-        for s, (stamps, dispatch) in enumerate(streams):
-            i = positions[s]
-            end = int(np.searchsorted(stamps, bar.ts, side="right"))
-            while i < end:
+        for s, dispatch in enumerate(dispatchers):
+            end = ends[s][row]
+            for i in range(positions[s], end):
                 dispatch(i)
-                i += 1
-            positions[s] = i
+            positions[s] = end
         out[row] = pipeline.update(bar)
     return pd.DataFrame(out, index=bars.index, columns=list(pipeline.names))
 
