@@ -75,7 +75,8 @@ class SignalActor(Actor):
         self.latencies_ns: list[int] = []
 
     def on_start(self) -> None:
-        # Reference bars first: at equal close times they are then delivered before the traded bar.
+        # Bars closing at the same instant may arrive in either order; cross-asset features only use
+        # reference bars that closed strictly before the traded bar, so the order cannot matter.
         if self._reference_bar_type is not None and FeatureInput.REFERENCE in self._pipeline.inputs:
             self.subscribe_bars(self._reference_bar_type)
         if self._wants_quotes:
