@@ -141,11 +141,12 @@ class OrderFlowFeatures(FeaturePlugin):
             if not mean > 0:
                 return
             self._bucket_size = p.vpin_bucket_bars * mean
-        take = min(remaining, self._bucket_size - self._bucket_filled)
+        capacity = self._bucket_size - self._bucket_filled
+        take = min(remaining, capacity)
         self._bucket_filled += take
         self._bucket_buy += take * buy_share
         remaining -= take
-        if self._bucket_filled < self._bucket_size:
+        if take < capacity:  # decided on the capacity, not on a rounded running sum
             return
         self._close_bucket()
         mean = self._sizing.mean()
