@@ -317,6 +317,58 @@ def _cmd_bench(args, settings) -> int:
     if args.out:
         argv += ["--out", args.out]
     return bench_main(argv)
+def _cmd_features_check(args, settings) -> int:
+    from lbml.features.commands import run_check
+
+    scenario = _features_scenario(args)
+    report = run_check(scenario, _registry(settings), n_cuts=args.cuts, seed=args.seed, progress=_progress())
+    print(f"features check: {scenario.name}, {report.n_bars:,} bars, {len(report.cuts)} cut points")
+    print(report.to_table())
+    if not report.ok:
+        names = ", ".join(r.name for r in report.failures())
+        print(f"lbml: features check FAILED for: {names}", file=sys.stderr)
+        return 1
+    print(f"all {len(report.results)} features passed")
+    return 0
+
+
+def _cmd_features_compute(args, settings) -> int:
+    from lbml.features.commands import run_compute
+
+    if not Path(args.out).parent.is_dir():
+        raise ConfigError(f"--out: directory {Path(args.out).parent} does not exist")
+    scenario = _features_scenario(args)
+    meta = run_compute(scenario, _registry(settings), Path(args.out), progress=_progress())
+    schema = meta["schema"]
+    print(f"{args.out}: {len(schema['names'])} features, schema hash {schema['hash']}")
+    for item in meta["unavailable"]:
+        print(f"declared unavailable: {item['plugin']} ({item['reason']})")
+    return 0
+
+
+def _cmd_features_docs(args, settings) -> int:
+    from lbml.features.reference import render_reference
+    from lbml.plugins import load_registry
+
+    text = render_reference(load_registry())
+    if args.out:
+        Path(args.out).write_text(text)
+        print(args.out)
+    else:
+        print(text, end="")
+    return 0
+
+
+def _features_scenario(args):
+    scenario = _scenario(args)
+    if args.days is not None:
+        if scenario.data.source != "synthetic":
+            raise ConfigError("--days: only applies to the synthetic market")
+        try:
+            scenario = scenario.with_data(days=args.days)
+        except ValueError as exc:
+            raise ConfigError(f"--days: {exc}") from None
+    return scenario
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -487,6 +539,7 @@ def _parser() -> argparse.ArgumentParser:
     wf.add_argument("--reference-data", action="append", metavar="PATH")
     wf.add_argument("--out", help="output folder")
     wf.set_defaults(func=_cmd_walkforward)
+    _add_features_parser(sub)
 
     demo = sub.add_parser("demo", help="generate the embedded market, train, backtest, report")
     demo.add_argument("--scenario", default="scenarios/default.toml")
@@ -500,6 +553,39 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", help="folder for latest.json and latest.md (default benchmarks/results)")
     bench.set_defaults(func=_cmd_bench)
     return parser
+
+
+def _add_features_parser(sub) -> None:
+    features = sub.add_parser("features", help="check, compute and document feature plugins")
+    fsub = features.add_subparsers(dest="features_command", required=True)
+    for name, func, helptext in (
+        ("check", _cmd_features_check, "look-ahead, batch/stream parity and warm-up checks per feature"),
+        ("compute", _cmd_features_compute, "write the feature matrix and its schema to parquet"),
+    ):
+        cmd = fsub.add_parser(name, help=helptext)
+        cmd.add_argument("scenario")
+        cmd.add_argument("--data", action="append", metavar="PATH", help="real data file(s) for the traded symbol")
+        cmd.add_argument("--reference-data", action="append", metavar="PATH", help="data file(s) for the reference symbol")
+        cmd.add_argument("--days", type=int, default=None, help="synthetic market length (overrides the scenario)")
+        if name == "check":
+            cmd.add_argument("--cuts", type=_positive_int, default=8, help="random cut points (default 8)")
+            cmd.add_argument("--seed", type=int, default=0)
+        else:
+            cmd.add_argument("--out", required=True, metavar="FILE.parquet")
+        cmd.set_defaults(func=func)
+    docs = fsub.add_parser("docs", help="print (or write) the feature reference generated from the plugins")
+    docs.add_argument("--out", help="file to write, e.g. docs/FEATURES.md")
+    docs.set_defaults(func=_cmd_features_docs)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 if __name__ == "__main__":

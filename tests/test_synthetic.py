@@ -61,7 +61,7 @@ def assert_markets_equal(left: MarketData, right: MarketData) -> None:
     for symbol, data in left.instruments.items():
         other = right[symbol]
         assert data.source == other.source
-        for kind in ("bars", "trades", "quotes"):
+        for kind in ("bars", "trades", "quotes", "depth"):
             pd.testing.assert_frame_equal(
                 getattr(data, kind), getattr(other, kind), check_exact=True, check_freq=False
             )
@@ -288,7 +288,7 @@ def test_write_read_round_trip(
     paths = write_market(small, tmp_path, config=small_config)
     assert paths[-1] == tmp_path / MANIFEST_NAME
     assert all(path.is_file() for path in paths)
-    assert sum(path.suffix == ".parquet" for path in paths) == 4 * len(small.instruments)
+    assert sum(path.suffix == ".parquet" for path in paths) == 5 * len(small.instruments)
     manifest = json.loads((tmp_path / MANIFEST_NAME).read_text())
     assert manifest["seed"] == 11
     assert manifest["config"]["days"] == 2

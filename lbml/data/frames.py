@@ -10,6 +10,8 @@ Conventions (all importers produce exactly these):
 - **Trades**: ``price, size`` (float64) and ``side`` (int8: +1 buyer was the aggressor, -1 seller).
 - **Quotes** (top of book): ``bid, ask, bid_size, ask_size`` (float64).
 - **Funding**: ``rate`` (float64, per settlement), indexed by settlement time.
+- **Depth** (optional, a 5-level book summary): ``bid_depth, ask_depth`` (float64, base-asset size
+  resting on the best five price levels of each side), indexed by snapshot time.
 """
 
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ BAR_COLUMNS = ("open", "high", "low", "close", "volume")
 TRADE_COLUMNS = ("price", "size", "side")
 QUOTE_COLUMNS = ("bid", "ask", "bid_size", "ask_size")
 FUNDING_COLUMNS = ("rate",)
+DEPTH_COLUMNS = ("bid_depth", "ask_depth")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class InstrumentData:
     trades: pd.DataFrame | None = None
     quotes: pd.DataFrame | None = None
     source: str = ""  # human-readable origin (file paths or "synthetic seed=7")
+    depth: pd.DataFrame | None = None  # 5-level book summary snapshots
 
     @property
     def has_ticks(self) -> bool:

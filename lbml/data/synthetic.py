@@ -16,6 +16,11 @@ in two layers:
 Funding settles every 8 h (00:00, 08:00, 16:00 UTC) with a mean-reverting rate tilted by the
 symbol's return over the previous 8 h.
 
+A 5-level book summary (``depth``: base-asset size on the best five levels per side) is snapshot
+every 10 s at hh:mm:05, hh:mm:15, ...: per level a log-normal notional on the scale of the quotes'
+level-1 notional, thinner in the volatile regime, converted at the last trade price. It comes from
+its own random stream, so trades, quotes and funding are unchanged by it.
+
 Everything is drawn from ``numpy.random.Generator`` streams derived from the seed, so the same
 config always gives bit-identical frames. The only Python loops run per minute (the GARCH
 recursion), per regime segment and per funding settlement; ticks are vectorised.
@@ -36,6 +41,7 @@ from tqdm import tqdm
 
 from lbml.data.frames import (
     BAR_COLUMNS,
+    DEPTH_COLUMNS,
     FUNDING_COLUMNS,
     QUOTE_COLUMNS,
     TRADE_COLUMNS,
@@ -126,6 +132,12 @@ _STREAM_LEADER = 1
 _STREAM_FOLLOWER = 2
 _STREAM_TICKS = 3
 _STREAM_FUNDING = 4
+_STREAM_DEPTH = 5
+
+# --- depth (5-level book summary) ---------------------------------------------------------------
+_DEPTH_PERIOD_NS = 10_000_000_000
+_DEPTH_OFFSET_NS = 5_000_000_000
+_DEPTH_LEVELS = 5
 
 
 @dataclass(frozen=True)
@@ -314,6 +326,9 @@ def generate_market(config: SyntheticMarketConfig, *, progress: bool = False) ->
                 trades=trades,
                 quotes=quotes,
                 source=config.source(),
+                depth=_simulate_depth(
+                    _rng(config.seed, _STREAM_DEPTH, index), trades, regimes, start
+                ),
             )
             funding[symbol] = _simulate_funding(
                 _rng(config.seed, _STREAM_FUNDING, index), path.log_close, start
@@ -352,7 +367,7 @@ def write_market(
     instruments: dict[str, dict[str, Any]] = {}
     for symbol, data in market.instruments.items():
         entry: dict[str, Any] = {"source": data.source, "frames": {}}
-        for kind in ("bars", "trades", "quotes"):
+        for kind in ("bars", "trades", "quotes", "depth"):
             frame = getattr(data, kind)
             if frame is None:
                 continue
@@ -419,6 +434,7 @@ def read_market(out_dir: Path) -> MarketData:
                 bars=frames.get("bars"),
                 trades=frames.get("trades"),
                 quotes=frames.get("quotes"),
+                depth=frames.get("depth"),
                 source=str(entry["source"]),
             )
         funding = {
@@ -645,6 +661,29 @@ def _ts_index(ts_ns: np.ndarray) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(ts_ns.astype("datetime64[ns]"), name="ts").tz_localize("UTC")
 
 
+# ----------------------------------------------------------------------------- depth
+
+
+def _simulate_depth(
+    rng: np.random.Generator, trades: pd.DataFrame, regimes: _Regimes, start: pd.Timestamp
+) -> pd.DataFrame:
+    n = len(regimes.state)
+    per_minute = _NS_PER_MINUTE // _DEPTH_PERIOD_NS
+    ts_ns = start.value + _DEPTH_OFFSET_NS + _DEPTH_PERIOD_NS * np.arange(n * per_minute, dtype=np.int64)
+    trade_ns = trades.index.asi8
+    last = np.searchsorted(trade_ns, ts_ns, side="right") - 1
+    prices = trades["price"].to_numpy()[np.maximum(last, 0)]
+    minute = (ts_ns - start.value) // _NS_PER_MINUTE
+    thinning = 1.0 / np.sqrt(_VOL_MULT[regimes.state[minute]])
+    sides = []
+    for _ in range(2):
+        notional = _QUOTE_NOTIONAL_FLOOR + _QUOTE_NOTIONAL_MEDIAN_EXTRA * np.exp(
+            _QUOTE_NOTIONAL_SIGMA * rng.standard_normal((len(ts_ns), _DEPTH_LEVELS))
+        )
+        sides.append(np.round(notional.sum(axis=1) * thinning / prices, 3))
+    return pd.DataFrame({"bid_depth": sides[0], "ask_depth": sides[1]}, index=_ts_index(ts_ns))
+
+
 # ----------------------------------------------------------------------------- funding
 
 
@@ -681,6 +720,7 @@ _EXPECTED_COLUMNS: dict[str, tuple[str, ...]] = {
     "trades": TRADE_COLUMNS,
     "quotes": QUOTE_COLUMNS,
     "funding": FUNDING_COLUMNS,
+    "depth": DEPTH_COLUMNS,
 }
 
 

@@ -27,6 +27,14 @@ from nautilus_trader.model.objects import Money
 from lbml.data.frames import InstrumentData, MarketData
 from lbml.engine.convert import to_bars, to_quote_ticks, to_trade_ticks
 from lbml.engine.costs import CostLedger
+from lbml.engine.custom_data import (
+    BAR_FLOW_CLIENT_ID,
+    DEPTH_CLIENT_ID,
+    FUNDING_CLIENT_ID,
+    to_bar_flows,
+    to_depth_summaries,
+    to_funding_rates,
+)
 from lbml.engine.instruments import infer_precision, make_instrument
 from lbml.engine.leverage_venue import expected_borrow_apr
 from lbml.engine.purge import CachePurger, CachePurgerConfig, purge_when_flat
@@ -165,6 +173,9 @@ def run_backtest(
         if needs_reference
         else None
     )
+    sends_funding = FeatureInput.FUNDING in pipeline.inputs and cfg.symbol in market.funding
+    sends_bar_flow = not tick_mode and "taker_buy_volume" in traded.bars
+    sends_depth = FeatureInput.DEPTH in pipeline.inputs and traded.depth is not None
     predictions: list[tuple[int, float]] = []
     actor = SignalActor(
         SignalActorConfig(
@@ -173,6 +184,9 @@ def run_backtest(
             bar_type=bar_type,
             reference_bar_type=ref_bar_type,
             horizon_bars=scenario.labels.horizon_bars,
+            funding=sends_funding,
+            bar_flow=sends_bar_flow,
+            depth=sends_depth,
         ),
         pipeline,
         model,
@@ -203,6 +217,12 @@ def run_backtest(
         )
 
     streams = _event_streams(market, symbols, instruments, split, tick_mode, bar_type, ref_bar_type)
+    if sends_funding:
+        streams.append(_funding_stream(market.funding[cfg.symbol], split))
+    if sends_bar_flow:
+        streams.append(_bar_flow_stream(traded.bars, split))
+    if sends_depth:
+        streams.append(_custom_stream(traded.depth, split, to_depth_summaries, DEPTH_CLIENT_ID))
     n_events = sum(len(s.index) for s in streams)
     boundaries = _chunk_boundaries(streams, chunk_events)
     chunk_seconds: list[tuple[int, float]] = []
@@ -211,10 +231,14 @@ def run_backtest(
         for lo, hi in zip(boundaries[:-1], boundaries[1:]):
             t0 = time.perf_counter()
             count = 0
-            for stream in streams:
+            # Custom data (funding) first: at equal timestamps it then precedes bars, as in the replay.
+            for stream in sorted(streams, key=lambda s: s.client_id is None):
                 data = stream.slice(lo, hi)
                 if data:
-                    engine.add_data(data, validate=False, sort=True)
+                    if stream.client_id is None:
+                        engine.add_data(data, validate=False, sort=True)
+                    else:  # validation registers the custom-data client
+                        engine.add_data(data, client_id=stream.client_id, validate=True, sort=True)
                     count += len(data)
             if count:
                 engine.run(streaming=True)
@@ -290,6 +314,7 @@ class _Stream:
     index: np.ndarray  # int64 ns timestamps
     frame: pd.DataFrame
     convert: object
+    client_id: object = None  # set for custom data without an instrument
 
     def slice(self, lo: int, hi: int) -> list:
         a, b = np.searchsorted(self.index, [lo, hi], side="right")
@@ -314,6 +339,23 @@ def _event_streams(market, symbols, instruments, split: Split, tick_mode, bar_ty
             bt = bar_type if symbol == symbols[-1] else ref_bar_type
             streams.append(_Stream(bars.index.asi8, bars, lambda f, i=inst, t=bt: to_bars(f, t, i)))
     return streams
+
+
+def _funding_stream(funding: pd.DataFrame, split: Split) -> _Stream:
+    lo, hi = split.test_start, split.test_end
+    frame = funding.loc[(funding.index > lo) & (funding.index <= hi)]
+    return _Stream(frame.index.asi8, frame, to_funding_rates, FUNDING_CLIENT_ID)
+
+
+def _custom_stream(frame: pd.DataFrame, split: Split, convert, client_id) -> _Stream:
+    frame = frame.loc[(frame.index > split.test_start) & (frame.index <= split.test_end)]
+    return _Stream(frame.index.asi8, frame, convert, client_id)
+
+
+def _bar_flow_stream(bars: pd.DataFrame, split: Split) -> _Stream:
+    lo, hi = split.test_start, split.test_end
+    frame = bars.loc[(bars.index > lo) & (bars.index <= hi)]
+    return _Stream(frame.index.asi8, frame, to_bar_flows, BAR_FLOW_CLIENT_ID)
 
 
 def _chunk_boundaries(streams: list[_Stream], chunk_events: int) -> list[int]:

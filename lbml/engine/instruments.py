@@ -19,7 +19,8 @@ def infer_precision(values: np.ndarray, max_precision: int = MAX_PRECISION) -> i
     sample = np.asarray(values[: 20_000], dtype=np.float64)
     for p in range(max_precision + 1):
         scaled = sample * 10**p
-        if np.all(np.abs(scaled - np.round(scaled)) < 1e-6 * np.maximum(1.0, np.abs(scaled)) + 1e-9):
+        # At most 1e-4 of the last digit (a purely relative bound accepted 58570.07 at 1 decimal).
+        if np.all(np.abs(scaled - np.round(scaled)) <= np.minimum(1e-4, 1e-6 * np.abs(scaled)) + 1e-12):
             return p
     return max_precision
 

@@ -18,6 +18,17 @@ from nautilus_trader.model.data import Bar, BarType, QuoteTick, TradeTick
 from nautilus_trader.model.enums import AggressorSide
 from nautilus_trader.model.identifiers import InstrumentId
 
+from lbml.engine.custom_data import (
+    BAR_FLOW_CLIENT_ID,
+    BAR_FLOW_TYPE,
+    DEPTH_CLIENT_ID,
+    DEPTH_TYPE,
+    FUNDING_CLIENT_ID,
+    FUNDING_TYPE,
+    BarFlow,
+    DepthSummary,
+    FundingRate,
+)
 from lbml.engine.messages import PREDICTION_TYPE, Prediction
 from lbml.features.base import FeatureInput
 from lbml.features.base import BarEvent
@@ -32,6 +43,9 @@ class SignalActorConfig(ActorConfig, frozen=True):
     bar_type: BarType
     reference_bar_type: BarType | None = None
     horizon_bars: int = 1
+    funding: bool = False  # the engine delivers ``FundingRate`` messages
+    bar_flow: bool = False  # the engine delivers ``BarFlow`` messages (bar data with taker-buy volume)
+    depth: bool = False  # the engine delivers ``DepthSummary`` messages
 
 
 class SignalActor(Actor):
@@ -50,23 +64,42 @@ class SignalActor(Actor):
         self._on_prediction = on_prediction
         self._bar_type = config.bar_type
         self._reference_bar_type = config.reference_bar_type
-        self._wants_trades = bool(pipeline.inputs & {FeatureInput.TRADES, FeatureInput.TAKER_BUY})
+        # Trade ticks are always subscribed: with tick data they give every bar its taker-buy volume
+        # (as the batch path's bars have); with bar data none arrive and ``BarFlow`` carries it.
+        self._saw_trades = False
         self._wants_quotes = FeatureInput.QUOTES in pipeline.inputs
+        self._wants_funding = config.funding and FeatureInput.FUNDING in pipeline.inputs
+        self._bar_flow: tuple[int, float] = (-1, math.nan)  # (bar close, taker-buy volume) of bar data
         self._taker_buy = 0.0
         self.n_predictions = 0
         self.latencies_ns: list[int] = []
 
     def on_start(self) -> None:
-        # Reference bars first: at equal close times they are then delivered before the traded bar.
+        # Bars closing at the same instant may arrive in either order; cross-asset features only use
+        # reference bars that closed strictly before the traded bar, so the order cannot matter.
         if self._reference_bar_type is not None and FeatureInput.REFERENCE in self._pipeline.inputs:
             self.subscribe_bars(self._reference_bar_type)
         if self._wants_quotes:
             self.subscribe_quote_ticks(self.config.instrument_id)
-        if self._wants_trades:
-            self.subscribe_trade_ticks(self.config.instrument_id)
+        self.subscribe_trade_ticks(self.config.instrument_id)
+        if self._wants_funding:
+            self.subscribe_data(FUNDING_TYPE, client_id=FUNDING_CLIENT_ID)
+        if self.config.depth and FeatureInput.DEPTH in self._pipeline.inputs:
+            self.subscribe_data(DEPTH_TYPE, client_id=DEPTH_CLIENT_ID)
+        if self.config.bar_flow:
+            self.subscribe_data(BAR_FLOW_TYPE, client_id=BAR_FLOW_CLIENT_ID)
         self.subscribe_bars(self._bar_type)
 
+    def on_data(self, data) -> None:
+        if isinstance(data, FundingRate):
+            self._pipeline.on_funding(data.ts_event, data.rate)
+        elif isinstance(data, DepthSummary):
+            self._pipeline.on_depth(data.ts_event, data.bid_depth, data.ask_depth)
+        elif isinstance(data, BarFlow):
+            self._bar_flow = (data.ts_event, data.taker_buy_volume)
+
     def on_trade_tick(self, tick: TradeTick) -> None:
+        self._saw_trades = True
         size = tick.size.as_double()
         buyer = tick.aggressor_side == AggressorSide.BUYER
         if buyer:
@@ -87,7 +120,11 @@ class SignalActor(Actor):
             self._pipeline.on_reference_bar(_bar_event(bar, math.nan))
             return
         started = time.perf_counter_ns()
-        taker_buy = self._taker_buy if self._wants_trades else math.nan
+        if self._saw_trades:
+            taker_buy = self._taker_buy
+        else:  # bar data: the bar's own taker-buy volume when the data has it
+            flow_ts, flow = self._bar_flow
+            taker_buy = flow if flow_ts == bar.ts_event else math.nan
         self._taker_buy = 0.0
         features = self._pipeline.update(_bar_event(bar, taker_buy))
         if not np.isfinite(features).all():

@@ -2,7 +2,8 @@
 
 A feature plugin is a small stateful object fed one event at a time, in timestamp order:
 
-- ``on_trade`` / ``on_quote`` / ``on_reference_bar`` / ``on_funding`` for the inputs it declares,
+- ``on_trade`` / ``on_quote`` / ``on_reference_bar`` / ``on_funding`` / ``on_depth`` for the inputs
+  it declares,
   each called for every event up to and including the bar's close time;
 - ``update(bar)`` once per closed bar of the traded instrument, returning the plugin's feature
   values *at that bar's close* (NaN while warming up).
@@ -38,6 +39,7 @@ class FeatureInput(StrEnum):
     QUOTES = "quotes"
     REFERENCE = "reference"  # bars of a second instrument (e.g. BTC for BNB)
     FUNDING = "funding"
+    DEPTH = "depth"  # 5-level book summary snapshots
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +84,9 @@ class FeaturePlugin:
             err = exc.errors()[0]
             key = ".".join(str(p) for p in err["loc"])
             reason = "unknown parameter" if err["type"] == "extra_forbidden" else err["msg"]
-            raise PluginError(f"feature plugin {self.name!r}: parameter {key}: {reason}") from None
+            reason = reason.removeprefix("Value error, ")
+            where = f"parameter {key}" if key else "parameters"
+            raise PluginError(f"feature plugin {self.name!r}: {where}: {reason}") from None
         self.reset()
 
     # -- contract -----------------------------------------------------------------------------
@@ -118,6 +122,9 @@ class FeaturePlugin:
 
     def on_funding(self, ts: int, rate: float) -> None:
         """Consume one funding-rate settlement."""
+
+    def on_depth(self, ts: int, bid_depth: float, ask_depth: float) -> None:
+        """Consume one 5-level book summary (base-asset size on the best five levels per side)."""
 
     # -- fitting on the training window ---------------------------------------------------------
     def fit(self, bars: "Any") -> None:

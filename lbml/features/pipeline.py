@@ -60,6 +60,7 @@ class FeaturePipeline:
         self._quote_sinks = [p for p in self.plugins if FeatureInput.QUOTES in p.inputs]
         self._ref_sinks = [p for p in self.plugins if FeatureInput.REFERENCE in p.inputs]
         self._funding_sinks = [p for p in self.plugins if FeatureInput.FUNDING in p.inputs]
+        self._depth_sinks = [p for p in self.plugins if FeatureInput.DEPTH in p.inputs]
         self._buffer = np.empty(len(self.names), dtype=np.float64)
 
     @property
@@ -90,14 +91,17 @@ class FeaturePipeline:
         for plugin in self._funding_sinks:
             plugin.on_funding(ts, rate)
 
+    def on_depth(self, ts: int, bid_depth: float, ask_depth: float) -> None:
+        for plugin in self._depth_sinks:
+            plugin.on_depth(ts, bid_depth, ask_depth)
+
     def update(self, bar: BarEvent) -> np.ndarray:
         """Return the feature vector at ``bar``'s close (a reused buffer: copy to keep it)."""
-        out = self._buffer
-        i = 0
+        values: list[float] = []
         for plugin in self.plugins:
-            for value in plugin.update(bar):
-                out[i] = value
-                i += 1
+            values.extend(plugin.update(bar))
+        out = self._buffer
+        out[:] = values
         return out
 
     # -- fitted state ---------------------------------------------------------------------------
@@ -122,6 +126,8 @@ def available_inputs(market: MarketData, symbol: str, reference: str | None) -> 
         found |= {FeatureInput.TRADES, FeatureInput.TAKER_BUY}
     if data.quotes is not None and len(data.quotes):
         found.add(FeatureInput.QUOTES)
+    if data.depth is not None and len(data.depth):
+        found.add(FeatureInput.DEPTH)
     if reference is not None and reference in market:
         found.add(FeatureInput.REFERENCE)
     if symbol in market.funding or (reference is not None and reference in market.funding):
@@ -170,8 +176,8 @@ def compute_features(
 ) -> pd.DataFrame:
     """Replay history through the streaming pipeline and return one feature row per bar.
 
-    Events are dispatched in the engine's order: every trade, quote, funding settlement and
-    reference bar with a timestamp at or before a bar's close, then the bar itself.
+    Events are dispatched in the engine's order: every trade, quote, depth snapshot, funding
+    settlement and reference bar with a timestamp at or before a bar's close, then the bar itself.
     """
     pipeline.reset()
     streams: list[tuple[np.ndarray, Any]] = []
@@ -181,6 +187,9 @@ def compute_features(
     if pipeline._quote_sinks and data.quotes is not None:
         q = data.quotes
         streams.append((q.index.asi8, _quote_dispatch(pipeline, q)))
+    if pipeline._depth_sinks and data.depth is not None:
+        d = data.depth
+        streams.append((d.index.asi8, _depth_dispatch(pipeline, d)))
     if pipeline._funding_sinks and funding is not None and len(funding):
         streams.append((funding.index.asi8, _funding_dispatch(pipeline, funding)))
     if pipeline._ref_sinks and reference_bars is not None:
@@ -189,15 +198,17 @@ def compute_features(
 
     positions = [0] * len(streams)
     events = bar_events(bars)
+    bar_ts = bars.index.asi8
+    # ends[s][row]: events of stream s with a timestamp at or before bar row's close.
+    ends = [np.searchsorted(stamps, bar_ts, side="right").tolist() for stamps, _ in streams]
+    dispatchers = [dispatch for _, dispatch in streams]
     out = np.empty((len(events), len(pipeline.names)), dtype=np.float64)
     for row, bar in enumerate(events):
-        for s, (stamps, dispatch) in enumerate(streams):
-            i = positions[s]
-            end = int(np.searchsorted(stamps, bar.ts, side="right"))
-            while i < end:
+        for s, dispatch in enumerate(dispatchers):
+            end = ends[s][row]
+            for i in range(positions[s], end):
                 dispatch(i)
-                i += 1
-            positions[s] = i
+            positions[s] = end
         out[row] = pipeline.update(bar)
     return pd.DataFrame(out, index=bars.index, columns=list(pipeline.names))
 
@@ -212,6 +223,11 @@ def _quote_dispatch(pipeline: FeaturePipeline, q: pd.DataFrame):
     bid, ask = q["bid"].to_numpy(), q["ask"].to_numpy()
     bs, az = q["bid_size"].to_numpy(), q["ask_size"].to_numpy()
     return lambda i: pipeline.on_quote(int(ts[i]), float(bid[i]), float(ask[i]), float(bs[i]), float(az[i]))
+
+
+def _depth_dispatch(pipeline: FeaturePipeline, d: pd.DataFrame):
+    ts, bid, ask = d.index.asi8, d["bid_depth"].to_numpy(), d["ask_depth"].to_numpy()
+    return lambda i: pipeline.on_depth(int(ts[i]), float(bid[i]), float(ask[i]))
 
 
 def _funding_dispatch(pipeline: FeaturePipeline, f: pd.DataFrame):

@@ -1,0 +1,310 @@
+"""Look-ahead and parity analysis of feature plugins (``lbml features check``).
+
+For every feature the checker measures:
+
+- **causality**: the data after a random cut point t is perturbed (bars, trades, quotes, depth,
+  reference bars, funding); every value at or before t must stay bit-identical. Fitting runs on the perturbed
+  data too and the baseline's fitted state is then loaded, so a plugin that carries anything from
+  ``fit`` to ``update`` other than its declared fitted state (a peek at training data) is caught.
+- **batch/stream parity**: a fresh pipeline that only loads the (JSON round-tripped) fitted state,
+  fed one event at a time in engine order, must reproduce the batch replay (relative difference
+  at most ``PARITY_RTOL``).
+- **non-finite values after warm-up** and the **observed warm-up** against the declared one.
+"""
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from lbml.data.frames import InstrumentData
+from lbml.features.pipeline import FeaturePipeline, bar_events, compute_features
+
+PARITY_RTOL = 1e-9
+PARITY_ATOL = 1e-12
+
+
+@dataclass(frozen=True)
+class FeatureInputs:
+    """Everything a pipeline can be fed for one instrument."""
+
+    data: InstrumentData
+    bars: pd.DataFrame
+    reference_bars: pd.DataFrame | None = None
+    funding: pd.DataFrame | None = None
+
+
+@dataclass(frozen=True)
+class FeatureResult:
+    """Check outcome for one feature column."""
+
+    name: str
+    plugin: str
+    warmup_declared: int
+    warmup_observed: int | None  # None: never finite on this data
+    causal: bool
+    parity_max_rel: float
+    nonfinite_after_warmup: int
+
+    @property
+    def parity_ok(self) -> bool:
+        return self.parity_max_rel <= PARITY_RTOL
+
+    @property
+    def ok(self) -> bool:
+        return self.causal and self.parity_ok and self.nonfinite_after_warmup == 0
+
+
+@dataclass
+class CheckReport:
+    """Per-feature results plus what the check ran on."""
+
+    results: list[FeatureResult]
+    n_bars: int
+    cuts: list[int]
+    unavailable: list[tuple[str, str]] = field(default_factory=list)  # (plugin, reason)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.results)
+
+    def failures(self) -> list[FeatureResult]:
+        return [r for r in self.results if not r.ok]
+
+    def to_table(self) -> str:
+        header = ("feature", "plugin", "warm-up decl/obs", "causal", "parity max rel", "non-finite", "status")
+        rows = [header]
+        for r in self.results:
+            observed = "never" if r.warmup_observed is None else str(r.warmup_observed)
+            rows.append(
+                (
+                    r.name,
+                    r.plugin,
+                    f"{r.warmup_declared}/{observed}",
+                    "ok" if r.causal else "LEAK",
+                    f"{r.parity_max_rel:.1e}" + ("" if r.parity_ok else " FAIL"),
+                    str(r.nonfinite_after_warmup),
+                    "ok" if r.ok else "FAIL",
+                )
+            )
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        for plugin, reason in self.unavailable:
+            lines.append(f"declared unavailable: {plugin} ({reason})")
+        return "\n".join(lines)
+
+
+def check_features(
+    make_pipeline: Callable[[], FeaturePipeline],
+    inputs: FeatureInputs,
+    fit_end: pd.Timestamp,
+    *,
+    n_cuts: int = 12,
+    seed: int = 0,
+    cuts: list[int] | None = None,
+) -> CheckReport:
+    """Run the causality, parity and warm-up checks; ``make_pipeline`` must build fresh plugins.
+
+    Parameters
+    ----------
+    make_pipeline : callable
+        Returns a new, unfitted ``FeaturePipeline`` each call.
+    inputs : FeatureInputs
+        The data to check on.
+    fit_end : pandas.Timestamp
+        End of the training window: ``fit`` sees bars up to here only.
+    n_cuts : int
+        Number of random cut points (ignored when ``cuts`` is given).
+    seed : int
+        Seed of the cut points and perturbations.
+    cuts : list of int, optional
+        Explicit cut rows (bar positions).
+    """
+    bars = inputs.bars
+    n = len(bars)
+    rng = np.random.default_rng(seed)
+    if cuts is None:
+        cuts = sorted(set(int(c) for c in rng.integers(0, max(n - 1, 1), size=n_cuts)))
+
+    base = make_pipeline()
+    base.fit(bars.loc[:fit_end])
+    state = json.loads(json.dumps(base.fitted_state()))
+    baseline = _replay(base, inputs).to_numpy()
+
+    stream = make_pipeline()
+    stream.load_fitted_state(state)
+    streamed = stream_features(stream, inputs)
+    parity = _max_rel_diff(streamed, baseline)
+
+    causal = np.ones(len(base.names), dtype=bool)
+    for cut in cuts:
+        perturbed = perturb_after(inputs, bars.index[cut], rng)
+        pipeline = make_pipeline()
+        pipeline.fit(perturbed.bars.loc[:fit_end])
+        pipeline.load_fitted_state(state)
+        head = replace(perturbed, bars=perturbed.bars.iloc[: cut + 1])
+        values = _replay(pipeline, head).to_numpy()
+        causal &= _same(values, baseline[: cut + 1])
+
+    results = []
+    col = 0
+    for plugin in base.plugins:
+        declared = plugin.warmup_bars()
+        for name in plugin.output_names():
+            finite = np.isfinite(baseline[:, col])
+            bad = np.flatnonzero(~finite)
+            observed = None if not finite.any() else (int(bad[-1]) + 1 if len(bad) else 0)
+            results.append(
+                FeatureResult(
+                    name=name,
+                    plugin=plugin.name,
+                    warmup_declared=declared,
+                    warmup_observed=observed,
+                    causal=bool(causal[col]),
+                    parity_max_rel=float(parity[col]),
+                    nonfinite_after_warmup=int((~finite[declared:]).sum()),
+                )
+            )
+            col += 1
+    return CheckReport(results=results, n_bars=n, cuts=list(cuts))
+
+
+def _replay(pipeline: FeaturePipeline, inputs: FeatureInputs) -> pd.DataFrame:
+    return compute_features(pipeline, inputs.data, inputs.bars, inputs.reference_bars, inputs.funding)
+
+
+def stream_features(pipeline: FeaturePipeline, inputs: FeatureInputs) -> np.ndarray:
+    """Feed every event one at a time, merged by timestamp in engine order; return one row per bar.
+
+    Independent of ``compute_features``' per-stream bookkeeping: all events are sorted into one
+    sequence (at equal timestamps: trades, quotes, depth, funding, reference bars, then the bar).
+    """
+    pipeline.reset()
+    handlers: list[Callable[[int], None]] = []
+    stamps: list[np.ndarray] = []
+    data = inputs.data
+    if data.trades is not None and len(data.trades):
+        t = data.trades
+        px, sz, sd = t["price"].to_numpy(), t["size"].to_numpy(), t["side"].to_numpy()
+        ts_t = t.index.asi8
+        handlers.append(lambda i: pipeline.on_trade(int(ts_t[i]), float(px[i]), float(sz[i]), int(sd[i])))
+        stamps.append(ts_t)
+    if data.quotes is not None and len(data.quotes):
+        q = data.quotes
+        bid, ask = q["bid"].to_numpy(), q["ask"].to_numpy()
+        bs, az = q["bid_size"].to_numpy(), q["ask_size"].to_numpy()
+        ts_q = q.index.asi8
+        handlers.append(
+            lambda i: pipeline.on_quote(int(ts_q[i]), float(bid[i]), float(ask[i]), float(bs[i]), float(az[i]))
+        )
+        stamps.append(ts_q)
+    if data.depth is not None and len(data.depth):
+        dp = data.depth
+        bd, ad, ts_d = dp["bid_depth"].to_numpy(), dp["ask_depth"].to_numpy(), dp.index.asi8
+        handlers.append(lambda i: pipeline.on_depth(int(ts_d[i]), float(bd[i]), float(ad[i])))
+        stamps.append(ts_d)
+    if inputs.funding is not None and len(inputs.funding):
+        f = inputs.funding
+        rate, ts_f = f["rate"].to_numpy(), f.index.asi8
+        handlers.append(lambda i: pipeline.on_funding(int(ts_f[i]), float(rate[i])))
+        stamps.append(ts_f)
+    if inputs.reference_bars is not None and len(inputs.reference_bars):
+        ref = bar_events(inputs.reference_bars)
+        handlers.append(lambda i: pipeline.on_reference_bar(ref[i]))
+        stamps.append(inputs.reference_bars.index.asi8)
+    events = bar_events(inputs.bars)
+    rows = np.empty((len(events), len(pipeline.names)))
+
+    def on_bar(i: int) -> None:
+        rows[i] = pipeline.update(events[i])
+
+    handlers.append(on_bar)
+    stamps.append(inputs.bars.index.asi8)
+
+    ts = np.concatenate(stamps)
+    kind = np.concatenate([np.full(len(s), k, dtype=np.int64) for k, s in enumerate(stamps)])
+    pos = np.concatenate([np.arange(len(s), dtype=np.int64) for s in stamps])
+    order = np.lexsort((pos, kind, ts))
+    for k, i in zip(kind[order].tolist(), pos[order].tolist()):
+        handlers[k](i)
+    return rows
+
+
+def perturb_after(inputs: FeatureInputs, cut: pd.Timestamp, rng: np.random.Generator) -> FeatureInputs:
+    """Return ``inputs`` with every value strictly after ``cut`` randomly changed (prices stay valid)."""
+    data = inputs.data
+    trades = data.trades
+    if trades is not None:
+        trades = trades.copy()
+        after = trades.index > cut
+        k = int(after.sum())
+        trades.loc[after, "price"] *= np.exp(rng.normal(0, 0.02, k))
+        trades.loc[after, "size"] *= rng.uniform(0.2, 5.0, k)
+        trades.loc[after, "side"] = np.where(rng.random(k) < 0.5, 1, -1).astype(trades["side"].dtype)
+    quotes = data.quotes
+    if quotes is not None:
+        quotes = quotes.copy()
+        after = quotes.index > cut
+        k = int(after.sum())
+        factor = np.exp(rng.normal(0, 0.02, k))
+        quotes.loc[after, "bid"] *= factor
+        quotes.loc[after, "ask"] *= factor * (1 + rng.uniform(0, 1e-3, k))
+        quotes.loc[after, "bid_size"] *= rng.uniform(0.2, 5.0, k)
+        quotes.loc[after, "ask_size"] *= rng.uniform(0.2, 5.0, k)
+    depth = data.depth
+    if depth is not None:
+        depth = depth.copy()
+        after = depth.index > cut
+        k = int(after.sum())
+        depth.loc[after, "bid_depth"] *= rng.uniform(0.2, 5.0, k)
+        depth.loc[after, "ask_depth"] *= rng.uniform(0.2, 5.0, k)
+    funding = inputs.funding
+    if funding is not None:
+        funding = funding.copy()
+        after = funding.index > cut
+        funding.loc[after, "rate"] += rng.normal(0, 1e-4, int(after.sum()))
+    return FeatureInputs(
+        data=replace(data, trades=trades, quotes=quotes, depth=depth),
+        bars=_perturb_bars(inputs.bars, cut, rng),
+        reference_bars=_perturb_bars(inputs.reference_bars, cut, rng),
+        funding=funding,
+    )
+
+
+def _perturb_bars(bars: pd.DataFrame | None, cut: pd.Timestamp, rng: np.random.Generator) -> pd.DataFrame | None:
+    if bars is None:
+        return None
+    bars = bars.copy()
+    after = bars.index > cut
+    k = int(after.sum())
+    factor = np.exp(np.cumsum(rng.normal(0, 0.01, k)))
+    for column in ("open", "high", "low", "close"):
+        bars.loc[after, column] *= factor
+    volume_factor = rng.uniform(0.2, 5.0, k)
+    bars.loc[after, "volume"] *= volume_factor
+    if "taker_buy_volume" in bars:
+        bars.loc[after, "taker_buy_volume"] = bars.loc[after, "volume"] * rng.uniform(0, 1, k)
+    return bars
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per column: bit-identical values (NaN equals NaN)."""
+    equal = (a == b) | (np.isnan(a) & np.isnan(b))
+    return equal.all(axis=0)
+
+
+def _max_rel_diff(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per column: max |a − b| / max(|a|, |b|) (absolute below PARITY_ATOL); inf where NaN-ness differs."""
+    both_nan = np.isnan(a) & np.isnan(b)
+    one_nan = np.isnan(a) ^ np.isnan(b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        diff = np.abs(a - b)
+        scale = np.maximum(np.abs(a), np.abs(b))
+        rel = np.where(diff <= PARITY_ATOL, 0.0, diff / scale)
+    rel = np.where(both_nan, 0.0, rel)
+    rel = np.where(one_nan, np.inf, rel)
+    rel = np.where(np.isnan(rel), np.inf, rel)  # inf vs inf of opposite signs, etc.
+    return rel.max(axis=0) if len(rel) else np.zeros(a.shape[1])

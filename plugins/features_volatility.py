@@ -1,0 +1,190 @@
+"""Volatility layer (6 features): GARCH(1,1), realised, Parkinson, Garman–Klass, drawdown, time since high.
+
+GARCH(1,1) is fit with ``arch`` on the training window only (``fit``), on 100 × log returns; the
+parameters are frozen into ``fitted_state`` and the streaming update runs the variance recursion
+σ²(t+1) = ω + α·ε(t)² + β·σ²(t) with them, so no bar ever refits. All outputs are in log-return
+units or ratios, hence scale-free.
+"""
+
+import math
+import warnings
+from collections import deque
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from lbml.errors import PluginError
+from lbml.features.base import NAN, BarEvent, FeatureDoc, FeatureParams, FeaturePlugin
+from lbml.features.rolling import RollingExtreme, RollingMoments
+from lbml.hookspecs import hookimpl
+
+_LN2 = math.log(2.0)
+_GK_C = 2.0 * _LN2 - 1.0
+_GARCH_SCALE = 100.0
+_MIN_FIT_RETURNS = 100
+
+
+class VolatilityParams(FeatureParams):
+    window: int = Field(15, ge=2, le=10_000, description="bars for realised, Parkinson and Garman–Klass")
+    drawdown_window: int = Field(60, ge=2, le=10_000)
+    garch_dist: str = Field("t", pattern="^(normal|t)$")
+
+
+class VolatilityFeatures(FeaturePlugin):
+    """GARCH conditional volatility and range-based volatility estimators."""
+
+    name = "volatility"
+    version = "1"
+    Params = VolatilityParams
+
+    def __init__(self, **params: Any) -> None:
+        self._garch: dict[str, float] | None = None
+        super().__init__(**params)
+
+    def output_names(self) -> tuple[str, ...]:
+        p = self.params
+        return (
+            "vol_garch",
+            f"vol_realised_{p.window}",
+            f"vol_parkinson_{p.window}",
+            f"vol_garman_klass_{p.window}",
+            f"vol_max_drawdown_{p.drawdown_window}",
+            f"vol_time_since_high_{p.drawdown_window}",
+        )
+
+    def warmup_bars(self) -> int:
+        p = self.params
+        return max(p.window + 1, p.drawdown_window)
+
+    def docs(self) -> dict[str, FeatureDoc]:
+        p = self.params
+        w, d = p.window, p.drawdown_window
+        return {
+            "vol_garch": FeatureDoc(
+                "sqrt(σ²(t+1)) / 100 with σ²(t+1) = ω + α·(100·r(t) − μ)² + β·σ²(t); "
+                f"GARCH(1,1), {p.garch_dist} shocks, fit by arch on the training window only, frozen",
+                "log return per bar",
+            ),
+            f"vol_realised_{w}": FeatureDoc(f"sqrt(Σ r² over the last {w} 1-bar log returns)", "log return"),
+            f"vol_parkinson_{w}": FeatureDoc(
+                f"sqrt(mean over {w} bars of ln(H/L)² / (4·ln 2))", "log return per bar"
+            ),
+            f"vol_garman_klass_{w}": FeatureDoc(
+                f"sqrt(mean over {w} bars of ½·ln(H/L)² − (2·ln 2 − 1)·ln(C/O)²)", "log return per bar"
+            ),
+            f"vol_max_drawdown_{d}": FeatureDoc(
+                f"max over the last {d} closes of 1 − close / running max close", "fraction of price"
+            ),
+            f"vol_time_since_high_{d}": FeatureDoc(
+                f"(bars since the highest high of the last {d} bars) / {d}", "ratio in [0, 1)"
+            ),
+        }
+
+    # -- fitting -------------------------------------------------------------------------------
+    def fit(self, bars: pd.DataFrame) -> None:
+        from arch import arch_model
+
+        close = bars["close"].to_numpy(np.float64)
+        returns = _GARCH_SCALE * np.diff(np.log(close))
+        returns = returns[np.isfinite(returns)]
+        if len(returns) < _MIN_FIT_RETURNS:
+            raise PluginError(
+                f"feature plugin volatility: GARCH needs >= {_MIN_FIT_RETURNS} training returns, got {len(returns)}"
+            )
+        model = arch_model(returns, mean="Constant", vol="GARCH", p=1, q=1, dist=self.params.garch_dist)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = model.fit(disp="off", show_warning=False)
+        params = result.params
+        alpha, beta = float(params["alpha[1]"]), float(params["beta[1]"])
+        omega, mu = float(params["omega"]), float(params["mu"])
+        if not all(map(math.isfinite, (alpha, beta, omega, mu))) or omega <= 0:
+            raise PluginError("feature plugin volatility: GARCH fit did not converge to finite parameters")
+        self._garch = {
+            "mu": mu,
+            "omega": omega,
+            "alpha": alpha,
+            "beta": beta,
+            "initial_variance": float(np.var(returns)),
+        }
+        self.reset()
+
+    def fitted_state(self) -> dict[str, Any]:
+        return {"garch": dict(self._garch)} if self._garch is not None else {}
+
+    def load_fitted_state(self, state: dict[str, Any]) -> None:
+        garch = state.get("garch")
+        if garch is None:
+            raise PluginError("feature plugin volatility: fitted state has no GARCH parameters")
+        try:
+            self._garch = {k: float(garch[k]) for k in ("mu", "omega", "alpha", "beta", "initial_variance")}
+        except (KeyError, TypeError, ValueError):
+            raise PluginError("feature plugin volatility: fitted GARCH state is malformed") from None
+        self.reset()
+
+    # -- streaming -----------------------------------------------------------------------------
+    def reset(self) -> None:
+        p = self.params
+        self._prev_close = NAN
+        self._sq_returns = RollingMoments(p.window)
+        self._park = RollingMoments(p.window)
+        self._gk = RollingMoments(p.window)
+        self._closes: deque[float] = deque(maxlen=p.drawdown_window)
+        self._highs = RollingExtreme(p.drawdown_window)
+        self._variance = self._garch["initial_variance"] if self._garch is not None else NAN
+
+    def update(self, bar: BarEvent) -> tuple[float, ...]:
+        g = self._garch
+        if g is None:
+            raise PluginError("feature plugin volatility: GARCH is not fitted (call fit or load_fitted_state)")
+        p = self.params
+        prev = self._prev_close
+        self._prev_close = bar.close
+        garch = NAN
+        if prev == prev:  # not NaN
+            r = math.log(bar.close / prev)
+            self._sq_returns.push(r * r)
+            eps = _GARCH_SCALE * r - g["mu"]
+            self._variance = g["omega"] + g["alpha"] * eps * eps + g["beta"] * self._variance
+            garch = math.sqrt(self._variance) / _GARCH_SCALE
+        hl = math.log(bar.high / bar.low)
+        co = math.log(bar.close / bar.open)
+        self._park.push(hl * hl)
+        self._gk.push(0.5 * hl * hl - _GK_C * co * co)
+        closes = self._closes
+        closes.append(bar.close)
+        self._highs.push(bar.high)
+
+        sq = self._sq_returns
+        realised = math.sqrt(max(sq.total, 0.0)) if sq.full else NAN
+        if self._park.full:
+            park = math.sqrt(max(self._park.mean(), 0.0) / (4.0 * _LN2))
+            gk = math.sqrt(max(self._gk.mean(), 0.0))
+        else:
+            park = gk = NAN
+        if len(closes) == p.drawdown_window:
+            drawdown = _max_drawdown(closes)
+            since_high = self._highs.bars_since_max() / p.drawdown_window
+        else:
+            drawdown = since_high = NAN
+        return (garch, realised, park, gk, drawdown, since_high)
+
+
+def _max_drawdown(closes: deque[float]) -> float:
+    peak = closes[0]
+    worst = 1.0  # lowest close / running peak seen so far
+    for c in closes:
+        if c > peak:
+            peak = c
+        else:
+            ratio = c / peak
+            if ratio < worst:
+                worst = ratio
+    return 1.0 - worst
+
+
+@hookimpl
+def lbml_register_features() -> list[type]:
+    return [VolatilityFeatures]
