@@ -202,14 +202,13 @@ def _cmd_paper(args, settings) -> int:
         feed=args.feed, speed=args.speed, duration_s=args.duration, bars=args.bars, endpoint=args.endpoint,
         console=not args.quiet, model_budget_s=args.model_budget, stall_after_s=args.stall_after,
     )
-    from lbml.engine.backtest import strategy_config_kwargs
     from lbml.live.publishing import paper_publisher
 
     state_dir = Path(args.state) if args.state else settings.paths.runs_dir / f"paper-{scenario.name}"
     signals = settings.signals
     if args.publish_endpoint:
         signals = signals.model_copy(update={"endpoint": args.publish_endpoint})
-    publisher = paper_publisher(signals, state_dir, strategy_config_kwargs(scenario, scenario.data.bar_minutes))
+    publisher = paper_publisher(signals, state_dir, scenario)
     summary = run_paper(
         scenario, _registry(settings), state_dir, options, model_dir=Path(args.model) if args.model else None,
         extra_actors=[publisher],

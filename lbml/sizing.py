@@ -16,6 +16,7 @@ class KellyParams:
     probability_shrinkage: float = 1.0
     probability_n_eff: float = 0.0  # samples behind the calibrated probability (0 = no uncertainty shrink)
     uncertainty_z: float = 1.0
+    ev_margin: float = 0.0  # extra probability above break-even, tuned on out-of-fold predictions
 
 
 def shrink_probability(p: float, n_eff: float, z: float = 1.0) -> float:
@@ -53,9 +54,11 @@ def target_exposure(p_up: float, params: KellyParams) -> float:
     f_long = kelly_fraction(p, win, loss)
     f_short = kelly_fraction(1.0 - p, win, loss)
     cap = params.max_leverage * params.max_position_fraction
-    if f_long > 0.0:
+    # Expected-value rule: trade only above break-even plus the model's out-of-fold margin.
+    threshold = (loss / (win + loss) if win > 0 else 1.0) + params.ev_margin
+    if f_long > 0.0 and p >= threshold:
         return min(params.kelly_fraction * f_long, cap)
-    if f_short > 0.0:
+    if f_short > 0.0 and 1.0 - p >= threshold:
         return -min(params.kelly_fraction * f_short, cap)
     return 0.0
 

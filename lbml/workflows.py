@@ -112,14 +112,17 @@ def backtest(
     pipeline.load_fitted_state(artifact.feature_state)
     warm_up(pipeline, prepared)
     if publish is None:
-        result = run_backtest(scenario, market, split, pipeline, artifact.model, progress=progress)
+        result = run_backtest(
+            scenario, market, split, pipeline, artifact.model, progress=progress, ev_margin=artifact.ev_margin
+        )
     else:
         from lbml.signals.actor import run_with_publisher
 
         result = run_with_publisher(
             publish, artifact.model_id, pipeline.schema().hash,
             lambda publisher: run_backtest(
-                scenario, market, split, pipeline, artifact.model, progress=progress, publisher=publisher
+                scenario, market, split, pipeline, artifact.model, progress=progress, publisher=publisher,
+                ev_margin=artifact.ev_margin,
             ),
         )
     return result, artifact

@@ -45,6 +45,7 @@ class KellyLeverageConfig(StrategyConfig, frozen=True):
     leverage: LeverageSpec | None = None  # exchange margin / Aave lending: liquidation orders
     probability_n_eff: float = 0.0
     trailing_stop: bool = False
+    ev_margin: float = 0.0
 
 
 class KellyLeverage(Strategy):
@@ -62,6 +63,7 @@ class KellyLeverage(Strategy):
             round_trip_cost_pct=config.round_trip_cost_pct,
             probability_shrinkage=config.probability_shrinkage,
             probability_n_eff=config.probability_n_eff,
+            ev_margin=config.ev_margin,
         )
         self._max_hold_ns = config.max_holding_bars * config.bar_minutes * 60 * 1_000_000_000
         self._instrument = None

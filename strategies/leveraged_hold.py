@@ -36,6 +36,7 @@ class LeveragedHoldConfig(StrategyConfig, frozen=True):
     probability_shrinkage: float = 1.0
     probability_n_eff: float = 0.0
     trailing_stop: bool = False
+    ev_margin: float = 0.0
 
 
 class LeveragedHold(Strategy):

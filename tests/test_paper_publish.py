@@ -8,7 +8,6 @@ import time
 
 import zmq
 
-from lbml.engine.backtest import strategy_config_kwargs
 from lbml.live.publishing import paper_publisher
 from lbml.live.session import PaperOptions, run_paper
 from lbml.plugins import load_registry
@@ -61,7 +60,7 @@ def test_paper_publishes_each_prediction_once_across_a_restart(tmp_path):
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
     signals = SignalsSettings(endpoint=endpoint, heartbeat_interval_s=0.2)
     state = tmp_path / "state"
-    factory = paper_publisher(signals, state, strategy_config_kwargs(scenario, 1))
+    factory = paper_publisher(signals, state, scenario)
     collector = Collector(endpoint)
     try:
         options = PaperOptions(speed=1e9, bars=60, console=False)

@@ -60,3 +60,13 @@ def test_reconcile_open_position():
     assert rec.unrealized_pnl == pytest.approx(15.0)
     assert rec.error == pytest.approx(0.0, abs=1e-12)
     assert math.isclose(rec.rebuilt_equity, 1013.95)
+
+
+def test_ev_margin_raises_the_entry_threshold_symmetrically():
+    be = break_even_probability(PARAMS)
+    strict = KellyParams(**{**PARAMS.__dict__, "ev_margin": 0.02})
+    assert target_exposure(be + 0.01, PARAMS) > 0.0
+    assert target_exposure(be + 0.01, strict) == 0.0  # above break-even, below break-even + margin
+    assert target_exposure(be + 0.03, strict) == pytest.approx(target_exposure(be + 0.03, PARAMS))
+    assert target_exposure(1 - be - 0.01, strict) == 0.0
+    assert target_exposure(1 - be - 0.03, strict) < 0.0

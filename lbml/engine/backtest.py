@@ -97,7 +97,8 @@ def load_strategy_class(class_path: str) -> tuple[type, type]:
     return cls, config_cls
 
 
-def strategy_config_kwargs(scenario: Scenario, bar_minutes: int) -> dict:
+def strategy_config_kwargs(scenario: Scenario, bar_minutes: int, ev_margin: float = 0.0) -> dict:
+    """The strategy config's keyword arguments; ``ev_margin`` comes from the model artifact."""
     s, c = scenario.strategy, scenario.costs
     expected_hold_years = s.max_holding_bars * bar_minutes / 2 / (365 * 24 * 60)
     round_trip = 2 * c.taker_fee + 2 * c.slippage_bps / 1e4 + expected_borrow_apr(scenario) * expected_hold_years
@@ -114,6 +115,7 @@ def strategy_config_kwargs(scenario: Scenario, bar_minutes: int) -> dict:
         "probability_shrinkage": s.probability_shrinkage,
         "probability_n_eff": s.probability_n_eff,
         "trailing_stop": s.trailing_stop,
+        "ev_margin": ev_margin,
     }
 
 
@@ -129,6 +131,7 @@ def run_backtest(
     publisher=None,
     compiled_inference: bool = True,
     purge_every_bars: int | None = 1,
+    ev_margin: float = 0.0,
 ) -> BacktestResult:
     """Backtest ``(split.test_start, split.test_end]``; ``pipeline`` must be warmed up to test_start."""
     if compiled_inference:  # same probabilities, ~50x cheaper per bar (lbml.models.compiled)
@@ -200,7 +203,7 @@ def run_backtest(
         strategy_config_cls(
             instrument_id=instrument.id,
             bar_type=bar_type,
-            **strategy_config_kwargs(scenario, minutes),
+            **strategy_config_kwargs(scenario, minutes, ev_margin),
             **lev.strategy_kwargs(),
         )
     )
@@ -210,7 +213,7 @@ def run_backtest(
     if publisher is not None:  # lbml.signals.SignalPublisher: predictions also go out over ZeroMQ
         from lbml.signals.actor import publisher_actor
 
-        engine.add_actor(publisher_actor(publisher, strategy_config_kwargs(scenario, minutes)))
+        engine.add_actor(publisher_actor(publisher, strategy_config_kwargs(scenario, minutes, ev_margin)))
     if purge_every_bars is not None:  # flat cost per bar (lbml.engine.purge); results unchanged
         engine.add_actor(
             CachePurger(CachePurgerConfig(component_id="CachePurger", bar_type=bar_type, every_bars=purge_every_bars))

@@ -11,13 +11,12 @@ slippage model a scenario's ``[costs]`` asks for.
 
 import math
 
-from nautilus_trader.backtest.modules import SimulationModule, SimulationModuleConfig
+from nautilus_trader.backtest.modules import SimulationModuleConfig
 from nautilus_trader.model.data import Bar, TradeTick
 from nautilus_trader.model.enums import LiquiditySide
 from nautilus_trader.model.events import OrderFilled
-from nautilus_trader.model.objects import Money
 
-from lbml.engine.costs import CostLedger, SlippageConfig, SlippageModule
+from lbml.engine.costs import FillChargeModule, SlippageConfig, SlippageModule
 
 NS_PER_MINUTE = 60_000_000_000
 
@@ -28,7 +27,7 @@ class VolatilitySlippageConfig(SimulationModuleConfig, frozen=True):
     floor_bps: float = 0.0
 
 
-class VolatilitySlippageModule(SimulationModule):
+class VolatilitySlippageModule(FillChargeModule):
     """Charges taker fills ``k × σ_1m`` of their notional (σ known before the fill)."""
 
     def __init__(self, config: VolatilitySlippageConfig) -> None:
@@ -36,7 +35,6 @@ class VolatilitySlippageModule(SimulationModule):
         self._k = config.k
         self._alpha = 1.0 - 0.5 ** (1.0 / config.halflife_minutes)
         self._floor = config.floor_bps / 1e4
-        self.ledger = CostLedger()
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -44,8 +42,6 @@ class VolatilitySlippageModule(SimulationModule):
         self._prev_close: float | None = None
         self._minute = -1
         self._last = 0.0
-        self._pending = 0.0
-        self._subscribed = False
 
     @property
     def sigma(self) -> float:
@@ -68,26 +64,17 @@ class VolatilitySlippageModule(SimulationModule):
                 self._minute = minute
             self._last = data.price.as_double()
 
-    def _on_fill(self, fill: OrderFilled) -> None:
-        if fill.liquidity_side == LiquiditySide.TAKER:
-            rate = max(self._floor, self._k * self.sigma)
-            self._pending += fill.last_qty.as_double() * fill.last_px.as_double() * rate
-
-    def process(self, ts_now: int) -> None:
-        if not self._subscribed:
-            self.msgbus.subscribe(topic="events.fills.*", handler=self._on_fill)
-            self._subscribed = True
-        if self._pending > 0.0:
-            amount, self._pending = self._pending, 0.0
-            account = self.exchange.get_account()
-            self.exchange.adjust_account(Money(-amount, account.base_currency))
-            self.ledger.add(ts_now, amount)
+    def charge_for(self, fill: OrderFilled) -> float:
+        if fill.liquidity_side != LiquiditySide.TAKER:
+            return 0.0
+        rate = max(self._floor, self._k * self.sigma)
+        return fill.last_qty.as_double() * fill.last_px.as_double() * rate
 
     def log_diagnostics(self, logger) -> None:
         logger.info(f"volatility slippage: {self.ledger.total:.2f}")
 
     def reset(self) -> None:
-        self.ledger = CostLedger()
+        super().reset()
         self._reset_state()
 
 
@@ -95,35 +82,18 @@ class GasConfig(SimulationModuleConfig, frozen=True):
     per_transaction: float = 0.0
 
 
-class GasModule(SimulationModule):
+class GasModule(FillChargeModule):
     """Charges ``per_transaction`` (account currency) for every fill."""
 
     def __init__(self, config: GasConfig) -> None:
         super().__init__(config)
         self._gas = config.per_transaction
-        self.ledger = CostLedger()
-        self._pending = 0.0
-        self._subscribed = False
 
-    def _on_fill(self, fill: OrderFilled) -> None:
-        self._pending += self._gas
-
-    def process(self, ts_now: int) -> None:
-        if not self._subscribed:
-            self.msgbus.subscribe(topic="events.fills.*", handler=self._on_fill)
-            self._subscribed = True
-        if self._pending > 0.0:
-            amount, self._pending = self._pending, 0.0
-            account = self.exchange.get_account()
-            self.exchange.adjust_account(Money(-amount, account.base_currency))
-            self.ledger.add(ts_now, amount)
+    def charge_for(self, fill: OrderFilled) -> float:
+        return self._gas
 
     def log_diagnostics(self, logger) -> None:
         logger.info(f"gas: {self.ledger.total:.2f}")
-
-    def reset(self) -> None:
-        self.ledger = CostLedger()
-        self._pending = 0.0
 
 
 def slippage_module(costs) -> SlippageModule | VolatilitySlippageModule:

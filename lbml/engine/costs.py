@@ -89,25 +89,26 @@ class BorrowInterestModule(SimulationModule):
         self._next_ns = 0
 
 
-class SlippageConfig(SimulationModuleConfig, frozen=True):
-    """Slippage charged on taker fills, in basis points of the filled notional."""
+class FillChargeModule(SimulationModule):
+    """Base of the modules that charge something per fill (slippage, gas, gap-through, liquidation).
 
-    taker_bps: float = 1.0
+    Fills arrive on the message bus (``events.fills.*``) while the exchange processes a command;
+    ``charge_for`` decides the amount, and the total is debited afterwards in ``process`` (never
+    re-entrantly from inside the fill) and written to ``ledger``.
+    """
 
-
-class SlippageModule(SimulationModule):
-    """Debits ``taker_bps`` of every taker fill's notional after the fill is processed."""
-
-    def __init__(self, config: SlippageConfig) -> None:
+    def __init__(self, config: SimulationModuleConfig) -> None:
         super().__init__(config)
-        self._rate = config.taker_bps / 1e4
+        self.ledger = CostLedger()
         self._pending = 0.0
         self._subscribed = False
-        self.ledger = CostLedger()
+
+    def charge_for(self, fill: OrderFilled) -> float:
+        """Return the amount (account currency, >= 0) this fill costs."""
+        raise NotImplementedError
 
     def _on_fill(self, fill: OrderFilled) -> None:
-        if fill.liquidity_side == LiquiditySide.TAKER:
-            self._pending += fill.last_qty.as_double() * fill.last_px.as_double() * self._rate
+        self._pending += self.charge_for(fill)
 
     def process(self, ts_now: int) -> None:
         if not self._subscribed:
@@ -119,12 +120,31 @@ class SlippageModule(SimulationModule):
             self.exchange.adjust_account(Money(-amount, account.base_currency))
             self.ledger.add(ts_now, amount)
 
-    def log_diagnostics(self, logger) -> None:
-        logger.info(f"slippage: {self.ledger.total:.2f}")
-
     def reset(self) -> None:
         self.ledger = CostLedger()
         self._pending = 0.0
+
+
+class SlippageConfig(SimulationModuleConfig, frozen=True):
+    """Slippage charged on taker fills, in basis points of the filled notional."""
+
+    taker_bps: float = 1.0
+
+
+class SlippageModule(FillChargeModule):
+    """Debits ``taker_bps`` of every taker fill's notional after the fill is processed."""
+
+    def __init__(self, config: SlippageConfig) -> None:
+        super().__init__(config)
+        self._rate = config.taker_bps / 1e4
+
+    def charge_for(self, fill: OrderFilled) -> float:
+        if fill.liquidity_side != LiquiditySide.TAKER:
+            return 0.0
+        return fill.last_qty.as_double() * fill.last_px.as_double() * self._rate
+
+    def log_diagnostics(self, logger) -> None:
+        logger.info(f"slippage: {self.ledger.total:.2f}")
 
 
 def _mark_price(exchange, instrument_id) -> float | None:

@@ -8,13 +8,12 @@ that is better than that price, debits the difference × quantity as slippage. T
 of the ``slippage`` cost and of the equity reconciliation.
 """
 
-from nautilus_trader.backtest.modules import SimulationModule, SimulationModuleConfig
+from nautilus_trader.backtest.modules import SimulationModuleConfig
 from nautilus_trader.model.data import Bar, TradeTick
 from nautilus_trader.model.enums import OrderSide, OrderType
 from nautilus_trader.model.events import OrderFilled
-from nautilus_trader.model.objects import Money
 
-from lbml.engine.costs import CostLedger
+from lbml.engine.costs import FillChargeModule
 
 _STOPS = (OrderType.STOP_MARKET, OrderType.TRAILING_STOP_MARKET)
 
@@ -23,16 +22,13 @@ class GapThroughConfig(SimulationModuleConfig, frozen=True):
     pass
 
 
-class GapThroughModule(SimulationModule):
+class GapThroughModule(FillChargeModule):
     """Charges stop fills down (or up) to the open of a market that gapped through the trigger."""
 
     def __init__(self, config: GapThroughConfig | None = None) -> None:
         super().__init__(config or GapThroughConfig())
-        self.ledger = CostLedger()
         self.events: list[dict] = []
         self._open: dict = {}
-        self._pending = 0.0
-        self._subscribed = False
 
     def pre_process(self, data) -> None:
         if isinstance(data, Bar):
@@ -40,13 +36,13 @@ class GapThroughModule(SimulationModule):
         elif isinstance(data, TradeTick):
             self._open[data.instrument_id] = data.price.as_double()
 
-    def _on_fill(self, fill: OrderFilled) -> None:
+    def charge_for(self, fill: OrderFilled) -> float:
         if fill.order_type not in _STOPS:
-            return
+            return 0.0
         ref = self._open.get(fill.instrument_id)
         order = self.exchange.cache.order(fill.client_order_id)
         if ref is None or order is None or order.trigger_price is None:
-            return
+            return 0.0
         trigger = order.trigger_price.as_double()
         px = fill.last_px.as_double()
         qty = fill.last_qty.as_double()
@@ -55,26 +51,15 @@ class GapThroughModule(SimulationModule):
         elif fill.order_side == OrderSide.BUY and ref > trigger and ref > px:
             extra = qty * (ref - px)
         else:
-            return
-        self._pending += extra
+            return 0.0
         self.events.append({"ts": fill.ts_event, "order_id": fill.client_order_id.value, "fill_price": px,
                             "gap_price": ref, "trigger": trigger, "quantity": qty, "cost": extra})
-
-    def process(self, ts_now: int) -> None:
-        if not self._subscribed:
-            self.msgbus.subscribe(topic="events.fills.*", handler=self._on_fill)
-            self._subscribed = True
-        if self._pending > 0.0:
-            amount, self._pending = self._pending, 0.0
-            account = self.exchange.get_account()
-            self.exchange.adjust_account(Money(-amount, account.base_currency))
-            self.ledger.add(ts_now, amount)
+        return extra
 
     def log_diagnostics(self, logger) -> None:
         logger.info(f"gap-through: {self.ledger.total:.2f} over {len(self.events)} stop fills")
 
     def reset(self) -> None:
-        self.ledger = CostLedger()
+        super().reset()
         self.events = []
         self._open = {}
-        self._pending = 0.0

@@ -18,12 +18,11 @@ Two halves that run the same in a backtest and in paper trading:
 
 from decimal import Decimal
 
-from nautilus_trader.backtest.modules import SimulationModule, SimulationModuleConfig
+from nautilus_trader.backtest.modules import SimulationModuleConfig
 from nautilus_trader.model.enums import OrderSide, OrderType, TimeInForce
 from nautilus_trader.model.events import OrderFilled
-from nautilus_trader.model.objects import Money
 
-from lbml.engine.costs import CostLedger
+from lbml.engine.costs import FillChargeModule
 from lbml.engine.position_state import position_state
 from lbml.leverage.model import (
     LIQUIDATION_TAG,
@@ -38,26 +37,23 @@ class LiquidationConfig(SimulationModuleConfig, frozen=True):
     leverage: LeverageSpec = LeverageSpec()
 
 
-class LiquidationModule(SimulationModule):
+class LiquidationModule(FillChargeModule):
     """Charges the liquidation penalty of every fill of an order tagged ``LIQUIDATION``."""
 
     def __init__(self, config: LiquidationConfig) -> None:
         super().__init__(config)
         self._model = build_leverage_model(config.leverage)
-        self.ledger = CostLedger()
         self.events: list[dict] = []
         self._orders: set[str] = set()
-        self._pending = 0.0
-        self._subscribed = False
 
     @property
     def n_liquidations(self) -> int:
         return len(self._orders)
 
-    def _on_fill(self, fill: OrderFilled) -> None:
+    def charge_for(self, fill: OrderFilled) -> float:
         order = self.exchange.cache.order(fill.client_order_id)
         if order is None or LIQUIDATION_TAG not in (order.tags or []):
-            return
+            return 0.0
         qty, px = fill.last_qty.as_double(), fill.last_px.as_double()
         long = fill.order_side == OrderSide.SELL  # selling closes a long
         penalty = self._model.penalty(long, qty, px)
@@ -67,31 +63,20 @@ class LiquidationModule(SimulationModule):
                 penalty = self._model.capped_penalty(
                     qty, px, position.peak_qty.as_double(), position.avg_px_open, position.realized_pnl.as_double()
                 )
-        self._pending += penalty
         self._orders.add(fill.client_order_id.value)
         self.events.append(
             {"ts": fill.ts_event, "order_id": fill.client_order_id.value, "side": "LONG" if long else "SHORT",
              "quantity": qty, "price": px, "penalty": penalty}
         )
-
-    def process(self, ts_now: int) -> None:
-        if not self._subscribed:
-            self.msgbus.subscribe(topic="events.fills.*", handler=self._on_fill)
-            self._subscribed = True
-        if self._pending > 0.0:
-            amount, self._pending = self._pending, 0.0
-            account = self.exchange.get_account()
-            self.exchange.adjust_account(Money(-amount, account.base_currency))
-            self.ledger.add(ts_now, amount)
+        return penalty
 
     def log_diagnostics(self, logger) -> None:
         logger.info(f"liquidations: {self.n_liquidations}, penalty {self.ledger.total:.2f}")
 
     def reset(self) -> None:
-        self.ledger = CostLedger()
+        super().reset()
         self.events = []
         self._orders = set()
-        self._pending = 0.0
 
 
 class LiquidationGuard:

@@ -131,7 +131,10 @@ def build_paper_node(
     keeper.signal_latencies_ns = signal_actor.latencies_ns
     strategy_cls, strategy_config_cls = load_strategy_class(scenario.strategy.class_path)
     strategy = strategy_cls(
-        strategy_config_cls(instrument_id=instrument.id, bar_type=bar_type, **strategy_config_kwargs(scenario, minutes))
+        strategy_config_cls(
+            instrument_id=instrument.id, bar_type=bar_type,
+            **strategy_config_kwargs(scenario, minutes, status.ev_margin),
+        )
     )
     status_actor = StatusActor(
         StatusActorConfig(component_id="StatusActor", console=console, stall_after_s=stall_after_s),

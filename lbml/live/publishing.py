@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from lbml.engine.backtest import strategy_config_kwargs
 from lbml.engine.messages import Prediction
 from lbml.live.status import PaperStatus
+from lbml.scenario import Scenario
 from lbml.settings import SignalsSettings
 from lbml.signals.actor import SignalPublisherActor, publisher_actor_config
 from lbml.signals.config import publisher_config
@@ -51,7 +53,7 @@ def session_health(status: PaperStatus) -> str | None:
 
 
 def paper_publisher(
-    signals: SignalsSettings, state_dir: Path, strategy_kwargs: dict
+    signals: SignalsSettings, state_dir: Path, scenario: Scenario
 ) -> Callable[[PaperStatus], PaperSignalPublisherActor]:
     """Return the ``extra_actors`` factory that adds the publisher to a paper node."""
     publisher_config(signals, model_id="-", feature_schema_hash="-")  # refuse bad settings up front
@@ -62,6 +64,7 @@ def paper_publisher(
         )
         config = replace(config, seq_store=Path(state_dir) / SEQ_FILE)
         publisher = SignalPublisher(config, health=lambda: session_health(status))
-        return PaperSignalPublisherActor(publisher_actor_config(strategy_kwargs), publisher, status)
+        kwargs = strategy_config_kwargs(scenario, scenario.data.bar_minutes, status.ev_margin)
+        return PaperSignalPublisherActor(publisher_actor_config(kwargs), publisher, status)
 
     return make

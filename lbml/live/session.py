@@ -113,7 +113,9 @@ def run_paper(
         reference = _training_features(prepared, registry, artifact.feature_state)
         warm_up(pipeline, prepared)
 
-        status = PaperStatus(model_id=artifact.model_id, feature_schema_hash=pipeline.schema().hash)
+        status = PaperStatus(
+            model_id=artifact.model_id, feature_schema_hash=pipeline.schema().hash, ev_margin=artifact.ev_margin
+        )
         checkpoint = store.get("checkpoint") or {}
         guard = ModelGuard(
             artifact.model, options.model_budget_s, status,

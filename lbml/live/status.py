@@ -23,6 +23,7 @@ class PaperStatus:
     state: str = "starting"  # starting | replaying | live | stopped
     model_id: str = ""
     feature_schema_hash: str = ""
+    ev_margin: float = 0.0  # the model's out-of-fold margin above break-even (trading rule)
     replaying: bool = False
     market_ts: int = 0
     items: int = 0

@@ -49,6 +49,11 @@ class LoadedArtifact:
         return self.manifest["model_id"]
 
     @property
+    def ev_margin(self) -> float:
+        """Probability margin above break-even chosen on out-of-fold predictions (0 if none)."""
+        return float(self.manifest.get("metrics", {}).get("ev_margin") or 0.0)
+
+    @property
     def training_window(self) -> TrainingWindow:
         w = self.manifest["training_window"]
         return TrainingWindow(pd.Timestamp(w["start"]), pd.Timestamp(w["end"]))

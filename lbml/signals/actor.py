@@ -27,6 +27,7 @@ class SignalPublisherActorConfig(ActorConfig, frozen=True):
     take_profit_pct: PositiveFloat = 0.015
     round_trip_cost_pct: NonNegativeFloat = 0.001
     probability_shrinkage: NonNegativeFloat = 1.0
+    ev_margin: NonNegativeFloat = 0.0
 
 
 def signal_from_prediction(prediction: Prediction, params: KellyParams, bar_seconds: int) -> Signal:
@@ -74,6 +75,7 @@ class SignalPublisherActor(Actor):
             take_profit_pct=config.take_profit_pct,
             round_trip_cost_pct=config.round_trip_cost_pct,
             probability_shrinkage=config.probability_shrinkage,
+            ev_margin=config.ev_margin,
         )
 
     def on_start(self) -> None:
@@ -86,7 +88,7 @@ class SignalPublisherActor(Actor):
 
 _SIZING_FIELDS = (
     "kelly_fraction", "max_leverage", "max_position_fraction", "min_notional", "stop_loss_pct",
-    "take_profit_pct", "round_trip_cost_pct", "probability_shrinkage",
+    "take_profit_pct", "round_trip_cost_pct", "probability_shrinkage", "ev_margin",
 )
 
 
