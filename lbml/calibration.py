@@ -138,6 +138,10 @@ class CalibratedModel(ModelPlugin):
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = getattr(base, "n_features_in_", None)
 
+    def with_base(self, base: ModelPlugin) -> "CalibratedModel":
+        """The same calibration on another implementation of the same base model (e.g. compiled)."""
+        return CalibratedModel(base, self.calibrator)
+
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         raw = self.base.predict_proba(X)[:, list(self.base.classes_).index(1)]
         up = self.calibrator.apply(raw)

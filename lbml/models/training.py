@@ -153,55 +153,57 @@ def train(
     model_cls = registry.model(scenario.model.plugin)
     weights = _sample_weights(v.sample_weights, y, X_frame.index, t1_s, ts.bar_index)
 
-    # 1. out-of-fold predictions on the development span
+    # 1. out-of-fold predictions on the development span (fewer splits when the window is short)
     t0_dev, t1_dev = X_frame.index[dev], pd.DatetimeIndex(t1_s.to_numpy()[dev])
-    if v.method == "cpcv":
-        splits = cpcv(t0_dev, t1_dev, v.n_groups, v.n_test_groups, embargo)
-        n_groups = v.n_groups
-    else:
-        splits = purged_walk_forward(t0_dev, t1_dev, v.n_splits, embargo, expanding=v.expanding)
-        n_groups = None
-    oof = cross_val_predict_purged(
-        lambda: model_cls(**params), X[dev], y[dev], t0_dev, t1_dev, splits,
-        n_groups=n_groups, embargo=embargo, sample_weight=None if weights is None else weights[dev],
-        early_stopping_fraction=v.early_stopping_fraction,
-        calibration=v.calibration if v.fold_calibration and v.calibration != "none" else None,
-        on_fold=on_fold,
+    oof, plan = _purged_out_of_fold(
+        lambda: model_cls(**params), X[dev], y[dev], t0_dev, t1_dev, v, embargo,
+        None if weights is None else weights[dev], on_fold,
     )
-    p_oof = np.full(n, np.nan)
-    p_oof[dev] = oof.mean
-
-    # 2. EV rule and OOS statistics
     base_rule = TradeRule(
         break_even(scenario, market.bar_minutes), 0.0, scenario.strategy.probability_shrinkage,
         round_trip_cost(scenario, market.bar_minutes),
     )
-    rule, margin_scores = choose_margin(p_oof, fwd, t0n, t1n, base_rule, v.ev_margins)
-    grid = trade_returns(p_oof, fwd, t0n, t1n, rule)
     study = study or scenario.name
-    prior_sharpes = trials.sharpes(study) if trials is not None else np.array([])
-    n_prior = trials.count(study) if trials is not None else 0
-    n_trials = (n_prior + 1) * len(v.ev_margins)
-    traded = grid[grid != 0.0]
-    this_sharpe = float(np.nan_to_num(sharpe(traded), nan=0.0)) if len(traded) >= 2 else 0.0
-    trial_sharpes = np.append(prior_sharpes, this_sharpe) if len(prior_sharpes) else None
-    seed = int(params.get("random_state", 0)) if isinstance(params, dict) else 0
-    stats = oos_statistics(
-        y, p_oof, fwd, grid, n_trials=n_trials, trial_sharpes=trial_sharpes,
-        bootstrap_reps=v.bootstrap_reps, seed=seed,
-    )
-    stats |= {
-        "validation_method": v.method,
-        "n_cv_splits": oof.n_splits,
-        "n_cv_paths": int(oof.paths.shape[1]),
-        "ev_break_even": rule.break_even,
-        "ev_margin": rule.margin,
-        "ev_threshold": rule.threshold,
-        "ev_margin_sharpes": {str(k): v_ for k, v_ in margin_scores.items()},
-        "embargo": str(embargo),
-    }
-    if oof.paths.shape[1] > 1:
-        stats |= _path_sharpes(oof.paths, y[dev], fwd[dev], t0n[dev], t1n[dev], rule)
+    p_oof = np.full(n, np.nan)
+    this_sharpe = 0.0
+    grid = np.zeros(0)
+    if oof is None:
+        # Not even two purged splits fit in the window: no out-of-sample statistics, said plainly.
+        log.warning("training window too short for purged CV: no out-of-sample statistics (%s)", plan)
+        rule = base_rule
+        stats: dict[str, Any] = {
+            "oos_unavailable": plan, "ev_break_even": rule.break_even, "ev_margin": 0.0,
+            "ev_threshold": rule.threshold, "embargo": str(embargo),
+        }
+    else:
+        p_oof[dev] = oof.mean
+
+        # 2. EV rule and OOS statistics
+        rule, margin_scores = choose_margin(p_oof, fwd, t0n, t1n, base_rule, v.ev_margins)
+        grid = trade_returns(p_oof, fwd, t0n, t1n, rule)
+        prior_sharpes = trials.sharpes(study) if trials is not None else np.array([])
+        n_prior = trials.count(study) if trials is not None else 0
+        n_trials = (n_prior + 1) * len(v.ev_margins)
+        traded = grid[grid != 0.0]
+        this_sharpe = float(np.nan_to_num(sharpe(traded), nan=0.0)) if len(traded) >= 2 else 0.0
+        trial_sharpes = np.append(prior_sharpes, this_sharpe) if len(prior_sharpes) else None
+        seed = int(params.get("random_state", 0)) if isinstance(params, dict) else 0
+        stats = oos_statistics(
+            y, p_oof, fwd, grid, n_trials=n_trials, trial_sharpes=trial_sharpes,
+            bootstrap_reps=v.bootstrap_reps, seed=seed,
+        )
+        stats |= {
+            "validation_method": plan,
+            "n_cv_splits": oof.n_splits,
+            "n_cv_paths": int(oof.paths.shape[1]),
+            "ev_break_even": rule.break_even,
+            "ev_margin": rule.margin,
+            "ev_threshold": rule.threshold,
+            "ev_margin_sharpes": {str(k): v_ for k, v_ in margin_scores.items()},
+            "embargo": str(embargo),
+        }
+        if oof.paths.shape[1] > 1:
+            stats |= _path_sharpes(oof.paths, y[dev], fwd[dev], t0n[dev], t1n[dev], rule)
 
     # 3. final fit on the development span, calibration on the final block
     fit_pos, val_pos = early_stopping_block(dev, t0n, t1n, v.early_stopping_fraction, int(embargo.value))
@@ -243,8 +245,8 @@ def train(
     if reports:
         _write_reports(artifact / REPORTS_DIR, model, X_frame, y, p_oof, calibration_report, scenario.name)
 
-    # 4. trial registry
-    if trials is not None:
+    # 4. trial registry (only trials with out-of-sample returns can inform the DSR/PBO)
+    if trials is not None and oof is not None:
         trials.record(
             study=study, scenario=scenario.name, scenario_hash=scenario.content_hash(),
             model_plugin=scenario.model.plugin, params=dict(params),
@@ -256,6 +258,37 @@ def train(
 
 
 REPORTS_DIR = "reports"
+
+
+def _purged_out_of_fold(make_model, X, y, t0, t1, v, embargo, weights, on_fold):
+    """Out-of-fold predictions with the configured purged CV, else walk-forward with fewer splits.
+
+    Returns ``(oof, plan)``; ``oof`` is None when not even two purged splits have enough samples,
+    and ``plan`` then says why.
+    """
+    plans: list[tuple[str, int]] = [(v.method, v.n_splits)]
+    plans += [("walk_forward", k) for k in range(min(v.n_splits, 5) - (v.method == "walk_forward"), 1, -1)]
+    reasons = []
+    for method, k in plans:
+        if method == "cpcv":
+            splits, n_groups = cpcv(t0, t1, v.n_groups, v.n_test_groups, embargo), v.n_groups
+        else:
+            splits, n_groups = purged_walk_forward(t0, t1, k, embargo, expanding=v.expanding), None
+        try:
+            oof = cross_val_predict_purged(
+                make_model, X, y, t0, t1, splits, n_groups=n_groups, embargo=embargo, sample_weight=weights,
+                early_stopping_fraction=v.early_stopping_fraction,
+                calibration=v.calibration if v.fold_calibration and v.calibration != "none" else None,
+                on_fold=on_fold,
+            )
+        except DataError as exc:
+            reasons.append(str(exc))
+            continue
+        label = method if method == "cpcv" else f"walk_forward({k})"
+        if reasons:
+            log.warning("purged CV fell back to %s: %s", label, reasons[0])
+        return oof, label
+    return None, reasons[-1] if reasons else "no split"
 
 
 def _up(model, X: np.ndarray) -> np.ndarray:
@@ -302,7 +335,8 @@ def _write_reports(folder: Path, model, X: pd.DataFrame, y, p_oof, reports, name
         y_cal, raw, calibrated = reports["calibration_block"]
         reliability_diagram(y_cal, {"raw (calibration block)": raw, "calibrated (in-sample for the map)": calibrated},
                             folder / "reliability_calibration_block.png", f"{name}: calibration block")
-    reliability_diagram(y[ok], curves, folder / "reliability.png", f"{name}: out-of-fold reliability")
+    if ok.any():  # no out-of-fold predictions when the window was too short for purged CV
+        reliability_diagram(y[ok], curves, folder / "reliability.png", f"{name}: out-of-fold reliability")
     table = feature_importance(model, X)
     if table is not None:
         table.to_csv(folder / "feature_importance.csv")
