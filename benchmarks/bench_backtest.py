@@ -17,6 +17,7 @@ density and feeds trade ticks only (no quotes), so the engine builds INTERNAL ba
 the requested number of trade ticks.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -35,7 +36,7 @@ from lbml.engine.backtest import strategy_config_kwargs
 from lbml.features.pipeline import bar_events, compute_features
 from lbml.models.artifact import load_artifact
 from lbml.models.compiled import CompiledModel, accelerate
-from lbml.models.training import scenario_pipeline
+from lbml.models.training import funding_for, reference_bars, scenario_pipeline
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario, parse_scenario
 from lbml.sizing import KellyParams, target_exposure
@@ -52,8 +53,8 @@ SIZES = {
         "native_latency_bars": 20_000, "inference_calls": 20_000,
     },
     "smoke": {
-        "bars": 3_000, "train_bars": 2_000, "chunk": 1_000,
-        "ticks": 20_000, "tick_train_bars": 1_000,
+        "bars": 3_500, "train_bars": 2_500, "chunk": 1_000,  # > the 1,440-bar warm-up of 24h lags
+        "ticks": 20_000, "tick_train_bars": 2_000,
         "native_latency_bars": 500, "inference_calls": 300,
     },
 }
@@ -191,20 +192,27 @@ def _inference_latency(workdir: Path, calls: int) -> dict:
     artifact = load_artifact(workdir / "model", registry, expected_schema=pipeline.schema())
     pipeline.load_fitted_state(artifact.feature_state)
     data = market[scenario.data.symbol]
-    bars = data.bars.iloc[: calls + pipeline.warmup_bars + 10]
-    X = compute_features(pipeline, data, bars).to_numpy()
+    # Some inputs (reference bars, funding settlements) make rows finite later than warmup_bars.
+    bars = data.bars.iloc[: calls + pipeline.warmup_bars + 1_500]
+    ref, funding = reference_bars(scenario, market), funding_for(scenario, market)
+    X = compute_features(pipeline, data, bars, ref, funding).to_numpy()
     X = X[np.isfinite(X).all(axis=1)][:calls]
+    if len(X) == 0:
+        raise RuntimeError(f"no finite feature rows in the first {len(bars)} bars of the benchmark market")
     native = artifact.model
     t0 = time.perf_counter()
     compiled = accelerate(native)
     load_seconds = time.perf_counter() - t0
-    out = {"native": _time_calls(native.predict_up_one, X), "compiled_ok": isinstance(compiled, CompiledModel)}
+    # accelerate() returns the model itself when compiled trees would not be bit-identical.
+    out = {"native": _time_calls(native.predict_up_one, X), "compiled_ok": compiled is not native}
     events = bar_events(bars)
+    sizing_fields = {f.name for f in dataclasses.fields(KellyParams)}
     params = KellyParams(**{
-        k: v for k, v in strategy_config_kwargs(scenario, 1).items() if k not in ("max_holding_bars", "bar_minutes")
+        k: v for k, v in strategy_config_kwargs(scenario, 1, artifact.ev_margin).items() if k in sizing_fields
     })
-    out["compute_native"] = _time_per_bar(pipeline, native, params, events)
-    out["compute_compiled"] = _time_per_bar(pipeline, compiled, params, events)
+    extra = _side_inputs(ref, funding, bars.index[-1])
+    out["compute_native"] = _time_per_bar(pipeline, native, params, events, extra)
+    out["compute_compiled"] = _time_per_bar(pipeline, compiled, params, events, extra)
     out["load_seconds"] = load_seconds
     if out["compiled_ok"]:
         out["compiled"] = _time_calls(compiled.predict_up_one, X)
@@ -214,13 +222,29 @@ def _inference_latency(workdir: Path, calls: int) -> dict:
     return out
 
 
-def _time_per_bar(pipeline, model, params, events) -> dict:
-    """Streaming replay outside the engine: features + model + Kelly decision per bar."""
+def _side_inputs(ref, funding, end) -> tuple[dict, list[tuple[int, float]]]:
+    """Reference bars by close time and funding settlements, as the SignalActor receives them."""
+    ref_by_ts = {e.ts: e for e in bar_events(ref.loc[:end])} if ref is not None else {}
+    settlements = list(zip(funding.loc[:end].index.asi8.tolist(), funding.loc[:end, "rate"].tolist())) \
+        if funding is not None else []
+    return ref_by_ts, settlements
+
+
+def _time_per_bar(pipeline, model, params, events, extra) -> dict:
+    """Streaming replay outside the engine: side inputs + features + model + Kelly decision per bar."""
+    ref_by_ts, settlements = extra
     pipeline.reset()
     ns = []
+    next_funding = 0
     clock = time.perf_counter_ns
     for event in events:
         t0 = clock()
+        while next_funding < len(settlements) and settlements[next_funding][0] <= event.ts:
+            pipeline.on_funding(*settlements[next_funding])
+            next_funding += 1
+        ref_bar = ref_by_ts.get(event.ts)
+        if ref_bar is not None:
+            pipeline.on_reference_bar(ref_bar)
         features = pipeline.update(event)
         if np.isfinite(features).all():
             target_exposure(model.predict_up_one(features), params)
