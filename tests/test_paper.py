@@ -359,7 +359,8 @@ def test_a_session_stopped_by_duration_resumes_to_the_uninterrupted_state(setup,
 
     first = run(span_s / 8.0, 2.0)  # ~8 s of paced feed, stopped after 2 s
     assert not first["feed_finished"] and first["bars"] < BARS
-    checkpoint = json.loads(_rows(state, "SELECT value FROM meta WHERE key = 'checkpoint'")[0][0])
+    stored = _rows(state, "SELECT value FROM meta WHERE key = 'checkpoint'")
+    checkpoint = json.loads(stored[0][0]) if stored else {"pos": 0, "signal_seq": 0}  # stopped before item 1
     # The checkpoint counts exactly the items whose effects were stored: no bar or signal beyond it.
     assert checkpoint["pos"] == first["items"]
     assert _rows(state, "SELECT COUNT(*) FROM equity")[0][0] == first["bars"]
