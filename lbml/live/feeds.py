@@ -12,6 +12,12 @@ Every delivered item (tick, quote or bar) gets a position ``pos`` (1, 2, ...). I
 ``resume_pos`` are replayed without pacing (recovery); later ones are paced at
 ``speed`` x real time from the event timestamps. ``on_item(pos, event)`` is called once an item and
 everything it caused (signals, orders, fills) has been processed: the state keeper commits there.
+
+Items are delivered only while the node's trader runs (``FeedPlan.running``). Stopping the node
+stops the trader first and disconnects this client only after a grace period: items delivered in
+between would reach the venue but none of the stopped actors, and a checkpoint counting them would
+claim bars and signals that never happened. So the feed waits for the trader to start, ends when it
+stops, and does not count an item the stop interrupted (its effects are replayed on restart).
 """
 
 import asyncio
@@ -31,6 +37,7 @@ from lbml.live.bars import TickBarAggregator
 from lbml.live.events import TRADE, MarketEvent
 
 IDLE_SPINS = 3
+STARTUP_POLL_S = 0.01
 
 
 @dataclass
@@ -44,7 +51,8 @@ class FeedPlan:
     on_end: Callable[[], None] | None = None
     quiesce: Callable[[], object] | None = None
     after_bar: Callable[[int], None] | None = None
-    pos: int = 0
+    running: Callable[[], bool] | None = None  # the trader is running: items may be delivered
+    pos: int = 0  # items fully processed (delivered while the trader ran, and quiesced)
     last_event_wall: float = field(default_factory=time.monotonic)
     last_event_ts: int = 0
     finished: bool = False
@@ -121,9 +129,12 @@ class FeedDataClient(LiveMarketDataClient):
         ts0 = 0
         started = time.monotonic()
         try:
+            while plan.running is not None and not plan.running():  # the trader starts after connect
+                await asyncio.sleep(STARTUP_POLL_S)
             async for event in self._events():
                 for bar in self._aggregator.due(event.ts):
-                    await self._deliver(self._bar(bar), None)
+                    if not await self._deliver(self._bar(bar), None):
+                        return self._halted(started)
                 if event.kind == TRADE:
                     self._aggregator.on_trade(event.symbol, event.ts, event.a, event.b)
                 if plan.pos + 1 > plan.resume_pos and plan.speed > 0:
@@ -132,9 +143,11 @@ class FeedDataClient(LiveMarketDataClient):
                     delay = wall0 + (event.ts - ts0) / 1e9 / plan.speed - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                await self._deliver(self._tick(event), event)
+                if not await self._deliver(self._tick(event), event):
+                    return self._halted(started)
             for bar in self._aggregator.flush():
-                await self._deliver(self._bar(bar), None)
+                if not await self._deliver(self._bar(bar), None):
+                    return self._halted(started)
         except asyncio.CancelledError:
             plan.feed_seconds = time.monotonic() - started
             raise
@@ -144,6 +157,14 @@ class FeedDataClient(LiveMarketDataClient):
         plan.feed_seconds = time.monotonic() - started
         if plan.on_end is not None:
             plan.on_end()
+
+    def _halted(self, started: float) -> None:
+        """The trader stopped (the node is stopping): end without delivering or counting more."""
+        self.plan.feed_seconds = time.monotonic() - started
+        self._log.info(f"feed halted after item {self.plan.pos}: the trader stopped")
+
+    def _accepting(self) -> bool:
+        return self.plan.running is None or self.plan.running()
 
     async def _events(self) -> AsyncIterator[MarketEvent]:
         for source in self.plan.sources:
@@ -156,20 +177,26 @@ class FeedDataClient(LiveMarketDataClient):
                     if i % 256 == 255:
                         await asyncio.sleep(0)
 
-    async def _deliver(self, item, event: MarketEvent | None) -> None:
+    async def _deliver(self, item, event: MarketEvent | None) -> bool:
+        """Hand ``item`` over and wait until it is processed; False (item not counted) if stopped."""
         plan = self.plan
-        plan.pos += 1
+        if not self._accepting():
+            return False
         plan.last_event_wall = time.monotonic()
         plan.last_event_ts = item.ts_event
         self._handle_data(item)
         if plan.quiesce is not None:
             await plan.quiesce()
-        if event is None and plan.after_bar is not None:
+        if event is None and plan.after_bar is not None and self._accepting():
             plan.after_bar(item.ts_event)
             if plan.quiesce is not None:
                 await plan.quiesce()
+        if not self._accepting():  # the stop interrupted this item: it was not (fully) processed
+            return False
+        plan.pos += 1
         if plan.on_item is not None:
             plan.on_item(plan.pos, event)
+        return True
 
     def _tick(self, event: MarketEvent):
         instrument = self._instruments[event.symbol]

@@ -82,6 +82,8 @@ class StateKeeper(Actor):
     def on_item(self, pos: int, event: MarketEvent | None) -> None:
         if self.error is not None:
             return
+        if not self.is_running:  # after on_stop the other actors ignore items: nothing to commit
+            return
         self._last_pos = pos
         if self.config.journal_events and event is not None and pos > self.resume_pos:
             self._journal.append((pos, event.kind, event.symbol, event.ts, event.a, event.b, event.c, event.d))

@@ -183,6 +183,8 @@ def build_paper_node(
     plan.quiesce = make_quiesce(node)
     plan.on_item = keeper.on_item
     plan.after_bar = exec_client.on_bar_closed
+    trader = node.trader
+    plan.running = lambda: trader.is_running
     return PaperNode(node, signal_actor, recorder, strategy, keeper, exec_client, data_client, venue_mods, symbols)
 
 
