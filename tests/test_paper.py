@@ -97,6 +97,15 @@ def test_paper_agrees_with_the_backtest_bar_for_bar(setup):
     assert last_borrow == bt.borrow.total and last_slippage == bt.slippage.total + bt.gap_slippage.total
 
 
+def _free_endpoint() -> str:
+    """A loopback endpoint for the session's signal publisher (the default port may be taken)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
+
+
 def _run_cli(argv: list[str], out: str) -> None:
     """Run ``lbml`` in a forked child, stdout/stderr to ``out``; exits with the CLI's code."""
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -122,7 +131,7 @@ def test_sigkill_at_random_points_resumes_to_the_uninterrupted_state(setup, tmp_
                                 "plugins.features_core", "plugins.data_sources"])
     state = tmp_path / "state"
     argv = ["paper", str(setup["file"]), "--model", str(setup["model"]), "--state", str(state),
-            "--speed", "1e9", "--bars", str(BARS), "--quiet"]
+            "--speed", "1e9", "--bars", str(BARS), "--quiet", "--publish-endpoint", _free_endpoint()]
     out = tmp_path / "out.txt"
     rng = random.Random(20261121)
     kills, final = [], None
@@ -196,7 +205,7 @@ def test_a_state_folder_of_another_session_is_refused_with_one_line(setup, tmp_p
     state = tmp_path / "other"
     shutil.copytree(setup["state"], state)
     code = main(["paper", str(setup["file"]), "--model", str(setup["model"]), "--state", str(state),
-                 "--bars", "10", "--quiet"])
+                 "--bars", "10", "--quiet", "--publish-endpoint", _free_endpoint()])
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert err.startswith("lbml: error: ") and "bars" in err and len(err.splitlines()) == 1
