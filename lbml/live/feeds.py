@@ -1,8 +1,10 @@
 """The paper node's market-data client: events from a source → ticks, quotes and bars on the bus.
 
 ``FeedDataClient`` is a nautilus ``LiveMarketDataClient``. It pulls ``MarketEvent``s from a source
-(replay, journal, ZeroMQ), turns them into ``TradeTick``/``QuoteTick`` objects, builds EXTERNAL time
-bars from the trades by event time (``TickBarAggregator``) and hands each item to the data engine.
+(replay, journal, ZeroMQ), turns them into ``TradeTick``/``QuoteTick`` objects and funding / depth
+events into the same custom data the backtest delivers (``FundingRate`` / ``DepthSummary``), builds
+EXTERNAL time bars from the trades by event time (``TickBarAggregator``) and hands each item to the
+data engine.
 After every item it waits until the node is idle (every engine queue empty), so the strategy's
 orders reach the paper venue before the next event: processing does not depend on thread or
 wall-clock timing, and the same events always give the same orders and fills. That is what lets a
@@ -21,14 +23,15 @@ from dataclasses import dataclass, field
 
 from nautilus_trader.common.providers import InstrumentProvider
 from nautilus_trader.live.data_client import LiveMarketDataClient
-from nautilus_trader.model.data import Bar, BarType, QuoteTick, TradeTick
+from nautilus_trader.model.data import Bar, BarType, CustomData, QuoteTick, TradeTick
 from nautilus_trader.model.enums import AggressorSide
 from nautilus_trader.model.identifiers import ClientId, TradeId, Venue
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Price, Quantity
 
+from lbml.engine.custom_data import DEPTH_TYPE, FUNDING_TYPE, DepthSummary, FundingRate
 from lbml.live.bars import TickBarAggregator
-from lbml.live.events import TRADE, MarketEvent
+from lbml.live.events import DEPTH, FUNDING, TRADE, MarketEvent
 
 IDLE_SPINS = 3
 
@@ -172,6 +175,12 @@ class FeedDataClient(LiveMarketDataClient):
             plan.on_item(plan.pos, event)
 
     def _tick(self, event: MarketEvent):
+        if event.kind == FUNDING:
+            return CustomData(FUNDING_TYPE, FundingRate(ts_event=event.ts, ts_init=event.ts, rate=event.a))
+        if event.kind == DEPTH:
+            return CustomData(
+                DEPTH_TYPE, DepthSummary(ts_event=event.ts, ts_init=event.ts, bid_depth=event.a, ask_depth=event.b)
+            )
         instrument = self._instruments[event.symbol]
         pp, sp = instrument.price_precision, instrument.size_precision
         if event.kind == TRADE:
