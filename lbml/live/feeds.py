@@ -125,8 +125,7 @@ class FeedDataClient(LiveMarketDataClient):
         started = time.monotonic()
         try:
             async for event in self._events():
-                for bar in self._aggregator.due(event.ts):
-                    await self._deliver(self._bar(bar), None)
+                await self._deliver_bars(self._aggregator.due(event.ts))
                 if event.kind == TRADE:
                     self._aggregator.on_trade(event.symbol, event.ts, event.a, event.b)
                 if plan.pos + 1 > plan.resume_pos and plan.speed > 0:
@@ -136,8 +135,7 @@ class FeedDataClient(LiveMarketDataClient):
                     if delay > 0:
                         await asyncio.sleep(delay)
                 await self._deliver(self._tick(event), event)
-            for bar in self._aggregator.flush():
-                await self._deliver(self._bar(bar), None)
+            await self._deliver_bars(self._aggregator.flush())
         except asyncio.CancelledError:
             plan.feed_seconds = time.monotonic() - started
             raise
@@ -159,7 +157,15 @@ class FeedDataClient(LiveMarketDataClient):
                     if i % 256 == 255:
                         await asyncio.sleep(0)
 
-    async def _deliver(self, item, event: MarketEvent | None) -> None:
+    async def _deliver_bars(self, bars: list) -> None:
+        # The backtest runs its venue (cost modules included) once the bars closing at an instant
+        # have been handled, so a charge due then is not yet in the traded bar's equity row: the
+        # venue runs after the last bar of each close time, not between bars of different symbols.
+        for i, bar in enumerate(bars):
+            last_at_close = i + 1 == len(bars) or bars[i + 1][1] != bar[1]
+            await self._deliver(self._bar(bar), None, run_venue=last_at_close)
+
+    async def _deliver(self, item, event: MarketEvent | None, run_venue: bool = True) -> None:
         plan = self.plan
         plan.pos += 1
         plan.last_event_wall = time.monotonic()
@@ -167,7 +173,7 @@ class FeedDataClient(LiveMarketDataClient):
         self._handle_data(item)
         if plan.quiesce is not None:
             await plan.quiesce()
-        if event is None and plan.after_bar is not None:
+        if event is None and run_venue and plan.after_bar is not None:
             plan.after_bar(item.ts_event)
             if plan.quiesce is not None:
                 await plan.quiesce()
