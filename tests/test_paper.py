@@ -32,9 +32,15 @@ FILL_COLS = ("pos", "ts", "side", "quantity", "price", "commission", "liquidity"
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """A 4-day scenario file, its model, and one uninterrupted paper session of BARS bars."""
+    """A 4-day scenario file, its model, and one uninterrupted paper session of BARS bars.
+
+    The default scenario (all feature plugins, funding and depth included) with a stronger planted
+    edge, so the small model trades in BARS bars (brackets exercised), and an embargo that starts
+    the session ten bars before a funding settlement (16:00 UTC), so the funding path is compared too.
+    """
     root = tmp_path_factory.mktemp("paper")
-    scenario = load_scenario("scenarios/default.toml").with_data(days=4)
+    scenario = load_scenario("scenarios/default.toml").with_data(days=4, edge=0.3)
+    scenario = scenario.model_copy(update={"split": scenario.split.model_copy(update={"embargo_bars": 374})})
     scenario_file = root / "four_days.toml"
     scenario_file.write_text(scenario.to_toml())
     registry = load_registry()
@@ -71,7 +77,11 @@ def test_paper_agrees_with_the_backtest_bar_for_bar(setup):
     artifact = load_artifact(setup["model"], registry, pipeline.schema())
     pipeline.load_fitted_state(artifact.feature_state)
     warm_up(pipeline, prepared)
-    bt = run_backtest(scenario, prepared.market, dataclasses.replace(prepared.split, test_end=end), pipeline, artifact.model)
+    split = dataclasses.replace(prepared.split, test_end=end)
+    bt = run_backtest(scenario, prepared.market, split, pipeline, artifact.model, ev_margin=artifact.ev_margin)
+    funding = prepared.market.funding[scenario.data.symbol].index
+    assert ((funding > split.test_start) & (funding <= end)).sum() == 1  # a settlement is delivered to both
+    assert {"funding", "depth"} <= {p.plugin for p in scenario.features.plugins}
 
     state = setup["state"]
     signals = _rows(state, "SELECT ts, probability FROM signals ORDER BY seq")

@@ -13,7 +13,7 @@ from lbml.data.synthetic import SyntheticMarketConfig, generate_market
 from lbml.errors import DataError
 from lbml.live.bars import TickBarAggregator
 from lbml.live.drift import DriftConfig, DriftMonitor
-from lbml.live.events import QUOTE, TRADE, MarketEvent, decode_event, encode_event, replay_events
+from lbml.live.events import DEPTH, FUNDING, QUOTE, TRADE, MarketEvent, decode_event, encode_event, replay_events
 
 
 @pytest.fixture(scope="module")
@@ -54,14 +54,43 @@ def test_replay_order_is_time_then_trades_before_quotes(market):
     assert {e.kind for e in events} == {TRADE, QUOTE}
 
 
+def test_replay_merges_funding_and_depth_in_backtest_order(market):
+    """Funding and depth of the traded symbol join the replay; at equal times the backtest's order
+    (funding, depth, trades, quotes) holds; without the inputs they are left out."""
+    import dataclasses
+
+    data = market["BNBUSDT"]
+    start = data.trades.index[100]
+    tie = data.trades.index[2000]  # a funding settlement and a depth snapshot at a trade's instant
+    funding = pd.concat([market.funding["BNBUSDT"], pd.DataFrame({"rate": [0.0002]}, index=[tie])]).sort_index()
+    depth = pd.concat([data.depth, pd.DataFrame({"bid_depth": [5.0], "ask_depth": [6.0]}, index=[tie])]).sort_index()
+    tied = dataclasses.replace(market, instruments={**market.instruments, "BNBUSDT": dataclasses.replace(data, depth=depth)},
+                               funding={**market.funding, "BNBUSDT": funding})
+    events = list(replay_events(tied, ["BNBUSDT"], start, funding=True, depth=True))
+    assert [e.ts for e in events] == sorted(e.ts for e in events)
+    got = {k: [e for e in events if e.kind == k] for k in (FUNDING, DEPTH)}
+    assert [e.ts for e in got[FUNDING]] == list(funding.index[funding.index > start].asi8)
+    assert [e.a for e in got[FUNDING]] == list(funding["rate"][funding.index > start])
+    assert len(got[DEPTH]) == (depth.index > start).sum() > 1000
+    at_tie = [e.kind for e in events if e.ts == tie.value]
+    assert at_tie[:2] == [FUNDING, DEPTH] and at_tie[2] == TRADE and (at_tie[2:] == sorted(at_tie[2:]))
+    assert [e for e in events if e.kind in (TRADE, QUOTE)] == list(replay_events(tied, ["BNBUSDT"], start))
+
+
 def test_zmq_message_roundtrip_and_malformed_messages():
     trade = MarketEvent(TRADE, "BNBUSDT", 1_704_067_260_000_000_123, 312.5, 0.25, -1.0)
     quote = MarketEvent(QUOTE, "BNBUSDT", 1_704_067_260_000_000_124, 312.49, 312.51, 10.0, 8.0)
     assert decode_event(encode_event(trade)) == trade
     assert decode_event(encode_event(quote)) == quote
+    funding = MarketEvent(FUNDING, "BNBUSDT", 1_704_096_000_000_000_000, 0.0001, 0.0, 0.0)
+    depth = MarketEvent(DEPTH, "BNBUSDT", 1_704_067_265_000_000_000, 812.5, 640.0, 0.0)
+    assert decode_event(encode_event(funding)) == funding
+    assert decode_event(encode_event(depth)) == depth
+    assert decode_event(b'{"type": "funding", "symbol": "X", "ts": 1, "rate": 0.001}').a == 0.001
     assert decode_event(b'{"type": "end"}') is None
     for bad in (b"not json", b'{"type": "trade", "symbol": "X"}', b'{"type": "trade", "symbol": "X", "ts": 1, '
-                b'"price": 1, "size": 1, "side": 0}', b'{"type": "book"}'):
+                b'"price": 1, "size": 1, "side": 0}', b'{"type": "book"}',
+                b'{"type": "depth", "symbol": "X", "ts": 1, "bid_depth": 1}'):
         with pytest.raises(DataError, match="zmq feed: malformed message"):
             decode_event(bad)
 
@@ -123,7 +152,8 @@ def test_zmq_feed_gives_the_replay_signals(small, tmp_path):
         server.join()
     replay_summary = run_paper(scenario, registry, tmp_path / "replay",
                                PaperOptions(speed=1e9, bars=40, console=False), model_dir=model)
-    assert zmq_summary["feed_finished"] and zmq_summary["items"] == replay_summary["items"] == sent[0] + 40
+    # Items: every message sent plus 40 bars of each symbol (the traded one and the reference).
+    assert zmq_summary["feed_finished"] and zmq_summary["items"] == replay_summary["items"] == sent[0] + 2 * 40
     rows = {}
     for name in ("zmq", "replay"):
         db = sqlite3.connect(tmp_path / name / "state.sqlite")
@@ -133,6 +163,8 @@ def test_zmq_feed_gives_the_replay_signals(small, tmp_path):
     assert len(rows["zmq"][0]) == 40 and rows["zmq"] == rows["replay"]
     db = sqlite3.connect(tmp_path / "zmq" / "state.sqlite")
     assert db.execute("SELECT COUNT(*) FROM journal").fetchone()[0] == sent[0]  # journaled for restarts
+    kinds = {k for (k,) in db.execute("SELECT DISTINCT kind FROM journal")}
+    assert kinds == {TRADE, QUOTE, DEPTH}  # depth summaries travel (no funding settlement in 40 bars)
     db.close()
 
     # Restart: the journal rebuilds (and verifies) the session; the new stream only says "end".

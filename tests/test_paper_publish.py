@@ -13,6 +13,7 @@ from lbml.live.session import PaperOptions, run_paper
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
 from lbml.settings import SignalsSettings
+from lbml.signals.publisher import HEARTBEAT_TOPIC
 from lbml.workflows import prepare, train_model
 
 
@@ -30,6 +31,8 @@ class Collector:
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.SUBSCRIBE, b"signal.")
+        self._sock.setsockopt(zmq.SUBSCRIBE, HEARTBEAT_TOPIC.encode())
+        self.connected = threading.Event()  # set by the first heartbeat: the subscription is live
         self._sock.setsockopt(zmq.RCVTIMEO, 100)
         self._sock.connect(endpoint)
         self._stop = threading.Event()
@@ -39,10 +42,13 @@ class Collector:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                _topic, payload = self._sock.recv_multipart()
+                topic, payload = self._sock.recv_multipart()
             except zmq.Again:
                 continue
-            self.messages.append(json.loads(payload))
+            if topic == HEARTBEAT_TOPIC.encode():
+                self.connected.set()
+            else:
+                self.messages.append(json.loads(payload))
 
     def close(self) -> None:
         self._stop.set()
@@ -60,14 +66,23 @@ def test_paper_publishes_each_prediction_once_across_a_restart(tmp_path):
     endpoint = f"tcp://127.0.0.1:{_free_port()}"
     signals = SignalsSettings(endpoint=endpoint, heartbeat_interval_s=0.2)
     state = tmp_path / "state"
-    factory = paper_publisher(signals, state, scenario)
+    make_publisher = paper_publisher(signals, state, scenario)
     collector = Collector(endpoint)
+
+    def factory(status):
+        # The publisher binds when the node is built; a subscriber joins a moment later (ZeroMQ's
+        # slow joiner), so the session starts only once the collector receives a heartbeat.
+        actor = make_publisher(status)
+        assert collector.connected.wait(30.0), "the collector never received a heartbeat"
+        return actor
+
     try:
         options = PaperOptions(speed=1e9, bars=60, console=False)
         run_paper(scenario, registry, state, options, model_dir=model, extra_actors=[factory], prepared=prepared)
         time.sleep(0.5)
         first = list(collector.messages)
         # Restarting the finished session replays it: nothing already published is sent again.
+        collector.connected.clear()  # wait for the restarted publisher too
         run_paper(scenario, registry, state, options, model_dir=model, extra_actors=[factory], prepared=prepared)
         time.sleep(0.5)
     finally:

@@ -1,10 +1,11 @@
 """Market events for paper trading and where they come from.
 
-A source yields ``MarketEvent``s (trades and top-of-book quotes) in processing order. Three kinds:
+A source yields ``MarketEvent``s (trades, top-of-book quotes and, for the traded symbol, funding
+settlements and 5-level depth summaries) in processing order. Three kinds:
 
-- ``ReplaySource``: the scenario's own data after the backtest start, merged in the order the
-  backtest engine processes it (time, then per symbol trades before quotes). Deterministic, so a
-  restarted session can rebuild its state by replaying it again.
+- ``replay_events``: the scenario's own data after the backtest start, merged in the order the
+  backtest engine processes it (time, then funding, depth, and per symbol trades before quotes).
+  Deterministic, so a restarted session can rebuild its state by replaying it again.
 - ``JournalSource``: events a live session journaled in its state database (for restarts of
   sources that cannot be rewound, such as a ZeroMQ socket).
 - ``ZmqSource``: JSON messages from a ZeroMQ SUB socket (format below).
@@ -15,10 +16,16 @@ ZeroMQ message format (one JSON object per message, UTF-8)::
      "price": 312.5, "size": 0.25, "side": 1}          # side: 1 buyer aggressor, -1 seller
     {"type": "quote", "symbol": "BNBUSDT", "ts": 1704067260000000000,
      "bid": 312.49, "ask": 312.51, "bid_size": 10.0, "ask_size": 8.0}
+    {"type": "funding", "symbol": "BNBUSDT", "ts": 1704096000000000000,
+     "rate": 0.0001}                                   # a settlement: rate per settlement
+    {"type": "depth", "symbol": "BNBUSDT", "ts": 1704067260000000000,
+     "bid_depth": 812.5, "ask_depth": 640.0}           # base size on the best 5 levels per side
     {"type": "end"}                                    # optional: the stream is over
 
 ``ts`` is the event time in integer nanoseconds since the Unix epoch (UTC). Events of one symbol
-must arrive in non-decreasing ``ts`` order.
+must arrive in non-decreasing ``ts`` order; at equal ``ts`` the backtest processes funding, then
+depth, then trades, then quotes. Funding and depth messages feed the ``funding`` and ``depth``
+feature plugins (nautilus custom data ``FundingRate`` / ``DepthSummary``, as in the backtest).
 """
 
 import asyncio
@@ -34,11 +41,17 @@ from lbml.errors import DataError
 
 TRADE = 0
 QUOTE = 1
+FUNDING = 2
+DEPTH = 3
 JOURNAL_COLUMNS = ("kind", "symbol", "ts", "a", "b", "c", "d")
 
 
 class MarketEvent(NamedTuple):
-    """One trade (``a, b, c`` = price, size, side) or quote (``a, b, c, d`` = bid, ask, sizes)."""
+    """One market event; the meaning of ``a, b, c, d`` depends on ``kind``.
+
+    Trade: price, size, side. Quote: bid, ask, bid size, ask size. Funding: rate. Depth: bid depth,
+    ask depth.
+    """
 
     kind: int
     symbol: str
@@ -50,29 +63,52 @@ class MarketEvent(NamedTuple):
 
 
 def replay_events(
-    market: MarketData, symbols: list[str], start: pd.Timestamp, end: pd.Timestamp | None = None
+    market: MarketData,
+    symbols: list[str],
+    start: pd.Timestamp,
+    end: pd.Timestamp | None = None,
+    *,
+    funding: bool = False,
+    depth: bool = False,
 ) -> Iterator[MarketEvent]:
-    """Yield every trade and quote of ``symbols`` in ``(start, end]`` in backtest processing order."""
-    stamps, order, kinds, rows, sym_idx = [], [], [], [], []
-    frames = []
-    for s, symbol in enumerate(symbols):
-        data = market[symbol]
-        if not data.has_ticks:
+    """Yield the events of ``symbols`` in ``(start, end]`` in backtest processing order.
+
+    Parameters
+    ----------
+    market, symbols, start, end
+        The data, the symbols (reference first, traded last) and the window.
+    funding, depth
+        Also yield the traded symbol's funding settlements / depth summaries (when the data has
+        them), as the backtest does for a pipeline with the ``FUNDING`` / ``DEPTH`` inputs.
+    """
+    for symbol in symbols:
+        if not market[symbol].has_ticks:
             raise DataError(f"paper replay needs trade ticks for {symbol}; the data has bars only")
-        for kind, frame in ((TRADE, data.trades), (QUOTE, data.quotes)):
-            if frame is None or not len(frame):
-                continue
-            mask = frame.index > start
-            if end is not None:
-                mask &= frame.index <= end
-            window = frame.loc[mask]
-            frames.append((symbol, kind, window))
-            n = len(window)
-            stamps.append(window.index.asi8)
-            order.append(np.full(n, len(frames) - 1, dtype=np.int64))
-            rows.append(np.arange(n, dtype=np.int64))
-            kinds.append(kind)
-            sym_idx.append(s)
+    traded = symbols[-1]
+    # The backtest adds custom data (funding, then depth) before ticks and the engine sorts by time
+    # with a stable sort, so at equal timestamps funding comes first, then depth, then ticks.
+    streams: list[tuple[str, int, pd.DataFrame | None]] = []
+    if funding and traded in market.funding:
+        streams.append((traded, FUNDING, market.funding[traded]))
+    if depth and market[traded].depth is not None:
+        streams.append((traded, DEPTH, market[traded].depth))
+    for symbol in symbols:
+        data = market[symbol]
+        streams += [(symbol, TRADE, data.trades), (symbol, QUOTE, data.quotes)]
+    stamps, order, rows = [], [], []
+    frames = []
+    for symbol, kind, frame in streams:
+        if frame is None or not len(frame):
+            continue
+        mask = frame.index > start
+        if end is not None:
+            mask &= frame.index <= end
+        window = frame.loc[mask]
+        frames.append((symbol, kind, window))
+        n = len(window)
+        stamps.append(window.index.asi8)
+        order.append(np.full(n, len(frames) - 1, dtype=np.int64))
+        rows.append(np.arange(n, dtype=np.int64))
     if not frames:
         return
     ts = np.concatenate(stamps)
@@ -84,6 +120,10 @@ def replay_events(
         if kind == TRADE:
             columns.append((window["price"].to_numpy(), window["size"].to_numpy(),
                             window["side"].to_numpy(), None))
+        elif kind == FUNDING:
+            columns.append((window["rate"].to_numpy(), None, None, None))
+        elif kind == DEPTH:
+            columns.append((window["bid_depth"].to_numpy(), window["ask_depth"].to_numpy(), None, None))
         else:
             columns.append((window["bid"].to_numpy(), window["ask"].to_numpy(),
                             window["bid_size"].to_numpy(), window["ask_size"].to_numpy()))
@@ -94,6 +134,10 @@ def replay_events(
         a, b, c, d = columns[f]
         if kind == TRADE:
             yield MarketEvent(TRADE, symbol, int(ts[i]), float(a[r]), float(b[r]), float(c[r]))
+        elif kind == FUNDING:
+            yield MarketEvent(FUNDING, symbol, int(ts[i]), float(a[r]), 0.0, 0.0)
+        elif kind == DEPTH:
+            yield MarketEvent(DEPTH, symbol, int(ts[i]), float(a[r]), float(b[r]), 0.0)
         else:
             yield MarketEvent(QUOTE, symbol, int(ts[i]), float(a[r]), float(b[r]), float(c[r]), float(d[r]))
 
@@ -103,6 +147,11 @@ def encode_event(event: MarketEvent) -> bytes:
     if event.kind == TRADE:
         msg = {"type": "trade", "symbol": event.symbol, "ts": event.ts,
                "price": event.a, "size": event.b, "side": int(event.c)}
+    elif event.kind == FUNDING:
+        msg = {"type": "funding", "symbol": event.symbol, "ts": event.ts, "rate": event.a}
+    elif event.kind == DEPTH:
+        msg = {"type": "depth", "symbol": event.symbol, "ts": event.ts,
+               "bid_depth": event.a, "ask_depth": event.b}
     else:
         msg = {"type": "quote", "symbol": event.symbol, "ts": event.ts,
                "bid": event.a, "ask": event.b, "bid_size": event.c, "ask_size": event.d}
@@ -128,6 +177,10 @@ def decode_event(payload: bytes) -> MarketEvent | None:
         if kind == "quote":
             return MarketEvent(QUOTE, symbol, ts, float(msg["bid"]), float(msg["ask"]),
                                float(msg["bid_size"]), float(msg["ask_size"]))
+        if kind == "funding":
+            return MarketEvent(FUNDING, symbol, ts, float(msg["rate"]), 0.0, 0.0)
+        if kind == "depth":
+            return MarketEvent(DEPTH, symbol, ts, float(msg["bid_depth"]), float(msg["ask_depth"]), 0.0)
         raise ValueError(f"unknown type {kind!r}")
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"zmq feed: malformed message {payload[:120]!r}: {exc}") from None

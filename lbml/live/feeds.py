@@ -1,8 +1,10 @@
 """The paper node's market-data client: events from a source → ticks, quotes and bars on the bus.
 
 ``FeedDataClient`` is a nautilus ``LiveMarketDataClient``. It pulls ``MarketEvent``s from a source
-(replay, journal, ZeroMQ), turns them into ``TradeTick``/``QuoteTick`` objects, builds EXTERNAL time
-bars from the trades by event time (``TickBarAggregator``) and hands each item to the data engine.
+(replay, journal, ZeroMQ), turns them into ``TradeTick``/``QuoteTick`` objects and funding / depth
+events into the same custom data the backtest delivers (``FundingRate`` / ``DepthSummary``), builds
+EXTERNAL time bars from the trades by event time (``TickBarAggregator``) and hands each item to the
+data engine.
 After every item it waits until the node is idle (every engine queue empty), so the strategy's
 orders reach the paper venue before the next event: processing does not depend on thread or
 wall-clock timing, and the same events always give the same orders and fills. That is what lets a
@@ -27,14 +29,15 @@ from dataclasses import dataclass, field
 
 from nautilus_trader.common.providers import InstrumentProvider
 from nautilus_trader.live.data_client import LiveMarketDataClient
-from nautilus_trader.model.data import Bar, BarType, QuoteTick, TradeTick
+from nautilus_trader.model.data import Bar, BarType, CustomData, QuoteTick, TradeTick
 from nautilus_trader.model.enums import AggressorSide
 from nautilus_trader.model.identifiers import ClientId, TradeId, Venue
 from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Price, Quantity
 
+from lbml.engine.custom_data import DEPTH_TYPE, FUNDING_TYPE, DepthSummary, FundingRate
 from lbml.live.bars import TickBarAggregator
-from lbml.live.events import TRADE, MarketEvent
+from lbml.live.events import DEPTH, FUNDING, TRADE, MarketEvent
 
 IDLE_SPINS = 3
 STARTUP_POLL_S = 0.01
@@ -132,9 +135,8 @@ class FeedDataClient(LiveMarketDataClient):
             while plan.running is not None and not plan.running():  # the trader starts after connect
                 await asyncio.sleep(STARTUP_POLL_S)
             async for event in self._events():
-                for bar in self._aggregator.due(event.ts):
-                    if not await self._deliver(self._bar(bar), None):
-                        return self._halted(started)
+                if not await self._deliver_bars(self._aggregator.due(event.ts)):
+                    return self._halted(started)
                 if event.kind == TRADE:
                     self._aggregator.on_trade(event.symbol, event.ts, event.a, event.b)
                 if plan.pos + 1 > plan.resume_pos and plan.speed > 0:
@@ -145,9 +147,8 @@ class FeedDataClient(LiveMarketDataClient):
                         await asyncio.sleep(delay)
                 if not await self._deliver(self._tick(event), event):
                     return self._halted(started)
-            for bar in self._aggregator.flush():
-                if not await self._deliver(self._bar(bar), None):
-                    return self._halted(started)
+            if not await self._deliver_bars(self._aggregator.flush()):
+                return self._halted(started)
         except asyncio.CancelledError:
             plan.feed_seconds = time.monotonic() - started
             raise
@@ -177,7 +178,17 @@ class FeedDataClient(LiveMarketDataClient):
                     if i % 256 == 255:
                         await asyncio.sleep(0)
 
-    async def _deliver(self, item, event: MarketEvent | None) -> bool:
+    async def _deliver_bars(self, bars: list) -> bool:
+        # The backtest runs its venue (cost modules included) once the bars closing at an instant
+        # have been handled, so a charge due then is not yet in the traded bar's equity row: the
+        # venue runs after the last bar of each close time, not between bars of different symbols.
+        for i, bar in enumerate(bars):
+            last_at_close = i + 1 == len(bars) or bars[i + 1][1] != bar[1]
+            if not await self._deliver(self._bar(bar), None, run_venue=last_at_close):
+                return False
+        return True
+
+    async def _deliver(self, item, event: MarketEvent | None, run_venue: bool = True) -> bool:
         """Hand ``item`` over and wait until it is processed; False (item not counted) if stopped."""
         plan = self.plan
         if not self._accepting():
@@ -187,7 +198,7 @@ class FeedDataClient(LiveMarketDataClient):
         self._handle_data(item)
         if plan.quiesce is not None:
             await plan.quiesce()
-        if event is None and plan.after_bar is not None and self._accepting():
+        if event is None and run_venue and plan.after_bar is not None and self._accepting():
             plan.after_bar(item.ts_event)
             if plan.quiesce is not None:
                 await plan.quiesce()
@@ -199,6 +210,12 @@ class FeedDataClient(LiveMarketDataClient):
         return True
 
     def _tick(self, event: MarketEvent):
+        if event.kind == FUNDING:
+            return CustomData(FUNDING_TYPE, FundingRate(ts_event=event.ts, ts_init=event.ts, rate=event.a))
+        if event.kind == DEPTH:
+            return CustomData(
+                DEPTH_TYPE, DepthSummary(ts_event=event.ts, ts_init=event.ts, bid_depth=event.a, ask_depth=event.b)
+            )
         instrument = self._instruments[event.symbol]
         pp, sp = instrument.price_precision, instrument.size_precision
         if event.kind == TRADE:

@@ -64,6 +64,15 @@ def paper_symbols(scenario: Scenario, market: MarketData, pipeline: FeaturePipel
     return ([cfg.reference_symbol] if needs_reference else []) + [cfg.symbol]
 
 
+def paper_custom_inputs(pipeline: FeaturePipeline) -> dict[str, bool]:
+    """Which custom data the feed carries for ``pipeline`` (as ``replay_events`` keyword arguments).
+
+    The same rule as the backtest: funding settlements and depth summaries go to a pipeline that
+    has the ``FUNDING`` / ``DEPTH`` inputs (and only when the data has them).
+    """
+    return {"funding": FeatureInput.FUNDING in pipeline.inputs, "depth": FeatureInput.DEPTH in pipeline.inputs}
+
+
 def build_paper_node(
     scenario: Scenario,
     market: MarketData,
@@ -123,7 +132,8 @@ def build_paper_node(
     )
     signal_actor = SignalActor(
         SignalActorConfig(component_id="SignalActor", instrument_id=instrument.id, bar_type=bar_type,
-                          reference_bar_type=ref_bar_type, horizon_bars=scenario.labels.horizon_bars),
+                          reference_bar_type=ref_bar_type, horizon_bars=scenario.labels.horizon_bars,
+                          **paper_custom_inputs(pipeline)),
         pipeline,
         guard if guard is not None else model,
         on_prediction=keeper.on_prediction,

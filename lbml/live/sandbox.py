@@ -7,7 +7,9 @@ event at least ``latency_ms`` later. ``PaperExecutionClient`` holds commands unt
 event at or after (market time of submission + latency) and runs them in the backtest's order:
 update the book with the event, execute due commands, then run the simulation modules. Market time
 is the latest event or bar time seen, so it follows the data, not the wall clock (a replay at
-``--speed`` stays consistent).
+``--speed`` stays consistent). Funding and depth custom data count as market events too: the
+backtest engine runs its venues after every data point, so an order due by then is matched there,
+against the book as of that instant.
 
 The cost modules (borrow interest, slippage) are attached to ``exchange`` after ``node.build()``.
 """
@@ -17,6 +19,8 @@ from nautilus_trader.adapters.sandbox.execution import SandboxExecutionClient
 from nautilus_trader.live.factories import LiveExecClientFactory
 from nautilus_trader.model.data import Bar, QuoteTick, TradeTick
 from nautilus_trader.model.instruments import Instrument
+
+from lbml.engine.custom_data import DEPTH_TYPE, FUNDING_TYPE
 
 
 class PaperExecClientConfig(SandboxExecutionClientConfig, frozen=True):
@@ -35,6 +39,9 @@ class PaperExecutionClient(SandboxExecutionClient):
     def connect(self) -> None:
         super().connect()
         self._msgbus.subscribe("data.bars.*", handler=self._on_bar_time)
+        # Custom data has no instrument, so it is not on this venue's topics.
+        for data_type in (FUNDING_TYPE, DEPTH_TYPE):
+            self._msgbus.subscribe(f"data.{data_type.topic}", handler=self.on_data)
 
     def _on_bar_time(self, bar: Bar) -> None:
         # Subscribed before any actor: commands sent in reaction to a bar are timed from its close.

@@ -27,7 +27,7 @@ def serve_feed(
     wait_s: float = 1.0,
 ) -> int:
     """Send the scenario's events after the training window; return how many were sent."""
-    from lbml.live.node import paper_symbols
+    from lbml.live.node import paper_custom_inputs, paper_symbols
 
     prepared = prepare(scenario, registry)
     pipeline = scenario_pipeline(scenario, prepared.market, registry)
@@ -46,7 +46,7 @@ def serve_feed(
             sock.recv()  # the first subscription
         sent = 0
         wall0 = ts0 = None
-        for event in replay_events(prepared.market, symbols, split.test_start, end):
+        for event in replay_events(prepared.market, symbols, split.test_start, end, **paper_custom_inputs(pipeline)):
             if wall0 is None:
                 wall0, ts0 = time.monotonic(), event.ts
             delay = wall0 + (event.ts - ts0) / 1e9 / speed - time.monotonic()

@@ -23,7 +23,7 @@ from lbml.live.drift import DriftConfig, DriftMonitor
 from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, replay_events
 from lbml.live.feeds import FeedPlan
 from lbml.live.guard import ModelGuard
-from lbml.live.node import build_paper_node, paper_symbols
+from lbml.live.node import build_paper_node, paper_custom_inputs, paper_symbols
 from lbml.live.state import StateError, StateStore
 from lbml.live.status import PaperStatus
 from lbml.models.artifact import load_artifact
@@ -126,7 +126,8 @@ def run_paper(
         symbols = paper_symbols(scenario, prepared.market, pipeline)
         # Only a replay is paced; a live source arrives at its own pace.
         speed = options.speed if options.feed == "replay" else 0.0
-        plan = FeedPlan(sources=_sources(prepared, symbols, store, options), speed=speed)
+        plan = FeedPlan(sources=_sources(prepared, symbols, store, options, paper_custom_inputs(pipeline)),
+                        speed=speed)
         errors: list[str] = []
         paper = build_paper_node(
             scenario, prepared.market, pipeline, artifact.model, split=prepared.split, plan=plan, store=store,
@@ -216,7 +217,9 @@ def _training_features(prepared: Prepared, registry: PluginRegistry, feature_sta
     return compute_features(pipeline, clipped, bars, ref).to_numpy()
 
 
-def _sources(prepared: Prepared, symbols: list[str], store: StateStore, options: PaperOptions) -> list:
+def _sources(
+    prepared: Prepared, symbols: list[str], store: StateStore, options: PaperOptions, custom: dict[str, bool]
+) -> list:
     split = prepared.split
     if options.feed == "replay":
         end = None
@@ -224,7 +227,7 @@ def _sources(prepared: Prepared, symbols: list[str], store: StateStore, options:
             bars = prepared.market[prepared.scenario.data.symbol].bars
             after = bars.index[bars.index > split.test_start]
             end = after[min(options.bars, len(after)) - 1]
-        return [replay_events(prepared.market, symbols, split.test_start, end)]
+        return [replay_events(prepared.market, symbols, split.test_start, end, **custom)]
     journal = [MarketEvent(*row) for row in store.rows("journal", JOURNAL_COLUMNS)]
     return [journal, ZmqSource(options.endpoint, set(symbols)).events]
 
