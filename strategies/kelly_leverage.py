@@ -21,12 +21,11 @@ from nautilus_trader.model.data import Bar, BarType
 from nautilus_trader.model.enums import OrderSide, OrderType, TimeInForce, TrailingOffsetType, TriggerType
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.orders import OrderList
-from nautilus_trader.trading.strategy import Strategy
 
-from lbml.engine.liquidation import LiquidationGuard
 from lbml.engine.messages import PREDICTION_TYPE, Prediction
 from lbml.leverage.model import LeverageSpec, build_leverage_model
 from lbml.sizing import KellyParams, target_exposure
+from strategies.leveraged_base import LeveragedPositionStrategy
 
 
 class KellyLeverageConfig(StrategyConfig, frozen=True):
@@ -48,7 +47,7 @@ class KellyLeverageConfig(StrategyConfig, frozen=True):
     ev_margin: float = 0.0
 
 
-class KellyLeverage(Strategy):
+class KellyLeverage(LeveragedPositionStrategy):
     """Bracketed, Kelly-sized long/short positions from model probabilities."""
 
     def __init__(self, config: KellyLeverageConfig) -> None:
@@ -65,31 +64,17 @@ class KellyLeverage(Strategy):
             probability_n_eff=config.probability_n_eff,
             ev_margin=config.ev_margin,
         )
-        self._max_hold_ns = config.max_holding_bars * config.bar_minutes * 60 * 1_000_000_000
-        self._instrument = None
-        self._entry_ts: int | None = None
-        self._busy = False  # an entry or exit is in flight: fills arrive asynchronously live
-        self._guard: LiquidationGuard | None = None
         self._short_cap = _short_exposure_cap(config) * config.max_position_fraction
 
     def on_start(self) -> None:
-        self._instrument = self.cache.instrument(self.config.instrument_id)
-        if self._instrument is None:
-            self.log.error(f"instrument {self.config.instrument_id} not in cache")
-            self.stop()
-            return
-        if self.config.leverage is not None:
-            self._guard = LiquidationGuard(self, self._instrument, self.config.leverage)
-        self.subscribe_data(PREDICTION_TYPE)
-        self.subscribe_bars(self.config.bar_type)
+        super().on_start()
+        if self._instrument is not None:
+            self.subscribe_data(PREDICTION_TYPE)
 
     # -- events ---------------------------------------------------------------------------------
     def on_bar(self, bar: Bar) -> None:
-        if self._guard is not None and self._entry_ts is not None:
-            self._guard.on_bar(bar)
-        if self._entry_ts is None or self._busy:
-            return
-        if bar.ts_event - self._entry_ts >= self._max_hold_ns:
+        super().on_bar(bar)
+        if not self._busy and self._held_too_long(bar):
             self._exit("max holding time")
 
     def on_data(self, data) -> None:
@@ -107,34 +92,6 @@ class KellyLeverage(Strategy):
         if exposure == 0.0:
             return
         self._enter(exposure, data.close)
-
-    def on_position_opened(self, event) -> None:
-        self._entry_ts = event.ts_event
-        self._busy = False
-        if self._guard is not None:
-            self._guard.on_position_opened()
-
-    def on_position_changed(self, event) -> None:
-        if self._guard is not None:
-            self._guard.refresh(None)
-
-    def on_order_filled(self, event) -> None:
-        if self._guard is not None:
-            self._guard.on_fill(event)
-
-    def on_position_closed(self, event) -> None:
-        self._entry_ts = None
-        self._busy = False
-        if self._guard is not None:
-            self._guard.on_position_closed()
-        # Cancel the surviving bracket leg, if any (OUO should already have done it).
-        self.cancel_all_orders(self.config.instrument_id)
-
-    def on_order_rejected(self, event) -> None:
-        self._busy = False
-
-    def on_order_denied(self, event) -> None:
-        self._busy = False
 
     # -- actions ----------------------------------------------------------------------------------
     def _enter(self, exposure: float, price: float) -> None:
@@ -178,10 +135,6 @@ class KellyLeverage(Strategy):
         self.cancel_all_orders(self.config.instrument_id)
         self.close_all_positions(self.config.instrument_id, tags=[reason.replace(" ", "_").upper()])
 
-    def _equity(self) -> float:
-        account = self.portfolio.account(self.config.instrument_id.venue)
-        currency = account.base_currency
-        return account.balance_total(currency).as_double()
 
 
 def _short_exposure_cap(config: KellyLeverageConfig) -> float:

@@ -12,10 +12,9 @@ from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.data import Bar, BarType
 from nautilus_trader.model.enums import OrderSide, TimeInForce
 from nautilus_trader.model.identifiers import InstrumentId
-from nautilus_trader.trading.strategy import Strategy
 
-from lbml.engine.liquidation import LiquidationGuard
 from lbml.leverage.model import LeverageSpec, build_leverage_model
+from strategies.leveraged_base import LeveragedPositionStrategy
 
 
 class LeveragedHoldConfig(StrategyConfig, frozen=True):
@@ -39,7 +38,7 @@ class LeveragedHoldConfig(StrategyConfig, frozen=True):
     ev_margin: float = 0.0
 
 
-class LeveragedHold(Strategy):
+class LeveragedHold(LeveragedPositionStrategy):
     """Holds a constant leveraged exposure, closing and re-opening every ``max_holding_bars``."""
 
     def __init__(self, config: LeveragedHoldConfig) -> None:
@@ -49,26 +48,10 @@ class LeveragedHold(Strategy):
             model = build_leverage_model(config.leverage)
             cap = min(cap, model.max_short_exposure if config.short else model.max_exposure)
         self._exposure = cap * config.max_position_fraction
-        self._max_hold_ns = config.max_holding_bars * config.bar_minutes * 60 * 1_000_000_000
-        self._instrument = None
-        self._guard: LiquidationGuard | None = None
-        self._entry_ts: int | None = None
-        self._busy = False
         self._settling = False  # the bar after a close: let the venue book its charges first
 
-    def on_start(self) -> None:
-        self._instrument = self.cache.instrument(self.config.instrument_id)
-        if self._instrument is None:
-            self.log.error(f"instrument {self.config.instrument_id} not in cache")
-            self.stop()
-            return
-        if self.config.leverage is not None:
-            self._guard = LiquidationGuard(self, self._instrument, self.config.leverage)
-        self.subscribe_bars(self.config.bar_type)
-
     def on_bar(self, bar: Bar) -> None:
-        if self._guard is not None and self._entry_ts is not None:
-            self._guard.on_bar(bar)
+        super().on_bar(bar)
         if self._busy:
             return
         if self._settling:
@@ -76,43 +59,16 @@ class LeveragedHold(Strategy):
             return
         if self._entry_ts is None:
             self._enter(bar.close.as_double())
-        elif bar.ts_event - self._entry_ts >= self._max_hold_ns:
+        elif self._held_too_long(bar):
             self._busy = True
             self.cancel_all_orders(self.config.instrument_id)
             self.close_all_positions(self.config.instrument_id, tags=["MAX_HOLDING_TIME"])
 
-    def on_position_opened(self, event) -> None:
-        self._entry_ts = event.ts_event
-        self._busy = False
-        if self._guard is not None:
-            self._guard.on_position_opened()
-
-    def on_position_changed(self, event) -> None:
-        if self._guard is not None:
-            self._guard.refresh(None)
-
-    def on_order_filled(self, event) -> None:
-        if self._guard is not None:
-            self._guard.on_fill(event)
-
-    def on_position_closed(self, event) -> None:
-        self._entry_ts = None
-        self._busy = False
+    def _on_flat(self) -> None:
         self._settling = True
-        if self._guard is not None:
-            self._guard.on_position_closed()
-        self.cancel_all_orders(self.config.instrument_id)
-
-    def on_order_rejected(self, event) -> None:
-        self._busy = False
-
-    def on_order_denied(self, event) -> None:
-        self._busy = False
 
     def _enter(self, price: float) -> None:
-        account = self.portfolio.account(self.config.instrument_id.venue)
-        equity = account.balance_total(account.base_currency).as_double()
-        notional = self._exposure * equity
+        notional = self._exposure * self._equity()
         if notional < self.config.min_notional or price <= 0.0:
             return
         quantity = self._instrument.make_qty(Decimal(str(notional / price)), round_down=True)
