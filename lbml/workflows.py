@@ -7,7 +7,6 @@ import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import pandas as pd
 
 from lbml.data.frames import InstrumentData, MarketData
 from lbml.data.sources import load_market
@@ -22,7 +21,7 @@ from lbml.report.metrics import compute_metrics
 from lbml.report.plots import plot_equity
 from lbml.report.risk_plots import append_costs_to_tearsheet, write_risk_reports
 from lbml.atomic import atomic_folder
-from lbml.report.runfolder import new_run_path, write_json
+from lbml.report.runfolder import new_run_path, write_json, write_run_tables
 from lbml.report.tearsheet import tearsheet_skip_reason, write_tearsheet
 from lbml.robustness import write_robustness
 from lbml.scenario import Scenario
@@ -149,18 +148,8 @@ def write_run(
             "model": "model/" if model_trained_here else str(artifact.path),
         },
     )
+    write_run_tables(run_dir, result)
     equity = result.record.equity_frame()
-    equity.to_csv(run_dir / "equity.csv")
-    trades = result.record.trades_frame()
-    for col in ("opened", "closed"):
-        trades[col] = pd.to_datetime(trades[col], utc=True)
-    trades.to_csv(run_dir / "trades.csv", index=False)
-    fills = result.record.fills_frame()
-    fills["ts"] = pd.to_datetime(fills["ts"], utc=True)
-    fills.to_csv(run_dir / "fills.csv", index=False)
-    predictions = pd.DataFrame(result.predictions, columns=["ts", "probability_up"])
-    predictions["ts"] = pd.to_datetime(predictions["ts"], utc=True)
-    predictions.to_csv(run_dir / "predictions.csv", index=False)
     metrics = compute_metrics(result, scenario.report.periods_per_year)
     metrics |= {
         "scenario": scenario.name,

@@ -17,7 +17,7 @@ from lbml.engine.recorder import RunRecord
 from lbml.live.state import FILL_COLUMNS, TRADE_COLUMNS, StateError, StateStore
 from lbml.report.metrics import compute_metrics
 from lbml.report.plots import plot_equity
-from lbml.report.runfolder import write_json
+from lbml.report.runfolder import write_json, write_run_tables
 from lbml.report.tearsheet import tearsheet_skip_reason, write_tearsheet
 
 
@@ -61,18 +61,8 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
         store.close()
     final = Path(state_dir) / "report"
     with atomic_folder(final, replace=True) as tmp:
+        write_run_tables(tmp, result)
         equity = result.record.equity_frame()
-        equity.to_csv(tmp / "equity.csv")
-        trades = result.record.trades_frame()
-        for col in ("opened", "closed"):
-            trades[col] = pd.to_datetime(trades[col], utc=True)
-        trades.to_csv(tmp / "trades.csv", index=False)
-        fills = result.record.fills_frame()
-        fills["ts"] = pd.to_datetime(fills["ts"], utc=True)
-        fills.to_csv(tmp / "fills.csv", index=False)
-        predictions = pd.DataFrame(result.predictions, columns=["ts", "probability_up"])
-        predictions["ts"] = pd.to_datetime(predictions["ts"], utc=True)
-        predictions.to_csv(tmp / "predictions.csv", index=False)
         periods = session.get("periods_per_year", 365)
         metrics = compute_metrics(result, periods)
         metrics |= {

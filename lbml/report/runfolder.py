@@ -16,6 +16,23 @@ def new_run_path(runs_dir: Path, name: str) -> Path:
     return path
 
 
+def write_run_tables(folder: Path, result) -> None:
+    """Write a run's equity, trades, fills and predictions as CSV (timestamps as UTC datetimes)."""
+    import pandas as pd
+
+    result.record.equity_frame().to_csv(folder / "equity.csv")
+    trades = result.record.trades_frame()
+    for col in ("opened", "closed"):
+        trades[col] = pd.to_datetime(trades[col], utc=True)
+    trades.to_csv(folder / "trades.csv", index=False)
+    fills = result.record.fills_frame()
+    fills["ts"] = pd.to_datetime(fills["ts"], utc=True)
+    fills.to_csv(folder / "fills.csv", index=False)
+    predictions = pd.DataFrame(result.predictions, columns=["ts", "probability_up"])
+    predictions["ts"] = pd.to_datetime(predictions["ts"], utc=True)
+    predictions.to_csv(folder / "predictions.csv", index=False)
+
+
 def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True, default=_default) + "\n")
 
