@@ -20,6 +20,7 @@ class FundingConfig(SimulationModuleConfig, frozen=True):
 
     times_ns: tuple[int, ...] = ()
     rates: tuple[float, ...] = ()
+    multiplier: float = 1.0  # stress factor applied to every rate
 
 
 class FundingModule(SimulationModule):
@@ -30,11 +31,25 @@ class FundingModule(SimulationModule):
         if len(config.times_ns) != len(config.rates):
             raise ValueError("funding times and rates differ in length")
         self._times = np.asarray(config.times_ns, dtype=np.int64)
-        self._rates = np.asarray(config.rates, dtype=np.float64)
+        self._multiplier = config.multiplier
+        self._rates = np.asarray(config.rates, dtype=np.float64) * config.multiplier
         self.ledger = CostLedger()
         self.settlements: list[tuple[int, float, float]] = []  # (settlement ts, rate, signed notional)
         self._i = 0
         self._next_ns = int(self._times[0]) if len(self._times) else np.iinfo(np.int64).max
+
+    def announce(self, ts_ns: int, rate: float) -> None:
+        """Add a settlement a live feed reports after the last known one (earlier ones are known).
+
+        A paper session's venue starts with the scenario's funding series; settlements a live feed
+        delivers later extend it, so funding keeps being charged past the end of the stored data.
+        """
+        if len(self._times) and ts_ns <= int(self._times[-1]):
+            return
+        self._times = np.append(self._times, np.int64(ts_ns))
+        self._rates = np.append(self._rates, rate * self._multiplier)
+        if self._i == len(self._times) - 1:
+            self._next_ns = ts_ns
 
     def process(self, ts_now: int) -> None:
         if ts_now < self._next_ns:

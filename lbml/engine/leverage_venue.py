@@ -109,7 +109,8 @@ def venue_leverage(scenario: Scenario, market: MarketData, split: Split, borrow:
             )
         window = series.loc[(series.index > split.test_start) & (series.index <= split.test_end)]
         funding = FundingModule(
-            FundingConfig(times_ns=tuple(int(t) for t in window.index.asi8), rates=tuple(float(r) * cfg.funding_multiplier for r in window["rate"]))
+            FundingConfig(times_ns=tuple(int(t) for t in window.index.asi8), rates=tuple(float(r) for r in window["rate"]),
+                          multiplier=cfg.funding_multiplier)
         )
     modules = [m for m in (funding, liquidation) if m is not None]
     return VenueLeverage(spec, modules, funding=funding, liquidation=liquidation)

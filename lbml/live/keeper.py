@@ -25,7 +25,7 @@ from nautilus_trader.model.enums import PositionSide, order_side_to_str, order_s
 from nautilus_trader.model.identifiers import InstrumentId
 
 from lbml.live.events import MarketEvent
-from lbml.live.state import FILL_COLUMNS, TRADE_COLUMNS, StateStore
+from lbml.live.state import COST_COLUMNS, EQUITY_COLUMNS, FILL_COLUMNS, LIQUIDATION_COLUMNS, TRADE_COLUMNS, StateStore
 
 
 class StateKeeperConfig(ActorConfig, frozen=True):
@@ -60,7 +60,8 @@ class StateKeeper(Actor):
         stored = store.get("checkpoint")
         self.resume_pos = stored["pos"] if stored else 0
         self._stored_snapshot = stored
-        self._done = {"fills": 0, "trades": 0, "equity": 0, "signals": 0}
+        self._done = {"fills": 0, "trades": 0, "equity": 0, "costs": 0, "liquidations": 0, "signals": 0}
+        self._ledger_done = dict.fromkeys(cost_ledgers(venue), 0)
         self._stored_counts = {k: store.count(k) for k in self._done}
         self._signals: list[list] = []  # [seq, ts, probability, close]
         self._journal: list[tuple] = []
@@ -112,8 +113,21 @@ class StateKeeper(Actor):
 
     def _cost_totals(self) -> tuple[float, float]:
         """Borrow and slippage so far; slippage includes gap-through charges, as backtest metrics do."""
-        venue = self._venue
-        return venue.borrow.ledger.total, venue.slippage.ledger.total + venue.gaps.ledger.total
+        ledgers = cost_ledgers(self._venue)
+        return ledgers["borrow"].total, ledgers["slippage"].total + ledgers["gap_slippage"].total
+
+    def _new_costs(self) -> list[tuple]:
+        """Charges made since the last call, ledger by ledger (each in time order)."""
+        rows = []
+        for kind, ledger in cost_ledgers(self._venue).items():
+            start = self._ledger_done[kind]
+            rows += [(ts, kind, amount) for ts, amount in ledger.entries[start:]]
+            self._ledger_done[kind] = len(ledger.entries)
+        return rows
+
+    def _liquidation_events(self) -> list[dict]:
+        module = self._venue.leverage.liquidation
+        return module.events if module is not None else []
 
     # -- commit ---------------------------------------------------------------------------------
     def _new_rows(self, pos: int) -> dict[str, list[tuple]]:
@@ -122,13 +136,18 @@ class StateKeeper(Actor):
         fills = [(pos, *(f[c] for c in FILL_COLUMNS)) for f in rec.fills[d["fills"]:]]
         trades = [tuple(t[c] for c in TRADE_COLUMNS) for t in rec.positions[d["trades"]:]]
         borrow, slippage = self._cost_totals()
-        equity = [(ts, eq, bal, close, borrow, slippage) for ts, eq, bal, close in rec.equity[d["equity"]:]]
+        equity = [
+            (ts, eq, bal, close, borrow, slippage, *(_finite_or_none(v) for v in risk[1:]))
+            for (ts, eq, bal, close), risk in zip(rec.equity[d["equity"]:], rec.risk[d["equity"]:])
+        ]
+        liquidations = [tuple(e[c] for c in LIQUIDATION_COLUMNS) for e in self._liquidation_events()[d["liquidations"]:]]
         signals = []
         for seq, ts, prob, close in self._signals:
             latency = self.signal_latencies_ns[seq - 1] / 1e3 if seq - 1 < len(self.signal_latencies_ns) else None
             signals.append((seq, ts, prob, close, latency))
         self._signals = []
-        return {"fills": fills, "trades": trades, "equity": equity, "signals": signals}
+        return {"fills": fills, "trades": trades, "equity": equity, "costs": self._new_costs(),
+                "liquidations": liquidations, "signals": signals}
 
     def _advance(self, rows: dict[str, list[tuple]], pos: int) -> None:
         for key, values in rows.items():
@@ -146,12 +165,10 @@ class StateKeeper(Actor):
         if rec.equity:
             ts, equity, balance, close = rec.equity[-1]
             status.market_ts, status.equity, status.balance = ts, equity, balance
-            position = self._position()
-            status.position = position
-            notional = abs(position) * close
-            status.leverage = notional / equity if equity > 0 else math.inf
-            margin_maint = 0.5
-            status.health_factor = equity / (notional * margin_maint) if notional > 0 else None
+            status.position = self._position()
+            _, _, leverage, health, _ = rec.risk[-1]
+            status.leverage = leverage
+            status.health_factor = health if math.isfinite(health) else None
 
     def _commit(self, pos: int) -> None:
         if self._status.replaying:
@@ -228,6 +245,8 @@ class StateKeeper(Actor):
             "open_order_ids": [o[-1] for o in orders],
             "borrow": self._cost_totals()[0],
             "slippage": self._cost_totals()[1],
+            "costs": {kind: ledger.total for kind, ledger in cost_ledgers(self._venue).items()},
+            "n_liquidations": len(self._liquidation_events()),
             "fills": len(self._recorder.record.fills),
             "model_calls": self._guard.calls if self._guard is not None else None,
         }
@@ -246,20 +265,44 @@ class _Diverged(Exception):
     pass
 
 
+def cost_ledgers(venue) -> dict:
+    """Every cost ledger of the venue modules, by the name the backtest's ledgers.csv uses."""
+    lev = venue.leverage
+    return {
+        "borrow": lev.ledger(lev.borrow),
+        "slippage": venue.slippage.ledger,
+        "gap_slippage": venue.gaps.ledger,
+        "funding": lev.ledger(lev.funding),
+        "liquidation_penalty": lev.ledger(lev.liquidation),
+        "gas": venue.gas.ledger,
+    }
+
+
+def _finite_or_none(value: float) -> float | None:
+    """NaN as None (SQLite stores NaN as NULL); infinities are kept."""
+    return None if value != value else value
+
+
 _COMPARED = {
     "fills": ("pos", "ts", "side", "quantity", "price", "commission", "liquidity", "order_type"),
     "trades": TRADE_COLUMNS,
-    "equity": ("ts", "equity", "balance", "close", "borrow", "slippage"),
+    "equity": EQUITY_COLUMNS,
+    "costs": COST_COLUMNS,
+    "liquidations": ("ts", "side", "quantity", "price", "penalty"),
     "signals": ("seq", "ts", "probability", "close"),
 }
-# Index of each compared column in the rows _new_rows builds (fills skip order_id; signals latency).
+# Index of each compared column in the rows _new_rows builds (fills and liquidations skip the
+# wall-clock-derived order id; signals skip the latency).
 _ROW_INDEX = {
     "fills": (0, 1, 3, 4, 5, 6, 7, 8),
     "trades": tuple(range(len(TRADE_COLUMNS))),
-    "equity": tuple(range(6)),
+    "equity": tuple(range(len(EQUITY_COLUMNS))),
+    "costs": (0, 1, 2),
+    "liquidations": (0, 2, 3, 4, 5),
     "signals": (0, 1, 2, 3),
 }
-_SNAPSHOT_KEYS = ("signal_seq", "balance", "positions", "open_orders", "borrow", "slippage", "fills", "model_calls")
+_SNAPSHOT_KEYS = ("signal_seq", "balance", "positions", "open_orders", "borrow", "slippage", "costs",
+                  "n_liquidations", "fills", "model_calls")
 
 
 def _price(order) -> float | None:

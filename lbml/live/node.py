@@ -2,7 +2,8 @@
 
 Inside the node everything is the backtest's: the instrument (same precisions), ``SignalActor``
 with the scenario's feature pipeline and model, ``RunRecorder``, the scenario's strategy class with
-the same config, and the same borrow/slippage ``SimulationModule``s on the venue. Only the edges
+the same config (leverage model and liquidation guard included), and the same venue
+``SimulationModule``s (borrow or lending interest, funding, liquidation penalty, slippage, gap-through, gas). Only the edges
 differ: ``FeedDataClient`` instead of the backtest data iterator and ``PaperExecutionClient`` (the
 nautilus sandbox with the backtest's order latency) instead of the backtest venue. Bars are EXTERNAL
 (built by the feed from trades by event time) where the tick backtest uses INTERNAL ones; that is
@@ -124,8 +125,11 @@ def build_paper_node(
             timeout_post_stop=0.5,
         ),
     )
-    recorder = RunRecorder(RunRecorderConfig(component_id="RunRecorder", instrument_id=instrument.id, bar_type=bar_type))
     venue_mods = venue_modules(scenario, market, split)
+    lev = venue_mods.leverage
+    recorder = RunRecorder(
+        RunRecorderConfig(component_id="RunRecorder", instrument_id=instrument.id, bar_type=bar_type, leverage=lev.spec)
+    )
     keeper = StateKeeper(
         StateKeeperConfig(component_id="StateKeeper", instrument_id=instrument.id, journal_events=journal_events),
         store, recorder, venue_mods, status, drift=drift, on_error=on_error, guard=guard,
@@ -144,6 +148,7 @@ def build_paper_node(
         strategy_config_cls(
             instrument_id=instrument.id, bar_type=bar_type,
             **strategy_config_kwargs(scenario, minutes, status.ev_margin),
+            **lev.strategy_kwargs(),
         )
     )
     status_actor = StatusActor(
@@ -183,6 +188,8 @@ def build_paper_node(
         module.register_venue(exec_client.exchange)
         module.register_base(portfolio=kernel.portfolio, msgbus=kernel.msgbus, cache=kernel.cache, clock=kernel.clock)
         exec_client.exchange.modules.append(module)
+    if lev.funding is not None:  # settlements a live feed announces after the scenario's funding series
+        exec_client.on_funding = lev.funding.announce
 
     data_client = FeedDataClient(
         node.get_event_loop(), kernel.msgbus, kernel.cache, kernel.clock, venue, instruments, bar_types, minutes, plan,

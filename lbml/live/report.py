@@ -1,11 +1,13 @@
 """``lbml report STATE_DIR``: a paper session's metrics and tearsheet, as for a backtest run folder.
 
-The stored fills, closed trades, per-bar equity and cost-ledger totals are turned back into the
-``BacktestResult`` the backtest reports are computed from, so ``metrics.json`` (including the
-equity reconciliation), ``equity.png`` and ``tearsheet.html`` come from the very same code. Output
-goes to ``STATE_DIR/report/`` (replaced atomically on every call).
+The stored fills, closed trades, per-bar equity and risk, every cost-ledger charge and the
+liquidations are turned back into the ``BacktestResult`` the backtest reports are computed from, so
+``metrics.json`` (equity reconciliation and cost breakdown included), ``equity.png``,
+``tearsheet.html``, ``risk.png``, ``ledgers.csv`` and ``liquidations.csv`` come from the very same
+code. Output goes to ``STATE_DIR/report/`` (replaced atomically on every call).
 """
 
+from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
@@ -14,9 +16,18 @@ from lbml.atomic import atomic_folder
 from lbml.engine.backtest import BacktestResult
 from lbml.engine.costs import CostLedger
 from lbml.engine.recorder import RunRecord
-from lbml.live.state import FILL_COLUMNS, TRADE_COLUMNS, StateError, StateStore
+from lbml.live.state import (
+    COST_COLUMNS,
+    EQUITY_COLUMNS,
+    FILL_COLUMNS,
+    LIQUIDATION_COLUMNS,
+    TRADE_COLUMNS,
+    StateError,
+    StateStore,
+)
 from lbml.report.metrics import compute_metrics
 from lbml.report.plots import plot_equity
+from lbml.report.risk_plots import append_costs_to_tearsheet, write_risk_reports
 from lbml.report.runfolder import write_json, write_run_tables
 from lbml.report.tearsheet import tearsheet_skip_reason, write_tearsheet
 
@@ -26,19 +37,34 @@ def result_from_state(store: StateStore) -> tuple[BacktestResult, dict]:
     session = store.get("session")
     if session is None:
         raise StateError(f"{store.dir}: state folder has no session")
-    equity_rows = store.rows("equity", ("ts", "equity", "balance", "close", "borrow", "slippage"))
+    equity_rows = store.rows("equity", EQUITY_COLUMNS)
     if not equity_rows:
         raise StateError(f"{store.dir}: the session has not completed a bar yet")
-    last_ts, _, last_balance, _, borrow, slippage = equity_rows[-1]
+    last_ts, last_balance = equity_rows[-1][0], equity_rows[-1][2]
     fills = [dict(zip(FILL_COLUMNS, r)) for r in store.rows("fills", FILL_COLUMNS) if r[0] <= last_ts]
     trades = [dict(zip(TRADE_COLUMNS, r)) for r in store.rows("trades", TRADE_COLUMNS) if r[1] <= last_ts]
     signals = store.rows("signals", ("ts", "probability", "latency_us"))
-    record = RunRecord(equity=[r[:4] for r in equity_rows], fills=fills, positions=trades)
+    ledgers: dict[str, CostLedger] = defaultdict(CostLedger)
+    for ts, kind, amount in store.rows("costs", COST_COLUMNS):
+        if ts <= last_ts:
+            ledgers[kind].add(ts, amount)
+    liquidations = [dict(zip(LIQUIDATION_COLUMNS, r)) for r in store.rows("liquidations", LIQUIDATION_COLUMNS)
+                    if r[0] <= last_ts]
+    risk = [(ts, exposure, leverage, _nan(health), _nan(liq))
+            for ts, *_, exposure, leverage, health, liq in equity_rows]
+    record = RunRecord(equity=[r[:4] for r in equity_rows], fills=fills, positions=trades, risk=risk)
     checkpoint = store.get("checkpoint") or {}
     result = BacktestResult(
         record=record,
-        borrow=CostLedger(total=borrow),
-        slippage=CostLedger(total=slippage),
+        borrow=ledgers["borrow"],
+        slippage=ledgers["slippage"],
+        gap_slippage=ledgers["gap_slippage"],
+        funding=ledgers["funding"],
+        liquidation=ledgers["liquidation_penalty"],
+        gas=ledgers["gas"],
+        n_liquidations=len({e["order_id"] for e in liquidations}),
+        liquidations=liquidations,
+        leverage_model=session.get("leverage_model", "none"),
         starting_balance=session["starting_balance"],
         final_balance=last_balance,
         currency=session.get("currency", "USDT"),
@@ -50,6 +76,10 @@ def result_from_state(store: StateStore) -> tuple[BacktestResult, dict]:
         latencies_ns=[int(lat * 1e3) for _, _, lat in signals if lat is not None],
     )
     return result, session
+
+
+def _nan(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def write_report(state_dir: Path) -> tuple[Path, dict]:
@@ -87,5 +117,8 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
             else:
                 metrics["tearsheet"] = None
                 metrics["tearsheet_skipped"] = skip
+        metrics["risk"] = write_risk_reports(tmp, result, f"{session['scenario']} (paper): leverage, health, exposure")
+        if metrics.get("tearsheet"):
+            append_costs_to_tearsheet(tmp / "tearsheet.html", metrics, tmp / "risk.png")
         write_json(tmp / "metrics.json", metrics)
     return final, metrics

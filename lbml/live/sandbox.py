@@ -11,8 +11,10 @@ is the latest event or bar time seen, so it follows the data, not the wall clock
 backtest engine runs its venues after every data point, so an order due by then is matched there,
 against the book as of that instant.
 
-The cost modules (borrow interest, slippage) are attached to ``exchange`` after ``node.build()``.
+The cost modules (borrow, funding, liquidation, slippage, gas) are attached to ``exchange`` after ``node.build()``.
 """
+
+from collections.abc import Callable
 
 from nautilus_trader.adapters.sandbox.config import SandboxExecutionClientConfig
 from nautilus_trader.adapters.sandbox.execution import SandboxExecutionClient
@@ -20,7 +22,7 @@ from nautilus_trader.live.factories import LiveExecClientFactory
 from nautilus_trader.model.data import Bar, QuoteTick, TradeTick
 from nautilus_trader.model.instruments import Instrument
 
-from lbml.engine.custom_data import DEPTH_TYPE, FUNDING_TYPE
+from lbml.engine.custom_data import DEPTH_TYPE, FUNDING_TYPE, FundingRate
 
 
 class PaperExecClientConfig(SandboxExecutionClientConfig, frozen=True):
@@ -35,6 +37,9 @@ class PaperExecutionClient(SandboxExecutionClient):
         self._latency_ns = config.latency_ns
         self._deferred: list[tuple[int, object, object]] = []
         self.market_ns = 0
+        # Called with (ts, rate) for every funding settlement the feed delivers, before the venue
+        # runs at that time (the node builder binds it to the funding module, if any).
+        self.on_funding: Callable[[int, float], None] | None = None
 
     def connect(self) -> None:
         super().connect()
@@ -88,6 +93,9 @@ class PaperExecutionClient(SandboxExecutionClient):
             return
         self.market_ns = max(self.market_ns, ts)
         self.test_clock.set_time(max(ts, self.test_clock.timestamp_ns()))
+        funding = getattr(data, "data", data)  # CustomData wraps the FundingRate
+        if isinstance(funding, FundingRate) and self.on_funding is not None:
+            self.on_funding(funding.ts_event, funding.rate)
         if isinstance(data, QuoteTick):
             self.exchange.process_quote_tick(data)
         elif isinstance(data, TradeTick):

@@ -60,17 +60,6 @@ class PaperOptions:
             raise ConfigError(f"--bars must be >= 1, got {self.bars}")
 
 
-def _check_supported(scenario: Scenario) -> None:
-    """Refuse what the paper state store cannot yet persist and verify across restarts."""
-    if scenario.leverage.model != "none":
-        raise ConfigError(
-            f"leverage.model = {scenario.leverage.model!r}: paper trading supports only 'none' so far "
-            "(funding, lending interest and liquidation ledgers are not persisted yet)"
-        )
-    if scenario.costs.gas_per_tx > 0:
-        raise ConfigError("costs.gas_per_tx: paper trading does not persist a gas ledger yet; set it to 0")
-
-
 def run_paper(
     scenario: Scenario,
     registry: PluginRegistry,
@@ -94,7 +83,6 @@ def run_paper(
         from lbml.live.binance import binance_unavailable_reason
 
         raise ConfigError(f"--feed binance: {binance_unavailable_reason()}")
-    _check_supported(scenario)
     state_dir = Path(state_dir)
     prepared = prepared or prepare(scenario, registry)
     store = StateStore(state_dir)
@@ -190,6 +178,7 @@ def _check_session(store: StateStore, scenario: Scenario, model_id: str, options
         store.put("session", identity | {"periods_per_year": scenario.report.periods_per_year,
                                          "starting_balance": scenario.venue.starting_balance,
                                          "currency": currency,
+                                         "leverage_model": scenario.leverage.model,
                                          "tearsheet": scenario.report.tearsheet})
         (store.dir / "scenario.toml").write_text(scenario.to_toml())
         return

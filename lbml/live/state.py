@@ -6,7 +6,10 @@
   last processed item position, signal sequence number, and a snapshot of balances, the open
   position, open orders and the borrow/slippage ledgers;
 - ``fills``, ``trades`` (closed positions), ``equity`` (one mark-to-market row per bar, with the
-  cost-ledger totals at that bar), ``signals`` (one row per prediction, numbered 1, 2, ...),
+  borrow/slippage totals and the risk of the position at that bar: exposure, leverage, health
+  factor, liquidation price), ``costs`` (every charge of every venue cost module: borrow or lending
+  interest, slippage, gap-through, funding, liquidation penalty, gas), ``liquidations``,
+  ``signals`` (one row per prediction, numbered 1, 2, ...),
   ``drift`` (Kolmogorov-Smirnov reports), ``model_guard`` (predictions withheld from a failing
   or slow model) and ``journal`` (events of feeds that cannot be rewound).
 
@@ -22,6 +25,11 @@ from lbml.engine.recorder import FILL_COLUMNS, TRADE_COLUMNS
 from lbml.errors import LbmlError
 
 DB_NAME = "state.sqlite"
+SCHEMA_VERSION = 2
+EQUITY_COLUMNS = ("ts", "equity", "balance", "close", "borrow", "slippage",
+                  "exposure", "leverage", "health", "liquidation_price")
+COST_COLUMNS = ("ts", "kind", "amount")
+LIQUIDATION_COLUMNS = ("ts", "order_id", "side", "quantity", "price", "penalty")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,7 +41,10 @@ CREATE TABLE IF NOT EXISTS trades (
     entry_price REAL, exit_price REAL, realized_pnl REAL, duration_min REAL);
 CREATE TABLE IF NOT EXISTS equity (
     i INTEGER PRIMARY KEY, ts INTEGER, equity REAL, balance REAL, close REAL,
-    borrow REAL, slippage REAL);
+    borrow REAL, slippage REAL, exposure REAL, leverage REAL, health REAL, liquidation_price REAL);
+CREATE TABLE IF NOT EXISTS costs (i INTEGER PRIMARY KEY, ts INTEGER, kind TEXT, amount REAL);
+CREATE TABLE IF NOT EXISTS liquidations (
+    i INTEGER PRIMARY KEY, ts INTEGER, order_id TEXT, side TEXT, quantity REAL, price REAL, penalty REAL);
 CREATE TABLE IF NOT EXISTS signals (
     seq INTEGER PRIMARY KEY, ts INTEGER, probability REAL, close REAL, latency_us REAL);
 CREATE TABLE IF NOT EXISTS drift (
@@ -64,6 +75,13 @@ class StateStore:
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{self.path}: not a usable state database ({exc})") from None
+        version = self.get("schema_version")
+        if version is None and self.get("session") is None:
+            self.put("schema_version", SCHEMA_VERSION)
+        elif version != SCHEMA_VERSION:
+            self._db.close()
+            raise StateError(f"{self.path}: state schema {version or 1} was written by another lbml version "
+                             f"(this one reads schema {SCHEMA_VERSION}); start a new --state folder")
 
     @classmethod
     def open_existing(cls, state_dir: Path) -> "StateStore":
@@ -108,6 +126,8 @@ class StateStore:
         fills: list[tuple] = (),
         trades: list[tuple] = (),
         equity: list[tuple] = (),
+        costs: list[tuple] = (),
+        liquidations: list[tuple] = (),
         signals: list[tuple] = (),
         journal: list[tuple] = (),
         drift: list[tuple] = (),
@@ -122,7 +142,11 @@ class StateStore:
             if trades:
                 db.executemany(f"INSERT INTO trades({', '.join(TRADE_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)", trades)
             if equity:
-                db.executemany("INSERT INTO equity(ts, equity, balance, close, borrow, slippage) VALUES (?,?,?,?,?,?)", equity)
+                db.executemany(f"INSERT INTO equity({', '.join(EQUITY_COLUMNS)}) VALUES ({', '.join('?' * len(EQUITY_COLUMNS))})", equity)
+            if costs:
+                db.executemany("INSERT INTO costs(ts, kind, amount) VALUES (?,?,?)", costs)
+            if liquidations:
+                db.executemany(f"INSERT INTO liquidations({', '.join(LIQUIDATION_COLUMNS)}) VALUES (?,?,?,?,?,?)", liquidations)
             if signals:
                 db.executemany("INSERT INTO signals(seq, ts, probability, close, latency_us) VALUES (?,?,?,?,?)", signals)
             if journal:
