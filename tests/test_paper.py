@@ -294,6 +294,40 @@ def test_a_failing_or_slow_model_degrades_without_new_positions_and_replays_dura
     assert again["resumed_from"] == again["items"] and again["withheld_predictions"] == len(withheld)
 
 
+def test_a_model_that_never_returns_is_abandoned_at_its_budget_and_the_node_keeps_going(setup, tmp_path, monkeypatch):
+    """Call 50 blocks until the test releases it (after the session): the guard gives up on it at
+    the budget, every later call is withheld because the model is still busy, and the session
+    still processes all its bars (a model call in the node's thread would have frozen it)."""
+    import threading
+
+    from plugins.model_xgboost import XGBoostModel
+
+    original = XGBoostModel.predict_up_one
+    release = threading.Event()
+    calls = {"n": 0}
+
+    def hangs(self, x):
+        calls["n"] += 1
+        if calls["n"] == 50:
+            release.wait()
+        return original(self, x)
+
+    monkeypatch.setattr(XGBoostModel, "predict_up_one", hangs)
+    try:
+        summary = run_paper(setup["scenario"], setup["registry"], tmp_path / "hung",
+                            PaperOptions(speed=1e9, bars=60, console=False, model_budget_s=0.25),
+                            model_dir=setup["model"])
+    finally:
+        release.set()
+    decisions = dict(_rows(tmp_path / "hung", "SELECT call, decision FROM model_guard"))
+    assert decisions[50].startswith("timeout: model did not answer within 250 ms")
+    assert all(decisions[n].startswith("timeout: an earlier model call has not returned") for n in range(51, 61))
+    assert summary["bars"] == 60 and summary["degraded"].startswith("timeout") and calls["n"] == 50
+    signals = _rows(tmp_path / "hung", "SELECT seq, ts, probability FROM signals ORDER BY seq")
+    ref = _rows(setup["state"], "SELECT seq, ts, probability FROM signals ORDER BY seq")[:49]
+    assert signals == ref
+
+
 def test_extra_actors_receive_every_prediction_and_the_replay_flag(setup, tmp_path):
     """The seam for a signal publisher: an extra actor sees each Prediction and the session status."""
     import shutil
