@@ -3,7 +3,7 @@
 set -e
 PKGS="fonts-dejavu-core"
 # The reference Rust client (clients/rust) builds offline against Debian's packaged crates.
-PKGS="$PKGS libzmq3-dev librust-zmq-dev librust-serde-dev librust-serde-derive-dev librust-serde-json-dev"
+PKGS="$PKGS libzmq3-dev librust-zmq-dev librust-serde-dev librust-serde-derive-dev librust-serde-json-dev librust-rmp-serde-dev"
 # A Rust toolchain: keep one that is already there (e.g. rustup's), else take Debian's.
 if ! command -v cargo >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/cargo" ]; then
     PKGS="$PKGS cargo"

@@ -77,6 +77,26 @@ def test_rust_client_decodes_detects_gaps_and_falls_back_when_stale(tmp_path, ru
     assert "stale feed" in states[0]["reason"] and "no message for" in states[2]["reason"]
 
 
+def test_rust_client_decodes_messagepack_payloads_exactly(tmp_path, rust_client_binary):
+    """A publisher configured for MessagePack: the Rust client decodes every field to the same value."""
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    client = RustClient(rust_client_binary, "--endpoint", endpoint, "--stale-after-ms", "5000")
+    try:
+        with SignalPublisher(config(tmp_path, endpoint=endpoint, encoding="msgpack")) as pub:
+            client.wait_for(lambda e: e["event"] == "heartbeat", "heartbeat")
+            sent = [make_signal(i) for i in range(3)]
+            for s in sent:
+                pub.publish(s)
+            client.wait_for(lambda e: e["event"] == "signal" and e["seq"] == 3, "signal 3")
+    finally:
+        stderr = client.close()
+    got = client.of("signal")
+    assert [e["seq"] for e in got] == [1, 2, 3] and client.of("error") == [], stderr
+    for event, s in zip(got, sent):
+        assert (event["symbol"], event["ts_event"], event["direction"]) == (s.symbol, s.ts_event, s.direction)
+        assert event["probability"] == s.probability and event["target_leverage"] == s.target_leverage
+
+
 def _start_publisher(endpoint: str, store: Path, count: int) -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.signals_publisher_proc", endpoint, str(store), str(count)],

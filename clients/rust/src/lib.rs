@@ -1,8 +1,8 @@
 //! Reference subscriber for lbml's prediction stream (schema version 1).
 //!
 //! Wire format: two-frame ZeroMQ messages `[topic, payload]` on a PUB socket. Topics are
-//! `signal.<SYMBOL>` and `heartbeat`; payloads are JSON objects whose `kind` is `signal` or
-//! `heartbeat` (the publisher can also emit MessagePack, which this client does not decode).
+//! `signal.<SYMBOL>` and `heartbeat`; payloads are JSON objects or MessagePack maps (the
+//! publisher's `encoding`, detected per message) whose `kind` is `signal` or `heartbeat`.
 //! The schema lives in `schemas/signal.schema.json` at the repository root.
 //!
 //! [`Tracker`] is the part a trading bot embeds: it checks sequence numbers (gaps, repeats) and
@@ -100,7 +100,7 @@ pub enum Message {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum DecodeError {
-    /// The payload is not JSON (e.g. the publisher was configured for MessagePack).
+    /// The payload is neither a JSON object nor a MessagePack map.
     UnsupportedEncoding,
     UnsupportedVersion(u32),
     Malformed(String),
@@ -110,7 +110,7 @@ pub enum DecodeError {
 impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DecodeError::UnsupportedEncoding => write!(f, "payload is not JSON"),
+            DecodeError::UnsupportedEncoding => write!(f, "payload is neither JSON nor MessagePack"),
             DecodeError::UnsupportedVersion(v) => {
                 write!(f, "schema_version {} (this client reads {})", v, SCHEMA_VERSION)
             }
@@ -127,19 +127,42 @@ struct VersionProbe {
     schema_version: u32,
 }
 
-/// Decode one `[topic, payload]` message and check that the topic matches its content.
-pub fn decode(topic: &[u8], payload: &[u8]) -> Result<Message, DecodeError> {
-    if payload.first() != Some(&b'{') {
-        return Err(DecodeError::UnsupportedEncoding);
+/// The two payload encodings a publisher can be configured for (`encoding = "json" | "msgpack"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    MessagePack,
+}
+
+impl Encoding {
+    /// Detect the encoding from the first byte: `{` for JSON, a map marker for MessagePack.
+    pub fn detect(payload: &[u8]) -> Option<Encoding> {
+        match payload.first()? {
+            b'{' => Some(Encoding::Json),
+            0x80..=0x8f | 0xde | 0xdf => Some(Encoding::MessagePack),
+            _ => None,
+        }
     }
+
+    fn parse<T: serde::de::DeserializeOwned>(self, payload: &[u8]) -> Result<T, String> {
+        match self {
+            Encoding::Json => serde_json::from_slice(payload).map_err(|e| e.to_string()),
+            Encoding::MessagePack => rmp_serde::from_slice(payload).map_err(|e| e.to_string()),
+        }
+    }
+}
+
+/// Decode one `[topic, payload]` message (JSON or MessagePack) and check that the topic matches.
+pub fn decode(topic: &[u8], payload: &[u8]) -> Result<Message, DecodeError> {
+    let encoding = Encoding::detect(payload).ok_or(DecodeError::UnsupportedEncoding)?;
     // One parse on the hot path; the version probe runs only to explain a failure or a mismatch.
-    let version_error = || match serde_json::from_slice::<VersionProbe>(payload) {
+    let version_error = || match encoding.parse::<VersionProbe>(payload) {
         Ok(p) if p.schema_version != SCHEMA_VERSION => Some(DecodeError::UnsupportedVersion(p.schema_version)),
         _ => None,
     };
-    let message: Message = match serde_json::from_slice(payload) {
+    let message: Message = match encoding.parse(payload) {
         Ok(m) => m,
-        Err(e) => return Err(version_error().unwrap_or_else(|| DecodeError::Malformed(e.to_string()))),
+        Err(e) => return Err(version_error().unwrap_or(DecodeError::Malformed(e))),
     };
     let version = match &message {
         Message::Signal(s) => s.schema_version,

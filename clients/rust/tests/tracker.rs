@@ -1,4 +1,4 @@
-use lbml_signals_client::{decode, DecodeError, Event, Message, State, Tracker};
+use lbml_signals_client::{decode, DecodeError, Encoding, Event, Message, State, Tracker};
 
 const MS: u64 = 1_000_000;
 
@@ -46,8 +46,29 @@ fn rejects_wrong_topic_version_and_encoding() {
     assert!(matches!(decode(b"signal.ETHUSDT", &payload), Err(DecodeError::TopicMismatch { .. })));
     let v2 = String::from_utf8(payload.clone()).unwrap().replace("\"schema_version\":1", "\"schema_version\":2");
     assert_eq!(decode(b"signal.BTCUSDT", v2.as_bytes()), Err(DecodeError::UnsupportedVersion(2)));
-    assert_eq!(decode(b"signal.BTCUSDT", &[0x8f, 0x01]), Err(DecodeError::UnsupportedEncoding));
+    assert_eq!(decode(b"signal.BTCUSDT", &[0x93, 0x01]), Err(DecodeError::UnsupportedEncoding)); // an array
+    assert!(matches!(decode(b"signal.BTCUSDT", &[0x8f, 0x01]), Err(DecodeError::Malformed(_)))); // truncated map
     assert!(matches!(decode(b"signal.BTCUSDT", b"{\"schema_version\":1}"), Err(DecodeError::Malformed(_))));
+}
+
+/// The JSON test payload re-encoded as a MessagePack map (what `encoding = "msgpack"` sends).
+fn as_msgpack(frames: (Vec<u8>, Vec<u8>)) -> (Vec<u8>, Vec<u8>) {
+    let value: serde_json::Value = serde_json::from_slice(&frames.1).unwrap();
+    (frames.0, rmp_serde::to_vec_named(&value).unwrap())
+}
+
+#[test]
+fn decodes_messagepack_payloads_like_json_ones() {
+    for frames in [signal(7), heartbeat(3, "healthy")] {
+        let packed = as_msgpack(frames.clone());
+        assert_eq!(Encoding::detect(&packed.1), Some(Encoding::MessagePack));
+        assert_eq!(msg(packed), msg(frames));
+    }
+    let v2 = as_msgpack(signal(1));
+    let mut value: serde_json::Value = rmp_serde::from_slice(&v2.1).unwrap();
+    value["schema_version"] = serde_json::json!(2);
+    let v2 = rmp_serde::to_vec_named(&value).unwrap();
+    assert_eq!(decode(b"signal.BTCUSDT", &v2), Err(DecodeError::UnsupportedVersion(2)));
 }
 
 #[test]
