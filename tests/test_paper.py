@@ -26,6 +26,8 @@ from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
 from lbml.workflows import prepare, train_model, warm_up
 
+from .paper_support import state_rows as _rows
+
 BARS = 200
 FILL_COLS = ("pos", "ts", "side", "quantity", "price", "commission", "liquidity", "order_type")
 
@@ -51,14 +53,6 @@ def setup(tmp_path_factory):
     summary = run_paper(scenario, registry, state, PaperOptions(speed=1e9, bars=BARS, console=False), model_dir=model)
     return {"root": root, "scenario": scenario, "file": scenario_file, "registry": registry,
             "prepared": prepared, "model": model, "state": state, "summary": summary}
-
-
-def _rows(state: Path, sql: str) -> list[tuple]:
-    db = sqlite3.connect(f"file:{state / 'state.sqlite'}?mode=ro", uri=True)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
 
 
 def _bars_done(state: Path) -> int:

@@ -24,6 +24,8 @@ from lbml.plugins import load_registry
 from lbml.scenario import Scenario, load_scenario
 from lbml.workflows import prepare, train_model, warm_up
 
+from .paper_support import state_rows as _rows
+
 BARS = 300
 KINDS = ("exchange_margin", "aave_lending")
 
@@ -78,14 +80,6 @@ def session(request, tmp_path_factory):
     backtest = run_backtest(scenario, prepared.market, split, pipeline, artifact.model, ev_margin=artifact.ev_margin)
     return {"kind": kind, "root": root, "scenario": scenario, "registry": registry, "prepared": prepared,
             "model": model, "state": state, "summary": summary, "backtest": backtest}
-
-
-def _rows(state: Path, sql: str) -> list[tuple]:
-    db = sqlite3.connect(f"file:{state / 'state.sqlite'}?mode=ro", uri=True)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
 
 
 def _nan_to_none(value: float) -> float | None:
