@@ -263,6 +263,7 @@ def test_a_failing_or_slow_model_degrades_without_new_positions_and_replays_dura
         return original(self, x)
 
     monkeypatch.setattr(XGBoostModel, "predict_up_one", flaky)
+    monkeypatch.setattr("lbml.live.session.accelerate", lambda model: model)  # keep XGBoost's own path
     state = tmp_path / "degraded"
     options = PaperOptions(speed=1e9, bars=120, console=False, model_budget_s=1.0)
     summary = run_paper(setup["scenario"], setup["registry"], state, options, model_dir=setup["model"])
@@ -307,6 +308,7 @@ def test_a_model_that_never_returns_is_abandoned_at_its_budget_and_the_node_keep
         return original(self, x)
 
     monkeypatch.setattr(XGBoostModel, "predict_up_one", hangs)
+    monkeypatch.setattr("lbml.live.session.accelerate", lambda model: model)  # keep XGBoost's own path
     try:
         summary = run_paper(setup["scenario"], setup["registry"], tmp_path / "hung",
                             PaperOptions(speed=1e9, bars=60, console=False, model_budget_s=0.25),

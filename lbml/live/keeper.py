@@ -190,7 +190,7 @@ class StateKeeper(Actor):
             self._drift.take_reports()  # already stored by the first run
         for table, new in rows.items():
             start = self._done[table]
-            stored = self._store.rows(table, _COMPARED[table], start)[: len(new)]
+            stored = self._store.rows(table, _COMPARED[table], start, limit=len(new)) if new else []
             for i, row in enumerate(new):
                 if i >= len(stored):
                     raise _Diverged(f"recovery produced {table} row {start + i + 1} that the state never had")

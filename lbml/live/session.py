@@ -27,6 +27,7 @@ from lbml.live.node import build_paper_node, paper_custom_inputs, paper_symbols
 from lbml.live.state import StateError, StateStore
 from lbml.live.status import PaperStatus
 from lbml.models.artifact import load_artifact
+from lbml.models.compiled import accelerate
 from lbml.models.training import scenario_pipeline
 from lbml.plugins import PluginRegistry
 from lbml.scenario import Scenario
@@ -105,8 +106,10 @@ def run_paper(
             model_id=artifact.model_id, feature_schema_hash=pipeline.schema().hash, ev_margin=artifact.ev_margin
         )
         checkpoint = store.get("checkpoint") or {}
+        # The backtest's compiled trees (bit-identical probabilities, or the model itself).
+        model = accelerate(artifact.model)
         guard = ModelGuard(
-            artifact.model, options.model_budget_s, status,
+            model, options.model_budget_s, status,
             decisions={n: d for n, d in store.rows("model_guard", ("call", "decision"))},
             replay_calls=checkpoint.get("model_calls") or 0,
         )
@@ -118,7 +121,7 @@ def run_paper(
                         speed=speed)
         errors: list[str] = []
         paper = build_paper_node(
-            scenario, prepared.market, pipeline, artifact.model, split=prepared.split, plan=plan, store=store,
+            scenario, prepared.market, pipeline, model, split=prepared.split, plan=plan, store=store,
             status=status,
             state_dir=state_dir, extra_actors=[make(status) for make in extra_actors], drift=drift,
             on_error=lambda msg: (errors.append(msg), paper.node.stop()),
@@ -217,6 +220,6 @@ def _sources(
             after = bars.index[bars.index > split.test_start]
             end = after[min(options.bars, len(after)) - 1]
         return [replay_events(prepared.market, symbols, split.test_start, end, **custom)]
-    journal = [MarketEvent(*row) for row in store.rows("journal", JOURNAL_COLUMNS)]
+    journal = (MarketEvent(*row) for row in store.iter_rows("journal", JOURNAL_COLUMNS))
     return [journal, ZmqSource(options.endpoint, set(symbols)).events]
 

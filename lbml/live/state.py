@@ -18,6 +18,7 @@ Commits use ``synchronous=FULL``: a committed checkpoint survives ``kill -9`` an
 
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,10 @@ CREATE TABLE IF NOT EXISTS journal (
     pos INTEGER PRIMARY KEY, kind INTEGER, symbol TEXT, ts INTEGER, a REAL, b REAL, c REAL, d REAL);
 """
 
+
+
+_ORDER_KEYS = {"signals": "seq", "journal": "pos", "model_guard": "call"}
+_SPARSE_KEYS = {"journal", "model_guard"}  # keyed by item / call number, with gaps
 
 
 class StateError(LbmlError):
@@ -113,10 +118,26 @@ class StateStore:
     def count(self, table: str) -> int:
         return self._db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608 - fixed names
 
-    def rows(self, table: str, columns: tuple[str, ...], start: int = 0) -> list[tuple]:
-        key = {"signals": "seq", "journal": "pos", "model_guard": "call"}.get(table, "i")
-        sql = f"SELECT {', '.join(columns)} FROM {table} ORDER BY {key} LIMIT -1 OFFSET ?"  # noqa: S608
-        return self._db.execute(sql, (start,)).fetchall()
+    def rows(self, table: str, columns: tuple[str, ...], start: int = 0, limit: int | None = None) -> list[tuple]:
+        """Rows in order, skipping the first ``start`` (tables numbered 1, 2, ...: an index seek)."""
+        key = _ORDER_KEYS.get(table, "i")
+        sql = f"SELECT {', '.join(columns)} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?"  # noqa: S608
+        if table in _SPARSE_KEYS and start:
+            raise ValueError(f"{table} is keyed sparsely: read it whole or with iter_rows")
+        return self._db.execute(sql, (start, -1 if limit is None else limit)).fetchall()
+
+    def iter_rows(self, table: str, columns: tuple[str, ...], batch: int = 10_000) -> Iterator[tuple]:
+        """All rows in order, read ``batch`` at a time (a long session's journal need not fit in memory)."""
+        key = _ORDER_KEYS.get(table, "i")
+        sql = f"SELECT {key}, {', '.join(columns)} FROM {table} WHERE {key} > ? ORDER BY {key} LIMIT ?"  # noqa: S608
+        last = -1
+        while True:
+            page = self._db.execute(sql, (last, batch)).fetchall()
+            for row in page:
+                yield row[1:]
+            if len(page) < batch:
+                return
+            last = page[-1][0]
 
     # -- the checkpoint ------------------------------------------------------------------------
     def checkpoint(
