@@ -13,6 +13,7 @@ piece of engine state, verifies it against the stored checkpoint and continues f
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -20,7 +21,8 @@ from lbml.engine.backtest import instrument_for
 from lbml.errors import ArtifactError, ConfigError
 from lbml.features.pipeline import compute_features
 from lbml.live.drift import DriftConfig, DriftMonitor
-from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, replay_events
+from lbml.live.binance import BinanceFeedConfig, BinanceSource
+from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, first_bars, replay_events
 from lbml.live.feeds import FeedPlan
 from lbml.live.guard import ModelGuard
 from lbml.live.node import build_paper_node, paper_custom_inputs, paper_symbols
@@ -48,6 +50,7 @@ class PaperOptions:
     stall_after_s: float = 30.0
     model_budget_s: float = 1.0
     drift: DriftConfig = field(default_factory=DriftConfig)
+    binance: BinanceFeedConfig = field(default_factory=BinanceFeedConfig)
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
@@ -90,10 +93,6 @@ def run_paper(
     previous run (predictions are numbered 1, 2, ... in the order they are published).
     ``prepared`` replaces loading the scenario's data (tests use it to perturb the market).
     """
-    if options.feed == "binance":
-        from lbml.live.binance import binance_unavailable_reason
-
-        raise ConfigError(f"--feed binance: {binance_unavailable_reason()}")
     _check_supported(scenario)
     state_dir = Path(state_dir)
     prepared = prepared or prepare(scenario, registry)
@@ -134,7 +133,7 @@ def run_paper(
             status=status,
             state_dir=state_dir, extra_actors=[make(status) for make in extra_actors], drift=drift,
             on_error=lambda msg: (errors.append(msg), paper.node.stop()),
-            journal_events=options.feed == "zmq", console=options.console, stall_after_s=options.stall_after_s,
+            journal_events=options.feed in ("zmq", "binance"), console=options.console, stall_after_s=options.stall_after_s,
             guard=guard,
         )
         plan.resume_pos = paper.keeper.resume_pos
@@ -229,5 +228,12 @@ def _sources(
             end = after[min(options.bars, len(after)) - 1]
         return [replay_events(prepared.market, symbols, split.test_start, end, **custom)]
     journal = [MarketEvent(*row) for row in store.rows("journal", JOURNAL_COLUMNS)]
-    return [journal, ZmqSource(options.endpoint, set(symbols)).events]
+    if options.feed == "binance":
+        live = BinanceSource(options.binance, symbols, **custom, after_ts=journal[-1].ts if journal else 0).events
+    else:
+        live = ZmqSource(options.endpoint, set(symbols)).events
+    if options.bars is not None:  # a live session of N bar periods
+        period_ns = prepared.market.bar_minutes * 60_000_000_000
+        live = partial(first_bars, live, options.bars, period_ns, journal[0].ts if journal else None)
+    return [journal, live]
 
