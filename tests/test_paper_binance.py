@@ -159,3 +159,22 @@ def test_a_live_feed_stops_after_n_bar_periods():
     # A restarted session counts from its first (journaled) event, not from the first live one:
     # periods close at 120, 180 and 240 s.
     assert asyncio.run(collect(first_ts=61 * 10**9)) == stamps[:7]
+
+
+def test_an_unreachable_server_is_a_one_line_data_error():
+    import socket
+
+    from lbml.errors import DataError
+    from lbml.live.binance import BinanceSource
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    source = BinanceSource(BinanceFeedConfig(url=f"ws://127.0.0.1:{port}"), ["BNBUSDT"], funding=False, depth=False)
+
+    async def first():
+        async for event in source.events():
+            return event
+
+    with pytest.raises(DataError, match=f"--feed binance: cannot connect to ws://127.0.0.1:{port}"):
+        asyncio.run(first())

@@ -56,8 +56,9 @@ from nautilus_trader.adapters.binance.spot.schemas.market import (
 )
 from nautilus_trader.adapters.binance.websocket.client import BinanceWebSocketClient
 from nautilus_trader.common.component import LiveClock
+from nautilus_trader.core.nautilus_pyo3 import WebSocketClientError
 
-from lbml.errors import ConfigError
+from lbml.errors import ConfigError, DataError
 from lbml.live.events import DEPTH, FUNDING, QUOTE, TRADE, MarketEvent
 
 log = logging.getLogger(__name__)
@@ -326,8 +327,11 @@ class BinanceSource:
         )
         try:
             # The first stream opens the connection (/stream?streams=...), the rest are SUBSCRIBE calls.
-            for _, method, args in self.subscriptions:
-                await getattr(client, method)(*args)
+            try:
+                for _, method, args in self.subscriptions:
+                    await getattr(client, method)(*args)
+            except WebSocketClientError as exc:
+                raise DataError(f"--feed binance: cannot connect to {self.config.ws_url()}: {exc}") from None
             while True:
                 received_ns, raw = await inbox.get()
                 for event in self.messages.feed(raw, received_ns):

@@ -1,7 +1,8 @@
 """Market events for paper trading and where they come from.
 
 A source yields ``MarketEvent``s (trades, top-of-book quotes and, for the traded symbol, funding
-settlements and 5-level depth summaries) in processing order. Three kinds:
+settlements and 5-level depth summaries) in processing order. Three kinds here (and Binance's
+public streams in ``lbml.live.binance``):
 
 - ``replay_events``: the scenario's own data after the backtest start, merged in the order the
   backtest engine processes it (time, then funding, depth, and per symbol trades before quotes).

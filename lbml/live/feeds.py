@@ -1,7 +1,7 @@
 """The paper node's market-data client: events from a source → ticks, quotes and bars on the bus.
 
 ``FeedDataClient`` is a nautilus ``LiveMarketDataClient``. It pulls ``MarketEvent``s from a source
-(replay, journal, ZeroMQ), turns them into ``TradeTick``/``QuoteTick`` objects and funding / depth
+(replay, journal, ZeroMQ, Binance), turns them into ``TradeTick``/``QuoteTick`` objects and funding / depth
 events into the same custom data the backtest delivers (``FundingRate`` / ``DepthSummary``), builds
 EXTERNAL time bars from the trades by event time (``TickBarAggregator``) and hands each item to the
 data engine.
