@@ -195,12 +195,16 @@ def _cmd_demo(args, settings) -> int:
 
 
 def _cmd_paper(args, settings) -> int:
+    from lbml.live.binance import BinanceFeedConfig
     from lbml.live.session import PaperOptions, run_paper
 
     scenario = _scenario(args)
+    binance = BinanceFeedConfig(market=args.binance_market, testnet=args.binance_testnet, url=args.binance_url,
+                                agg_trades=args.binance_agg_trades)
     options = PaperOptions(
         feed=args.feed, speed=args.speed, duration_s=args.duration, bars=args.bars, endpoint=args.endpoint,
         console=not args.quiet, model_budget_s=args.model_budget, stall_after_s=args.stall_after,
+        binance=binance,
     )
     from lbml.live.publishing import paper_publisher
 
@@ -485,9 +489,17 @@ def _parser() -> argparse.ArgumentParser:
     paper.add_argument("--feed", choices=["replay", "zmq", "binance"], default="replay")
     paper.add_argument("--speed", type=float, default=1.0, help="replay speed, multiple of real time")
     paper.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S wall-clock seconds")
-    paper.add_argument("--bars", type=int, default=None, help="replay only the first N bars after the training window")
+    paper.add_argument("--bars", type=int, default=None,
+                       help="replay: only the first N bars after the training window; zmq/binance: stop after N bar periods")
     paper.add_argument("--state", help="state folder (default: <runs_dir>/paper-<scenario>)")
     paper.add_argument("--endpoint", default="tcp://127.0.0.1:5560", help="ZeroMQ endpoint for --feed zmq")
+    paper.add_argument("--binance-market", default="spot", metavar="spot|usdt_futures",
+                       help="--feed binance: spot or USD-M perpetual futures (funding rates need usdt_futures)")
+    paper.add_argument("--binance-testnet", action="store_true", help="--feed binance: Binance's testnet streams")
+    paper.add_argument("--binance-url", default=None, metavar="WS_URL",
+                       help="--feed binance: websocket base URL replacing Binance's (a proxy or a local server)")
+    paper.add_argument("--binance-agg-trades", action="store_true",
+                       help="--feed binance: aggregated trades (one per taker order) instead of raw trades")
     paper.add_argument("--data", action="append", metavar="PATH", help="real data file(s) for the traded symbol")
     paper.add_argument("--reference-data", action="append", metavar="PATH", help="data file(s) for the reference symbol")
     paper.add_argument("--quiet", action="store_true", help="no console status line")

@@ -1,5 +1,6 @@
 """Feed pieces of paper trading: event-time bars, the ZeroMQ message format and feed, drift tests."""
 
+import dataclasses
 import socket
 import sqlite3
 import threading
@@ -194,21 +195,91 @@ def test_zmq_feed_gives_the_replay_signals(small, tmp_path):
     db.close()
 
 
-def test_binance_data_config_is_validated_and_the_feed_refused_in_one_line(capsys):
-    from lbml.cli import main
-    from lbml.errors import ConfigError
-    from lbml.live.binance import binance_data_config
+def _whole_milliseconds(prepared, extra_settlement_after: int):
+    """``prepared`` with every tick, quote, depth and funding time rounded up to whole milliseconds
+    (Binance's resolution; up, so no trade changes bar) and one more funding settlement, at the
+    ``extra_settlement_after``-th trade of the paper window, so a short session sees one."""
+    import dataclasses
 
-    config = binance_data_config(["BNBUSDT", "BTCUSDT"], market="usdt_futures", testnet=True)
-    assert config.testnet and config.use_agg_trade_ticks
-    assert config.instrument_provider.load_ids == frozenset({"BNBUSDT-PERP.BINANCE", "BTCUSDT-PERP.BINANCE"})
-    with pytest.raises(ConfigError, match="market must be one of"):
-        binance_data_config(["BNBUSDT"], market="options")
-    with pytest.raises(ConfigError, match="upper-case"):
-        binance_data_config(["bnb/usdt"])
-    assert main(["paper", "scenarios/default.toml", "--feed", "binance", "--quiet"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("lbml: error: --feed binance: not wired") and len(err.strip().splitlines()) == 1
+    def ceil_ms(frame):
+        if frame is None:
+            return None
+        index = pd.DatetimeIndex(-(-frame.index.asi8 // 1_000_000) * 1_000_000, tz="UTC", name="ts")
+        return frame.set_axis(index)
+
+    market = prepared.market
+    instruments = {s: dataclasses.replace(d, trades=ceil_ms(d.trades), quotes=ceil_ms(d.quotes), depth=ceil_ms(d.depth))
+                   for s, d in market.instruments.items()}
+    traded = prepared.scenario.data.symbol
+    trades = instruments[traded].trades
+    at = trades.index[trades.index > prepared.split.test_start][extra_settlement_after]
+    funding = {s: ceil_ms(f) for s, f in market.funding.items()}
+    funding[traded] = pd.concat([funding[traded], pd.DataFrame({"rate": [0.00037]}, index=[at])]).sort_index()
+    return dataclasses.replace(prepared, market=dataclasses.replace(market, instruments=instruments, funding=funding))
+
+
+def test_binance_feed_gives_the_replay_signals_and_restarts_from_its_journal(small, tmp_path):
+    """A local server speaking Binance's combined-stream protocol sends the replay's events as real
+    USD-M futures messages → `--feed binance` gives the replay session's signals and fills, journals
+    every event, and a restart with the same state folder rebuilds the session from the journal."""
+    from lbml.live.binance import BinanceFeedConfig
+    from lbml.live.node import paper_custom_inputs, paper_symbols
+    from lbml.live.session import PaperOptions, run_paper
+    from lbml.models.training import scenario_pipeline
+    from lbml.workflows import prepare
+    from tests.binance_support import BinanceStreamServer, futures_messages
+
+    scenario, registry, model = small
+    bars = 30
+    prepared = _whole_milliseconds(prepare(scenario, registry), extra_settlement_after=300)
+    pipeline = scenario_pipeline(scenario, prepared.market, registry)
+    symbols = paper_symbols(scenario, prepared.market, pipeline)
+    events = list(replay_events(prepared.market, symbols, prepared.split.test_start, **paper_custom_inputs(pipeline)))
+    end = prepared.market[scenario.data.symbol].bars.index[prepared.split.test_start < prepared.market[
+        scenario.data.symbol].bars.index][bars - 1].value
+    n_window = sum(e.ts <= end for e in events)
+    messages = futures_messages(events[: n_window + 5])  # the session stops at the first event after the window
+    messages.insert(len(messages) // 2, '{"stream":"bnbusdt@trade","data":{"e":"trade","p":"oops"}}')
+    streams = {"btcusdt@trade", "btcusdt@bookTicker", "bnbusdt@trade", "bnbusdt@bookTicker",
+               "bnbusdt@depth5@500ms", "bnbusdt@markPrice@1s"}
+    futures = BinanceFeedConfig(market="usdt_futures")
+
+    def run(name, options, server):
+        with server:
+            summary = run_paper(scenario, registry, tmp_path / name, options, model_dir=model, prepared=prepared)
+        assert server.error is None, server.error
+        return summary
+
+    server = BinanceStreamServer(messages, streams)
+    options = PaperOptions(feed="binance", bars=bars, console=False, duration_s=120,
+                           binance=dataclasses.replace(futures, url=server.url))
+    live = run("binance", options, server)
+    assert set(server.subscribed) == streams
+    replay = run_paper(scenario, registry, tmp_path / "replay", PaperOptions(speed=1e9, bars=bars, console=False),
+                       model_dir=model, prepared=prepared)
+    assert live["feed_finished"] and live["items"] == replay["items"] == n_window + 2 * bars
+    rows = {}
+    for name in ("binance", "replay"):
+        db = sqlite3.connect(tmp_path / name / "state.sqlite")
+        rows[name] = (db.execute("SELECT seq, ts, probability FROM signals").fetchall(),
+                      db.execute("SELECT ts, side, quantity, price FROM fills").fetchall())
+        db.close()
+    assert len(rows["binance"][0]) == bars and rows["binance"] == rows["replay"]
+    db = sqlite3.connect(tmp_path / "binance" / "state.sqlite")
+    journal = [MarketEvent(*row) for row in db.execute("SELECT kind, symbol, ts, a, b, c, d FROM journal ORDER BY pos")]
+    db.close()
+    assert journal == events[:n_window]  # every event journaled, as sent, in order (funding included)
+    assert {e.kind for e in journal} == {TRADE, QUOTE, DEPTH, FUNDING}
+
+    # Restart: the journal rebuilds (and verifies) the session; the live stream only shows the
+    # window is over.
+    server = BinanceStreamServer(futures_messages(events[n_window: n_window + 5]), streams)
+    again = run("binance", dataclasses.replace(options, binance=dataclasses.replace(futures, url=server.url)), server)
+    assert again["recovery_complete"] and again["resumed_from"] == again["items"] == live["items"]
+    db = sqlite3.connect(tmp_path / "binance" / "state.sqlite")
+    assert (db.execute("SELECT seq, ts, probability FROM signals").fetchall(),
+            db.execute("SELECT ts, side, quantity, price FROM fills").fetchall()) == rows["binance"]
+    db.close()
 
 
 def test_a_silent_feed_is_reported_as_stalled(small, tmp_path):
@@ -225,3 +296,29 @@ def test_a_silent_feed_is_reported_as_stalled(small, tmp_path):
     # The final status.json is written at stop; the stall flag was raised by the periodic check.
     status = json.loads((state / "status.json").read_text())
     assert status["feed_stalled"] and status["items"] == 0
+
+
+def test_a_binance_session_whose_server_is_unreachable_stops_with_one_line(small, tmp_path):
+    from lbml.errors import DataError
+    from lbml.live.binance import BinanceFeedConfig
+    from lbml.live.session import PaperOptions, run_paper
+
+    scenario, registry, model = small
+    port = _free_port()  # nothing listens there
+    options = PaperOptions(feed="binance", console=False, duration_s=60,
+                           binance=BinanceFeedConfig(market="usdt_futures", url=f"ws://127.0.0.1:{port}"))
+    with pytest.raises(DataError, match=f"the feed failed after item 0 .*: --feed binance: cannot connect to "
+                                        f"ws://127.0.0.1:{port}") as failed:
+        run_paper(scenario, registry, tmp_path / "state", options, model_dir=model)
+    assert len(str(failed.value).splitlines()) == 1
+
+
+def test_binance_spot_cannot_feed_a_funding_pipeline_and_nothing_is_written(tmp_path, capsys):
+    from lbml.cli import main
+
+    state = tmp_path / "state"
+    code = main(["paper", "scenarios/default.toml", "--feed", "binance", "--binance-market", "spot",
+                 "--state", str(state), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("lbml: error: --binance-market spot: the scenario's features use funding")
+    assert len(err.splitlines()) == 1 and not state.exists()

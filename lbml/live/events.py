@@ -1,7 +1,8 @@
 """Market events for paper trading and where they come from.
 
 A source yields ``MarketEvent``s (trades, top-of-book quotes and, for the traded symbol, funding
-settlements and 5-level depth summaries) in processing order. Three kinds:
+settlements and 5-level depth summaries) in processing order. Three kinds here (and Binance's
+public streams in ``lbml.live.binance``):
 
 - ``replay_events``: the scenario's own data after the backtest start, merged in the order the
   backtest engine processes it (time, then funding, depth, and per symbol trades before quotes).
@@ -30,7 +31,8 @@ feature plugins (nautilus custom data ``FundingRate`` / ``DepthSummary``, as in 
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import aclosing
 from typing import NamedTuple
 
 import numpy as np
@@ -228,3 +230,23 @@ class ZmqSource:
                     yield event
         finally:
             self._sock.close(0)
+
+
+async def first_bars(
+    source: Callable[[], AsyncIterator[MarketEvent]], bars: int, period_ns: int, first_ts: int | None = None
+) -> AsyncIterator[MarketEvent]:
+    """Yield ``source``'s events up to the close of the ``bars``-th bar period, then stop.
+
+    Periods are the aggregator's (right-closed, aligned to the epoch); the first one holds
+    ``first_ts`` (the session's first event, e.g. from its journal) or else the first event. The
+    stream ends at the first event after the last close, which is not yielded: a live session with
+    ``--bars N`` processes the events of N bar periods, as a replay of N bars does.
+    """
+    end = None if first_ts is None else -(-first_ts // period_ns) * period_ns + (bars - 1) * period_ns
+    async with aclosing(source()) as events:
+        async for event in events:
+            if end is None:
+                end = -(-event.ts // period_ns) * period_ns + (bars - 1) * period_ns
+            if event.ts > end:
+                return
+            yield event

@@ -1,7 +1,7 @@
 """The paper node's market-data client: events from a source → ticks, quotes and bars on the bus.
 
 ``FeedDataClient`` is a nautilus ``LiveMarketDataClient``. It pulls ``MarketEvent``s from a source
-(replay, journal, ZeroMQ), turns them into ``TradeTick``/``QuoteTick`` objects and funding / depth
+(replay, journal, ZeroMQ, Binance), turns them into ``TradeTick``/``QuoteTick`` objects and funding / depth
 events into the same custom data the backtest delivers (``FundingRate`` / ``DepthSummary``), builds
 EXTERNAL time bars from the trades by event time (``TickBarAggregator``) and hands each item to the
 data engine.
@@ -36,6 +36,7 @@ from nautilus_trader.model.instruments import Instrument
 from nautilus_trader.model.objects import Price, Quantity
 
 from lbml.engine.custom_data import DEPTH_TYPE, FUNDING_TYPE, DepthSummary, FundingRate
+from lbml.errors import LbmlError
 from lbml.live.bars import TickBarAggregator
 from lbml.live.events import DEPTH, FUNDING, TRADE, MarketEvent
 
@@ -59,6 +60,7 @@ class FeedPlan:
     last_event_wall: float = field(default_factory=time.monotonic)
     last_event_ts: int = 0
     finished: bool = False
+    error: str | None = None  # why the source failed (the session stops; its state stays consistent)
     feed_seconds: float = 0.0  # wall time of the feed loop (first item to the end)
 
 
@@ -153,7 +155,12 @@ class FeedDataClient(LiveMarketDataClient):
             plan.feed_seconds = time.monotonic() - started
             raise
         except Exception as exc:  # noqa: BLE001 - a broken feed is reported, the node keeps its state
-            self._log.error(f"feed failed: {exc!r}")
+            plan.error = str(exc) if isinstance(exc, LbmlError) else repr(exc)
+            self._log.error(f"feed failed: {plan.error}")
+            plan.feed_seconds = time.monotonic() - started
+            if plan.on_end is not None:
+                plan.on_end()
+            return
         plan.finished = True
         plan.feed_seconds = time.monotonic() - started
         if plan.on_end is not None:

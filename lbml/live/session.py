@@ -13,14 +13,16 @@ piece of engine state, verifies it against the stored checkpoint and continues f
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
 from lbml.engine.backtest import instrument_for
-from lbml.errors import ArtifactError, ConfigError
+from lbml.errors import ArtifactError, ConfigError, DataError
 from lbml.features.pipeline import compute_features
+from lbml.live.binance import BinanceFeedConfig, BinanceSource, binance_subscriptions
 from lbml.live.drift import DriftConfig, DriftMonitor
-from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, replay_events
+from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, first_bars, replay_events
 from lbml.live.feeds import FeedPlan
 from lbml.live.guard import ModelGuard
 from lbml.live.node import build_paper_node, paper_custom_inputs, paper_symbols
@@ -49,6 +51,7 @@ class PaperOptions:
     stall_after_s: float = 30.0
     model_budget_s: float = 1.0
     drift: DriftConfig = field(default_factory=DriftConfig)
+    binance: BinanceFeedConfig = field(default_factory=BinanceFeedConfig)
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
@@ -80,16 +83,16 @@ def run_paper(
     previous run (predictions are numbered 1, 2, ... in the order they are published).
     ``prepared`` replaces loading the scenario's data (tests use it to perturb the market).
     """
-    if options.feed == "binance":
-        from lbml.live.binance import binance_unavailable_reason
-
-        raise ConfigError(f"--feed binance: {binance_unavailable_reason()}")
     state_dir = Path(state_dir)
     prepared = prepared or prepare(scenario, registry)
+    pipeline = scenario_pipeline(scenario, prepared.market, registry)
+    symbols = paper_symbols(scenario, prepared.market, pipeline)
+    custom = _feed_custom_inputs(scenario, pipeline, options)
+    if options.feed == "binance":  # refuse streams Binance cannot give before touching the state folder
+        binance_subscriptions(symbols, options.binance, **custom)
     store = StateStore(state_dir)
     try:
         artifact_dir = _model(prepared, registry, state_dir, model_dir)
-        pipeline = scenario_pipeline(scenario, prepared.market, registry)
         artifact = load_artifact(artifact_dir, registry, expected_schema=pipeline.schema())
         if artifact.training_window.end >= prepared.split.test_start:
             raise ArtifactError(f"{artifact_dir}: model was trained up to {artifact.training_window.end}, "
@@ -114,18 +117,16 @@ def run_paper(
             replay_calls=checkpoint.get("model_calls") or 0,
         )
         drift = DriftMonitor(pipeline.names, reference, options.drift, state_dir, status)
-        symbols = paper_symbols(scenario, prepared.market, pipeline)
         # Only a replay is paced; a live source arrives at its own pace.
         speed = options.speed if options.feed == "replay" else 0.0
-        plan = FeedPlan(sources=_sources(prepared, symbols, store, options, paper_custom_inputs(pipeline)),
-                        speed=speed)
+        plan = FeedPlan(sources=_sources(prepared, symbols, store, options, custom), speed=speed)
         errors: list[str] = []
         paper = build_paper_node(
             scenario, prepared.market, pipeline, model, split=prepared.split, plan=plan, store=store,
             status=status,
             state_dir=state_dir, extra_actors=[make(status) for make in extra_actors], drift=drift,
             on_error=lambda msg: (errors.append(msg), paper.node.stop()),
-            journal_events=options.feed == "zmq", console=options.console, stall_after_s=options.stall_after_s,
+            journal_events=options.feed in ("zmq", "binance"), console=options.console, stall_after_s=options.stall_after_s,
             guard=guard,
         )
         plan.resume_pos = paper.keeper.resume_pos
@@ -141,6 +142,8 @@ def run_paper(
             print(file=__import__("sys").stderr)
         if errors:
             raise StateError(f"{state_dir}: {errors[0]}")
+        if plan.error is not None:  # everything processed before the failure is committed
+            raise DataError(f"{state_dir}: the feed failed after item {plan.pos} (state committed): {plan.error}")
         if status.replaying:  # stopped (e.g. --duration) while rebuilding: the state is untouched
             log.warning("%s: stopped before the recovery replay reached the stored checkpoint", state_dir)
         return {
@@ -176,6 +179,8 @@ def _model(prepared: Prepared, registry: PluginRegistry, state_dir: Path, model_
 def _check_session(store: StateStore, scenario: Scenario, model_id: str, options: PaperOptions, currency: str) -> None:
     identity = {"scenario": scenario.name, "scenario_hash": scenario.content_hash(), "model_id": model_id,
                 "feed": options.feed, "bars": options.bars}
+    if options.feed == "binance":  # spot and futures (or testnet) streams must not mix in one session
+        identity["binance"] = f"{options.binance.market}{' testnet' if options.binance.testnet else ''}"
     stored = store.get("session")
     if stored is None:
         store.put("session", identity | {"periods_per_year": scenario.report.periods_per_year,
@@ -209,6 +214,17 @@ def _training_features(prepared: Prepared, registry: PluginRegistry, feature_sta
     return compute_features(pipeline, clipped, bars, ref).to_numpy()
 
 
+def _feed_custom_inputs(scenario: Scenario, pipeline, options: PaperOptions) -> dict[str, bool]:
+    """Which custom data the feed must carry: what the pipeline uses (as in the backtest) and, from a
+    live exchange feed, funding settlements for an ``exchange_margin`` session that pays funding
+    (the scenario's stored series ends before a live session's settlements)."""
+    custom = paper_custom_inputs(pipeline)
+    pays_funding = scenario.leverage.model == "exchange_margin" and scenario.leverage.funding
+    if options.feed == "binance" and pays_funding:
+        custom["funding"] = True
+    return custom
+
+
 def _sources(
     prepared: Prepared, symbols: list[str], store: StateStore, options: PaperOptions, custom: dict[str, bool]
 ) -> list:
@@ -221,5 +237,13 @@ def _sources(
             end = after[min(options.bars, len(after)) - 1]
         return [replay_events(prepared.market, symbols, split.test_start, end, **custom)]
     journal = (MarketEvent(*row) for row in store.iter_rows("journal", JOURNAL_COLUMNS))
-    return [journal, ZmqSource(options.endpoint, set(symbols)).events]
+    first_ts, last_ts = store.first_and_last("journal", "ts")
+    if options.feed == "binance":
+        live = BinanceSource(options.binance, symbols, **custom, after_ts=last_ts or 0).events
+    else:
+        live = ZmqSource(options.endpoint, set(symbols)).events
+    if options.bars is not None:  # a live session of N bar periods
+        period_ns = prepared.market.bar_minutes * 60_000_000_000
+        live = partial(first_bars, live, options.bars, period_ns, first_ts)
+    return [journal, live]
 

@@ -126,6 +126,13 @@ class StateStore:
             raise ValueError(f"{table} is keyed sparsely: read it whole or with iter_rows")
         return self._db.execute(sql, (start, -1 if limit is None else limit)).fetchall()
 
+    def first_and_last(self, table: str, column: str) -> tuple[Any, Any]:
+        """``column`` of the first and the last row in order (None, None for an empty table)."""
+        key = _ORDER_KEYS.get(table, "i")
+        first, last = (self._db.execute(f"SELECT {column} FROM {table} ORDER BY {key} {order} LIMIT 1").fetchone()  # noqa: S608
+                       for order in ("ASC", "DESC"))
+        return (first[0], last[0]) if first else (None, None)
+
     def iter_rows(self, table: str, columns: tuple[str, ...], batch: int = 10_000) -> Iterator[tuple]:
         """All rows in order, read ``batch`` at a time (a long session's journal need not fit in memory)."""
         key = _ORDER_KEYS.get(table, "i")
