@@ -2,11 +2,18 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Property tests draw the same examples on every run (a suite that gates a merge must not depend on
+# luck); `HYPOTHESIS_PROFILE=explore pytest ...` draws new random examples locally.
+settings.register_profile("default", derandomize=True, database=None)
+settings.register_profile("explore")
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 SHARED_DATA = Path(os.environ.get("SHARED_DATA_DIR") or ROOT.parent / "shared" / "data")
 
 

@@ -57,7 +57,8 @@ def markets(draw):
         {"bid": mid - half, "ask": mid + half, "bid_size": rng.lognormal(0, 1, k), "ask_size": rng.lognormal(0, 1, k)},
         index=pd.DatetimeIndex(q_ts.astype("datetime64[ns]"), name="ts").tz_localize("UTC"),
     )
-    keep = rng.random(n) > 0.1  # the reference misses some bars
+    keep = rng.random(n) > 0.1  # the reference misses some bars, but it has started before the traded series
+    keep[0] = True
     ref_close = 50_000 * np.exp(np.cumsum(rng.normal(0, vol, n)))
     ref = pd.DataFrame(
         {"open": ref_close, "high": ref_close * 1.001, "low": ref_close * 0.999, "close": ref_close, "volume": 1.0},
