@@ -79,7 +79,7 @@ def run_ml(workdir: Path, compiled: bool, chunk: int, limit_bars: int | None) ->
         "chunk_seconds": result.chunk_seconds,
         "latency_us_p50": float(np.percentile(lat, 50)) if len(lat) else None,
         "latency_us_p99": float(np.percentile(lat, 99)) if len(lat) else None,
-        "compiled_trees": isinstance(model, CompiledModel),
+        "compiled_trees": isinstance(getattr(model, "base", model), CompiledModel),  # calibration wraps the trees
     }
 
 
