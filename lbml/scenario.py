@@ -42,6 +42,9 @@ class DataConfig(_Section):
     trend_drift: float = Field(
         0.03, ge=0, le=1, description="synthetic only: drift in the trending regime (0 with edge 0 = martingale)"
     )
+    depth_paths: tuple[Path, ...] = Field(
+        (), description="files source: order-book files (Tardis book snapshots, Binance depth CSV or capture) of data.symbol"
+    )
 
     @model_validator(mode="after")
     def _files_need_paths(self) -> "DataConfig":
