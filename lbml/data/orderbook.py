@@ -138,7 +138,7 @@ class _Summaries:
 
     def add(self, ts: int, row: tuple[float, ...], where: Callable[[], str]) -> None:
         if row[2] == row[2] and row[4] == row[4] and row[2] >= row[4]:
-            raise DataError(f"{where()}: crossed book after this update (best bid {row[2]:g} >= best ask {row[4]:g})")
+            raise DataError(f"{where()}: crossed book after this update (best bid {row[2]:.12g} >= best ask {row[4]:.12g})")
         self.ts.append(ts)
         self.rows.append(row)
 
@@ -196,7 +196,7 @@ def _build_tardis(source: Any, table: pd.DataFrame, loc: Any):
     if len(crossed):
         row = int(crossed[0])
         raise DataError(
-            f"{source.path}: {loc.where(row)}: crossed book (bids[0].price {bid[row]:g} >= asks[0].price {ask[row]:g})"
+            f"{source.path}: {loc.where(row)}: crossed book (bids[0].price {bid[row]:.12g} >= asks[0].price {ask[row]:.12g})"
         )
     index = _index(_times(table, "local_timestamp", source, loc))
     depth = pd.DataFrame({"bid_depth": sums["bids"], "ask_depth": sums["asks"]}, index=index)
@@ -226,8 +226,8 @@ def _check_levels(source: Any, loc: Any, side: str, prices: np.ndarray, amounts:
             raise DataError(f"{source.path}: {loc.where(row)}: {what(row, level)}")
 
     fail(np.isnan(prices) != np.isnan(amounts), lambda r, i: f"level {side}[{i}] has a price or an amount but not both")
-    fail(amounts < 0, lambda r, i: f"column '{side}[{i}].amount' is negative ({amounts[r, i]:g})")
-    fail(prices <= 0, lambda r, i: f"column '{side}[{i}].price' is not positive ({prices[r, i]:g})")
+    fail(amounts < 0, lambda r, i: f"column '{side}[{i}].amount' is negative ({amounts[r, i]:.12g})")
+    fail(prices <= 0, lambda r, i: f"column '{side}[{i}].price' is not positive ({prices[r, i]:.12g})")
     fail(np.isinf(prices) | np.isinf(amounts), lambda r, i: f"level {side}[{i}] is infinite")
     step = np.diff(prices, axis=1)
     wrong = (step >= 0) if side == "bids" else (step <= 0)
@@ -283,7 +283,7 @@ def _read_depth_rows(source: Any, table: pd.DataFrame, loc: Any) -> DepthRows:
             problem = "is negative" if values[row] < 0 else "is not a positive finite number"
             if name == "price" and values[row] < 0:
                 problem = "is not a positive finite number"
-            raise DataError(f"{source.path}: {loc.where(row)}: column '{name}' {problem} ({values[row]:g})")
+            raise DataError(f"{source.path}: {loc.where(row)}: column '{name}' {problem} ({values[row]:.12g})")
     ids = {c: _ids(source, table, loc, c) for c in ("first_update_id", "last_update_id")}
     prev = _ids(source, table, loc, "pu") if "pu" in table.columns else np.full(len(table), -1, np.int64)
     return DepthRows(
@@ -462,9 +462,9 @@ class _CaptureReader:
                 raise DataError(f"{where()}: field '{name}' holds a level that is not [price, size]")
             price, size = _number(level[0], name, where), _number(level[1], name, where)
             if size < 0:
-                raise DataError(f"{where()}: negative size {size:g} at price {price:g} in '{name}'")
+                raise DataError(f"{where()}: negative size {size:.12g} at price {price:.12g} in '{name}'")
             if price <= 0:
-                raise DataError(f"{where()}: non-positive price {price:g} in '{name}'")
+                raise DataError(f"{where()}: non-positive price {price:.12g} in '{name}'")
             out.append((price, size))
         return out
 
