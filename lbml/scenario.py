@@ -52,6 +52,12 @@ class DataConfig(_Section):
             raise ValueError("source = 'files' needs at least one entry in data.paths")
         return self
 
+    @model_validator(mode="after")
+    def _depth_needs_files(self) -> "DataConfig":
+        if self.depth_paths and self.source != "files":
+            raise ValueError("data.depth_paths needs source = 'files'")
+        return self
+
 
 class SplitConfig(_Section):
     """Chronological train/backtest split; the backtest never sees training data."""

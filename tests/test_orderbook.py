@@ -277,6 +277,29 @@ def test_capture_depth_matches_an_independent_replay(capture) -> None:
     assert validate(capture).ok
 
 
+def test_capture_summaries_do_not_depend_on_later_messages(capture, tmp_path: Path) -> None:
+    # No look-ahead: cutting the capture after 6,000 lines, or rewriting every later depth diff,
+    # leaves every summary before the cut unchanged.
+    cut = _capture_variant(tmp_path, 6_000, name="btcusdt_cut.gz")
+    head = load_file(cut).frame
+    assert 0 < len(head) < len(capture.frame)
+    pd.testing.assert_frame_equal(head, capture.frame.iloc[: len(head)])
+
+    def rewrite_future(lines):
+        for i in range(6_000, len(lines)):
+            if "depthUpdate" in lines[i]:
+                stamp, text = lines[i].split(" ", 1)
+                message = json.loads(text)
+                for key in ("b", "a"):  # every added or changed level gets size 7 (deletions kept)
+                    message["data"][key] = [[p, q if float(q) == 0 else "7.0"] for p, q in message["data"][key]]
+                lines[i] = f"{stamp} {json.dumps(message)}\n"
+        return lines
+
+    changed = load_file(_capture_variant(tmp_path, 7_000, rewrite_future, name="btcusdt_future.gz")).frame
+    pd.testing.assert_frame_equal(changed.iloc[: len(head)], head)
+    assert not changed.iloc[len(head) :].equals(capture.frame.iloc[len(head) : len(changed)])
+
+
 def test_capture_quotes_and_trades_by_hand(capture) -> None:
     quotes, trades = capture.streams["quotes"], capture.streams["trades"]
     assert (len(quotes), len(trades)) == (28040, 9757)
@@ -379,6 +402,8 @@ def test_depth_paths_attach_real_depth_to_the_traded_symbol(tmp_path: Path, capl
     with pytest.raises(DataError, match="outside the bars' span"):
         FilesSource().load(far)
     assert DataConfig().depth_paths == ()
+    with pytest.raises(ValueError, match="depth_paths needs source = 'files'"):
+        DataConfig(depth_paths=(path,))
 
 
 def test_depth_features_on_real_depth_and_trades(capture) -> None:
