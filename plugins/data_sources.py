@@ -110,8 +110,11 @@ def _with_depth(data: InstrumentData, depth_paths: tuple[Path, ...]) -> Instrume
         if f.symbol is not None and f.symbol != data.symbol:
             raise DataError(f"{f.path}: depth file is for {f.symbol} but data.symbol is {data.symbol}")
         validate(f).raise_if_fatal(f.path)
-    depth = _concat(files, "depth")
-    assert depth is not None
+    files.sort(key=lambda f: f.frame.index[0])
+    for before, after in zip(files, files[1:]):
+        if after.frame.index[0] <= before.frame.index[-1]:
+            raise DataError(f"{after.path}: depth overlaps {before.path} (both cover {after.frame.index[0]})")
+    depth = pd.concat([f.frame for f in files]) if len(files) > 1 else files[0].frame
     quotes = data.quotes
     if quotes is None:  # top of book from the order-book files when no quote file was given
         quotes = _concat([p for f in files for p in _streams(f)[1:] if p.kind == "quotes"], "quotes")

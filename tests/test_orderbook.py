@@ -9,6 +9,7 @@ import json
 import logging
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -183,7 +184,8 @@ def test_binance_depth_updates_replay_across_files(tmp_path: Path) -> None:
     assert depth.frame.index.tolist() == ms
     # Snapshot: bids 1+2+3+4+5, asks .1+.2+.3+.4+.5. Then 1000 deleted: bids 2..6; ask 4 @ 1000.5 added.
     # Then 994.5 is below the five best bids (999..996): unchanged. Then the 1001 ask (0.1) is deleted.
-    expected = [(15.0, 1.5), (20.0, 4.0 + 0.1 + 0.2 + 0.3 + 0.4), (20.0, 4.0 + 0.1 + 0.2 + 0.3 + 0.4), (20.0, 4.0 + 0.2 + 0.3 + 0.4 + 0.5)]
+    after_delete = (20.0, 4.0 + 0.1 + 0.2 + 0.3 + 0.4)
+    expected = [(15.0, 1.5), after_delete, after_delete, (20.0, 4.0 + 0.2 + 0.3 + 0.4 + 0.5)]
     for got, want in zip(depth.frame.itertuples(index=False), expected, strict=True):
         assert (got.bid_depth, got.ask_depth) == pytest.approx(want, abs=1e-9)
     quotes = depth.streams["quotes"]
@@ -319,6 +321,10 @@ def test_a_kind_argument_selects_a_capture_stream(tmp_path: Path) -> None:
     assert (selected.kind, set(selected.streams)) == ("trades", {"depth", "quotes"})
     assert selected.frame.equals(imported.streams["trades"])
     assert selected.streams["depth"].equals(imported.frame)
+    zipped = tmp_path / "btcusdt_20240808.zip"
+    with zipfile.ZipFile(zipped, "w") as archive, gzip.open(head, "rb") as fh:
+        archive.writestr("btcusdt_20240808.txt", fh.read())
+    pd.testing.assert_frame_equal(load_file(zipped).frame, imported.frame)
 
 
 def _capture_variant(tmp_path: Path, lines: int, edit=None, name: str = "btcusdt_20240808.gz") -> Path:
@@ -401,6 +407,10 @@ def test_depth_paths_attach_real_depth_to_the_traded_symbol(tmp_path: Path, capl
     far = _files_config(tmp_path, symbol="BTCUSDT", paths=(path,), depth_paths=(shared_file(*TARDIS_5),))
     with pytest.raises(DataError, match="outside the bars' span"):
         FilesSource().load(far)
+    tardis = (shared_file(*TARDIS_5), shared_file(*TARDIS_25))
+    both = _files_config(tmp_path, symbol="BTCUSDT", paths=(path,), depth_paths=tardis)
+    with pytest.raises(DataError, match="depth overlaps"):
+        FilesSource().load(both)
     assert DataConfig().depth_paths == ()
     with pytest.raises(ValueError, match="depth_paths needs source = 'files'"):
         DataConfig(depth_paths=(path,))

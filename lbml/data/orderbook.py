@@ -41,11 +41,10 @@ size or a malformed row raises :class:`~lbml.errors.DataError` naming the file a
 
 from __future__ import annotations
 
-import gzip
+import io
 import json
 import math
 import re
-import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +137,9 @@ class _Summaries:
 
     def add(self, ts: int, row: tuple[float, ...], where: Callable[[], str]) -> None:
         if row[2] == row[2] and row[4] == row[4] and row[2] >= row[4]:
-            raise DataError(f"{where()}: crossed book after this update (best bid {row[2]:.12g} >= best ask {row[4]:.12g})")
+            raise DataError(
+                f"{where()}: crossed book after this update (best bid {row[2]:.12g} >= best ask {row[4]:.12g})"
+            )
         self.ts.append(ts)
         self.rows.append(row)
 
@@ -274,15 +275,13 @@ def _read_depth_rows(source: Any, table: pd.DataFrame, loc: Any) -> DepthRows:
         _raise_bad_value(source, loc, "update_type", row, table["update_type"].iloc[row], "'snap' or 'set'")
     price = _floats(table, "price", source, loc)
     size = _floats(table, "qty", source, loc)
-    for name, values, bad in (
-        ("price", price, ~(np.isfinite(price) & (price > 0))),
-        ("qty", size, ~(np.isfinite(size) & (size >= 0))),
+    for name, values, bad, problem in (
+        ("price", price, ~(np.isfinite(price) & (price > 0)), "is not a positive finite number"),
+        ("qty", size, ~np.isfinite(size), "is not a finite number"),
+        ("qty", size, size < 0, "is negative"),
     ):
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
-            problem = "is negative" if values[row] < 0 else "is not a positive finite number"
-            if name == "price" and values[row] < 0:
-                problem = "is not a positive finite number"
             raise DataError(f"{source.path}: {loc.where(row)}: column '{name}' {problem} ({values[row]:.12g})")
     ids = {c: _ids(source, table, loc, c) for c in ("first_update_id", "last_update_id")}
     prev = _ids(source, table, loc, "pu") if "pu" in table.columns else np.full(len(table), -1, np.int64)
@@ -320,7 +319,8 @@ def _rebuild_depth_csv(files: Sequence[DepthRows]):
     from lbml.data.importers import _Parsed
 
     first = files[0]
-    cat = {f: np.concatenate([getattr(rows, f) for rows in files]) for f in ("ts", "first", "last", "prev", "snap", "bid", "price", "size")}
+    fields = ("ts", "first", "last", "prev", "snap", "bid", "price", "size")
+    cat = {f: np.concatenate([getattr(rows, f) for rows in files]) for f in fields}
     file_no = np.concatenate([np.full(len(rows.ts), k) for k, rows in enumerate(files)])
     row_no = np.concatenate([np.arange(len(rows.ts)) for rows in files])
     if not cat["snap"].any():
@@ -378,12 +378,11 @@ def _rebuild_depth_csv(files: Sequence[DepthRows]):
 def _capture_lines(sources: Sequence[Any]) -> Iterator[tuple[Any, int, str]]:
     for source in sources:
         try:
-            opener = gzip.open if source.compression == "gzip" else open
-            with opener(source.path, "rt", encoding="utf-8") as fh:
-                for number, line in enumerate(fh, start=1):
+            with source.binary() as raw:  # plain, gzip or a one-file zip
+                for number, line in enumerate(io.TextIOWrapper(raw, encoding="utf-8"), start=1):
                     if line.strip():
                         yield source, number, line
-        except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
             raise DataError(f"{source.path}: corrupt or unreadable capture ({exc})") from None
 
 
@@ -607,7 +606,9 @@ def load_depth(paths: Sequence[str | Path]) -> list[Any]:
     for path in singles:
         imported = im.load_file(path)
         if imported.kind != "depth":
-            raise DataError(f"{path}: expected order-book depth data but the file holds {imported.kind} ({imported.format})")
+            raise DataError(
+                f"{path}: expected order-book depth data but the file holds {imported.kind} ({imported.format})"
+            )
         results.append(imported)
     return results
 
