@@ -424,9 +424,13 @@ class _CaptureReader:
                 self._diff(ts, data, where)
             elif stream.endswith("@bookTicker") or (event is None and {"b", "B", "a", "A", "u"} <= set(data)):
                 self._symbol(data.get("s"), where)
-                bid, bid_size, ask, ask_size = (_number(data[k], k, where) for k in ("b", "B", "a", "A"))
-                if min(bid_size, ask_size) < 0 or min(bid, ask) <= 0:
-                    raise DataError(f"{where()}: bookTicker with a non-positive price or a negative size")
+                try:
+                    bid, bid_size, ask, ask_size = float(data["b"]), float(data["B"]), float(data["a"]), float(data["A"])
+                except (TypeError, ValueError):
+                    bid, bid_size, ask, ask_size = (_number(data[k], k, where) for k in ("b", "B", "a", "A"))
+                prices_ok = 0 < bid < math.inf and 0 < ask < math.inf
+                if not (prices_ok and 0 <= bid_size < math.inf and 0 <= ask_size < math.inf):
+                    raise DataError(f"{where()}: bookTicker with a price or size that is not positive and finite")
                 self.quotes.append((ts, bid, ask, bid_size, ask_size))
             elif event in ("trade", "aggTrade"):
                 self._symbol(data.get("s"), where)
@@ -450,9 +454,9 @@ class _CaptureReader:
         if not isinstance(levels, list):
             raise DataError(f"{where()}: field '{name}' is not a list of [price, size] levels")
         try:  # fast path: a well-formed list of [price, size] decimal strings
-            values = np.array(levels, dtype=np.float64).reshape(-1, 2)
-            if np.isfinite(values).all() and (values[:, 0] > 0).all() and (values[:, 1] >= 0).all():
-                return values.tolist()
+            values = [(float(p), float(q)) for p, q in levels]
+            if all(0 < p < math.inf and 0 <= q < math.inf for p, q in values):
+                return values
         except (ValueError, TypeError):
             pass
         out = []
