@@ -44,7 +44,7 @@ class SyntheticSource(DataSource):
 
 
 class FilesSource(DataSource):
-    """Real data files (klines, trades, freqtrade candles, funding), validated on load."""
+    """Real data files (klines, trades, freqtrade candles, funding, order-book depth), validated on load."""
 
     name = "files"
 
