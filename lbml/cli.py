@@ -72,6 +72,11 @@ def _cmd_data_validate(args, settings) -> int:
         print(f"== {path} ({imported.format}, {imported.kind}, {len(imported.frame)} rows)")
         print(report.to_table())
         fatal = fatal or any(f.severity == "fatal" for f in report.findings)
+        for stream_kind, frame in imported.streams.items():  # e.g. an order-book file's quotes
+            stream_report = validate(frame, kind=stream_kind, source=f"{path} [{stream_kind}]")
+            print(f"== {path} [{stream_kind}] ({len(frame)} rows)")
+            print(stream_report.to_table())
+            fatal = fatal or any(f.severity == "fatal" for f in stream_report.findings)
     if fatal:
         print("lbml: error: fatal data problems found (see above)", file=sys.stderr)
         return 2

@@ -42,11 +42,20 @@ class DataConfig(_Section):
     trend_drift: float = Field(
         0.03, ge=0, le=1, description="synthetic only: drift in the trending regime (0 with edge 0 = martingale)"
     )
+    depth_paths: tuple[Path, ...] = Field(
+        (), description="files source: order-book files (Tardis book snapshots, Binance depth CSV or capture) of data.symbol"
+    )
 
     @model_validator(mode="after")
     def _files_need_paths(self) -> "DataConfig":
         if self.source == "files" and not self.paths:
             raise ValueError("source = 'files' needs at least one entry in data.paths")
+        return self
+
+    @model_validator(mode="after")
+    def _depth_needs_files(self) -> "DataConfig":
+        if self.depth_paths and self.source != "files":
+            raise ValueError("data.depth_paths needs source = 'files'")
         return self
 
 

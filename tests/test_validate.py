@@ -11,8 +11,9 @@ import pytest
 from lbml.data.importers import load_file
 from lbml.data.validate import FATAL, WARNING, ValidationReport, find_gaps, format_reports, validate
 from lbml.errors import DataError
+from tests.conftest import SHARED_DATA
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = SHARED_DATA  # the repo's ../shared/data, or SHARED_DATA_DIR
 K2021 = "klines_1m/binance_spot_2021-04-02_to_2021-05-14"
 K2026 = "klines_1m/binance_spot_2026-03-23_to_2026-04-22"
 BYBIT = "klines_1m/bybit_linear_2025-05-30_to_2025-06-29"

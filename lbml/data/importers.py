@@ -27,7 +27,14 @@ format                      kind     source
 ``parquet_trades``          trades   parquet/feather trades (e.g. nautilus test data)
 ``parquet_quotes``          quotes   parquet/feather top-of-book quotes
 ``parquet_bars``            bars     parquet OHLCV candles
+``tardis_book_snapshot``    depth    Tardis.dev ``book_snapshot_N`` CSV (+ quotes)
+``binance_depth_csv``       depth    Binance depth CSV (``snap``/``set`` rows; + quotes)
+``binance_capture``         depth    raw Binance websocket capture (``<recv ns> <JSON>`` lines,
+                                     hftbacktest layout; + quotes and trades)
 ==========================  =======  ==========================================================
+
+Order-book files are handled by :mod:`lbml.data.orderbook`; files holding several streams put
+the others in ``ImportedFile.streams`` (a ``kind`` argument selects one of them as the frame).
 
 CSV files may be plain, gzip-compressed or a zip archive holding one CSV (as data.binance.vision
 ships them). Epoch timestamps are converted per value by magnitude (s, ms, µs or ns), so files
@@ -55,10 +62,11 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from lbml.data import orderbook
 from lbml.data.frames import BAR_COLUMNS
 from lbml.errors import DataError
 
-KINDS = ("bars", "trades", "quotes", "funding")
+KINDS = ("bars", "trades", "quotes", "funding", "depth")
 
 _NS_PER_MINUTE = 60 * 1_000_000_000
 _SNIFF_BYTES = 64 * 1024
@@ -106,6 +114,9 @@ class ImportedFile:
         Bar length in minutes for bars, None otherwise.
     format : str
         Short name of the detected format (see the module docstring).
+    streams : dict[str, pandas.DataFrame]
+        Other canonical frames the same file holds, by kind (an order-book file's quotes, a
+        websocket capture's quotes and trades); empty for single-stream files.
     """
 
     kind: str
@@ -114,6 +125,7 @@ class ImportedFile:
     path: Path
     bar_minutes: int | None
     format: str
+    streams: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,6 +175,9 @@ def load_file(
         )
     source = _Source.open(path)
     parsed = _parse(source, kind_hint=kind, bar_minutes=bar_minutes)
+    if kind is not None and parsed.kind != kind and kind in parsed.streams:
+        streams = {parsed.kind: parsed.frame, **parsed.streams}
+        parsed = _Parsed(kind, streams.pop(kind), parsed.format, symbol=parsed.symbol, streams=streams)
     if kind is not None and parsed.kind != kind:
         raise DataError(
             f"{path}: expected {kind} data but the file holds {parsed.kind} ({parsed.format})"
@@ -177,6 +192,7 @@ def load_file(
         path=path,
         bar_minutes=parsed.bar_minutes,
         format=parsed.format,
+        streams=parsed.streams,
     )
 
 
@@ -330,6 +346,7 @@ class _Parsed:
     format: str
     bar_minutes: int | None = None
     symbol: str | None = None
+    streams: dict[str, pd.DataFrame] = field(default_factory=dict)
 
 
 def _parse(source: _Source, *, kind_hint: str | None, bar_minutes: int | None) -> _Parsed:
@@ -345,6 +362,8 @@ def _parse(source: _Source, *, kind_hint: str | None, bar_minutes: int | None) -
         raise DataError(f"{source.path}: file is empty")
     if b"\x00" in head:
         raise DataError(f"{source.path}: unrecognised format (binary content)")
+    if orderbook.CAPTURE_LINE.match(text.lstrip()):
+        return orderbook.parse_capture([source])
     if text.lstrip()[:1] in "[{":
         return _parse_json(source, bar_minutes)
     return _parse_csv(source, text, kind_hint, bar_minutes)
@@ -807,11 +826,8 @@ def _table_builder(
 ) -> _TableBuilder:
     """Pick the builder for a table with named columns; raise if the columns are not known."""
     names = set(columns)
-    if "update_type" in names or any(n.startswith(("asks[", "bids[")) for n in names):
-        raise DataError(
-            f"{source.path}: order-book depth data is not supported "
-            "(only bars, trades, quotes and funding)"
-        )
+    if orderbook.is_order_book_table(names):
+        return orderbook.table_builder(source, columns)
     if {"agg_trade_id", "transact_time", "is_buyer_maker"} <= names:
         return lambda t, loc: _build_binance_aggtrades(
             source, t.rename(columns={"qty": "quantity"}), loc, None
