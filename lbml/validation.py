@@ -218,7 +218,10 @@ def cross_val_predict_purged(
             )
         Xs = X
         if fold_features is not None:
-            Xs, state = fold_features(split)
+            try:
+                Xs, state = fold_features(split)
+            except DataError as exc:
+                raise DataError(f"validation split {len(preds) + 1} of {len(splits)}: {exc}") from None
             states.append(state)
         model = make_model()
         weight = sample_weight[fit] if sample_weight is not None else None

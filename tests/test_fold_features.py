@@ -20,7 +20,8 @@ from lbml.features.base import FeaturePlugin
 from lbml.features.folds import FoldFeatures
 from lbml.models.artifact import load_artifact
 from lbml.scenario import load_scenario, parse_scenario
-from lbml.validation import cpcv, purged_walk_forward
+from lbml.errors import DataError
+from lbml.validation import PurgedSplit, cpcv, cross_val_predict_purged, purged_walk_forward
 from lbml.workflows import Prepared, prepare, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,3 +163,9 @@ def test_cpcv_folds_fit_around_their_test_groups(registry):
     for split in purged_walk_forward(t0, t1, 3, pd.Timedelta(minutes=20)):
         (a, b), = folds.fit_segments(split.train)
         assert bar_ns[b - 1] < t0n[split.test].min()
+    # a fold too short for a GARCH fit is a DataError naming the split (training falls back to fewer splits)
+    short = PurgedSplit(train=np.arange(80), test=np.arange(120, 400), test_groups=(1,))
+    y = labels.y.loc[t0].to_numpy()
+    with pytest.raises(DataError, match=r"validation split 1 of 1: fold feature fit on 95 training bars failed: .*GARCH needs >= 100"):
+        cross_val_predict_purged(lambda: registry.model("logistic")(), X.loc[t0].to_numpy(), y, t0, t1, [short],
+                                 fold_features=folds)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
-from lbml.data.frames import MarketData
+from lbml.data.frames import InstrumentData, MarketData
 from lbml.errors import DataError
 from lbml.features.folds import fold_features_for
 from lbml.features.pipeline import FeaturePipeline, available_inputs, build_pipeline, compute_features
@@ -63,7 +63,7 @@ def data_hash(frame: pd.DataFrame) -> str:
 class WindowInputs:
     """The training window's inputs as the feature pipeline reads them."""
 
-    data: Any
+    data: InstrumentData
     bars: pd.DataFrame
     reference_bars: pd.DataFrame | None
     funding: pd.DataFrame | None
