@@ -9,13 +9,17 @@ either too weak or wasteful here.
 
 ``cross_val_predict_purged`` fits a fresh model per split; early stopping uses a purged block at
 the end of the split's *training* samples, never the test group. Out-of-fold predictions are kept:
-one column per backtest path for CPCV (φ = k/N·C(N, k) paths), one for walk-forward.
+one column per backtest path for CPCV (φ = k/N·C(N, k) paths), one for walk-forward. With
+``fold_features`` each split trains and predicts on its own feature matrix, in which the features
+of parameter-learning plugins (GARCH) were fitted on that split's training rows only
+(``lbml.features.folds``).
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import combinations
 from math import comb
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +47,8 @@ class OutOfFold:
     paths: np.ndarray
     n_splits: int
     n_fit: list[int] = field(default_factory=list)
+    #: per split, what ``fold_features`` reported (fitted feature parameters and the bars they saw)
+    feature_states: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def mean(self) -> np.ndarray:
@@ -181,6 +187,7 @@ def cross_val_predict_purged(
     early_stopping_fraction: float = 0.15,
     calibration: str | None = None,
     on_fold: Callable[[int, float], None] | None = None,
+    fold_features: Callable[["PurgedSplit"], tuple[np.ndarray, dict[str, Any]]] | None = None,
 ) -> OutOfFold:
     """Fit a fresh model per split and keep its test predictions (P(class 1)).
 
@@ -188,6 +195,9 @@ def cross_val_predict_purged(
     ``calibration`` ("auto", "sigmoid" or "isotonic") each fold's predictions are calibrated by a
     map fitted on that fold's purged validation block (the one used for early stopping).
     ``on_fold(k, logloss)`` is called after each split with its test log loss (e.g. for pruning).
+    ``fold_features(split)`` returns ``(X_split, state)``: the matrix that split trains, early-stops,
+    calibrates and predicts on instead of ``X`` (e.g. features refitted on its training rows, see
+    ``lbml.features.folds.FoldFeatures``), and a JSON-able record kept in ``OutOfFold.feature_states``.
     """
     from sklearn.metrics import log_loss
 
@@ -198,6 +208,7 @@ def cross_val_predict_purged(
     y = np.asarray(y)
     preds: list[np.ndarray] = []
     n_fit = []
+    states: list[dict[str, Any]] = []
     for split in splits:
         fit, val = early_stopping_block(split.train, t0n, t1n, early_stopping_fraction, int(embargo.value))
         if len(fit) < 50 or len(np.unique(y[fit])) < 2:
@@ -205,17 +216,24 @@ def cross_val_predict_purged(
                 f"validation split {len(preds) + 1} of {len(splits)}: only {len(fit)} purged training samples "
                 f"({len(np.unique(y[fit]))} class) - use fewer splits or more data"
             )
+        Xs = X
+        if fold_features is not None:
+            try:
+                Xs, state = fold_features(split)
+            except DataError as exc:
+                raise DataError(f"validation split {len(preds) + 1} of {len(splits)}: {exc}") from None
+            states.append(state)
         model = make_model()
         weight = sample_weight[fit] if sample_weight is not None else None
         both = len(np.unique(y[val])) > 1
-        eval_set = (X[val], y[val]) if both else None
+        eval_set = (Xs[val], y[val]) if both else None
         extra = {"t0": t0n[fit], "t1": t1n[fit]} if getattr(model, "uses_label_times", False) else {}
-        model.fit(X[fit], y[fit], sample_weight=weight, eval_set=eval_set, **extra)
-        proba = model.predict_proba(X[split.test])
+        model.fit(Xs[fit], y[fit], sample_weight=weight, eval_set=eval_set, **extra)
+        proba = model.predict_proba(Xs[split.test])
         p = proba[:, list(model.classes_).index(1)]
         if calibration is not None and both and len(val) >= MIN_FOLD_CALIBRATION:
             method = calibration_method(len(val)) if calibration == "auto" else calibration
-            p = fit_calibrator(model, X[val], y[val], method).apply(p)
+            p = fit_calibrator(model, Xs[val], y[val], method).apply(p)
         preds.append(p)
         n_fit.append(int(len(fit)))
         if on_fold is not None:
@@ -224,7 +242,7 @@ def cross_val_predict_purged(
         out = np.full((len(y), 1), np.nan)
         for split, p in zip(splits, preds):
             out[split.test, 0] = p
-        return OutOfFold(out, len(splits), n_fit)
+        return OutOfFold(out, len(splits), n_fit, states)
     blocks = group_bounds(len(y), n_groups)
     assignment = cpcv_paths(splits, n_groups)
     out = np.full((len(y), len(assignment)), np.nan)
@@ -234,4 +252,4 @@ def cross_val_predict_purged(
             split = splits[s]
             pos = np.searchsorted(split.test, np.arange(a, b))
             out[a:b, j] = preds[s][pos]
-    return OutOfFold(out, len(splits), n_fit)
+    return OutOfFold(out, len(splits), n_fit, states)

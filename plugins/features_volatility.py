@@ -2,13 +2,16 @@
 
 GARCH(1,1) is fit with ``arch`` on the training window only (``fit``), on 100 × log returns; the
 parameters are frozen into ``fitted_state`` and the streaming update runs the variance recursion
-σ²(t+1) = ω + α·ε(t)² + β·σ²(t) with them, so no bar ever refits. All outputs are in log-return
-units or ratios, hence scale-free.
+σ²(t+1) = ω + α·ε(t)² + β·σ²(t) with them, so no bar ever refits. Inside cross-validation the
+plugin is refitted per fold on that fold's training bars (``fit_segments``: returns within each
+contiguous segment, none across a purged test block). All outputs are in log-return units or
+ratios, hence scale-free.
 """
 
 import math
 import warnings
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -64,7 +67,8 @@ class VolatilityFeatures(FeaturePlugin):
         return {
             "vol_garch": FeatureDoc(
                 "sqrt(σ²(t+1)) / 100 with σ²(t+1) = ω + α·(100·r(t) − μ)² + β·σ²(t); "
-                f"GARCH(1,1), {p.garch_dist} shocks, fit by arch on the training window only, frozen",
+                f"GARCH(1,1), {p.garch_dist} shocks, fit by arch on the training window only "
+                "(in cross-validation: on each fold's training bars), frozen",
                 "log return per bar",
             ),
             f"vol_realised_{w}": FeatureDoc(f"sqrt(Σ r² over the last {w} 1-bar log returns)", "log return"),
@@ -84,10 +88,14 @@ class VolatilityFeatures(FeaturePlugin):
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(self, bars: pd.DataFrame) -> None:
+        self.fit_segments([bars])
+
+    def fit_segments(self, segments: Sequence[pd.DataFrame]) -> None:
+        """Fit GARCH(1,1) on the 1-bar log returns inside each segment (none across a gap)."""
         from arch import arch_model
 
-        close = bars["close"].to_numpy(np.float64)
-        returns = _GARCH_SCALE * np.diff(np.log(close))
+        parts = [np.diff(np.log(seg["close"].to_numpy(np.float64))) for seg in segments]
+        returns = _GARCH_SCALE * np.concatenate(parts) if parts else np.zeros(0)
         returns = returns[np.isfinite(returns)]
         if len(returns) < _MIN_FIT_RETURNS:
             raise PluginError(

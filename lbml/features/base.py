@@ -14,12 +14,16 @@ it bar by bar, so the three cannot drift apart. A feature at bar t may only use 
 timestamps up to t; look-ahead checks in the test suite perturb the future and verify the past.
 
 Plugins that learn parameters (GARCH) do it in ``fit`` on the training window only and expose them
-through ``fitted_state``/``load_fitted_state`` so model artifacts can carry them.
+through ``fitted_state``/``load_fitted_state`` so model artifacts can carry them. Such a plugin
+(``learns_parameters()``) is also refitted inside every cross-validation fold, on that fold's
+training rows only (``fit_segments``, see ``lbml.features.folds``), so out-of-fold statistics never
+rest on parameters that saw the fold's test block.
 """
 
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -129,6 +133,32 @@ class FeaturePlugin:
     # -- fitting on the training window ---------------------------------------------------------
     def fit(self, bars: "Any") -> None:
         """Learn parameters from the training window's bars (default: nothing to learn)."""
+
+    def fit_segments(self, segments: "Sequence[Any]") -> None:
+        """Learn parameters from several separate spans of training bars.
+
+        Cross-validation folds train on the window minus a purged test block, so their bars come
+        as contiguous segments (CPCV: before and after the test groups). The default fits on the
+        segments concatenated; a plugin whose parameters depend on consecutive bars (returns)
+        overrides this so that nothing is computed across the gap between two segments.
+
+        Parameters
+        ----------
+        segments : sequence of pandas.DataFrame
+            Canonical bar frames in time order, each contiguous, none overlapping a test block.
+        """
+        import pandas as pd
+
+        self.fit(segments[0] if len(segments) == 1 else pd.concat(list(segments)))
+
+    @classmethod
+    def learns_parameters(cls) -> bool:
+        """Return whether the plugin learns parameters (overrides ``fit`` or ``fit_segments``).
+
+        Only such plugins are refitted per cross-validation fold; the features of the others do
+        not depend on any fit and are computed once.
+        """
+        return cls.fit is not FeaturePlugin.fit or cls.fit_segments is not FeaturePlugin.fit_segments
 
     def fitted_state(self) -> dict[str, Any]:
         """Return learned parameters as JSON-serialisable data."""

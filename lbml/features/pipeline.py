@@ -105,6 +105,10 @@ class FeaturePipeline:
         return out
 
     # -- fitted state ---------------------------------------------------------------------------
+    def learning_plugins(self) -> tuple[FeaturePlugin, ...]:
+        """Return the plugins that learn parameters in ``fit`` (refitted per CV fold)."""
+        return tuple(p for p in self.plugins if p.learns_parameters())
+
     def fit(self, bars: pd.DataFrame) -> None:
         for plugin in self.plugins:
             plugin.fit(bars)

@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
-from lbml.data.frames import MarketData
+from lbml.data.frames import InstrumentData, MarketData
 from lbml.errors import DataError
+from lbml.features.folds import fold_features_for
 from lbml.features.pipeline import FeaturePipeline, available_inputs, build_pipeline, compute_features
 from lbml.calibration import calibration_method, fit_calibrator
 from lbml.evaluation import TradeRule, break_even, choose_margin, grid_hash, oos_statistics, round_trip_cost, trade_returns
@@ -59,6 +60,30 @@ def data_hash(frame: pd.DataFrame) -> str:
 
 
 @dataclass(frozen=True)
+class WindowInputs:
+    """The training window's inputs as the feature pipeline reads them."""
+
+    data: InstrumentData
+    bars: pd.DataFrame
+    reference_bars: pd.DataFrame | None
+    funding: pd.DataFrame | None
+
+
+def window_inputs(scenario: Scenario, market: MarketData, split: Split) -> WindowInputs:
+    """Bars, ticks, reference bars and funding of the training window only."""
+    data = market[scenario.data.symbol]
+    window = slice(split.train_start, split.train_end)
+    ref = reference_bars(scenario, market)
+    funding = funding_for(scenario, market)
+    return WindowInputs(
+        _clip_ticks(data, split.train_start, split.train_end),
+        data.bars.loc[window],
+        ref.loc[window] if ref is not None else None,
+        funding.loc[window] if funding is not None else None,
+    )
+
+
+@dataclass(frozen=True)
 class TrainingSet:
     """Features, labels, label end times and label returns of the training window."""
 
@@ -72,17 +97,15 @@ class TrainingSet:
 def training_set(
     scenario: Scenario, market: MarketData, pipeline: FeaturePipeline, split: Split
 ) -> TrainingSet:
-    """Features and labels for the training window only: no data after ``split.train_end`` is read."""
-    symbol = scenario.data.symbol
-    data = market[symbol]
-    window = slice(split.train_start, split.train_end)
-    bars = data.bars.loc[window]
-    ref = reference_bars(scenario, market)
-    ref = ref.loc[window] if ref is not None else None
-    funding = funding_for(scenario, market)
-    funding = funding.loc[window] if funding is not None else None
+    """Features and labels for the training window only: no data after ``split.train_end`` is read.
+
+    The pipeline is fitted on the whole window (what the final model trains on and the artifact
+    carries); cross-validation refits parameter-learning plugins per fold (``lbml.features.folds``).
+    """
+    inputs = window_inputs(scenario, market, split)
+    bars = inputs.bars
     pipeline.fit(bars)
-    features = compute_features(pipeline, _clip_ticks(data, split.train_start, split.train_end), bars, ref, funding)
+    features = compute_features(pipeline, inputs.data, bars, inputs.reference_bars, inputs.funding)
     labels = make_labels(bars, scenario.labels)
     X = features.loc[labels.y.index]
     ok = np.isfinite(X.to_numpy()).all(axis=1)
@@ -124,7 +147,8 @@ def train(
 
     1. Purged walk-forward or CPCV over the training window minus a final calibration block gives
        out-of-fold predictions (each fold: early stopping and calibration on a purged block at the
-       end of its training samples).
+       end of its training samples; feature plugins that learn parameters, e.g. GARCH, refitted on
+       the fold's training bars and their features recomputed, see ``lbml.features.folds``).
     2. The EV margin is chosen on those predictions; OOS statistics (AUC, log loss, Brier, ECE,
        IC, PSR, DSR with N from the trial registry, bootstrap Sharpe interval) are computed.
     3. The final model is fitted on the same span (early stopping on its purged last block) and
@@ -155,9 +179,13 @@ def train(
 
     # 1. out-of-fold predictions on the development span (fewer splits when the window is short)
     t0_dev, t1_dev = X_frame.index[dev], pd.DatetimeIndex(t1_s.to_numpy()[dev])
+    inputs = window_inputs(scenario, market, split)
+    fold_features = fold_features_for(
+        pipeline, inputs.data, inputs.bars, inputs.reference_bars, inputs.funding, X[dev], t0_dev, t1_dev,
+    )
     oof, plan = _purged_out_of_fold(
         lambda: model_cls(**params), X[dev], y[dev], t0_dev, t1_dev, v, embargo,
-        None if weights is None else weights[dev], on_fold,
+        None if weights is None else weights[dev], on_fold, fold_features,
     )
     base_rule = TradeRule(
         break_even(scenario, market.bar_minutes), 0.0, scenario.strategy.probability_shrinkage,
@@ -201,6 +229,7 @@ def train(
             "ev_threshold": rule.threshold,
             "ev_margin_sharpes": {str(k): v_ for k, v_ in margin_scores.items()},
             "embargo": str(embargo),
+            "cv_refit_features": list(fold_features.plugin_names) if fold_features is not None else [],
         }
         if oof.paths.shape[1] > 1:
             stats |= _path_sharpes(oof.paths, y[dev], fwd[dev], t0n[dev], t1n[dev], rule)
@@ -244,6 +273,8 @@ def train(
     )
     if reports:
         _write_reports(artifact / REPORTS_DIR, model, X_frame, y, p_oof, calibration_report, scenario.name)
+        if oof is not None:
+            _write_fold_record(artifact / REPORTS_DIR / "cv_folds.json", oof, X_frame.index[dev], plan)
 
     # 4. trial registry (only trials with out-of-sample returns can inform the DSR/PBO)
     if trials is not None and oof is not None:
@@ -260,8 +291,11 @@ def train(
 REPORTS_DIR = "reports"
 
 
-def _purged_out_of_fold(make_model, X, y, t0, t1, v, embargo, weights, on_fold):
+def _purged_out_of_fold(make_model, X, y, t0, t1, v, embargo, weights, on_fold, fold_features=None):
     """Out-of-fold predictions with the configured purged CV, else walk-forward with fewer splits.
+
+    ``fold_features`` (a ``lbml.features.folds.FoldFeatures``) gives each split its own matrix, with
+    the parameter-learning plugins fitted on that split's training bars.
 
     Returns ``(oof, plan)``; ``oof`` is None when not even two purged splits have enough samples,
     and ``plan`` then says why.
@@ -279,7 +313,7 @@ def _purged_out_of_fold(make_model, X, y, t0, t1, v, embargo, weights, on_fold):
                 make_model, X, y, t0, t1, splits, n_groups=n_groups, embargo=embargo, sample_weight=weights,
                 early_stopping_fraction=v.early_stopping_fraction,
                 calibration=v.calibration if v.fold_calibration and v.calibration != "none" else None,
-                on_fold=on_fold,
+                on_fold=on_fold, fold_features=fold_features,
             )
         except DataError as exc:
             reasons.append(str(exc))
@@ -289,6 +323,20 @@ def _purged_out_of_fold(make_model, X, y, t0, t1, v, embargo, weights, on_fold):
             log.warning("purged CV fell back to %s: %s", label, reasons[0])
         return oof, label
     return None, reasons[-1] if reasons else "no split"
+
+
+def _write_fold_record(path: Path, oof, sample_times: pd.DatetimeIndex, plan: str) -> None:
+    """Per CV split: its test span, training size and the feature parameters fitted on its bars."""
+    import json
+
+    folds = []
+    for k in range(oof.n_splits):
+        record: dict[str, Any] = {"split": k, "n_fit": oof.n_fit[k] if k < len(oof.n_fit) else None}
+        if k < len(oof.feature_states):
+            record |= oof.feature_states[k]
+        folds.append(record)
+    payload = {"validation_method": plan, "n_samples": int(len(sample_times)), "splits": folds}
+    path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
 
 
 def _up(model, X: np.ndarray) -> np.ndarray:
