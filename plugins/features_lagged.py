@@ -99,11 +99,11 @@ class LaggedFeatures(FeaturePlugin):
     def update(self, bar: BarEvent) -> tuple[float, ...]:
         closes = self._closes
         close = bar.close
-        stds = self._stds
         if closes:
             r = math.log(close / closes[-1])
-            for s in stds:
-                s.push(r)
+            stds = [s.push_std(r) for s in self._stds]
+        else:
+            stds = [NAN] * len(self._stds)
         closes.append(close)
         if self._warm or len(closes) == closes.maxlen:
             self._warm = True
@@ -113,23 +113,9 @@ class LaggedFeatures(FeaturePlugin):
             n = len(closes)
             rets = [close / closes[i] - 1.0 if n > -1 - i else NAN for i in self._ret_offsets]
             logs = [math.log(close / closes[i]) if n > -1 - i else NAN for i in self._log_offsets]
-        volume = bar.volume
-        vol = self._volume
-        vol.push(volume)
-        if vol.full:
-            sd = vol.std()
-            volume_z = (volume - vol.mean()) / sd if sd > 0 else 0.0
-        else:
-            volume_z = NAN
+        volume_z = self._volume.push_zscore(bar.volume)
         angle = _TWO_PI * (bar.ts % _NS_PER_DAY) / _NS_PER_DAY
-        return (
-            *rets,
-            *logs,
-            *[s.std() if s.full else NAN for s in stds],
-            volume_z,
-            math.sin(angle),
-            math.cos(angle),
-        )
+        return (*rets, *logs, *stds, volume_z, math.sin(angle), math.cos(angle))
 
 
 @hookimpl

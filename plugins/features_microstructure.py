@@ -89,6 +89,7 @@ class OrderFlowFeatures(FeaturePlugin):
         self._vpin_stale = False
         self._ratio = RollingSum(p.illiquidity_window)
         self._ratio_volume = RollingSum(p.illiquidity_window)
+        self._amihud = NAN  # changes only on bars that push a ratio
 
     def update(self, bar: BarEvent) -> tuple[float, ...]:
         volume = bar.volume
@@ -116,10 +117,9 @@ class OrderFlowFeatures(FeaturePlugin):
             self._flow_volume.push(volume)
             self._fill_buckets(buy, volume)
         self._sizing.push(volume)
-        ratio = self._ratio
         if r == r and volume > 0:
-            ratio.push(abs(r) / volume)
-            self._ratio_volume.push(volume)
+            ratio_mean = self._ratio.push_mean(abs(r) / volume)
+            self._amihud = ratio_mean * self._ratio_volume.push_mean(volume)
 
         fv = self._flow_volume
         if fv.full:
@@ -131,8 +131,7 @@ class OrderFlowFeatures(FeaturePlugin):
             self._vpin_stale = False
             if len(self._bucket_sizes) == self.params.vpin_buckets:
                 self._vpin = math.fsum(self._bucket_imbalance) / math.fsum(self._bucket_sizes)
-        amihud = ratio.mean() * self._ratio_volume.mean() if ratio.full else NAN
-        return (flow, self._vpin, amihud)
+        return (flow, self._vpin, self._amihud)
 
     def _fill_buckets(self, buy: float, volume: float) -> None:
         if volume <= 0:
@@ -302,10 +301,8 @@ class DepthFeatures(FeaturePlugin):
         self._snapshots.append((ts, bid_depth, ask_depth))
 
     def update(self, bar: BarEvent) -> tuple[float, ...]:
-        vol = self._volume
-        vol.push(bar.volume)
-        mean = vol.mean()
-        if not vol.full or not mean > 0:
+        mean = self._volume.push_mean(bar.volume)  # NaN until the window is full
+        if not mean > 0:
             return (NAN, NAN)
         # Snapshots strictly before the close: delivery order at equal timestamps cannot matter.
         close_ts = bar.ts

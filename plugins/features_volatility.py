@@ -155,17 +155,16 @@ class VolatilityFeatures(FeaturePlugin):
         high = bar.high
         hl = math.log(high / bar.low)
         co = math.log(close / bar.open)
-        park, gk = self._park, self._gk
-        park.push(hl * hl)
-        gk.push(0.5 * hl * hl - _GK_C * co * co)
+        park_mean = self._park.push_mean(hl * hl)
+        gk_mean = self._gk.push_mean(0.5 * hl * hl - _GK_C * co * co)
         drawdown = self._drawdown
         drawdown.push(close)
         self._highs.push(high)
 
         realised = math.sqrt(max(sq.total, 0.0)) if sq.full else NAN
-        if park.full:
-            park_v = math.sqrt(max(park.mean(), 0.0) / (4.0 * _LN2))
-            gk_v = math.sqrt(max(gk.mean(), 0.0))
+        if self._park.full:
+            park_v = math.sqrt(max(park_mean, 0.0) / (4.0 * _LN2))
+            gk_v = math.sqrt(max(gk_mean, 0.0))
         else:
             park_v = gk_v = NAN
         if drawdown.full:

@@ -128,3 +128,24 @@ def test_rolling_pair_correlation_and_ratio():
     for v in (1.0, 2.0, 3.0):
         flat.push(v, 4.0)
     assert flat.correlation() == 0.0 and math.isnan(flat.std_ratio())
+
+
+def test_one_call_push_methods_equal_push_then_read():
+    rng = np.random.default_rng(4)
+    xs = np.concatenate([rng.lognormal(0, 1, 200), np.full(40, 3.0)]).tolist()  # ends flat
+    sums, sum_ref = RollingSum(20), RollingSum(20)
+    stds, zs, moments = RollingMoments(20), RollingMoments(20), RollingMoments(20)
+    for x in xs:
+        sum_ref.push(x)
+        moments.push(x)
+        mean = sums.push_mean(x)
+        std = stds.push_std(x)
+        z = zs.push_zscore(x)
+        if not moments.full:
+            assert math.isnan(mean) and math.isnan(std) and math.isnan(z)
+            continue
+        assert mean == sum_ref.mean()
+        assert std == moments.std()
+        sd = moments.std()
+        assert z == ((x - moments.mean()) / sd if sd > 0 else 0.0)
+    assert z == 0.0  # a flat window

@@ -35,6 +35,19 @@ class RollingSum:
         if not self.full:
             self.full = len(values) == self.window
 
+    def push_mean(self, x: float) -> float:
+        """``push(x)``, then the window mean once full (NaN before): one call per bar."""
+        values = self._values
+        if self.full:
+            self._sum -= values[0]
+            values.append(x)
+            self._sum += x
+            return self._sum / self.window
+        values.append(x)
+        self._sum += x
+        self.full = len(values) == self.window
+        return self._sum / self.window if self.full else math.nan
+
     @property
     def count(self) -> int:
         return len(self._values)
@@ -92,6 +105,27 @@ class RollingMoments:
         mean = self._sum / n
         var = (self._sq - n * mean * mean) / (n - 1)
         return math.sqrt(var) if var > 0 else 0.0
+
+    def push_std(self, x: float) -> float:
+        """``push(x)``, then ``std()`` once full (NaN before): one call per bar."""
+        self.push(x)
+        if not self.full:
+            return math.nan
+        n = self.window
+        mean = self._sum / n
+        var = (self._sq - n * mean * mean) / (n - 1)
+        return math.sqrt(var) if var > 0 else 0.0
+
+    def push_zscore(self, x: float) -> float:
+        """``push(x)``, then ``(x - mean()) / std()`` once full (NaN before; 0 for a flat window)."""
+        self.push(x)
+        if not self.full:
+            return math.nan
+        n = self.window
+        mean = self._sum / n
+        var = (self._sq - n * mean * mean) / (n - 1)
+        sd = math.sqrt(var) if var > 0 else 0.0
+        return (x - mean) / sd if sd > 0 else 0.0
 
 
 class RollingPair:
