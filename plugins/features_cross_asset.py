@@ -83,31 +83,34 @@ class CrossAssetFeatures(FeaturePlugin):
         self._refs.append((bar.ts, bar.close))
 
     def _ref_close_before(self, ts: int) -> float:
-        for t, close in reversed(self._refs):
-            if t < ts:
+        refs = self._refs
+        if refs:
+            t, close = refs[-1]
+            if t < ts:  # the usual case: the newest reference bar closed before t
                 return close
+            for t, close in reversed(refs):
+                if t < ts:
+                    return close
         return NAN
 
     def update(self, bar: BarEvent) -> tuple[float, ...]:
         # Only reference bars closed strictly before t are used: a reference bar closing at t may
         # reach a live node before or after the traded bar, so using it would make the features
         # depend on delivery order.
-        p = self.params
+        close = bar.close
         ref = self._ref_close_before(bar.ts)
         prev_ref, prev_close, x = self._prev_ref, self._prev_close, self._prev_return
-        self._prev_ref, self._prev_close = ref, bar.close
-        self._prev_return = math.log(bar.close / prev_close) if prev_close == prev_close else NAN
+        self._prev_ref, self._prev_close = ref, close
+        self._prev_return = math.log(close / prev_close) if prev_close == prev_close else NAN
+        rets = self._ref_returns
         if ref == ref and prev_ref == prev_ref and x == x:
             y = math.log(ref / prev_ref)  # the reference return of bar t-1, aligned with x
-            self._ref_returns.append(y)
+            rets.append(y)
             self._pair.push(x, y)
-        rets = self._ref_returns
         n = len(rets)
-        lags = tuple(rets[-k] if n >= k else NAN for k in p.lags)
-        if self._pair.full:
-            corr, ratio = self._pair.correlation(), self._pair.std_ratio()
-        else:
-            corr = ratio = NAN
+        lags = [rets[-k] if n >= k else NAN for k in self.params.lags]
+        pair = self._pair
+        corr, ratio = pair.correlation_and_ratio() if pair.full else (NAN, NAN)
         return (corr, *lags, ratio)
 
 
@@ -147,8 +150,9 @@ class FundingFeatures(FeaturePlugin):
 
     def update(self, bar: BarEvent) -> tuple[float, ...]:
         # Settlements strictly before the close: delivery order at equal timestamps cannot matter.
-        for ts, rate in reversed(self._rates):
-            if ts < bar.ts:
+        ts = bar.ts
+        for settled, rate in reversed(self._rates):
+            if settled < ts:
                 return (rate,)
         return (NAN,)
 

@@ -91,27 +91,29 @@ class LaggedFeatures(FeaturePlugin):
         self._closes: deque[float] = deque(maxlen=longest + 1)
         self._stds = tuple(RollingMoments(k) for k in p.std_windows)
         self._volume = RollingMoments(p.volume_window)
+        # Negative deque offsets of the lagged closes (computed once, used every bar).
+        self._ret_offsets = tuple(-1 - k for k in p.return_windows)
+        self._log_offsets = tuple(-1 - k for k in p.log_return_windows)
+        self._warm = False  # True once every return window has its lagged close
 
     def update(self, bar: BarEvent) -> tuple[float, ...]:
-        p = self.params
         closes = self._closes
         close = bar.close
         if closes:
             r = math.log(close / closes[-1])
-            for s in self._stds:
-                s.push(r)
-        closes.append(close)
-        n = len(closes)
-        rets = tuple(close / closes[-1 - k] - 1.0 if n > k else NAN for k in p.return_windows)
-        logs = tuple(math.log(close / closes[-1 - k]) if n > k else NAN for k in p.log_return_windows)
-        stds = tuple(s.std() if s.full else NAN for s in self._stds)
-        vol = self._volume
-        vol.push(bar.volume)
-        if vol.full:
-            sd = vol.std()
-            volume_z = (bar.volume - vol.mean()) / sd if sd > 0 else 0.0
+            stds = [s.push_std(r) for s in self._stds]
         else:
-            volume_z = NAN
+            stds = [NAN] * len(self._stds)
+        closes.append(close)
+        if self._warm or len(closes) == closes.maxlen:
+            self._warm = True
+            rets = [close / closes[i] - 1.0 for i in self._ret_offsets]
+            logs = [math.log(close / closes[i]) for i in self._log_offsets]
+        else:
+            n = len(closes)
+            rets = [close / closes[i] - 1.0 if n > -1 - i else NAN for i in self._ret_offsets]
+            logs = [math.log(close / closes[i]) if n > -1 - i else NAN for i in self._log_offsets]
+        volume_z = self._volume.push_zscore(bar.volume)
         angle = _TWO_PI * (bar.ts % _NS_PER_DAY) / _NS_PER_DAY
         return (*rets, *logs, *stds, volume_z, math.sin(angle), math.cos(angle))
 

@@ -17,7 +17,7 @@ from collections import deque
 from pydantic import Field
 
 from lbml.features.base import NAN, BarEvent, FeatureDoc, FeatureInput, FeatureParams, FeaturePlugin
-from lbml.features.rolling import RollingMoments
+from lbml.features.rolling import RollingMoments, RollingSum
 from lbml.hookspecs import hookimpl
 
 _SQRT2 = math.sqrt(2.0)
@@ -77,36 +77,40 @@ class OrderFlowFeatures(FeaturePlugin):
         p = self.params
         self._prev_close = NAN
         self._returns = RollingMoments(p.bvc_window)
-        self._flow = RollingMoments(p.flow_window)
-        self._flow_volume = RollingMoments(p.flow_window)
-        self._sizing = RollingMoments(p.sizing_window)
+        self._flow = RollingSum(p.flow_window)
+        self._flow_volume = RollingSum(p.flow_window)
+        self._sizing = RollingSum(p.sizing_window)
         self._bucket_size = 0.0
         self._bucket_filled = 0.0
         self._bucket_buy = 0.0
         self._bucket_imbalance: deque[float] = deque(maxlen=p.vpin_buckets)
         self._bucket_sizes: deque[float] = deque(maxlen=p.vpin_buckets)
-        self._ratio = RollingMoments(p.illiquidity_window)
-        self._ratio_volume = RollingMoments(p.illiquidity_window)
+        self._vpin = NAN  # VPIN of the current buckets, recomputed only after a bucket closes
+        self._vpin_stale = False
+        self._ratio = RollingSum(p.illiquidity_window)
+        self._ratio_volume = RollingSum(p.illiquidity_window)
+        self._amihud = NAN  # changes only on bars that push a ratio
 
     def update(self, bar: BarEvent) -> tuple[float, ...]:
-        p = self.params
         volume = bar.volume
+        close = bar.close
         prev = self._prev_close
-        self._prev_close = bar.close
-        r = math.log(bar.close / prev) if prev == prev else NAN
+        self._prev_close = close
+        r = math.log(close / prev) if prev == prev else NAN
 
         # Signed volume: the real aggressor split when present, bulk volume classification otherwise.
         taker = bar.taker_buy_volume
+        returns = self._returns
         if taker == taker:
             buy = min(max(taker, 0.0), volume)
-        elif r == r and self._returns.full:
-            sigma = self._returns.std()
+        elif r == r and returns.full:
+            sigma = returns.std()
             z = r / sigma if sigma > 0 else 0.0
             buy = volume * 0.5 * (1.0 + math.erf(z / _SQRT2))
         else:
             buy = NAN
         if r == r:
-            self._returns.push(r)
+            returns.push(r)
 
         if buy == buy:
             self._flow.push(2.0 * buy - volume)
@@ -114,8 +118,8 @@ class OrderFlowFeatures(FeaturePlugin):
             self._fill_buckets(buy, volume)
         self._sizing.push(volume)
         if r == r and volume > 0:
-            self._ratio.push(abs(r) / volume)
-            self._ratio_volume.push(volume)
+            ratio_mean = self._ratio.push_mean(abs(r) / volume)
+            self._amihud = ratio_mean * self._ratio_volume.push_mean(volume)
 
         fv = self._flow_volume
         if fv.full:
@@ -123,12 +127,11 @@ class OrderFlowFeatures(FeaturePlugin):
             flow = self._flow.total / total if total > 0 else 0.0
         else:
             flow = NAN
-        if len(self._bucket_sizes) == p.vpin_buckets:
-            vpin = math.fsum(self._bucket_imbalance) / math.fsum(self._bucket_sizes)
-        else:
-            vpin = NAN
-        amihud = self._ratio.mean() * self._ratio_volume.mean() if self._ratio.full else NAN
-        return (flow, vpin, amihud)
+        if self._vpin_stale:
+            self._vpin_stale = False
+            if len(self._bucket_sizes) == self.params.vpin_buckets:
+                self._vpin = math.fsum(self._bucket_imbalance) / math.fsum(self._bucket_sizes)
+        return (flow, self._vpin, self._amihud)
 
     def _fill_buckets(self, buy: float, volume: float) -> None:
         if volume <= 0:
@@ -167,6 +170,7 @@ class OrderFlowFeatures(FeaturePlugin):
     def _push_bucket(self, imbalance: float, size: float) -> None:
         self._bucket_imbalance.append(imbalance)
         self._bucket_sizes.append(size)
+        self._vpin_stale = True
 
     def _close_bucket(self) -> None:
         size = self._bucket_size
@@ -220,22 +224,24 @@ class QuoteFeatures(FeaturePlugin):
         self._n = 0
 
     def on_quote(self, ts: int, bid: float, ask: float, bid_size: float, ask_size: float) -> None:
-        pb, pa = self._bid, self._ask
+        pb = self._bid
         if pb == pb:
-            qb, qa = self._bid_size, self._ask_size
+            pa = self._ask
             e = 0.0
             if bid >= pb:
                 e += bid_size
             if bid <= pb:
-                e -= qb
+                e -= self._bid_size
             if ask <= pa:
                 e -= ask_size
             if ask >= pa:
-                e += qa
+                e += self._ask_size
             self._ofi += e
-        self._bid, self._ask, self._bid_size, self._ask_size = bid, ask, bid_size, ask_size
-        mid = 0.5 * (bid + ask)
-        self._spread_sum += (ask - bid) / mid
+        self._bid = bid
+        self._ask = ask
+        self._bid_size = bid_size
+        self._ask_size = ask_size
+        self._spread_sum += (ask - bid) / (0.5 * (bid + ask))
         self._depth_sum += 0.5 * (bid_size + ask_size)
         self._n += 1
 
@@ -289,20 +295,19 @@ class DepthFeatures(FeaturePlugin):
 
     def reset(self) -> None:
         self._snapshots: deque[tuple[int, float, float]] = deque(maxlen=4)
-        self._volume = RollingMoments(self.params.volume_window)
+        self._volume = RollingSum(self.params.volume_window)
 
     def on_depth(self, ts: int, bid_depth: float, ask_depth: float) -> None:
         self._snapshots.append((ts, bid_depth, ask_depth))
 
     def update(self, bar: BarEvent) -> tuple[float, ...]:
-        vol = self._volume
-        vol.push(bar.volume)
-        mean = vol.mean()
-        if not vol.full or not mean > 0:
+        mean = self._volume.push_mean(bar.volume)  # NaN until the window is full
+        if not mean > 0:
             return (NAN, NAN)
         # Snapshots strictly before the close: delivery order at equal timestamps cannot matter.
+        close_ts = bar.ts
         for ts, bid_depth, ask_depth in reversed(self._snapshots):
-            if ts < bar.ts:
+            if ts < close_ts:
                 return (bid_depth / mean, ask_depth / mean)
         return (NAN, NAN)
 

@@ -3,12 +3,17 @@
 Built on nautilus_trader's Cython indicators fed through ``update_raw``. Every output is scale-free:
 EMA distances are log ratios to the close, band distances and MACD are divided by the close, RSI
 and the band position are bounded ratios.
+
+The Bollinger bands run nautilus's own kernels (``fast_mean``, ``fast_std_with_mean``: what
+``BollingerBands.update_raw`` computes) on a preallocated ring buffer instead of through the
+indicator, which copies its window ``deque`` into two fresh arrays per bar (most of this plugin's
+cost). ``tests/test_features_rolling.py`` checks the bands equal ``BollingerBands`` bit for bit.
 """
 
 import math
 
+from nautilus_trader.core.stats import fast_mean, fast_std_with_mean
 from nautilus_trader.indicators import (
-    BollingerBands,
     ExponentialMovingAverage,
     MovingAverageConvergenceDivergence,
     RelativeStrengthIndex,
@@ -16,7 +21,22 @@ from nautilus_trader.indicators import (
 from pydantic import Field, model_validator
 
 from lbml.features.base import NAN, BarEvent, FeatureDoc, FeatureParams, FeaturePlugin
+from lbml.features.rolling import OrderedWindow
 from lbml.hookspecs import hookimpl
+
+
+def bollinger_bands(window: OrderedWindow, typical: float, k: float) -> tuple[float, float]:
+    """Push ``typical`` and return (upper, lower) as nautilus ``BollingerBands`` does (NaN until full).
+
+    SMA of the window ± k × population std about that SMA, from nautilus's ``fast_mean`` and
+    ``fast_std_with_mean`` over the same values in the same order.
+    """
+    view = window.push(typical)
+    if not window.full:
+        return NAN, NAN
+    mean = fast_mean(view)
+    std = fast_std_with_mean(view, mean)
+    return mean + k * std, mean - k * std
 
 
 class TechnicalParams(FeatureParams):
@@ -91,7 +111,9 @@ class TechnicalFeatures(FeaturePlugin):
         self._rsi = RelativeStrengthIndex(p.rsi_period)
         self._macd = MovingAverageConvergenceDivergence(p.macd_fast, p.macd_slow)
         self._signal = ExponentialMovingAverage(p.macd_signal)
-        self._bb = BollingerBands(p.bb_period, p.bb_k)
+        self._bb = OrderedWindow(p.bb_period)
+        self._bb_k = float(p.bb_k)
+        self._rsi_period = p.rsi_period
         self._count = 0
 
     def update(self, bar: BarEvent) -> tuple[float, ...]:
@@ -108,26 +130,24 @@ class TechnicalFeatures(FeaturePlugin):
         signal = self._signal
         if macd.initialized:
             signal.update_raw(macd.value)
-        bb = self._bb
-        bb.update_raw(bar.high, bar.low, close)
+        upper, lower = bollinger_bands(self._bb, (bar.high + bar.low + close) / 3.0, self._bb_k)
 
         log_close = math.log(close)
-        emas = tuple(log_close - math.log(e.value) if e.initialized else NAN for e in self._emas)
-        rsi_value = rsi.value if rsi.initialized and self._count > rsi.period else NAN
+        d1 = log_close - math.log(e1.value) if e1.initialized else NAN
+        d2 = log_close - math.log(e2.value) if e2.initialized else NAN
+        d3 = log_close - math.log(e3.value) if e3.initialized else NAN
+        rsi_value = rsi.value if rsi.initialized and self._count > self._rsi_period else NAN
         if signal.initialized:
             m = macd.value / close
             s = signal.value / close
-            macd_out = (m, s, m - s)
+            m_hist = m - s
         else:
-            macd_out = (NAN, NAN, NAN)
-        if bb.initialized:
-            upper, lower = bb.upper, bb.lower
+            m = s = m_hist = NAN
+        if self._bb.full:
             width = upper - lower
             position = (close - lower) / width if width > 0 else 0.5
-            bb_out = ((upper - close) / close, (lower - close) / close, position)
-        else:
-            bb_out = (NAN, NAN, NAN)
-        return (*emas, rsi_value, *macd_out, *bb_out)
+            return (d1, d2, d3, rsi_value, m, s, m_hist, (upper - close) / close, (lower - close) / close, position)
+        return (d1, d2, d3, rsi_value, m, s, m_hist, NAN, NAN, NAN)
 
 
 @hookimpl

@@ -10,7 +10,6 @@ ratios, hence scale-free.
 
 import math
 import warnings
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,7 +19,7 @@ from pydantic import Field
 
 from lbml.errors import PluginError
 from lbml.features.base import NAN, BarEvent, FeatureDoc, FeatureParams, FeaturePlugin
-from lbml.features.rolling import RollingExtreme, RollingMoments
+from lbml.features.rolling import RollingExtreme, RollingMaxDrawdown, RollingSum
 from lbml.hookspecs import hookimpl
 
 _LN2 = math.log(2.0)
@@ -136,61 +135,50 @@ class VolatilityFeatures(FeaturePlugin):
     def reset(self) -> None:
         p = self.params
         self._prev_close = NAN
-        self._sq_returns = RollingMoments(p.window)
-        self._park = RollingMoments(p.window)
-        self._gk = RollingMoments(p.window)
-        self._closes: deque[float] = deque(maxlen=p.drawdown_window)
+        self._sq_returns = RollingSum(p.window)
+        self._park = RollingSum(p.window)
+        self._gk = RollingSum(p.window)
+        self._drawdown = RollingMaxDrawdown(p.drawdown_window)
         self._highs = RollingExtreme(p.drawdown_window)
         self._variance = self._garch["initial_variance"] if self._garch is not None else NAN
+        # The frozen GARCH parameters as attributes: the recursion runs once per bar.
+        g = self._garch or {}
+        self._mu, self._omega = g.get("mu", NAN), g.get("omega", NAN)
+        self._alpha, self._beta = g.get("alpha", NAN), g.get("beta", NAN)
 
     def update(self, bar: BarEvent) -> tuple[float, ...]:
-        g = self._garch
-        if g is None:
+        if self._garch is None:
             raise PluginError("feature plugin volatility: GARCH is not fitted (call fit or load_fitted_state)")
-        p = self.params
+        close = bar.close
         prev = self._prev_close
-        self._prev_close = bar.close
+        self._prev_close = close
+        sq = self._sq_returns
         garch = NAN
         if prev == prev:  # not NaN
-            r = math.log(bar.close / prev)
-            self._sq_returns.push(r * r)
-            eps = _GARCH_SCALE * r - g["mu"]
-            self._variance = g["omega"] + g["alpha"] * eps * eps + g["beta"] * self._variance
+            r = math.log(close / prev)
+            sq.push(r * r)
+            eps = _GARCH_SCALE * r - self._mu
+            self._variance = self._omega + self._alpha * eps * eps + self._beta * self._variance
             garch = math.sqrt(self._variance) / _GARCH_SCALE
-        hl = math.log(bar.high / bar.low)
-        co = math.log(bar.close / bar.open)
-        self._park.push(hl * hl)
-        self._gk.push(0.5 * hl * hl - _GK_C * co * co)
-        closes = self._closes
-        closes.append(bar.close)
-        self._highs.push(bar.high)
+        high = bar.high
+        hl = math.log(high / bar.low)
+        co = math.log(close / bar.open)
+        park_mean = self._park.push_mean(hl * hl)
+        gk_mean = self._gk.push_mean(0.5 * hl * hl - _GK_C * co * co)
+        drawdown = self._drawdown
+        drawdown.push(close)
+        self._highs.push(high)
 
-        sq = self._sq_returns
         realised = math.sqrt(max(sq.total, 0.0)) if sq.full else NAN
         if self._park.full:
-            park = math.sqrt(max(self._park.mean(), 0.0) / (4.0 * _LN2))
-            gk = math.sqrt(max(self._gk.mean(), 0.0))
+            park_v = math.sqrt(max(park_mean, 0.0) / (4.0 * _LN2))
+            gk_v = math.sqrt(max(gk_mean, 0.0))
         else:
-            park = gk = NAN
-        if len(closes) == p.drawdown_window:
-            drawdown = _max_drawdown(closes)
-            since_high = self._highs.bars_since_max() / p.drawdown_window
-        else:
-            drawdown = since_high = NAN
-        return (garch, realised, park, gk, drawdown, since_high)
-
-
-def _max_drawdown(closes: deque[float]) -> float:
-    peak = closes[0]
-    worst = 1.0  # lowest close / running peak seen so far
-    for c in closes:
-        if c > peak:
-            peak = c
-        else:
-            ratio = c / peak
-            if ratio < worst:
-                worst = ratio
-    return 1.0 - worst
+            park_v = gk_v = NAN
+        if drawdown.full:
+            window = drawdown.window
+            return (garch, realised, park_v, gk_v, drawdown.value(), self._highs.bars_since_max() / window)
+        return (garch, realised, park_v, gk_v, NAN, NAN)
 
 
 @hookimpl
