@@ -9,6 +9,7 @@ the cache between chunks, which keeps the cost per event flat (see the per-chunk
 
 import importlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -25,6 +26,7 @@ from nautilus_trader.model.identifiers import TraderId, Venue
 from nautilus_trader.model.objects import Money
 
 from lbml.data.frames import InstrumentData, MarketData
+from lbml.engine.columns import Rows
 from lbml.engine.convert import to_bars, to_quote_ticks, to_trade_ticks
 from lbml.engine.costs import CostLedger
 from lbml.engine.custom_data import (
@@ -68,8 +70,8 @@ class BacktestResult:
     n_predictions: int
     chunk_seconds: list[tuple[int, float]] = field(default_factory=list)  # (events, seconds)
     run_seconds: float = 0.0
-    predictions: list[tuple[int, float]] = field(default_factory=list)
-    latencies_ns: list[int] = field(default_factory=list)
+    predictions: Sequence[tuple[int, float]] = field(default_factory=list)  # Rows("qd") from a backtest
+    latencies_ns: Sequence[int] = field(default_factory=list)
     signals: dict | None = None  # publisher counters when predictions were published (--publish)
     funding: CostLedger = field(default_factory=CostLedger)
     liquidation: CostLedger = field(default_factory=CostLedger)
@@ -179,7 +181,7 @@ def run_backtest(
     sends_funding = FeatureInput.FUNDING in pipeline.inputs and cfg.symbol in market.funding
     sends_bar_flow = not tick_mode and "taker_buy_volume" in traded.bars
     sends_depth = FeatureInput.DEPTH in pipeline.inputs and traded.depth is not None
-    predictions: list[tuple[int, float]] = []
+    predictions = Rows("qd")  # (bar close ns, probability up), 16 bytes per bar
     actor = SignalActor(
         SignalActorConfig(
             component_id="SignalActor",

@@ -15,6 +15,7 @@ from nautilus_trader.model.enums import LiquiditySide, OrderSide, order_type_to_
 from nautilus_trader.model.events import OrderFilled, PositionClosed, PositionOpened
 from nautilus_trader.model.identifiers import InstrumentId
 
+from lbml.engine.columns import Rows
 from lbml.engine.position_state import position_state
 from lbml.leverage.model import LIQUIDATION_TAG, LeverageSpec, build_leverage_model
 
@@ -25,25 +26,32 @@ class RunRecorderConfig(ActorConfig, frozen=True):
     leverage: LeverageSpec | None = None
 
 
+EQUITY_FIELDS = ("ts", "equity", "balance", "close")
+RISK_FIELDS = ("ts", "exposure", "leverage", "health", "liquidation_price")
+
+
 @dataclass
 class RunRecord:
-    equity: list[tuple[int, float, float, float]] = field(default_factory=list)  # ts, equity, balance, close
+    """One equity and one risk row per bar (stored column-wise, ``lbml.engine.columns.Rows``),
+    every fill and every closed position. Lists of tuples passed in are converted."""
+
+    equity: Rows = field(default_factory=lambda: Rows("qddd"))  # ts, equity, balance, close
     fills: list[dict] = field(default_factory=list)
     positions: list[dict] = field(default_factory=list)
-    risk: list[tuple[int, float, float, float, float]] = field(default_factory=list)
+    risk: Rows = field(default_factory=lambda: Rows("qdddd"))
     # ts, signed exposure (quote), leverage (|exposure| / equity), health, liquidation price
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.equity, Rows):
+            self.equity = Rows("qddd", self.equity)
+        if not isinstance(self.risk, Rows):
+            self.risk = Rows("qdddd", self.risk)
+
     def risk_frame(self) -> pd.DataFrame:
-        frame = pd.DataFrame(self.risk, columns=["ts", "exposure", "leverage", "health", "liquidation_price"])
-        frame.index = pd.to_datetime(frame.pop("ts"), utc=True)
-        frame.index.name = "ts"
-        return frame
+        return _frame(self.risk, RISK_FIELDS)
 
     def equity_frame(self) -> pd.DataFrame:
-        frame = pd.DataFrame(self.equity, columns=["ts", "equity", "balance", "close"])
-        frame.index = pd.to_datetime(frame.pop("ts"), utc=True)
-        frame.index.name = "ts"
-        return frame
+        return _frame(self.equity, EQUITY_FIELDS)
 
     def fills_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.fills, columns=list(FILL_COLUMNS))
@@ -58,6 +66,13 @@ FILL_COLUMNS = (
 TRADE_COLUMNS = (
     "opened", "closed", "side", "quantity", "entry_price", "exit_price", "realized_pnl", "duration_min",
 )
+
+
+def _frame(rows: Rows, fields: tuple[str, ...]) -> pd.DataFrame:
+    frame = pd.DataFrame({name: rows.column(j) for j, name in enumerate(fields[1:], start=1)},
+                         index=pd.to_datetime(rows.column(0), utc=True), columns=list(fields[1:]))
+    frame.index.name = "ts"
+    return frame
 
 
 class RunRecorder(Actor):

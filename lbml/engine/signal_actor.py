@@ -8,6 +8,7 @@ be warmed up with the history before the first bar this actor sees.
 import logging
 import math
 import time
+from array import array
 from collections.abc import Callable
 
 import numpy as np
@@ -72,7 +73,7 @@ class SignalActor(Actor):
         self._bar_flow: tuple[int, float] = (-1, math.nan)  # (bar close, taker-buy volume) of bar data
         self._taker_buy = 0.0
         self.n_predictions = 0
-        self.latencies_ns: list[int] = []
+        self.latencies_ns = array("q")  # per bar, ns (8 bytes each)
 
     def on_start(self) -> None:
         # Bars closing at the same instant may arrive in either order; cross-asset features only use

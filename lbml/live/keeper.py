@@ -14,7 +14,7 @@ Client order ids are excluded from the comparison: nautilus derives them from th
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +51,7 @@ class StateKeeper(Actor):
         super().__init__(config)
         self._store = store
         self._recorder = recorder
-        self.signal_latencies_ns: list[int] = []  # the SignalActor's list, bound by the node builder
+        self.signal_latencies_ns: Sequence[int] = []  # the SignalActor's latencies, bound by the node builder
         self._venue = venue
         self._status = status
         self._drift = drift

@@ -28,7 +28,7 @@ def write_run_tables(folder: Path, result) -> None:
     fills = result.record.fills_frame()
     fills["ts"] = pd.to_datetime(fills["ts"], utc=True)
     fills.to_csv(folder / "fills.csv", index=False)
-    predictions = pd.DataFrame(result.predictions, columns=["ts", "probability_up"])
+    predictions = pd.DataFrame(list(result.predictions), columns=["ts", "probability_up"])
     predictions["ts"] = pd.to_datetime(predictions["ts"], utc=True)
     predictions.to_csv(folder / "predictions.csv", index=False)
 
