@@ -15,7 +15,27 @@ from collections import deque
 import numpy as np
 
 
-class RollingSum:
+class _Window:
+    """What every running-sum window answers: how many values, their sum and mean."""
+
+    __slots__ = ()
+    _values: deque
+    _sum: float
+
+    @property
+    def count(self) -> int:
+        return len(self._values)
+
+    @property
+    def total(self) -> float:
+        return self._sum
+
+    def mean(self) -> float:
+        n = len(self._values)
+        return self._sum / n if n else math.nan
+
+
+class RollingSum(_Window):
     """Running sum and mean of the last ``window`` values (no second moment)."""
 
     __slots__ = ("window", "_values", "_sum", "full")
@@ -48,20 +68,8 @@ class RollingSum:
         self.full = len(values) == self.window
         return self._sum / self.window if self.full else math.nan
 
-    @property
-    def count(self) -> int:
-        return len(self._values)
 
-    @property
-    def total(self) -> float:
-        return self._sum
-
-    def mean(self) -> float:
-        n = len(self._values)
-        return self._sum / n if n else math.nan
-
-
-class RollingMoments:
+class RollingMoments(_Window):
     """Mean and sample standard deviation of the last ``window`` values."""
 
     __slots__ = ("window", "_values", "_sum", "_sq", "full")
@@ -84,18 +92,6 @@ class RollingMoments:
         self._sq += x * x
         if not self.full:
             self.full = len(values) == self.window
-
-    @property
-    def count(self) -> int:
-        return len(self._values)
-
-    @property
-    def total(self) -> float:
-        return self._sum
-
-    def mean(self) -> float:
-        n = len(self._values)
-        return self._sum / n if n else math.nan
 
     def std(self) -> float:
         """Sample standard deviation (NaN with fewer than two values, 0 for a flat window)."""
