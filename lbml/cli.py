@@ -116,6 +116,7 @@ def _cmd_backtest(args, settings) -> int:
         progress=_progress(),
         publish=_publish_settings(args, settings),
         allow_in_sample=args.allow_in_sample,
+        ignore_edge_gate=args.ignore_edge_gate,
     )
     _print_summary(run_dir, metrics)
     if "signals" in metrics:
@@ -193,7 +194,9 @@ def _cmd_demo(args, settings) -> int:
     print(f"generating the embedded market ({scenario.data.days} days, seed {scenario.data.seed}), "
           "training on the first part, backtesting the rest ...")
     started = time.perf_counter()
-    run_dir, metrics = run_scenario(scenario, registry, settings.paths.runs_dir, progress=True)
+    run_dir, metrics = run_scenario(
+        scenario, registry, settings.paths.runs_dir, progress=True, ignore_edge_gate=args.ignore_edge_gate
+    )
     _print_summary(run_dir, metrics)
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
@@ -209,7 +212,7 @@ def _cmd_paper(args, settings) -> int:
     options = PaperOptions(
         feed=args.feed, speed=args.speed, duration_s=args.duration, bars=args.bars, endpoint=args.endpoint,
         console=not args.quiet, model_budget_s=args.model_budget, stall_after_s=args.stall_after,
-        binance=binance,
+        binance=binance, ignore_edge_gate=args.ignore_edge_gate,
     )
     from lbml.live.publishing import paper_publisher
 
@@ -413,28 +416,49 @@ def _progress() -> bool:
 
 def _print_summary(run_dir: Path, metrics: dict) -> None:
     costs = metrics.get("costs", {})
+    trained = metrics.get("training_metrics", {})
+    gate = metrics.get("edge_gate") or {}
     rows = [
         ("run folder", str(run_dir)),
         ("backtest window", f"{metrics['backtest_window']['start']} .. {metrics['backtest_window']['end']}"),
         ("mode / events", f"{metrics['mode']} / {metrics['n_events']:,}"),
         ("bars / predictions", f"{metrics['n_bars']:,} / {metrics['n_predictions']:,}"),
-        ("trades / win rate", f"{metrics['n_trades']} / {_pct(metrics.get('win_rate'))}"),
+        ("edge gate", f"{gate.get('status', 'n/a')}: {gate.get('reason', '')}"),
+        ("trades / win rate (net)", f"{metrics['n_trades']} / {_pct(metrics.get('win_rate_net'))} "
+                                    f"(break-even {_pct(metrics.get('break_even_win_rate'))})"),
         ("final equity", f"{metrics['final_equity']:,.2f} {metrics['currency']} ({_pct(metrics['total_return'])})"),
+        ("gross PnL / costs", f"{metrics.get('gross_pnl', 0):,.2f} / {costs.get('total', 0):,.2f}"
+                              + (f" ({metrics['costs_over_gross_pnl']:.0%} of gross)"
+                                 if metrics.get("costs_over_gross_pnl") is not None else "")),
+        ("fees / slippage / financing", " / ".join(
+            f"{v:,.2f}" for v in (costs.get("fees", 0), costs.get("slippage", 0),
+                                  costs.get("borrow", 0) + costs.get("funding", 0)))),
+        ("cost per round trip", f"{_money(metrics.get('cost_per_round_trip'))} "
+                                f"({_pct(metrics.get('cost_per_round_trip_pct'))} of notional), "
+                                f"turnover {_num(metrics.get('turnover'))}x equity"),
         ("buy & hold", _pct(metrics.get("buy_and_hold_return"))),
         ("max drawdown", _pct(metrics.get("max_drawdown"))),
         ("sharpe (daily, ann.)", _num(metrics.get("sharpe"))),
-        ("fees / slippage / borrow", " / ".join(f"{costs.get(k, 0):,.2f}" for k in ("fees", "slippage", "borrow"))),
         ("reconciliation error", f"{metrics['reconciliation_error']:.2e}"),
-        ("validation AUC (train)", _num(metrics.get("training_metrics", {}).get("validation_auc"))),
         ("OOS AUC / ECE (purged CV)", f"{_num(metrics.get('oos_auc'))} / {_num(metrics.get('ece'))}"),
-        ("PSR / DSR (N trials)", f"{_num(metrics.get('psr'))} / {_num(metrics.get('dsr'))} ({metrics.get('n_trials')})"),
+        ("OOS trades / mean net", f"{trained.get('n_oos_trades', 'n/a')} / {_pct(trained.get('oos_mean_trade_return'))} "
+                                  "per trade (every bar, net of costs)"),
+        ("PSR / DSR (N trials)", f"{_num(metrics.get('psr'))} / {_num(metrics.get('dsr'))} ({metrics.get('n_trials')})"
+                                 + ("  significant" if (metrics.get("dsr") or 0) >= 0.95 else "  not significant")),
+        ("early-stopping AUC", f"{_num(trained.get('early_stopping_auc'))} (in-sample: the block the trees were tuned on)"),
         ("tearsheet", str(run_dir / metrics["tearsheet"]) if metrics.get("tearsheet") else f"none: {metrics.get('tearsheet_skipped')}"),
     ]
     if metrics.get("in_sample"):
         rows.insert(0, ("*** IN-SAMPLE ***", "model trained inside the backtest window: not evidence of anything"))
+    if gate.get("status") == "overridden":
+        rows.insert(0, ("*** EDGE GATE OVERRIDDEN ***", "traded with --ignore-edge-gate: " + gate.get("reason", "")))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
+
+
+def _money(value) -> str:
+    return "n/a" if value is None or value != value else f"{value:,.2f}"
 
 
 def _pct(value) -> str:
@@ -443,6 +467,9 @@ def _pct(value) -> str:
 
 def _num(value) -> str:
     return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
+IGNORE_GATE_HELP = "trade the model even when its out-of-fold evidence shows no edge after costs; every report is stamped"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -486,6 +513,7 @@ def _parser() -> argparse.ArgumentParser:
                 "--allow-in-sample", action="store_true",
                 help="run a model whose training window overlaps the backtest; every report is stamped IN-SAMPLE",
             )
+            cmd.add_argument("--ignore-edge-gate", action="store_true", help=IGNORE_GATE_HELP)
         cmd.set_defaults(func=func)
 
     paper = sub.add_parser("paper", help="paper-trade a scenario on a TradingNode (crash-safe; resumes from --state)")
@@ -513,6 +541,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="a prediction slower than S seconds is withheld and degrades the session")
     paper.add_argument("--stall-after", type=float, default=30.0, metavar="S",
                        help="report the feed as stalled after S seconds without a market event")
+    paper.add_argument("--ignore-edge-gate", action="store_true", help=IGNORE_GATE_HELP)
     paper.set_defaults(func=_cmd_paper)
 
     report = sub.add_parser(
@@ -560,6 +589,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="generate the embedded market, train, backtest, report")
     demo.add_argument("--scenario", default="scenarios/default.toml")
     demo.add_argument("--days", type=int, default=None)
+    demo.add_argument("--ignore-edge-gate", action="store_true", help=IGNORE_GATE_HELP)
     demo.set_defaults(func=_cmd_demo)
     _add_signals_commands(sub)
 

@@ -27,20 +27,24 @@ class Labels:
     forward_return: pd.Series
 
 
+def forward_returns(bars: pd.DataFrame, horizon: int) -> tuple[np.ndarray, pd.Series]:
+    """Every bar's log return over the next ``horizon`` bars and its end time (NaN/NaT at the end)."""
+    close = bars["close"].to_numpy(np.float64)
+    fwd = np.full(len(close), np.nan)
+    t1 = pd.Series(pd.NaT, index=bars.index, dtype=bars.index.dtype)
+    if len(close) > horizon:
+        fwd[:-horizon] = np.log(close[horizon:] / close[:-horizon])
+        t1.iloc[:-horizon] = bars.index[horizon:]
+    return fwd, t1
+
+
 def fixed_horizon_labels(bars: pd.DataFrame, config: LabelsConfig) -> Labels:
     """Direction of the log return over the next ``horizon_bars`` bars, with a dead zone.
 
     Bars whose absolute forward return is inside the dead zone (e.g. below round-trip costs) and the
     last ``horizon_bars`` bars (label unknown yet) get no label.
     """
-    h = config.horizon_bars
-    close = bars["close"].to_numpy(np.float64)
-    fwd = np.full(len(close), np.nan)
-    if len(close) > h:
-        fwd[:-h] = np.log(close[h:] / close[:-h])
-    t1 = pd.Series(pd.NaT, index=bars.index, dtype=bars.index.dtype)
-    if len(close) > h:
-        t1.iloc[:-h] = bars.index[h:]
+    fwd, t1 = forward_returns(bars, config.horizon_bars)
     dead = config.dead_zone_bps / 1e4
     keep = np.isfinite(fwd) & (np.abs(fwd) > dead)
     y = pd.Series((fwd > 0).astype(np.int8), index=bars.index)[keep]

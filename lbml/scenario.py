@@ -231,6 +231,16 @@ class RobustnessConfig(_Section):
     sweep_days: float = Field(2.0, gt=0, le=365, description="the sweep re-runs the first N days of the backtest")
 
 
+class GateConfig(_Section):
+    """The edge gate (``lbml.gate``): trade a model only when its out-of-fold trades, net of every
+    cost, show a significant edge."""
+
+    enabled: bool = True
+    statistic: Literal["dsr", "psr"] = Field("dsr", description="deflated (true trial count) or probabilistic Sharpe")
+    min_probability: float = Field(0.95, gt=0, lt=1, description="the statistic's minimum (a probability)")
+    min_trades: int = Field(20, ge=4, description="out-of-fold trades the evidence needs at the least")
+
+
 class ReportConfig(_Section):
     tearsheet: bool = True
     periods_per_year: int = Field(365, ge=1)
@@ -254,6 +264,7 @@ class Scenario(_Section):
     report: ReportConfig = ReportConfig()
     leverage: LeverageConfig = LeverageConfig()
     robustness: RobustnessConfig = RobustnessConfig()
+    gate: GateConfig = GateConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

@@ -1,22 +1,91 @@
-"""Fractional-Kelly position sizing for a bracketed trade (pure functions, no engine)."""
+"""The EV rule and fractional-Kelly sizing: one decision function for training, backtest and live.
+
+A trade's payoff is not its bracket. With a 0.8 % take-profit and stop-loss on a market that moves
+~0.3 % in the label's horizon, most trades end at the time exit with a small gain or loss, so a
+break-even computed from the bracket distances (``(sl + c) / (tp + sl)``) is far too lenient: it
+let the demo trade 416 times on a signal worth less than its costs. The rule here prices a trade
+with what it actually earns:
+
+- ``Payoff``: expected gross return of a long and of a short, *given the label's outcome*, under
+  the strategy's own exits (stop-loss, take-profit, time exit), estimated on the training window
+  (``lbml.payoff``). With ``p`` the calibrated probability of "up",
+  ``E[r_long] = p·win_long − (1 − p)·loss_long``.
+- ``CostModel`` (``lbml.cost_model``): fees, slippage, financing and gas of the round trip at the
+  size it would be traded.
+
+A side is traded when ``p_side ≥ break_even + ev_margin`` with
+``break_even = (loss + c) / (win + loss)`` and the net expected return is positive; the exposure is
+``kelly_fraction × f*`` for the binary bet ``win − c`` / ``loss + c``
+(``f* = p/(loss + c) − (1 − p)/(win − c)``), capped per side.
+"""
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from lbml.cost_model import CostModel, RoundTripCost
+
+
+@dataclass(frozen=True)
+class Payoff:
+    """Gross trade returns (fractions of notional) conditional on the label outcome, and holding times."""
+
+    win_long: float  # E[r_long | up]
+    loss_long: float  # E[-r_long | down]
+    win_short: float  # E[r_short | down]
+    loss_short: float  # E[-r_short | up]
+    hold_minutes_long: float
+    hold_minutes_short: float
+
+    @classmethod
+    def from_brackets(cls, take_profit_pct: float, stop_loss_pct: float, hold_minutes: float) -> "Payoff":
+        """Every trade ends at its take-profit or its stop-loss (the optimistic textbook bracket)."""
+        return cls(take_profit_pct, stop_loss_pct, take_profit_pct, stop_loss_pct, hold_minutes, hold_minutes)
+
+    def side(self, side: int) -> tuple[float, float, float]:
+        """``(win, loss, hold_minutes)`` of a long (+1) or short (−1)."""
+        if side > 0:
+            return self.win_long, self.loss_long, self.hold_minutes_long
+        return self.win_short, self.loss_short, self.hold_minutes_short
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: float(getattr(self, k)) for k in self.__dataclass_fields__}
 
 
 @dataclass(frozen=True)
 class KellyParams:
     kelly_fraction: float
-    max_leverage: float
+    max_leverage: float  # long exposure cap is max_leverage × max_position_fraction
     max_position_fraction: float
     min_notional: float
-    stop_loss_pct: float
-    take_profit_pct: float
-    round_trip_cost_pct: float  # fees + slippage + expected borrow, as a fraction of notional
+    payoff: Payoff
+    costs: CostModel = field(default_factory=CostModel)
     probability_shrinkage: float = 1.0
     probability_n_eff: float = 0.0  # samples behind the calibrated probability (0 = no uncertainty shrink)
     uncertainty_z: float = 1.0
     ev_margin: float = 0.0  # extra probability above break-even, tuned on out-of-fold predictions
+    max_short_exposure: float | None = None  # shorts may be capped lower (lending markets)
+
+    def cap(self, side: int) -> float:
+        cap = self.max_leverage * self.max_position_fraction
+        if side < 0 and self.max_short_exposure is not None:
+            cap = min(cap, self.max_short_exposure)
+        return cap
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the rule decided for one probability."""
+
+    exposure: float  # signed multiple of equity (+ long, − short, 0 no trade)
+    probability: float  # the (shrunk) probability of the chosen side, or of "up" when flat
+    break_even: float  # break-even probability of the chosen side (the better side when flat)
+    expected_return: float  # net expected return per unit notional of the chosen side
+    full_kelly: float  # f* before the Kelly fraction and the cap
+    cost: RoundTripCost | None  # the round trip's expected cost at the decided size
+
+    @property
+    def side(self) -> int:
+        return (self.exposure > 0.0) - (self.exposure < 0.0)
 
 
 def shrink_probability(p: float, n_eff: float, z: float = 1.0) -> float:
@@ -41,30 +110,51 @@ def kelly_fraction(p_win: float, win: float, loss: float) -> float:
     return p_win / loss - (1.0 - p_win) / win
 
 
-def target_exposure(p_up: float, params: KellyParams) -> float:
-    """Signed target exposure as a multiple of equity (+ long, − short, 0 no trade).
+def break_even_probability(win: float, loss: float, cost: float) -> float:
+    """The probability above which a bet of gross ``win``/``loss`` has positive value after ``cost``."""
+    net_win, net_loss = win - cost, loss + cost
+    return net_loss / (net_win + net_loss) if net_win > 0.0 else 1.0
 
-    The probability is shrunk toward 0.5, the payoff is net of round-trip costs, the result is
-    scaled by the Kelly fraction and capped at ``max_leverage × max_position_fraction``.
-    """
+
+def decide(p_up: float, params: KellyParams, *, equity: float = math.inf, sigma_1m: float = 0.0) -> Decision:
+    """Apply the EV rule and fractional Kelly to the calibrated probability ``p_up``."""
     p = 0.5 + params.probability_shrinkage * (p_up - 0.5)
     p = shrink_probability(p, params.probability_n_eff, params.uncertainty_z)
-    win = params.take_profit_pct - params.round_trip_cost_pct
-    loss = params.stop_loss_pct + params.round_trip_cost_pct
-    f_long = kelly_fraction(p, win, loss)
-    f_short = kelly_fraction(1.0 - p, win, loss)
-    cap = params.max_leverage * params.max_position_fraction
-    # Expected-value rule: trade only above break-even plus the model's out-of-fold margin.
-    threshold = (loss / (win + loss) if win > 0 else 1.0) + params.ev_margin
-    if f_long > 0.0 and p >= threshold:
-        return min(params.kelly_fraction * f_long, cap)
-    if f_short > 0.0 and 1.0 - p >= threshold:
-        return -min(params.kelly_fraction * f_short, cap)
-    return 0.0
+    best: Decision | None = None
+    for side in (1, -1):
+        p_side = p if side > 0 else 1.0 - p
+        decision = _decide_side(side, p_side, params, equity, sigma_1m)
+        if decision.exposure != 0.0:
+            return decision
+        if best is None or decision.break_even < best.break_even:
+            best = decision
+    return Decision(0.0, p, best.break_even, best.expected_return, 0.0, None)
 
 
-def break_even_probability(params: KellyParams) -> float:
-    """The probability above which a bracketed trade has positive expected value net of costs."""
-    win = params.take_profit_pct - params.round_trip_cost_pct
-    loss = params.stop_loss_pct + params.round_trip_cost_pct
-    return loss / (win + loss) if win > 0 else 1.0
+def _decide_side(side: int, p: float, params: KellyParams, equity: float, sigma_1m: float) -> Decision:
+    win, loss, hold = params.payoff.side(side)
+    cap = params.cap(side)
+
+    def priced(exposure: float) -> tuple[RoundTripCost, float, float, float]:
+        cost = params.costs.round_trip(side, exposure, hold, notional=exposure * equity, sigma_1m=sigma_1m)
+        c = cost.total
+        return cost, break_even_probability(win, loss, c), p * (win - c) - (1.0 - p) * (loss + c), \
+            kelly_fraction(p, win - c, loss + c)
+
+    # Price at the cap first (the most a trade can borrow), then at the size actually taken.
+    cost, be, ev, f_star = priced(cap)
+    none = Decision(0.0, p, be, ev, f_star, None)
+    if p < be + params.ev_margin or ev <= 0.0 or f_star <= 0.0:
+        return none
+    exposure = min(params.kelly_fraction * f_star, cap)
+    if exposure * equity < params.min_notional:
+        return none
+    cost, be, ev, f_star = priced(exposure)
+    if p < be + params.ev_margin or ev <= 0.0:
+        return none
+    return Decision(side * exposure, p, be, ev, f_star, cost)
+
+
+def target_exposure(p_up: float, params: KellyParams, *, equity: float = math.inf) -> float:
+    """Signed target exposure as a multiple of equity (+ long, − short, 0 no trade)."""
+    return decide(p_up, params, equity=equity).exposure

@@ -188,6 +188,7 @@ def cross_val_predict_purged(
     calibration: str | None = None,
     on_fold: Callable[[int, float], None] | None = None,
     fold_features: Callable[["PurgedSplit"], tuple[np.ndarray, dict[str, Any]]] | None = None,
+    trainable: np.ndarray | None = None,
 ) -> OutOfFold:
     """Fit a fresh model per split and keep its test predictions (P(class 1)).
 
@@ -198,6 +199,9 @@ def cross_val_predict_purged(
     ``fold_features(split)`` returns ``(X_split, state)``: the matrix that split trains, early-stops,
     calibrates and predicts on instead of ``X`` (e.g. features refitted on its training rows, see
     ``lbml.features.folds.FoldFeatures``), and a JSON-able record kept in ``OutOfFold.feature_states``.
+    ``trainable`` marks the samples with a label: only they are fitted, early-stopped and calibrated
+    on, while every test sample gets a prediction (e.g. bars in a label's dead zone, which the
+    strategy can still trade).
     """
     from sklearn.metrics import log_loss
 
@@ -211,6 +215,8 @@ def cross_val_predict_purged(
     states: list[dict[str, Any]] = []
     for split in splits:
         fit, val = early_stopping_block(split.train, t0n, t1n, early_stopping_fraction, int(embargo.value))
+        if trainable is not None:
+            fit, val = fit[trainable[fit]], val[trainable[val]]
         if len(fit) < 50 or len(np.unique(y[fit])) < 2:
             raise DataError(
                 f"validation split {len(preds) + 1} of {len(splits)}: only {len(fit)} purged training samples "
@@ -237,7 +243,8 @@ def cross_val_predict_purged(
         preds.append(p)
         n_fit.append(int(len(fit)))
         if on_fold is not None:
-            on_fold(len(preds) - 1, float(log_loss(y[split.test], np.clip(p, 1e-7, 1 - 1e-7), labels=[0, 1])))
+            scored = trainable[split.test] if trainable is not None else slice(None)
+            on_fold(len(preds) - 1, float(log_loss(y[split.test][scored], np.clip(p[scored], 1e-7, 1 - 1e-7), labels=[0, 1])))
     if n_groups is None:
         out = np.full((len(y), 1), np.nan)
         for split, p in zip(splits, preds):

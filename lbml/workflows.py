@@ -13,6 +13,7 @@ from lbml.data.sources import load_market
 from lbml.engine.backtest import BacktestResult, run_backtest
 from lbml.errors import ArtifactError, DataError
 from lbml.features.pipeline import FeaturePipeline, compute_features
+from lbml.gate import OVERRIDE_STAMP, gate_decision
 from lbml.models.artifact import LoadedArtifact, load_artifact
 from lbml.models.training import REPORTS_DIR, TrainResult, funding_for, reference_bars, scenario_pipeline, train
 from lbml.registry_trials import TrialRegistry
@@ -34,7 +35,8 @@ IN_SAMPLE_STAMP = "IN-SAMPLE"
 #: Out-of-sample statistics of the model's training (purged CV) that metrics.json carries on top level.
 MODEL_STATISTICS = (
     "oos_auc", "oos_logloss", "brier", "ece", "ic", "psr", "dsr", "sharpe_ci_low", "sharpe_ci_high",
-    "n_trials", "ev_threshold", "calibration",
+    "n_trials", "ev_threshold", "ev_break_even_long", "ev_break_even_short", "ev_round_trip_cost_long",
+    "ev_round_trip_cost_short", "calibration",
 )
 
 
@@ -98,7 +100,9 @@ def backtest(
     progress: bool = False,
     publish=None,
     allow_in_sample: bool = False,
+    ignore_edge_gate: bool = False,
 ) -> tuple[BacktestResult, LoadedArtifact]:
+    """Backtest a trained model; a closed edge gate (``lbml.gate``) runs it without trading."""
     scenario, market, split = prepared.scenario, prepared.market, prepared.split
     pipeline = scenario_pipeline(scenario, market, registry)
     artifact = load_artifact(artifact_dir, registry, expected_schema=pipeline.schema())
@@ -108,22 +112,23 @@ def backtest(
             f"{artifact_dir}: model was trained up to {window.end}, inside the backtest window "
             f"starting {split.test_start} (pass --allow-in-sample to run it anyway, stamped IN-SAMPLE)"
         )
+    gate = gate_decision(artifact.manifest.get("metrics", {}), scenario.gate, override=ignore_edge_gate)
+    log.log(logging.INFO if gate.status == "open" else logging.WARNING, gate.line())
     pipeline.load_fitted_state(artifact.feature_state)
     warm_up(pipeline, prepared)
+    rule = {"ev_margin": artifact.ev_margin, "pricing": artifact.pricing, "trade": gate.trades}
     if publish is None:
-        result = run_backtest(
-            scenario, market, split, pipeline, artifact.model, progress=progress, ev_margin=artifact.ev_margin
-        )
+        result = run_backtest(scenario, market, split, pipeline, artifact.model, progress=progress, **rule)
     else:
         from lbml.signals.actor import run_with_publisher
 
         result = run_with_publisher(
             publish, artifact.model_id, pipeline.schema().hash,
             lambda publisher: run_backtest(
-                scenario, market, split, pipeline, artifact.model, progress=progress, publisher=publisher,
-                ev_margin=artifact.ev_margin,
+                scenario, market, split, pipeline, artifact.model, progress=progress, publisher=publisher, **rule
             ),
         )
+    result.edge_gate = gate.to_dict()
     return result, artifact
 
 
@@ -162,13 +167,18 @@ def write_run(
     if result.signals is not None:
         metrics["signals"] = result.signals
     metrics |= model_statistics(artifact)
+    if result.edge_gate is not None:
+        metrics["edge_gate"] = result.edge_gate
+        if result.edge_gate["status"] == "overridden":
+            metrics["report_stamp"] = OVERRIDE_STAMP
+            (run_dir / OVERRIDE_STAMP).write_text(result.edge_gate["reason"] + "\n")
     if in_sample:
-        metrics["report_stamp"] = IN_SAMPLE_STAMP
+        metrics["report_stamp"] = " ".join(filter(None, (IN_SAMPLE_STAMP, metrics.get("report_stamp"))))
         (run_dir / IN_SAMPLE_STAMP).write_text(
             f"model trained up to {artifact.training_window.end}, backtest starts {prepared.split.test_start}\n"
         )
     copy_model_reports(artifact, run_dir)
-    stamp = f"{IN_SAMPLE_STAMP}: " if in_sample else ""
+    stamp = f"{metrics['report_stamp']}: " if metrics.get("report_stamp") else ""
     if len(equity) > 1:
         plot_equity(equity, run_dir / "equity.png", f"{stamp}{scenario.name}: equity vs buy & hold")
         skip = tearsheet_skip_reason(equity) if scenario.report.tearsheet else "disabled in scenario"
@@ -199,6 +209,7 @@ def run_scenario(
     progress: bool = False,
     publish=None,
     allow_in_sample: bool = False,
+    ignore_edge_gate: bool = False,
 ) -> tuple[Path, dict]:
     """``lbml backtest``: train on the training window unless a model is given, then backtest."""
     prepared = prepare(scenario, registry, progress=progress)
@@ -213,7 +224,8 @@ def run_scenario(
                 trials.close()
             model_dir = tmp / "model"
         result, artifact = backtest(
-            prepared, registry, model_dir, progress=progress, publish=publish, allow_in_sample=allow_in_sample
+            prepared, registry, model_dir, progress=progress, publish=publish, allow_in_sample=allow_in_sample,
+            ignore_edge_gate=ignore_edge_gate,
         )
         metrics = write_run(tmp, prepared, result, artifact, model_trained_here=trained_here, registry=registry)
     if trained_here:

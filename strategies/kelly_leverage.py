@@ -1,10 +1,12 @@
 """KellyLeverage: fractional-Kelly leveraged long/short trading on model predictions.
 
-Receives ``Prediction`` messages (from ``SignalActor``), sizes a position by fractional Kelly
-(``lbml.sizing``), enters with a market order bracketed by a stop-loss (STOP_MARKET) and a
-take-profit (LIMIT), closes positions held longer than ``max_holding_bars`` and closes on a confident
-opposite signal. Costs the engine does not simulate (borrow, slippage) are charged by the venue's
-modules, not here. The same class runs in backtests and live.
+Receives ``Prediction`` messages (from ``SignalActor``) and applies the EV rule
+(``lbml.sizing.decide``): the calibrated probability must clear the break-even of the trade's
+payoff as the model's training priced it (``payoff``, ``lbml.pricing``) after the round trip's cost
+at the size it would trade (``costs``, ``lbml.cost_model``); the size is fractional Kelly. It enters
+with a market order bracketed by a stop-loss (STOP_MARKET) and a take-profit (LIMIT), closes
+positions held longer than ``max_holding_bars`` and closes on a confident opposite signal. The
+venue's modules charge the costs with the same rates. The same class runs in backtests and live.
 
 Position rules: one bracketed position at a time; no resizing while it is open (its bracket legs
 are sized to it); a confident opposite signal closes it, and the next prediction may open the
@@ -22,9 +24,11 @@ from nautilus_trader.model.enums import OrderSide, OrderType, TimeInForce, Trail
 from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.orders import OrderList
 
+from lbml.cost_model import CostModel
 from lbml.engine.messages import PREDICTION_TYPE, Prediction
-from lbml.leverage.model import LeverageSpec, build_leverage_model
-from lbml.sizing import KellyParams, target_exposure
+from lbml.leverage.model import LeverageSpec
+from lbml.pricing import kelly_params
+from lbml.sizing import Decision, Payoff, decide
 from strategies.leveraged_base import LeveragedPositionStrategy
 
 
@@ -39,7 +43,9 @@ class KellyLeverageConfig(StrategyConfig, frozen=True):
     take_profit_pct: float = 0.015
     max_holding_bars: int = 240
     bar_minutes: int = 1
-    round_trip_cost_pct: float = 0.001
+    payoff: Payoff | None = None  # the model's priced payoff (lbml.pricing); None: the bracket itself
+    costs: CostModel = CostModel()
+    sigma_1m: float = 0.0  # typical one-minute volatility, for a volatility slippage model
     probability_shrinkage: float = 1.0
     leverage: LeverageSpec | None = None  # exchange margin / Aave lending: liquidation orders
     probability_n_eff: float = 0.0
@@ -52,19 +58,22 @@ class KellyLeverage(LeveragedPositionStrategy):
 
     def __init__(self, config: KellyLeverageConfig) -> None:
         super().__init__(config)
-        self._params = KellyParams(
+        payoff = config.payoff or Payoff.from_brackets(
+            config.take_profit_pct, config.stop_loss_pct, config.max_holding_bars * config.bar_minutes
+        )
+        self._params = kelly_params(
             kelly_fraction=config.kelly_fraction,
-            max_leverage=_exposure_cap(config),
+            max_leverage=config.max_leverage,
             max_position_fraction=config.max_position_fraction,
             min_notional=config.min_notional,
-            stop_loss_pct=config.stop_loss_pct,
-            take_profit_pct=config.take_profit_pct,
-            round_trip_cost_pct=config.round_trip_cost_pct,
+            payoff=payoff,
+            costs=config.costs,
+            leverage_spec=config.leverage,
             probability_shrinkage=config.probability_shrinkage,
             probability_n_eff=config.probability_n_eff,
             ev_margin=config.ev_margin,
         )
-        self._short_cap = _short_exposure_cap(config) * config.max_position_fraction
+        self.decisions: list[tuple[int, Decision]] = []  # (prediction ts, decision) of every entry
 
     def on_start(self) -> None:
         super().on_start()
@@ -82,7 +91,8 @@ class KellyLeverage(LeveragedPositionStrategy):
             return
         if self._busy:
             return
-        exposure = max(target_exposure(data.probability, self._params), -self._short_cap)
+        decision = decide(data.probability, self._params, equity=self._equity(), sigma_1m=self.config.sigma_1m)
+        exposure = decision.exposure
         iid = self.config.instrument_id
         if not self.portfolio.is_flat(iid):
             held_long = self.portfolio.is_net_long(iid)
@@ -91,18 +101,19 @@ class KellyLeverage(LeveragedPositionStrategy):
             return
         if exposure == 0.0:
             return
-        self._enter(exposure, data.close)
+        if self._enter(exposure, data.close):
+            self.decisions.append((data.ts_event, decision))
 
     # -- actions ----------------------------------------------------------------------------------
-    def _enter(self, exposure: float, price: float) -> None:
+    def _enter(self, exposure: float, price: float) -> bool:
         equity = self._equity()
         notional = abs(exposure) * equity
         if notional < self._params.min_notional or price <= 0.0:
-            return
+            return False
         instrument = self._instrument
         quantity = instrument.make_qty(Decimal(str(notional / price)))
         if quantity.as_double() <= 0.0:
-            return
+            return False
         long = exposure > 0.0
         sign = 1.0 if long else -1.0
         stop = price * (1.0 - sign * self.config.stop_loss_pct)
@@ -119,6 +130,7 @@ class KellyLeverage(LeveragedPositionStrategy):
         )
         self._busy = True
         self.submit_order_list(bracket)
+        return True
 
     def _trailing_kwargs(self) -> dict:
         if not self.config.trailing_stop:
@@ -134,18 +146,3 @@ class KellyLeverage(LeveragedPositionStrategy):
         self._busy = True
         self.cancel_all_orders(self.config.instrument_id)
         self.close_all_positions(self.config.instrument_id, tags=[reason.replace(" ", "_").upper()])
-
-
-
-def _short_exposure_cap(config: KellyLeverageConfig) -> float:
-    """Shorts on a lending market can borrow less (Aave: LTV / (1 − LTV) of equity)."""
-    if config.leverage is None:
-        return config.max_leverage
-    return min(config.max_leverage, build_leverage_model(config.leverage).max_short_exposure)
-
-
-def _exposure_cap(config: KellyLeverageConfig) -> float:
-    """The scenario's leverage cap, never above what the leverage model allows."""
-    if config.leverage is None:
-        return config.max_leverage
-    return min(config.max_leverage, build_leverage_model(config.leverage).max_exposure)

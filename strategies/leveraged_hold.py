@@ -13,7 +13,9 @@ from nautilus_trader.model.data import Bar, BarType
 from nautilus_trader.model.enums import OrderSide, TimeInForce
 from nautilus_trader.model.identifiers import InstrumentId
 
+from lbml.cost_model import CostModel
 from lbml.leverage.model import LeverageSpec, build_leverage_model
+from lbml.sizing import Payoff
 from strategies.leveraged_base import LeveragedPositionStrategy
 
 
@@ -31,7 +33,9 @@ class LeveragedHoldConfig(StrategyConfig, frozen=True):
     min_notional: float = 10.0
     stop_loss_pct: float = 0.01
     take_profit_pct: float = 0.015
-    round_trip_cost_pct: float = 0.0
+    payoff: Payoff | None = None
+    costs: CostModel | None = None
+    sigma_1m: float = 0.0
     probability_shrinkage: float = 1.0
     probability_n_eff: float = 0.0
     trailing_stop: bool = False

@@ -18,7 +18,8 @@ from lbml.signals.publisher import SignalPublisher
 from lbml.signals.schema import SignalsError, decode
 from lbml.signals.security import CurveConfig, generate_keypair, is_loopback_endpoint
 from lbml.signals.seqstore import SequenceStore
-from lbml.sizing import KellyParams, break_even_probability, target_exposure
+from lbml.cost_model import CostModel
+from lbml.sizing import KellyParams, Payoff, break_even_probability, target_exposure
 from nautilus_trader.model.identifiers import InstrumentId
 
 from .signals_support import ROOT, Subscriber, config, make_signal
@@ -174,12 +175,14 @@ def test_binding_non_loopback_without_curve_is_refused_unless_overridden(tmp_pat
 
 
 def test_signal_fields_follow_the_strategy_sizing():
-    params = KellyParams(0.25, 3.0, 0.5, 10.0, 0.015, 0.01, 0.001)  # no edge near p = 0.5
+    # trades ending at +1 % / -1.5 %, a round trip costing 0.1 %: no edge near p = 0.5
+    params = KellyParams(0.25, 3.0, 0.5, 10.0, Payoff.from_brackets(0.01, 0.015, 60.0),
+                         CostModel(taker_fee=0.0005, slippage_rate=0.0))
     iid = InstrumentId.from_str("BNBUSDT.BINANCE")
-    edge = break_even_probability(params)
+    edge = break_even_probability(0.01, 0.015, 0.001)
     for p, direction in ((0.75, "long"), (0.25, "short"), (0.5, "flat"), (edge - 1e-6, "flat")):
         pred = Prediction(ts_event=5, ts_init=5, instrument_id=iid, probability=p, close=100.0, horizon_bars=15)
-        s = signal_from_prediction(pred, params, bar_seconds=60)
+        s = signal_from_prediction(pred, params, bar_seconds=60, bracket=(0.015, 0.01))
         assert s.direction == direction and s.symbol == "BNBUSDT" and s.horizon == 900
         assert s.target_leverage == pytest.approx(abs(target_exposure(p, params)))
         assert s.confidence == pytest.approx(abs(2 * p - 1))

@@ -4,11 +4,13 @@ import pandas as pd
 import pytest
 
 from lbml.report.reconcile import realized_from_fills, reconcile
-from lbml.sizing import KellyParams, break_even_probability, kelly_fraction, target_exposure
+from lbml.cost_model import CostModel
+from lbml.sizing import KellyParams, Payoff, break_even_probability, kelly_fraction, target_exposure
 
+# A bracket whose trades end at +1 % or -1 %, and a round trip that costs 0.1 % (two 0.05 % fees).
 PARAMS = KellyParams(
     kelly_fraction=0.25, max_leverage=3.0, max_position_fraction=0.5, min_notional=10.0,
-    stop_loss_pct=0.01, take_profit_pct=0.01, round_trip_cost_pct=0.001,
+    payoff=Payoff.from_brackets(0.01, 0.01, 60.0), costs=CostModel(taker_fee=0.0005, slippage_rate=0.0),
 )
 
 
@@ -20,7 +22,7 @@ def test_kelly_fraction_closed_form():
 
 
 def test_no_trade_below_cost_aware_break_even():
-    be = break_even_probability(PARAMS)
+    be = break_even_probability(0.01, 0.01, 0.001)
     assert be == pytest.approx(0.011 / 0.020)
     assert target_exposure(be - 1e-6, PARAMS) == 0.0
     assert target_exposure(1 - be + 1e-6, PARAMS) == 0.0
@@ -63,7 +65,7 @@ def test_reconcile_open_position():
 
 
 def test_ev_margin_raises_the_entry_threshold_symmetrically():
-    be = break_even_probability(PARAMS)
+    be = break_even_probability(0.01, 0.01, 0.001)
     strict = KellyParams(**{**PARAMS.__dict__, "ev_margin": 0.02})
     assert target_exposure(be + 0.01, PARAMS) > 0.0
     assert target_exposure(be + 0.01, strict) == 0.0  # above break-even, below break-even + margin

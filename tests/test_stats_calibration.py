@@ -8,7 +8,10 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
 from lbml.calibration import Calibrator, calibration_method, fit_calibrator, probability_scores
-from lbml.evaluation import TradeRule, trade_returns
+from lbml.cost_model import CostModel
+from lbml.evaluation import trade_grid
+from lbml.payoff import TradeOutcomes
+from lbml.sizing import KellyParams, Payoff
 from lbml.models.base import ModelPlugin
 from lbml.stats import (
     deflated_sharpe_ratio,
@@ -120,10 +123,15 @@ def test_a_calibration_map_never_inverts_the_model(registry):
 def test_trade_returns_follow_the_ev_rule_without_overlap():
     ns = 60_000_000_000
     t0 = np.arange(6) * ns
-    t1 = t0 + 2 * ns
     p = np.array([0.9, 0.9, 0.9, 0.5, 0.1, 0.6])
-    fwd = np.log1p(np.array([0.01, 0.01, 0.01, 0.01, -0.02, 0.01]))
-    rule = TradeRule(break_even=0.55, margin=0.1, shrinkage=1.0, round_trip_cost=0.001)
-    r = trade_returns(p, fwd, t0, t1, rule)
-    # trade at 0 (busy until t=2: samples 1 and 2 skipped), no trade at 3, short at 4, 0.6 < threshold at 5
-    assert r.tolist() == pytest.approx([0.009, 0.0, 0.0, 0.0, 0.019, 0.0])
+    # each bar's simulated bracket trade: +1 % long / -1 % short, except bar 4 (the market fell 2 %)
+    long_r = np.array([0.01, 0.01, 0.01, 0.01, -0.02, 0.01])
+    outcomes = TradeOutcomes(long_r, -long_r, np.full(6, 2.0), np.full(6, 2.0))
+    params = KellyParams(0.25, 3.0, 0.5, 10.0, Payoff.from_brackets(0.01, 0.01, 2.0),
+                         CostModel(taker_fee=0.0005, slippage_rate=0.0), ev_margin=0.1)
+    grid = trade_grid(p, outcomes, t0, ns, params)
+    # break-even 0.55 + margin 0.1: trade at 0 (held 2 bars: 1 skipped), 2 trades again, no trade at 3,
+    # short at 4, 0.6 below the threshold at 5; each net of the 0.1 % round trip
+    assert grid.returns.tolist() == pytest.approx([0.009, 0.0, 0.009, 0.0, 0.019, 0.0])
+    assert grid.side.tolist() == [1, 0, 1, 0, -1, 0]
+    assert grid.cost[grid.side != 0] == pytest.approx([0.001] * 3)

@@ -38,7 +38,6 @@ from lbml.engine.custom_data import (
     to_funding_rates,
 )
 from lbml.engine.instruments import infer_precision, make_instrument
-from lbml.engine.leverage_venue import expected_borrow_apr
 from lbml.engine.purge import CachePurger, CachePurgerConfig, purge_when_flat
 from lbml.engine.recorder import RunRecord, RunRecorder, RunRecorderConfig
 from lbml.engine.signal_actor import SignalActor, SignalActorConfig
@@ -48,6 +47,7 @@ from lbml.features.base import FeatureInput
 from lbml.features.pipeline import FeaturePipeline
 from lbml.models.base import ModelPlugin
 from lbml.models.compiled import accelerate
+from lbml.pricing import Pricing, scenario_cost_model
 from lbml.scenario import Scenario
 from lbml.split import Split
 
@@ -80,6 +80,8 @@ class BacktestResult:
     leverage_model: str = "none"
     gap_slippage: CostLedger = field(default_factory=CostLedger)
     gas: CostLedger = field(default_factory=CostLedger)
+    decisions: list = field(default_factory=list)  # (prediction ts, lbml.sizing.Decision) of every entry
+    edge_gate: dict | None = None  # the edge gate's decision (lbml.gate), set by the workflow
 
 
 def bar_type_for(instrument_id, minutes: int, internal: bool) -> BarType:
@@ -99,11 +101,13 @@ def load_strategy_class(class_path: str) -> tuple[type, type]:
     return cls, config_cls
 
 
-def strategy_config_kwargs(scenario: Scenario, bar_minutes: int, ev_margin: float = 0.0) -> dict:
-    """The strategy config's keyword arguments; ``ev_margin`` comes from the model artifact."""
-    s, c = scenario.strategy, scenario.costs
-    expected_hold_years = s.max_holding_bars * bar_minutes / 2 / (365 * 24 * 60)
-    round_trip = 2 * c.taker_fee + 2 * c.slippage_bps / 1e4 + expected_borrow_apr(scenario) * expected_hold_years
+def strategy_config_kwargs(scenario: Scenario, bar_minutes: int, ev_margin: float = 0.0, pricing: Pricing | None = None) -> dict:
+    """The strategy config's keyword arguments; ``ev_margin`` and ``pricing`` come from the model artifact.
+
+    Without ``pricing`` the strategy assumes every trade ends at its take-profit or stop-loss (the
+    textbook bracket), which is optimistic: trained models always carry their pricing.
+    """
+    s = scenario.strategy
     return {
         "kelly_fraction": s.kelly_fraction,
         "max_leverage": s.max_leverage,
@@ -113,7 +117,9 @@ def strategy_config_kwargs(scenario: Scenario, bar_minutes: int, ev_margin: floa
         "take_profit_pct": s.take_profit_pct,
         "max_holding_bars": s.max_holding_bars,
         "bar_minutes": bar_minutes,
-        "round_trip_cost_pct": round_trip,
+        "payoff": pricing.payoff if pricing is not None else None,
+        "costs": scenario_cost_model(scenario, pricing),
+        "sigma_1m": pricing.sigma_1m if pricing is not None else 0.0,
         "probability_shrinkage": s.probability_shrinkage,
         "probability_n_eff": s.probability_n_eff,
         "trailing_stop": s.trailing_stop,
@@ -134,6 +140,8 @@ def run_backtest(
     compiled_inference: bool = True,
     purge_every_bars: int | None = 1,
     ev_margin: float = 0.0,
+    pricing: Pricing | None = None,
+    trade: bool = True,
 ) -> BacktestResult:
     """Backtest ``(split.test_start, split.test_end]``; ``pipeline`` must be warmed up to test_start."""
     if compiled_inference:  # same probabilities, ~50x cheaper per bar (lbml.models.compiled)
@@ -205,17 +213,18 @@ def run_backtest(
         strategy_config_cls(
             instrument_id=instrument.id,
             bar_type=bar_type,
-            **strategy_config_kwargs(scenario, minutes, ev_margin),
+            **strategy_config_kwargs(scenario, minutes, ev_margin, pricing),
             **lev.strategy_kwargs(),
         )
     )
     engine.add_actor(actor)
     engine.add_actor(recorder)
-    engine.add_strategy(strategy)
+    if trade:  # a closed edge gate: predictions are made and recorded, nothing is traded
+        engine.add_strategy(strategy)
     if publisher is not None:  # lbml.signals.SignalPublisher: predictions also go out over ZeroMQ
         from lbml.signals.actor import publisher_actor
 
-        engine.add_actor(publisher_actor(publisher, strategy_config_kwargs(scenario, minutes, ev_margin)))
+        engine.add_actor(publisher_actor(publisher, strategy_config_kwargs(scenario, minutes, ev_margin, pricing)))
     if purge_every_bars is not None:  # flat cost per bar (lbml.engine.purge); results unchanged
         engine.add_actor(
             CachePurger(CachePurgerConfig(component_id="CachePurger", bar_type=bar_type, every_bars=purge_every_bars))
@@ -278,6 +287,7 @@ def run_backtest(
         leverage_model=scenario.leverage.model,
         gap_slippage=gaps.ledger,
         gas=gas.ledger,
+        decisions=list(getattr(strategy, "decisions", [])) if trade else [],
     )
     engine.dispose()
     return result

@@ -96,10 +96,8 @@ class GasModule(FillChargeModule):
         logger.info(f"gas: {self.ledger.total:.2f}")
 
 
-def slippage_module(costs) -> SlippageModule | VolatilitySlippageModule:
-    """The slippage model ``[costs] slippage_model`` names: ``fixed`` bps or ``volatility``."""
-    if costs.slippage_model == "volatility":
-        return VolatilitySlippageModule(
-            VolatilitySlippageConfig(k=costs.slippage_vol_k, floor_bps=costs.slippage_bps if costs.slippage_bps else 0.0)
-        )
-    return SlippageModule(SlippageConfig(taker_bps=costs.slippage_bps))
+def slippage_module(rates) -> SlippageModule | VolatilitySlippageModule:
+    """The slippage a ``lbml.cost_model.CostModel`` prices: fixed per taker leg, or ``k × σ`` with a floor."""
+    if rates.slippage_vol_k > 0.0:
+        return VolatilitySlippageModule(VolatilitySlippageConfig(k=rates.slippage_vol_k, floor_bps=rates.slippage_rate * 1e4))
+    return SlippageModule(SlippageConfig(taker_bps=rates.slippage_rate * 1e4))

@@ -11,7 +11,8 @@ from lbml.engine.funding import FundingConfig, FundingModule
 from lbml.engine.lending import LendingInterestConfig, LendingInterestModule
 from lbml.engine.liquidation import LiquidationConfig, LiquidationModule
 from lbml.errors import DataError
-from lbml.leverage.model import LeverageSpec
+from lbml.leverage.model import LeverageSpec, leverage_spec
+from lbml.leverage.rates import expected_borrow_apr  # noqa: F401  (re-exported)
 from lbml.scenario import LeverageConfig, Scenario
 from lbml.split import Split
 
@@ -35,41 +36,6 @@ class VenueLeverage:
 
     def strategy_kwargs(self) -> dict:
         return {"leverage": self.spec} if self.spec is not None else {}
-
-
-def expected_borrow_apr(scenario: Scenario) -> float:
-    """The borrow APR the sizing should expect: the lending market's rate before any schedule step
-    for ``aave_lending`` (curve, schedule or constant, times the stress multiplier),
-    0 for a perpetual (it pays funding instead), the venue borrow rate otherwise."""
-    cfg = scenario.leverage
-    if cfg.model == "aave_lending":
-        spec = leverage_spec(cfg)
-        rate = lending_config(cfg, spec)
-        from lbml.leverage.rates import BorrowRate, UtilisationCurve
-
-        model = BorrowRate(kind=rate.rate_kind, apr=rate.apr, points=rate.points, utilisation=rate.utilisation,
-                           curve=UtilisationCurve(rate.curve_base, rate.curve_slope1, rate.curve_slope2, rate.curve_optimal),
-                           stress=rate.stress)
-        return model.at(rate.points[0][0] - 1 if rate.points else 0)
-    if cfg.model == "exchange_margin":
-        return 0.0
-    return scenario.costs.borrow_apr_quote
-
-
-def leverage_spec(cfg: LeverageConfig) -> LeverageSpec | None:
-    if cfg.model == "none":
-        return None
-    return LeverageSpec(
-        model=cfg.model,
-        margin_leverage=cfg.margin_leverage,
-        maintenance_margin_rate=cfg.maintenance_margin_rate,
-        liquidation_fee=cfg.liquidation_fee,
-        ltv=cfg.ltv,
-        liquidation_threshold=cfg.liquidation_threshold,
-        liquidation_bonus=cfg.liquidation_bonus,
-        close_factor=cfg.close_factor,
-        full_close_hf=cfg.full_close_hf,
-    )
 
 
 def lending_config(cfg: LeverageConfig, spec: LeverageSpec) -> LendingInterestConfig:

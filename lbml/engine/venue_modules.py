@@ -6,6 +6,7 @@ funding, liquidation, slippage, gap-through and gas costs are charged by the sam
 
 from dataclasses import dataclass
 
+from lbml.cost_model import cost_model_for
 from lbml.data.frames import MarketData
 from lbml.engine.cost_modules import GasConfig, GasModule, slippage_module
 from lbml.engine.costs import BorrowInterestConfig, BorrowInterestModule
@@ -34,18 +35,22 @@ class VenueModules:
 
 
 def venue_modules(scenario: Scenario, market: MarketData, split: Split) -> VenueModules:
-    """Build the scenario's venue modules (funding series are cut to the backtest window)."""
-    costs = scenario.costs
+    """Build the scenario's venue modules (funding series are cut to the backtest window).
+
+    The rates come from the scenario's ``CostModel`` (``lbml.cost_model``), the one the EV rule
+    prices trades with.
+    """
+    rates = cost_model_for(scenario)
     borrow = BorrowInterestModule(
         BorrowInterestConfig(
-            quote_apr=costs.borrow_apr_quote,
-            base_apr=costs.borrow_apr_base,
-            interval_minutes=costs.borrow_interval_minutes,
+            quote_apr=rates.long_borrow_apr,
+            base_apr=rates.short_borrow_apr,
+            interval_minutes=scenario.costs.borrow_interval_minutes,
         )
     )
     return VenueModules(
         leverage=venue_leverage(scenario, market, split, borrow),
-        slippage=slippage_module(costs),
+        slippage=slippage_module(rates),
         gaps=GapThroughModule(),
-        gas=GasModule(GasConfig(per_transaction=costs.gas_per_tx)),
+        gas=GasModule(GasConfig(per_transaction=rates.gas_per_tx)),
     )

@@ -169,3 +169,20 @@ def build_leverage_model(spec: LeverageSpec) -> LeverageModel:
             )
         )
     raise ValueError(f"unknown leverage model {spec.model!r}")
+
+
+def leverage_spec(cfg) -> LeverageSpec | None:
+    """The ``LeverageSpec`` of a scenario's ``[leverage]`` section (None for ``model = \"none\"``)."""
+    if cfg.model == "none":
+        return None
+    return LeverageSpec(
+        model=cfg.model,
+        margin_leverage=cfg.margin_leverage,
+        maintenance_margin_rate=cfg.maintenance_margin_rate,
+        liquidation_fee=cfg.liquidation_fee,
+        ltv=cfg.ltv,
+        liquidation_threshold=cfg.liquidation_threshold,
+        liquidation_bonus=cfg.liquidation_bonus,
+        close_factor=cfg.close_factor,
+        full_close_hf=cfg.full_close_hf,
+    )

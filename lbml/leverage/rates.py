@@ -62,3 +62,18 @@ def accrued_interest(debt: float, apr: float, start_ns: int, end_ns: int) -> flo
     """Interest on ``debt`` from ``start_ns`` to ``end_ns`` compounding continuously: D·(e^{r·t} − 1)."""
     years = (end_ns - start_ns) / NS_PER_YEAR
     return debt * math.expm1(apr * years)
+
+
+def expected_borrow_apr(scenario) -> float:
+    """The borrow APR the sizing should expect: the lending market's rate before any schedule step
+    for ``aave_lending`` (curve, schedule or constant, times the stress multiplier),
+    0 for a perpetual (it pays funding instead), the venue borrow rate otherwise."""
+    cfg = scenario.leverage
+    if cfg.model == "aave_lending":
+        curve = UtilisationCurve(cfg.curve_base, cfg.curve_slope1, cfg.curve_slope2, cfg.optimal_utilisation)
+        rate = BorrowRate(kind=cfg.borrow_rate, apr=cfg.borrow_apr, utilisation=cfg.utilisation, curve=curve,
+                          stress=cfg.stress_multiplier)
+        return rate.at(0)
+    if cfg.model == "exchange_margin":
+        return 0.0
+    return scenario.costs.borrow_apr_quote

@@ -29,6 +29,7 @@ from nautilus_trader.model.data import BarType
 from nautilus_trader.model.identifiers import TraderId, Venue
 
 from lbml.data.frames import MarketData
+from lbml.live.status import status_pricing
 from lbml.engine.backtest import instrument_for, load_strategy_class, strategy_config_kwargs
 from lbml.engine.recorder import RunRecorder, RunRecorderConfig
 from lbml.engine.signal_actor import SignalActor, SignalActorConfig
@@ -147,7 +148,7 @@ def build_paper_node(
     strategy = strategy_cls(
         strategy_config_cls(
             instrument_id=instrument.id, bar_type=bar_type,
-            **strategy_config_kwargs(scenario, minutes, status.ev_margin),
+            **strategy_config_kwargs(scenario, minutes, status.ev_margin, status_pricing(status)),
             **lev.strategy_kwargs(),
         )
     )

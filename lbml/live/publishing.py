@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from lbml.live.status import status_pricing
 from lbml.engine.backtest import strategy_config_kwargs
 from lbml.engine.messages import Prediction
 from lbml.live.status import PaperStatus
@@ -64,7 +65,7 @@ def paper_publisher(
         )
         config = replace(config, seq_store=Path(state_dir) / SEQ_FILE)
         publisher = SignalPublisher(config, health=lambda: session_health(status))
-        kwargs = strategy_config_kwargs(scenario, scenario.data.bar_minutes, status.ev_margin)
+        kwargs = strategy_config_kwargs(scenario, scenario.data.bar_minutes, status.ev_margin, status_pricing(status))
         return PaperSignalPublisherActor(publisher_actor_config(kwargs), publisher, status)
 
     return make

@@ -33,6 +33,7 @@ from lbml.models.compiled import accelerate
 from lbml.models.training import scenario_pipeline
 from lbml.plugins import PluginRegistry
 from lbml.scenario import Scenario
+from lbml.gate import gate_decision
 from lbml.workflows import Prepared, prepare, train_model, warm_up
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class PaperOptions:
     model_budget_s: float = 1.0
     drift: DriftConfig = field(default_factory=DriftConfig)
     binance: BinanceFeedConfig = field(default_factory=BinanceFeedConfig)
+    ignore_edge_gate: bool = False  # trade a model whose out-of-fold evidence shows no edge (stamped)
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
@@ -100,13 +102,17 @@ def run_paper(
         currency = instrument_for(
             prepared.market[scenario.data.symbol], scenario.data.venue, scenario, prepared.split.test_start
         ).quote_currency.code
+        gate = gate_decision(artifact.manifest.get("metrics", {}), scenario.gate, override=options.ignore_edge_gate)
+        if not gate.trades:
+            raise ArtifactError(gate.line())
         _check_session(store, scenario, artifact.model_id, options, currency)
         pipeline.load_fitted_state(artifact.feature_state)
         reference = _training_features(prepared, registry, artifact.feature_state)
         warm_up(pipeline, prepared)
 
         status = PaperStatus(
-            model_id=artifact.model_id, feature_schema_hash=pipeline.schema().hash, ev_margin=artifact.ev_margin
+            model_id=artifact.model_id, feature_schema_hash=pipeline.schema().hash, ev_margin=artifact.ev_margin,
+            pricing=artifact.pricing.to_dict(), edge_gate=gate.status,
         )
         checkpoint = store.get("checkpoint") or {}
         # The backtest's compiled trees (bit-identical probabilities, or the model itself).

@@ -24,6 +24,8 @@ class PaperStatus:
     model_id: str = ""
     feature_schema_hash: str = ""
     ev_margin: float = 0.0  # the model's out-of-fold margin above break-even (trading rule)
+    pricing: dict | None = None  # the model's trade pricing (lbml.pricing.Pricing.to_dict)
+    edge_gate: str = "open"  # open | overridden | disabled (a closed gate does not start a session)
     replaying: bool = False
     market_ts: int = 0
     items: int = 0
@@ -55,6 +57,13 @@ class PaperStatus:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+
+def status_pricing(status: PaperStatus):
+    """The session model's ``lbml.pricing.Pricing`` (None when the status carries none)."""
+    from lbml.pricing import Pricing
+
+    return Pricing.from_dict(status.pricing) if status.pricing is not None else None
 
 
 class StatusActorConfig(ActorConfig, frozen=True):

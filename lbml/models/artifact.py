@@ -54,6 +54,18 @@ class LoadedArtifact:
         return float(self.manifest.get("metrics", {}).get("ev_margin") or 0.0)
 
     @property
+    def pricing(self):
+        """How the model's training priced a trade (``lbml.pricing.Pricing``): payoff, funding, volatility."""
+        from lbml.pricing import Pricing
+
+        raw = self.manifest.get("metrics", {}).get("pricing")
+        if raw is None:
+            raise ArtifactError(
+                f"{self.path}: model has no trade pricing (trained by an older lbml): retrain it with `lbml train`"
+            )
+        return Pricing.from_dict(raw)
+
+    @property
     def training_window(self) -> TrainingWindow:
         w = self.manifest["training_window"]
         return TrainingWindow(pd.Timestamp(w["start"]), pd.Timestamp(w["end"]))

@@ -3,7 +3,7 @@
 import hashlib
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,8 +17,11 @@ from lbml.errors import DataError
 from lbml.features.folds import fold_features_for
 from lbml.features.pipeline import FeaturePipeline, available_inputs, build_pipeline, compute_features
 from lbml.calibration import calibration_method, fit_calibrator
-from lbml.evaluation import TradeRule, break_even, choose_margin, grid_hash, oos_statistics, round_trip_cost, trade_returns
-from lbml.labels import label_spec, make_labels, sample_uniqueness
+from lbml.evaluation import choose_margin, grid_hash, oos_statistics, trade_grid
+from lbml.labels import forward_returns, label_spec, make_labels, sample_uniqueness
+from lbml.payoff import TradeOutcomes, estimate_payoff, simulate_brackets
+from lbml.gate import edge_evidence
+from lbml.pricing import Pricing, kelly_params_for
 from lbml.models.artifact import TrainingWindow, save_artifact
 from lbml.registry_trials import TrialRegistry
 from lbml.stats import sharpe
@@ -85,13 +88,21 @@ def window_inputs(scenario: Scenario, market: MarketData, split: Split) -> Windo
 
 @dataclass(frozen=True)
 class TrainingSet:
-    """Features, labels, label end times and label returns of the training window."""
+    """Every bar of the training window the strategy could trade, with its label where it has one.
+
+    Rows are the bars with finite features and a known forward return. ``labelled`` marks the
+    bars with a label (outside the dead zone): only they are fitted on; trade statistics use all.
+    ``y`` is 1 (up), 0 (down) or -1 (no label); ``t1`` the label's end (the horizon's end for
+    unlabelled bars); ``outcomes`` each row's simulated bracket trade (``lbml.payoff``).
+    """
 
     X: pd.DataFrame
     y: pd.Series
     t1: pd.Series
     forward_return: pd.Series
     bar_index: pd.DatetimeIndex
+    labelled: np.ndarray
+    outcomes: TradeOutcomes
 
 
 def training_set(
@@ -107,17 +118,40 @@ def training_set(
     pipeline.fit(bars)
     features = compute_features(pipeline, inputs.data, bars, inputs.reference_bars, inputs.funding)
     labels = make_labels(bars, scenario.labels)
-    X = features.loc[labels.y.index]
-    ok = np.isfinite(X.to_numpy()).all(axis=1)
-    return TrainingSet(X[ok], labels.y[ok], labels.t1[ok], labels.forward_return[ok], bars.index)
+    fwd, horizon_end = forward_returns(bars, scenario.labels.horizon_bars)
+    s = scenario.strategy
+    sim = simulate_brackets(bars, s.stop_loss_pct, s.take_profit_pct, s.max_holding_bars)
+    ok = np.isfinite(features.to_numpy()).all(axis=1) & np.isfinite(fwd)
+    X = features[ok]
+    labelled = X.index.isin(labels.y.index)
+    y = pd.Series(-1, index=X.index, dtype=np.int8)
+    y[labelled] = labels.y.reindex(X.index[labelled]).to_numpy()
+    t1 = horizon_end[ok].copy()
+    t1[labelled] = labels.t1.reindex(X.index[labelled]).to_numpy()
+    outcomes = TradeOutcomes(*(a[ok] for a in (sim.long_return, sim.short_return, sim.long_bars, sim.short_bars)))
+    return TrainingSet(X, y, t1, pd.Series(fwd[ok], index=X.index), bars.index, labelled, outcomes)
 
 
 def training_matrix(
     scenario: Scenario, market: MarketData, pipeline: FeaturePipeline, split: Split
 ) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
-    """Features, labels and label end times of the training window (see :func:`training_set`)."""
+    """Features, labels and label end times of the labelled training bars (see :func:`training_set`)."""
     ts = training_set(scenario, market, pipeline, split)
-    return ts.X, ts.y, ts.t1
+    return ts.X[ts.labelled], ts.y[ts.labelled], ts.t1[ts.labelled]
+
+
+def training_pricing(scenario: Scenario, market: MarketData, split: Split, ts: TrainingSet, rows: np.ndarray) -> Pricing:
+    """The payoff, expected funding and volatility the EV rule prices trades with (training window only)."""
+    payoff = estimate_payoff(ts.outcomes, ts.forward_return.to_numpy(), market.bar_minutes, rows)
+    funding = funding_for(scenario, market)
+    rate, interval = 0.0, 480.0
+    if funding is not None and len(funding.loc[split.train_start : split.train_end]) > 1:
+        window = funding.loc[split.train_start : split.train_end]
+        rate = float(window["rate"].mean())
+        interval = float(np.median(np.diff(window.index.asi8)) / 60e9)
+    close = market[scenario.data.symbol].bars.loc[split.train_start : split.train_end, "close"].to_numpy(np.float64)
+    sigma = float(np.std(np.diff(np.log(close)))) / np.sqrt(market.bar_minutes) if len(close) > 2 else 0.0
+    return Pricing(payoff, rate, interval, sigma)
 
 
 def _clip_ticks(data, start: pd.Timestamp, end: pd.Timestamp):
@@ -146,11 +180,14 @@ def train(
     """Evaluate out of sample with purged CV, fit the final model, calibrate it, save the artifact.
 
     1. Purged walk-forward or CPCV over the training window minus a final calibration block gives
-       out-of-fold predictions (each fold: early stopping and calibration on a purged block at the
-       end of its training samples; feature plugins that learn parameters, e.g. GARCH, refitted on
-       the fold's training bars and their features recomputed, see ``lbml.features.folds``).
-    2. The EV margin is chosen on those predictions; OOS statistics (AUC, log loss, Brier, ECE,
-       IC, PSR, DSR with N from the trial registry, bootstrap Sharpe interval) are computed.
+       out-of-fold predictions for every bar (each fold: fitted on labelled bars only, early
+       stopping and calibration on a purged block at the end of its training samples; feature
+       plugins that learn parameters, e.g. GARCH, refitted on the fold's training bars and their
+       features recomputed, see ``lbml.features.folds``).
+    2. The trade's payoff and costs are priced on the training window (``lbml.pricing``); the EV
+       margin is chosen on the out-of-fold predictions with the strategy's own rule; OOS statistics
+       (AUC, log loss, Brier, ECE on labelled bars; IC, PSR, DSR with N from the trial registry,
+       bootstrap Sharpe interval on every bar) are computed, and the edge gate's evidence with them.
     3. The final model is fitted on the same span (early stopping on its purged last block) and
        calibrated on the final block, purged from it; the artifact gets reports and statistics.
     4. The trial is recorded in ``trials`` (study defaults to the scenario name).
@@ -158,9 +195,9 @@ def train(
     v = scenario.validation
     pipeline = scenario_pipeline(scenario, market, registry)
     ts = training_set(scenario, market, pipeline, split)
-    X_frame, y_s, t1_s = ts.X, ts.y, ts.t1
-    if len(y_s) < 200 or y_s.nunique() < 2:
-        raise DataError(f"training window has too few labelled samples ({len(y_s)}) to fit a model")
+    X_frame, y_s, t1_s, lab = ts.X, ts.y, ts.t1, ts.labelled
+    if lab.sum() < 200 or y_s[lab].nunique() < 2:
+        raise DataError(f"training window has too few labelled samples ({int(lab.sum())}) to fit a model")
     X = X_frame.to_numpy(np.float64)
     y = y_s.to_numpy()
     t0n = X_frame.index.asi8
@@ -170,12 +207,13 @@ def train(
     bar = pd.Timedelta(minutes=market.bar_minutes)
     embargo = bar * math.ceil(v.embargo_fraction * n)
     calibrating = v.calibration != "none"
-    n_cal = max(100, int(n * v.calibration_fraction)) if calibrating else 0
-    cal = np.arange(n - n_cal, n)
-    dev = purge_train(np.arange(n - n_cal), cal, t0n, t1n, int(embargo.value)) if calibrating else np.arange(n)
+    labelled_rows = np.flatnonzero(lab)
+    n_cal = max(100, int(len(labelled_rows) * v.calibration_fraction)) if calibrating else 0
+    cal = np.arange(labelled_rows[-n_cal], n) if calibrating else np.arange(0)
+    dev = purge_train(np.arange(n - len(cal)), cal, t0n, t1n, int(embargo.value)) if calibrating else np.arange(n)
     params = scenario.model.params if model_params is None else model_params
     model_cls = registry.model(scenario.model.plugin)
-    weights = _sample_weights(v.sample_weights, y, X_frame.index, t1_s, ts.bar_index)
+    weights = _sample_weights(v.sample_weights, y, X_frame.index, t1_s, ts.bar_index, lab)
 
     # 1. out-of-fold predictions on the development span (fewer splits when the window is short)
     t0_dev, t1_dev = X_frame.index[dev], pd.DatetimeIndex(t1_s.to_numpy()[dev])
@@ -185,12 +223,10 @@ def train(
     )
     oof, plan = _purged_out_of_fold(
         lambda: model_cls(**params), X[dev], y[dev], t0_dev, t1_dev, v, embargo,
-        None if weights is None else weights[dev], on_fold, fold_features,
+        None if weights is None else weights[dev], on_fold, fold_features, lab[dev],
     )
-    base_rule = TradeRule(
-        break_even(scenario, market.bar_minutes), 0.0, scenario.strategy.probability_shrinkage,
-        round_trip_cost(scenario, market.bar_minutes),
-    )
+    pricing = training_pricing(scenario, market, split, ts, dev)
+    base_params = kelly_params_for(scenario, pricing)
     study = study or scenario.name
     p_oof = np.full(n, np.nan)
     this_sharpe = 0.0
@@ -198,44 +234,43 @@ def train(
     if oof is None:
         # Not even two purged splits fit in the window: no out-of-sample statistics, said plainly.
         log.warning("training window too short for purged CV: no out-of-sample statistics (%s)", plan)
-        rule = base_rule
-        stats: dict[str, Any] = {
-            "oos_unavailable": plan, "ev_break_even": rule.break_even, "ev_margin": 0.0,
-            "ev_threshold": rule.threshold, "embargo": str(embargo),
-        }
+        rule = replace(base_params, ev_margin=max(v.ev_margins))
+        stats: dict[str, Any] = {"oos_unavailable": plan, "ev_margin": rule.ev_margin, "embargo": str(embargo)}
     else:
         p_oof[dev] = oof.mean
 
         # 2. EV rule and OOS statistics
-        rule, margin_scores = choose_margin(p_oof, fwd, t0n, t1n, base_rule, v.ev_margins)
-        grid = trade_returns(p_oof, fwd, t0n, t1n, rule)
+        rule, margin_scores = choose_margin(p_oof, ts.outcomes, t0n, int(bar.value), base_params, v.ev_margins)
+        trades = trade_grid(p_oof, ts.outcomes, t0n, int(bar.value), rule)
+        grid = trades.returns
         prior_sharpes = trials.sharpes(study) if trials is not None else np.array([])
         n_prior = trials.count(study) if trials is not None else 0
         n_trials = (n_prior + 1) * len(v.ev_margins)
-        traded = grid[grid != 0.0]
+        traded = trades.traded
         this_sharpe = float(np.nan_to_num(sharpe(traded), nan=0.0)) if len(traded) >= 2 else 0.0
         trial_sharpes = np.append(prior_sharpes, this_sharpe) if len(prior_sharpes) else None
         seed = int(params.get("random_state", 0)) if isinstance(params, dict) else 0
         stats = oos_statistics(
-            y, p_oof, fwd, grid, n_trials=n_trials, trial_sharpes=trial_sharpes,
+            y, lab, p_oof, fwd, trades, n_trials=n_trials, trial_sharpes=trial_sharpes,
             bootstrap_reps=v.bootstrap_reps, seed=seed,
         )
         stats |= {
             "validation_method": plan,
             "n_cv_splits": oof.n_splits,
             "n_cv_paths": int(oof.paths.shape[1]),
-            "ev_break_even": rule.break_even,
-            "ev_margin": rule.margin,
-            "ev_threshold": rule.threshold,
+            "ev_margin": rule.ev_margin,
             "ev_margin_sharpes": {str(k): v_ for k, v_ in margin_scores.items()},
             "embargo": str(embargo),
             "cv_refit_features": list(fold_features.plugin_names) if fold_features is not None else [],
         }
         if oof.paths.shape[1] > 1:
-            stats |= _path_sharpes(oof.paths, y[dev], fwd[dev], t0n[dev], t1n[dev], rule)
+            stats |= _path_sharpes(oof.paths, ts.outcomes, t0n[dev], int(bar.value), rule, dev)
+    stats |= _rule_summary(rule)
 
     # 3. final fit on the development span, calibration on the final block
     fit_pos, val_pos = early_stopping_block(dev, t0n, t1n, v.early_stopping_fraction, int(embargo.value))
+    fit_pos, val_pos = fit_pos[lab[fit_pos]], val_pos[lab[val_pos]]
+    cal_l = cal[lab[cal]]
     model = model_cls(**params)
     extra = {"t0": t0n[fit_pos], "t1": t1n[fit_pos]} if model.uses_label_times else {}
     model.fit(
@@ -245,20 +280,23 @@ def train(
     p_val = _up(model, X[val_pos])
     calibrator = None
     calibration_report: dict[str, Any] = {}
-    if calibrating and len(np.unique(y[cal])) > 1:
-        method = calibration_method(n_cal) if v.calibration == "auto" else v.calibration
-        calibrator = fit_calibrator(model, X[cal], y[cal], method)
-        raw_cal = _up(model, X[cal])
-        calibration_report["calibration_block"] = (y[cal], raw_cal, calibrator.apply(raw_cal))
+    if calibrating and len(np.unique(y[cal_l])) > 1:
+        method = calibration_method(len(cal_l)) if v.calibration == "auto" else v.calibration
+        calibrator = fit_calibrator(model, X[cal_l], y[cal_l], method)
+        raw_cal = _up(model, X[cal_l])
+        calibration_report["calibration_block"] = (y[cal_l], raw_cal, calibrator.apply(raw_cal))
     metrics = {
         "n_fit": int(len(fit_pos)),
         "n_validation": int(len(val_pos)),
-        "n_calibration": int(n_cal),
-        "validation_auc": float(roc_auc_score(y[val_pos], p_val)) if len(np.unique(y[val_pos])) > 1 else float("nan"),
-        "validation_logloss": float(log_loss(y[val_pos], p_val, labels=[0, 1])),
-        "label_balance": float(y.mean()),
+        "n_calibration": int(len(cal_l)),
+        # In-sample: the block early stopping tuned the number of trees on (not out of sample).
+        "early_stopping_auc": float(roc_auc_score(y[val_pos], p_val)) if len(np.unique(y[val_pos])) > 1 else float("nan"),
+        "early_stopping_logloss": float(log_loss(y[val_pos], p_val, labels=[0, 1])),
+        "label_balance": float(y[lab].mean()),
         "calibration": calibrator.method if calibrator is not None else None,
+        "pricing": pricing.to_dict(),
     } | stats
+    metrics["edge_gate"] = edge_evidence(metrics, scenario.gate)
     artifact = save_artifact(
         out_dir,
         model=model,
@@ -272,7 +310,7 @@ def train(
         calibrator=calibrator,
     )
     if reports:
-        _write_reports(artifact / REPORTS_DIR, model, X_frame, y, p_oof, calibration_report, scenario.name)
+        _write_reports(artifact / REPORTS_DIR, model, X_frame[lab], y[lab], p_oof[lab], calibration_report, scenario.name)
         if oof is not None:
             _write_fold_record(artifact / REPORTS_DIR / "cv_folds.json", oof, X_frame.index[dev], plan)
 
@@ -285,13 +323,28 @@ def train(
             sharpe=this_sharpe, grid_hash=grid_hash(X_frame.index), returns=grid,
         )
     log.info("trained %s on %d samples: %s", model.name, n, metrics)
-    return TrainResult(artifact, n, X.shape[1], metrics)
+    return TrainResult(artifact, int(lab.sum()), X.shape[1], metrics)
+
+
+def _rule_summary(params) -> dict[str, float]:
+    """The EV rule's break-even probabilities and round-trip costs, as the strategy will apply them."""
+    from lbml.sizing import break_even_probability
+
+    out: dict[str, float] = {"ev_margin": params.ev_margin}
+    for side, name in ((1, "long"), (-1, "short")):
+        win, loss, hold = params.payoff.side(side)
+        cap = params.cap(side)
+        cost = params.costs.round_trip(side, cap, hold)
+        out[f"ev_break_even_{name}"] = break_even_probability(win, loss, cost.total)
+        out[f"ev_round_trip_cost_{name}"] = cost.total
+    out["ev_threshold"] = min(out["ev_break_even_long"], out["ev_break_even_short"]) + params.ev_margin
+    return out
 
 
 REPORTS_DIR = "reports"
 
 
-def _purged_out_of_fold(make_model, X, y, t0, t1, v, embargo, weights, on_fold, fold_features=None):
+def _purged_out_of_fold(make_model, X, y, t0, t1, v, embargo, weights, on_fold, fold_features=None, trainable=None):
     """Out-of-fold predictions with the configured purged CV, else walk-forward with fewer splits.
 
     ``fold_features`` (a ``lbml.features.folds.FoldFeatures``) gives each split its own matrix, with
@@ -313,7 +366,7 @@ def _purged_out_of_fold(make_model, X, y, t0, t1, v, embargo, weights, on_fold, 
                 make_model, X, y, t0, t1, splits, n_groups=n_groups, embargo=embargo, sample_weight=weights,
                 early_stopping_fraction=v.early_stopping_fraction,
                 calibration=v.calibration if v.fold_calibration and v.calibration != "none" else None,
-                on_fold=on_fold, fold_features=fold_features,
+                on_fold=on_fold, fold_features=fold_features, trainable=trainable,
             )
         except DataError as exc:
             reasons.append(str(exc))
@@ -343,23 +396,28 @@ def _up(model, X: np.ndarray) -> np.ndarray:
     return model.predict_proba(X)[:, list(model.classes_).index(1)]
 
 
-def _sample_weights(kind: str, y, index, t1, bar_index) -> np.ndarray | None:
+def _sample_weights(kind: str, y, index, t1, bar_index, labelled) -> np.ndarray | None:
+    """Weights of the labelled samples (1 elsewhere: unlabelled bars are never fitted on)."""
     if kind == "none":
         return None
+    out = np.ones(len(y))
     if kind == "balanced":
         from sklearn.utils.class_weight import compute_sample_weight
 
-        return compute_sample_weight("balanced", y)
-    u = sample_uniqueness(index, t1, bar_index).to_numpy()
-    return u / u.mean()
+        out[labelled] = compute_sample_weight("balanced", y[labelled])
+        return out
+    u = sample_uniqueness(index[labelled], t1[labelled], bar_index).to_numpy()
+    out[labelled] = u / u.mean()
+    return out
 
 
-def _path_sharpes(paths, y, fwd, t0n, t1n, rule) -> dict[str, float]:
+def _path_sharpes(paths, outcomes: TradeOutcomes, t0n, bar_ns: int, rule, rows) -> dict[str, float]:
     """CPCV: the distribution of per-path trade Sharpe ratios, not one number."""
+    sub = TradeOutcomes(*(a[rows] for a in (outcomes.long_return, outcomes.short_return, outcomes.long_bars,
+                                            outcomes.short_bars)))
     srs = []
     for j in range(paths.shape[1]):
-        r = trade_returns(paths[:, j], fwd, t0n, t1n, rule)
-        traded = r[r != 0.0]
+        traded = trade_grid(paths[:, j], sub, t0n, bar_ns, rule).traded
         srs.append(sharpe(traded) if len(traded) >= 2 else float("nan"))
     srs = np.array(srs)
     finite = srs[np.isfinite(srs)]

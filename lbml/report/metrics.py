@@ -10,6 +10,7 @@ import pandas as pd
 
 from lbml.engine.backtest import BacktestResult
 from lbml.report.reconcile import Reconciliation, reconcile
+from lbml.report.trade_costs import cost_summary, trade_cost_table
 
 
 def daily_returns(equity: pd.Series, freq: str = "1D") -> pd.Series:
@@ -19,6 +20,23 @@ def daily_returns(equity: pd.Series, freq: str = "1D") -> pd.Series:
     returns = pd.concat([first, daily]).pct_change().dropna()
     returns.index = returns.index.tz_localize(None)
     return returns
+
+
+def ledger_frame(result: BacktestResult) -> pd.DataFrame:
+    """Every charge of every cost module (ts, kind, amount; positive = paid), in time order."""
+    rows = []
+    for kind, ledger in (
+        ("slippage", result.slippage),
+        ("gap_slippage", result.gap_slippage),
+        ("borrow", result.borrow),
+        ("funding", result.funding),
+        ("liquidation_penalty", result.liquidation),
+        ("gas", result.gas),
+    ):
+        rows += [(ts, kind, amount) for ts, amount in ledger.entries]
+    frame = pd.DataFrame(rows, columns=["ts", "kind", "amount"]).sort_values("ts", kind="stable")
+    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
+    return frame
 
 
 def reconciliation_for(result: BacktestResult) -> Reconciliation:
@@ -60,11 +78,13 @@ def compute_metrics(result: BacktestResult, periods_per_year: int = 365) -> dict
         "avg_trade_pnl": float(trades["realized_pnl"].mean()) if len(trades) else float("nan"),
         "avg_holding_min": float(trades["duration_min"].mean()) if len(trades) else float("nan"),
         "costs": {
-            "fees": rec.commissions + rec.gas,  # exchange commissions + DEX gas
+            "fees": rec.commissions,
             "slippage": rec.slippage,
             "borrow": rec.borrow,
             "funding": rec.funding,
             "liquidation_penalty": rec.liquidation_penalty,
+            "gas": rec.gas,
+            "total": rec.commissions + rec.slippage + rec.borrow + rec.funding + rec.liquidation_penalty + rec.gas,
         },
         "n_liquidations": result.n_liquidations,
         "leverage_model": result.leverage_model,
@@ -73,6 +93,9 @@ def compute_metrics(result: BacktestResult, periods_per_year: int = 365) -> dict
         "reconciliation_error": rec.error,
         "backtest_seconds": result.run_seconds,
     }
+    fills = result.record.fills_frame()
+    table = trade_cost_table(trades, fills, ledger_frame(result))
+    metrics |= cost_summary(table, fills, equity["equity"] if len(equity) else pd.Series(dtype=float))
     if len(equity) > 1:
         close = equity["close"]
         metrics["buy_and_hold_return"] = float(close.iloc[-1] / close.iloc[0] - 1.0)

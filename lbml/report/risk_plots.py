@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from lbml.engine.backtest import BacktestResult
+from lbml.report.metrics import ledger_frame
 
 HEALTH_CLIP = (0.5, 100.0)
 
@@ -34,23 +35,6 @@ def write_risk_reports(run_dir: Path, result: BacktestResult, title: str) -> dic
         plot_risk(risk, liquidations, run_dir / "risk.png", title)
         summary["risk_png"] = "risk.png"
     return summary
-
-
-def ledger_frame(result: BacktestResult) -> pd.DataFrame:
-    """Every charge of every cost module (ts, kind, amount; positive = paid), in time order."""
-    rows = []
-    for kind, ledger in (
-        ("slippage", result.slippage),
-        ("gap_slippage", result.gap_slippage),
-        ("borrow", result.borrow),
-        ("funding", result.funding),
-        ("liquidation_penalty", result.liquidation),
-        ("gas", result.gas),
-    ):
-        rows += [(ts, kind, amount) for ts, amount in ledger.entries]
-    frame = pd.DataFrame(rows, columns=["ts", "kind", "amount"]).sort_values("ts", kind="stable")
-    frame["ts"] = pd.to_datetime(frame["ts"], utc=True)
-    return frame
 
 
 def plot_risk(risk: pd.DataFrame, liquidations: pd.DataFrame, path: Path, title: str) -> Path:

@@ -17,11 +17,18 @@ def new_run_path(runs_dir: Path, name: str) -> Path:
 
 
 def write_run_tables(folder: Path, result) -> None:
-    """Write a run's equity, trades, fills and predictions as CSV (timestamps as UTC datetimes)."""
+    """Write a run's equity, trades (with each round trip's gross PnL and costs), fills and
+    predictions as CSV (timestamps as UTC datetimes)."""
     import pandas as pd
+
+    from lbml.report.metrics import ledger_frame
+    from lbml.report.trade_costs import COST_KINDS, trade_cost_table
 
     result.record.equity_frame().to_csv(folder / "equity.csv")
     trades = result.record.trades_frame()
+    costs = trade_cost_table(trades, result.record.fills_frame(), ledger_frame(result))
+    for col in ("gross_pnl", *COST_KINDS, "total_cost", "net_pnl"):
+        trades[col] = costs[col].to_numpy()
     for col in ("opened", "closed"):
         trades[col] = pd.to_datetime(trades[col], utc=True)
     trades.to_csv(folder / "trades.csv", index=False)

@@ -12,7 +12,9 @@ from nautilus_trader.config import ActorConfig, NonNegativeFloat, PositiveFloat,
 from lbml.engine.messages import PREDICTION_TYPE, Prediction
 from lbml.signals.publisher import SignalPublisher
 from lbml.signals.schema import Signal
-from lbml.sizing import KellyParams, kelly_fraction, target_exposure
+from lbml.cost_model import CostModel
+from lbml.pricing import kelly_params
+from lbml.sizing import KellyParams, Payoff, decide
 
 
 class SignalPublisherActorConfig(ActorConfig, frozen=True):
@@ -25,35 +27,42 @@ class SignalPublisherActorConfig(ActorConfig, frozen=True):
     min_notional: NonNegativeFloat = 10.0
     stop_loss_pct: PositiveFloat = 0.01
     take_profit_pct: PositiveFloat = 0.015
-    round_trip_cost_pct: NonNegativeFloat = 0.001
+    max_holding_bars: PositiveInt = 240
+    payoff: Payoff | None = None
+    costs: CostModel = CostModel()
+    sigma_1m: NonNegativeFloat = 0.0
     probability_shrinkage: NonNegativeFloat = 1.0
     ev_margin: NonNegativeFloat = 0.0
 
 
-def signal_from_prediction(prediction: Prediction, params: KellyParams, bar_seconds: int) -> Signal:
-    """Turn a model prediction into the market fields of a published signal."""
+def signal_from_prediction(
+    prediction: Prediction, params: KellyParams, bar_seconds: int, sigma_1m: float = 0.0,
+    bracket: tuple[float, float] = (0.01, 0.015),
+) -> Signal:
+    """Turn a model prediction into the market fields of a published signal (the strategy's rule).
+
+    ``bracket`` is ``(stop_loss_pct, take_profit_pct)``.
+    """
     p_up = prediction.probability
-    exposure = target_exposure(p_up, params)
-    p = 0.5 + params.probability_shrinkage * (p_up - 0.5)
-    win = params.take_profit_pct - params.round_trip_cost_pct
-    loss = params.stop_loss_pct + params.round_trip_cost_pct
+    decision = decide(p_up, params, sigma_1m=sigma_1m)
     close = prediction.close
-    if exposure > 0.0:
-        direction, full_kelly = "long", kelly_fraction(p, win, loss)
-        stop, take = close * (1.0 - params.stop_loss_pct), close * (1.0 + params.take_profit_pct)
-    elif exposure < 0.0:
-        direction, full_kelly = "short", kelly_fraction(1.0 - p, win, loss)
-        stop, take = close * (1.0 + params.stop_loss_pct), close * (1.0 - params.take_profit_pct)
+    stop_pct, take_pct = bracket
+    if decision.side > 0:
+        direction = "long"
+        stop, take = close * (1.0 - stop_pct), close * (1.0 + take_pct)
+    elif decision.side < 0:
+        direction = "short"
+        stop, take = close * (1.0 + stop_pct), close * (1.0 - take_pct)
     else:
-        direction, full_kelly, stop, take = "flat", 0.0, None, None
+        direction, stop, take = "flat", None, None
     return Signal(
         symbol=prediction.instrument_id.symbol.value,
         ts_event=prediction.ts_event,
         direction=direction,
         probability=p_up,
         confidence=abs(2.0 * p_up - 1.0),
-        kelly_fraction=full_kelly,
-        target_leverage=abs(exposure),
+        kelly_fraction=decision.full_kelly if decision.side != 0 else 0.0,
+        target_leverage=abs(decision.exposure),
         stop_loss=stop,
         take_profit=take,
         horizon=prediction.horizon_bars * bar_seconds,
@@ -66,29 +75,33 @@ class SignalPublisherActor(Actor):
     def __init__(self, config: SignalPublisherActorConfig, publisher: SignalPublisher) -> None:
         super().__init__(config)
         self._publisher = publisher
-        self._params = KellyParams(
+        self._params = kelly_params(
             kelly_fraction=config.kelly_fraction,
             max_leverage=config.max_leverage,
             max_position_fraction=config.max_position_fraction,
             min_notional=config.min_notional,
-            stop_loss_pct=config.stop_loss_pct,
-            take_profit_pct=config.take_profit_pct,
-            round_trip_cost_pct=config.round_trip_cost_pct,
+            payoff=config.payoff or Payoff.from_brackets(
+                config.take_profit_pct, config.stop_loss_pct, config.max_holding_bars * config.bar_seconds / 60
+            ),
+            costs=config.costs,
             probability_shrinkage=config.probability_shrinkage,
             ev_margin=config.ev_margin,
         )
+        self._bracket = (config.stop_loss_pct, config.take_profit_pct)
 
     def on_start(self) -> None:
         self.subscribe_data(PREDICTION_TYPE)
 
     def on_data(self, data) -> None:
         if isinstance(data, Prediction):
-            self._publisher.publish(signal_from_prediction(data, self._params, self.config.bar_seconds))
+            self._publisher.publish(
+                signal_from_prediction(data, self._params, self.config.bar_seconds, self.config.sigma_1m, self._bracket)
+            )
 
 
 _SIZING_FIELDS = (
     "kelly_fraction", "max_leverage", "max_position_fraction", "min_notional", "stop_loss_pct",
-    "take_profit_pct", "round_trip_cost_pct", "probability_shrinkage", "ev_margin",
+    "take_profit_pct", "max_holding_bars", "payoff", "costs", "sigma_1m", "probability_shrinkage", "ev_margin",
 )
 
 
