@@ -1,11 +1,16 @@
 """Trials the deflated Sharpe ratio can count: one trial per (configuration, dataset, EV margin).
 
 Re-running a configuration adds no trial, runs on other data files are another study, N and the
-cross-trial variance V count the same trials, adding a trial never raises the DSR, and the DSR follows
-Bailey & López de Prado (2014).
+cross-trial variance V count the same trials, adding a trial never raises the DSR, the DSR follows
+Bailey & López de Prado (2014), and Optuna workers sharing a new storage start together and draw
+distinct parameters.
 """
 
+import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +175,71 @@ def test_reruns_and_other_data_files_do_not_move_the_dsr_and_a_new_trial_only_lo
     run(prepare(_selfcheck_scenario(seed=101, edge=0.3, max_depth=2), registry), "shared")  # a new configuration
     third = run(edge, "shared")
     assert third["n_trials"] == 8 and third["dsr"] <= first["dsr"]
+
+
+def _search_scenario(tmp_path: Path) -> Path:
+    raw = load_scenario(ROOT / "scenarios" / "default.toml").to_dict()
+    raw["name"] = "race"
+    raw["data"].update(days=3)
+    raw["features"] = {"plugins": [{"plugin": "core"}]}
+    raw["model"] = {"plugin": "logistic"}
+    raw["validation"] = {"n_splits": 3, "bootstrap_reps": 50}
+    raw["report"] = {"tearsheet": False}
+    path = tmp_path / "race.toml"
+    path.write_text(parse_scenario(raw).to_toml())
+    return path
+
+
+@pytest.mark.slow
+def test_two_search_workers_start_together_on_a_new_storage_and_draw_distinct_parameters(tmp_path):
+    import optuna
+
+    scenario, storage = _search_scenario(tmp_path), tmp_path / "new" / "study.sqlite"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LBML_")}
+    env |= {"PYTHONPATH": str(ROOT), "LBML_PATHS__RUNS_DIR": str(tmp_path / "runs")}
+    command = [sys.executable, "-m", "lbml", "search", str(scenario), "--trials", "2", "--storage", str(storage)]
+    workers = [subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _ in range(2)]
+    outputs = []
+    try:
+        for worker in workers:
+            outputs.append(worker.communicate(timeout=300))
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err[-2000:]
+
+    trials = TrialRegistry(storage)
+    try:
+        key = trials.study_key("race")
+        configs = trials.configurations(key)
+    finally:
+        trials.close()
+    study = optuna.load_study(study_name=f"race@{key.dataset_hash}", storage=f"sqlite:///{storage}")
+    drawn = [json.dumps(t.params, sort_keys=True) for t in study.trials]
+    assert len(drawn) == 4 and len(set(drawn)) == 4  # the two workers did not repeat each other
+    assert sorted(c.params["C"] for c in configs) == sorted(t.params["C"] for t in study.trials)
+    assert len(configs) == 4 and all(c.runs == 1 for c in configs)
+    completed = [c for c in configs if c.grid_hash != "pruned"]
+    assert all(len(c.margin_sharpes) == 4 for c in completed)
+    n_pruned = len(configs) - len(completed)
+    assert max(c.metrics["n_trials"] for c in completed) <= 4 * len(completed) + n_pruned
+
+
+@pytest.mark.slow
+def test_a_search_that_draws_an_evaluated_configuration_again_neither_retrains_nor_counts_it(tmp_path, registry):
+    from lbml.search import run_search
+
+    scenario = load_scenario(_search_scenario(tmp_path))
+    storage = tmp_path / "study.sqlite"
+    result = run_search(scenario, registry, n_trials=3, storage=storage, space={"C": ("cat", (0.5,))})
+    assert result.n_trials_run == 3 and result.n_trials_study == 1 and result.n_pruned == 0
+    trials = TrialRegistry(storage)
+    try:
+        (config,) = trials.configurations(trials.study_key("race"))
+    finally:
+        trials.close()
+    assert config.runs == 1 and config.params["C"] == 0.5 and config.metrics["n_trials"] == 4
+    assert result.best_value == pytest.approx(config.metrics["oos_logloss"])
