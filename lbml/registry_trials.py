@@ -40,8 +40,13 @@ import numpy as np
 import sqlalchemy as sa
 
 from lbml.errors import ConfigError
+from lbml.scenario import Scenario
 
 PRUNED = "pruned"  # grid_hash of a configuration stopped early: counted once in N, left out of V and PBO
+#: Fewest Sharpe ratios whose sample variance may set V: the relative standard error of a variance
+#: from n normal draws is √(2/(n−1)), above 50% below 8 (and one configuration's four margins are
+#: far from independent). Below it the DSR falls back to the null sampling variance 1/(T − 1).
+MIN_SHARPES_FOR_VARIANCE = 8
 _OLD_TABLE = "lbml_trials"
 _METADATA = sa.MetaData()
 CONFIGURATIONS = sa.Table(
@@ -100,7 +105,7 @@ class TrialEvidence:
 
     ``n_trials`` counts every (configuration, margin) trial plus each pruned configuration once;
     ``sharpes`` are the trials' Sharpe ratios in registration order and ``variance`` their
-    cross-trial variance (0.0 with fewer than two), never decreasing as the study grows.
+    cross-trial variance (0.0 while too few to estimate it), never decreasing as the study grows.
     """
 
     n_trials: int
@@ -108,7 +113,7 @@ class TrialEvidence:
     sharpes: np.ndarray
 
 
-def configuration_hash(scenario, model_params: Mapping[str, Any] | None = None) -> str:
+def configuration_hash(scenario: Scenario, model_params: Mapping[str, Any] | None = None) -> str:
     """Hash of what a run did: the scenario without name and description, with the model
     parameters actually used (``model_params``, else the scenario's)."""
     content = scenario.to_dict()
@@ -125,9 +130,11 @@ def study_evidence(blocks: Sequence[Sequence[float] | None]) -> TrialEvidence:
 
     ``None`` is a pruned configuration (one trial, no Sharpe). A non-finite Sharpe (a margin that
     traded fewer than twice) is 0, the Sharpe of a flat series. V is the largest sample variance of
-    the Sharpe ratios of the first k configurations over all k: one more trial near the mean
-    narrows the sample variance but does not make the dispersion already seen untrue, so adding a
-    trial never lowers V, and (N growing) never raises the DSR.
+    the Sharpe ratios of the first k configurations over all k with at least
+    ``MIN_SHARPES_FOR_VARIANCE`` Sharpe ratios (0.0 before that: the DSR then uses the null sampling
+    variance). One more trial near the mean narrows the sample variance but does not make the
+    dispersion already seen untrue, so adding a trial never lowers V, and (N growing) never raises
+    the DSR.
     """
     sharpes: list[float] = []
     n_trials, variance = 0, 0.0
@@ -137,7 +144,7 @@ def study_evidence(blocks: Sequence[Sequence[float] | None]) -> TrialEvidence:
             continue
         sharpes.extend(float(s) if np.isfinite(s) else 0.0 for s in block)
         n_trials += len(block)
-        if len(sharpes) >= 2:
+        if len(sharpes) >= MIN_SHARPES_FOR_VARIANCE:
             variance = max(variance, float(np.var(sharpes, ddof=1)))
     return TrialEvidence(n_trials, variance, np.array(sharpes, dtype=np.float64))
 
@@ -181,7 +188,7 @@ def schema_lock(url: str) -> Iterator[None]:
 
     Two workers opening a new file at once would otherwise both create the tables, and one fails
     (``table already exists``, Optuna's ``UNIQUE constraint failed: alembic_version``). Server
-    databases need no file lock: their DDL runs in transactions.
+    databases (PostgreSQL) are not locked here; a concurrent first start on one is untested.
     """
     prefix = "sqlite:///"
     if not url.startswith(prefix) or url[len(prefix):] in ("", ":memory:"):

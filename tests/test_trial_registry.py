@@ -86,13 +86,16 @@ def test_n_and_v_count_every_margin_of_every_configuration():
     assert evidence.n_trials == 9  # 8 margin trials and one pruned configuration
     assert evidence.sharpes.tolist() == sharpes
     assert evidence.variance == pytest.approx(np.var(sharpes, ddof=1))
-    assert study_evidence([[0.2, 0.2], [0.2, 0.2]]).variance == 0.0  # floored by the DSR, see above
+    # Too few Sharpe ratios to estimate a variance, or identical ones: 0, which the DSR floors (above).
+    assert study_evidence([[0.0, 1.0, 0.5, -0.7]]).variance == 0.0
+    assert study_evidence([[0.2] * 4, [0.2] * 4]).variance == 0.0
 
 
 def test_a_rerun_replaces_its_row_and_leaves_n_and_v_unchanged(tmp_path):
     trials = TrialRegistry(tmp_path / "trials.sqlite")
     key, other = StudyKey("s", "data-a"), StudyKey("s", "data-b")
-    margins_a, margins_b = {0.0: 0.1, 0.02: 0.3}, {0.0: -0.2, 0.02: 0.05}
+    margins_a = {0.0: 0.1, 0.01: 0.2, 0.02: 0.3, 0.05: 0.25}
+    margins_b = {0.0: -0.2, 0.01: 0.0, 0.02: 0.05, 0.05: 0.1}
 
     def record(k, config, margins):
         trials.record(key=k, config_hash=config, scenario="s", model_plugin="logistic", params={},
@@ -101,15 +104,15 @@ def test_a_rerun_replaces_its_row_and_leaves_n_and_v_unchanged(tmp_path):
     try:
         record(key, "A", margins_a)
         record(key, "B", margins_b)
-        record(other, "A", {0.0: 5.0, 0.02: -5.0})  # another data file: another study
+        record(other, "A", {0.0: 5.0, 0.01: -5.0, 0.02: 5.0, 0.05: -5.0})  # another data file: another study
         first = trial_evidence(trials, key, "A", margins_a)
         record(key, "A", margins_a)
         again = trial_evidence(trials, key, "A", margins_a)
         assert (first.n_trials, first.variance) == (again.n_trials, again.variance) == (
-            4, pytest.approx(np.var([0.1, 0.3, -0.2, 0.05], ddof=1))
+            8, pytest.approx(np.var([*margins_a.values(), *margins_b.values()], ddof=1))
         )
         assert trials.count(key) == 2 and trials.configuration(key, "A").runs == 2
-        assert trial_evidence(trials, key, "C", {0.0: 0.0}).n_trials == 5
+        assert trial_evidence(trials, key, "C", {0.0: 0.0}).n_trials == 9
         with pytest.raises(ConfigError, match="pass --dataset"):
             trials.study_key("s")
         assert trials.study_key("s", "data-b") == other
