@@ -267,8 +267,9 @@ def _cmd_search(args, settings) -> int:
     result = run_search(
         scenario, _registry(settings), n_trials=args.trials, storage=storage, study=args.study, seed=args.seed
     )
-    print(f"study {result.study} in {result.storage}")
-    print(f"ran {result.n_trials_run} trials ({result.n_pruned} pruned); the study now holds {result.n_trials_study}")
+    print(f"study {result.study} on dataset {result.dataset_hash} in {result.storage}")
+    print(f"ran {result.n_trials_run} trials ({result.n_pruned} pruned); the study now holds {result.n_trials_study}"
+          " distinct configurations")
     if result.best_value is not None:
         print(f"best out-of-fold log loss {result.best_value:.5f} with {json.dumps(result.best_params, sort_keys=True)}")
     return 0
@@ -280,16 +281,17 @@ def _cmd_report_pbo(args, settings) -> int:
 
     registry = TrialRegistry(args.storage or settings.paths.runs_dir / "trials.sqlite")
     try:
-        matrix = registry.return_matrix(args.study)
-        n_all = registry.count(args.study)
+        key = registry.study_key(args.study, args.dataset)
+        matrix = registry.return_matrix(key)
+        n_all = registry.count(key)
     finally:
         registry.close()
     try:
         result = probability_of_backtest_overfitting(matrix, n_blocks=args.blocks)
     except ValueError as exc:
         raise ConfigError(f"study {args.study}: {exc}") from None
-    print(f"study {args.study}: {result['n_trials']} completed trials of {n_all}, {matrix.shape[0]} samples, "
-          f"{result['n_splits']} CSCV splits")
+    print(f"study {args.study} on dataset {key.dataset_hash}: {result['n_trials']} completed configurations of {n_all}, "
+          f"{matrix.shape[0]} samples, {result['n_splits']} CSCV splits")
     print(f"PBO = {result['pbo']:.3f}  (>= 0.5: choosing the in-sample best is no better than chance)")
     print(f"performance degradation slope (OOS on IS Sharpe) = {result['performance_degradation']:.3f}")
     return 0
@@ -551,6 +553,7 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("study", nargs="?", help="with `pbo`: the study name")
     report.add_argument("--storage", help="with pbo: database URL or SQLite file (default: trials.sqlite in the runs folder)")
     report.add_argument("--blocks", type=int, default=16, help="with pbo: even number of CSCV blocks S")
+    report.add_argument("--dataset", help="with pbo: dataset hash (or a unique prefix) when the study has several")
     report.set_defaults(func=_cmd_report)
 
     feed = sub.add_parser("feed", help="market-data feeds").add_subparsers(dest="feed_command", required=True)

@@ -98,7 +98,7 @@ def oos_statistics(
     grid: TradeGrid,
     *,
     n_trials: int,
-    trial_sharpes: np.ndarray | None = None,
+    trial_variance: float | None = None,
     bootstrap_reps: int = 500,
     seed: int = 0,
 ) -> dict[str, float]:
@@ -124,7 +124,7 @@ def oos_statistics(
     out["oos_mean_trade_cost"] = float(grid.cost[grid.side != 0].mean()) if len(traded) else float("nan")
     out["oos_win_rate"] = float((traded > 0).mean()) if len(traded) else float("nan")
     out["psr"] = probabilistic_sharpe_ratio(traded) if len(traded) > 3 else float("nan")
-    out["dsr"] = deflated_sharpe_ratio(traded, n_trials, trial_sharpes) if len(traded) > 3 else float("nan")
+    out["dsr"] = deflated_sharpe_ratio(traded, n_trials, trial_variance) if len(traded) > 3 else float("nan")
     low, high = sharpe_bootstrap_ci(traded, reps=bootstrap_reps, seed=seed)
     out["sharpe_ci_low"], out["sharpe_ci_high"] = low, high
     out["n_trials"] = int(n_trials)

@@ -3,10 +3,16 @@
 Each Optuna trial trains the scenario with sampled model parameters through the same
 ``lbml.models.training.train`` path (purged CV, EV rule, statistics) and is recorded in the trial
 registry, so the deflated Sharpe ratio of every later trial counts it. Pruned trials are recorded
-too (they were tried) but carry no return series. Optuna's TPE sampler is seeded; a median pruner
-stops a trial whose fold log loss is worse than the median of earlier trials at the same fold.
+too (they were tried) but carry no return series. A median pruner stops a trial whose fold log loss
+is worse than the median of earlier trials at the same fold.
+
 Storage: any SQLAlchemy URL; by default the runs folder's ``trials.sqlite`` (shared with the trial
-registry), so several machines pointing at one database share one study.
+registry), so several workers pointing at one database share one study. The Optuna study is named
+``<study>@<dataset hash>``: a search on another data file is another study. Workers sharing a study
+draw distinct parameters with the same ``--seed``: TPE's random state is seeded per trial from
+(seed, trial number), and the storage hands out each trial number once. A configuration the study
+already evaluated is not trained again: its recorded log loss is returned. A new SQLite storage is
+created under a file lock, so workers may start together.
 """
 
 import logging
@@ -20,7 +26,7 @@ import numpy as np
 
 from lbml.errors import ConfigError
 from lbml.plugins import PluginRegistry
-from lbml.registry_trials import PRUNED, TrialRegistry, database_url
+from lbml.registry_trials import PRUNED, StudyKey, TrialRegistry, configuration_hash, database_url, schema_lock
 from lbml.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -46,7 +52,8 @@ class SearchResult:
     study: str
     storage: str
     n_trials_run: int
-    n_trials_study: int
+    n_trials_study: int  # distinct configurations of the study on this dataset
+    dataset_hash: str
     n_pruned: int
     best_value: float | None
     best_params: dict[str, Any]
@@ -69,6 +76,44 @@ def _suggest(trial, space: dict[str, tuple]) -> dict[str, Any]:
     return params
 
 
+def trial_seeded_sampler(seed: int, **tpe_options: Any):
+    """A TPE sampler whose random state is seeded from (``seed``, trial number) at every trial.
+
+    One ``TPESampler(seed=seed)`` per worker makes workers sharing a study draw the same random
+    start-up parameters; trial numbers are unique within a study, so these seeds differ, and a
+    single worker still reproduces its search from ``seed``.
+    """
+    import optuna
+
+    class TrialSeededSampler(optuna.samplers.BaseSampler):
+        def __init__(self) -> None:
+            self._number: int | None = None
+            self._tpe = optuna.samplers.TPESampler(seed=seed, **tpe_options)
+
+        def _for(self, trial) -> "optuna.samplers.TPESampler":
+            if trial.number != self._number:
+                derived = int(np.random.SeedSequence([seed, trial.number]).generate_state(1)[0])
+                self._number, self._tpe = trial.number, optuna.samplers.TPESampler(seed=derived, **tpe_options)
+            return self._tpe
+
+        def infer_relative_search_space(self, study, trial):
+            return self._for(trial).infer_relative_search_space(study, trial)
+
+        def sample_relative(self, study, trial, search_space):
+            return self._for(trial).sample_relative(study, trial, search_space)
+
+        def sample_independent(self, study, trial, param_name, param_distribution):
+            return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+        def before_trial(self, study, trial) -> None:
+            self._for(trial).before_trial(study, trial)
+
+        def after_trial(self, study, trial, state, values) -> None:
+            self._for(trial).after_trial(study, trial, state, values)
+
+    return TrialSeededSampler()
+
+
 def run_search(
     scenario: Scenario,
     registry: PluginRegistry,
@@ -82,7 +127,7 @@ def run_search(
     """Run ``n_trials`` Optuna trials minimising the out-of-fold log loss; return the best."""
     import optuna
 
-    from lbml.models.training import train
+    from lbml.models.training import train, training_data_hash
     from lbml.workflows import prepare
 
     if n_trials < 1:
@@ -92,22 +137,31 @@ def run_search(
         raise ConfigError(f"model.plugin {scenario.model.plugin!r}: no search space known for this plugin")
     study_name = study or scenario.name
     url = database_url(storage)
-    try:
-        opt_study = optuna.create_study(
-            study_name=study_name, storage=url, direction="minimize", load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=seed),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-        )
-    except Exception as exc:  # noqa: BLE001 - a bad URL or unreachable database is a user error
-        raise ConfigError(f"--storage {storage}: cannot open the study ({str(exc).splitlines()[0]})") from None
     trials = TrialRegistry(url)
     prepared = prepare(scenario, registry)
+    key = StudyKey(study_name, training_data_hash(scenario, prepared.market, prepared.split))
+    try:
+        with schema_lock(url):
+            opt_study = optuna.create_study(
+                study_name=f"{study_name}@{key.dataset_hash}", storage=url, direction="minimize",
+                load_if_exists=True, sampler=trial_seeded_sampler(seed),
+                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+            )
+    except Exception as exc:  # noqa: BLE001 - a bad URL or unreachable database is a user error
+        trials.close()
+        raise ConfigError(f"--storage {storage}: cannot open the study ({str(exc).splitlines()[0]})") from None
     work = Path(tempfile.mkdtemp(prefix="lbml-search-"))
     pruned = 0
 
     def objective(trial) -> float:
         nonlocal pruned
         params = dict(scenario.model.params) | _suggest(trial, space)
+        config_hash = configuration_hash(scenario, params)
+        done = trials.configuration(key, config_hash)
+        if done is not None:  # evaluated before (this or another worker): no new trial, no retraining
+            if done.grid_hash == PRUNED:
+                raise optuna.TrialPruned()
+            return float(done.metrics["oos_logloss"])
 
         def on_fold(k: int, loss: float) -> None:
             trial.report(loss, k)
@@ -122,16 +176,16 @@ def run_search(
         except optuna.TrialPruned:
             pruned += 1
             trials.record(
-                study=study_name, scenario=scenario.name, scenario_hash=scenario.content_hash(),
-                model_plugin=scenario.model.plugin, params=params, metrics={"pruned": True},
-                sharpe=None, grid_hash=PRUNED, returns=np.array([]),
+                key=key, config_hash=config_hash, scenario=scenario.name, model_plugin=scenario.model.plugin,
+                params=params, metrics={"pruned": True}, margin_sharpes=None, grid_hash=PRUNED,
+                returns=np.array([]),
             )
             raise
         finally:
             shutil.rmtree(work / f"trial-{trial.number}", ignore_errors=True)
         m = result.metrics
-        for key in ("oos_auc", "dsr", "psr", "oos_trade_sharpe", "n_trials"):
-            trial.set_user_attr(key, m.get(key))
+        for name in ("oos_auc", "dsr", "psr", "oos_trade_sharpe", "n_trials"):
+            trial.set_user_attr(name, m.get(name))
         return float(m["oos_logloss"])
 
     try:
@@ -141,7 +195,8 @@ def run_search(
     completed = [t for t in opt_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = opt_study.best_trial if completed else None
     result = SearchResult(
-        study=study_name, storage=url, n_trials_run=n_trials, n_trials_study=trials.count(study_name),
+        study=study_name, storage=url, n_trials_run=n_trials, n_trials_study=trials.count(key),
+        dataset_hash=key.dataset_hash,
         n_pruned=pruned, best_value=best.value if best else None, best_params=best.params if best else {},
     )
     trials.close()

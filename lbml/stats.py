@@ -23,17 +23,22 @@ def sharpe(returns: np.ndarray) -> float:
 
 
 def probabilistic_sharpe_ratio(returns: np.ndarray, sr_benchmark: float = 0.0) -> float:
-    """PSR(SR*) = Φ((SR − SR*)·√(T−1) / √(1 − γ3·SR + (γ4−1)/4·SR²)), γ4 non-excess kurtosis."""
+    """PSR(SR*) of a return series; skewness and kurtosis are the bias-corrected sample estimates."""
     r = np.asarray(returns, dtype=np.float64)
     sr = sharpe(r)
     if not math.isfinite(sr):
         return float("nan")
     g3 = float(stats.skew(r, bias=False)) if len(r) > 2 else 0.0
     g4 = float(stats.kurtosis(r, fisher=False, bias=False)) if len(r) > 3 else 3.0
-    denom = 1.0 - g3 * sr + (g4 - 1.0) / 4.0 * sr * sr
-    if denom <= 0:
+    return psr_from_moments(sr, len(r), g3, g4, sr_benchmark)
+
+
+def psr_from_moments(sr: float, n_obs: int, skewness: float, kurtosis: float, sr_benchmark: float = 0.0) -> float:
+    """PSR(SR*) = Φ((SR − SR*)·√(T−1) / √(1 − γ3·SR + (γ4−1)/4·SR²)), γ4 non-excess kurtosis."""
+    denom = 1.0 - skewness * sr + (kurtosis - 1.0) / 4.0 * sr * sr
+    if denom <= 0 or n_obs < 2:
         return float("nan")
-    return float(stats.norm.cdf((sr - sr_benchmark) * math.sqrt(len(r) - 1) / math.sqrt(denom)))
+    return float(stats.norm.cdf((sr - sr_benchmark) * math.sqrt(n_obs - 1) / math.sqrt(denom)))
 
 
 def expected_max_sharpe(sr_variance: float, n_trials: int) -> float:
@@ -46,20 +51,17 @@ def expected_max_sharpe(sr_variance: float, n_trials: int) -> float:
     )
 
 
-def deflated_sharpe_ratio(
-    returns: np.ndarray, n_trials: int, trial_sharpes: np.ndarray | None = None
-) -> float:
+def deflated_sharpe_ratio(returns: np.ndarray, n_trials: int, trial_variance: float | None = None) -> float:
     """DSR = PSR(SR0) with SR0 the expected maximum Sharpe of ``n_trials`` skill-less trials.
 
-    Var[SR_n] comes from the trials' Sharpe ratios when at least two are given; otherwise from the
-    sampling variance of a Sharpe estimate under the null, (1 + SR²/2)/(T − 1) with SR = 0, i.e.
-    1/(T−1). With one trial DSR equals PSR(0).
+    Var[SR_n] is the larger of ``trial_variance`` (the cross-trial variance of the trials' Sharpe
+    ratios, see ``lbml.registry_trials.trial_evidence``) and the sampling variance of one Sharpe
+    estimate under the null, 1/(T − 1): skill-less trials scatter at least that much, so trials that
+    happen to agree (or are too few to estimate a variance) never shrink SR0 below it. With one
+    trial DSR equals PSR(0).
     """
     r = np.asarray(returns, dtype=np.float64)
-    if trial_sharpes is not None and len(trial_sharpes) >= 2:
-        var = float(np.var(np.asarray(trial_sharpes, dtype=np.float64), ddof=1))
-    else:
-        var = 1.0 / max(len(r) - 1, 1)
+    var = max(1.0 / max(len(r) - 1, 1), trial_variance or 0.0)
     return probabilistic_sharpe_ratio(r, expected_max_sharpe(var, max(1, int(n_trials))))
 
 

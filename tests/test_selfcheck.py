@@ -43,7 +43,7 @@ def _train(scenario, registry, tmp_path):
     trials = TrialRegistry(tmp_path / "trials.sqlite")
     try:
         result = train_model(prepare(scenario, registry), registry, tmp_path / "model", trials=trials)
-        assert trials.count(scenario.name) == 1
+        assert trials.count(trials.study_key(scenario.name)) == 1
     finally:
         trials.close()
     return result.metrics

@@ -4,6 +4,7 @@ tamper refusal, search + trial registry + PBO report."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lbml.scenario import load_scenario, parse_scenario
@@ -96,16 +97,18 @@ def test_search_registers_every_trial_and_pbo_reads_them(tmp_path, lbml):
     storage = tmp_path / "study.sqlite"
     result = lbml("search", scenario, "--trials", "3", "--storage", storage, "--seed", "1")
     assert result.returncode == 0, result.stderr
-    assert "the study now holds 3" in result.stdout
+    assert "the study now holds 3 distinct configurations" in result.stdout
     from lbml.registry_trials import TrialRegistry
 
     registry = TrialRegistry(storage)
-    trials = registry.trials("small")
+    trials = registry.configurations(registry.study_key("small"))
     registry.close()
     assert len(trials) == 3 and len({json.dumps(t.params, sort_keys=True) for t in trials}) == 3
     completed = [t for t in trials if t.grid_hash != "pruned"]
     assert all(len(t.returns) == len(completed[0].returns) > 100 for t in completed)
-    assert all(t.metrics["n_trials"] == 4 * (i + 1) for i, t in enumerate(trials) if t in completed)
+    # N when each was trained: four EV margins per completed configuration so far, one per pruned one
+    n_before = np.cumsum([0] + [4 if t in completed else 1 for t in trials])
+    assert all(t.metrics["n_trials"] == n_before[i] + 4 for i, t in enumerate(trials) if t in completed)
     if len(completed) >= 2:
         pbo = lbml("report", "pbo", "small", "--storage", storage, "--blocks", "4")
         assert pbo.returncode == 0, pbo.stderr

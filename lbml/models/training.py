@@ -23,7 +23,7 @@ from lbml.payoff import TradeOutcomes, estimate_payoff, simulate_brackets
 from lbml.gate import edge_evidence
 from lbml.pricing import Pricing, kelly_params_for
 from lbml.models.artifact import TrainingWindow, save_artifact
-from lbml.registry_trials import TrialRegistry
+from lbml.registry_trials import StudyKey, TrialRegistry, configuration_hash, trial_evidence
 from lbml.stats import sharpe
 from lbml.validation import cpcv, cross_val_predict_purged, early_stopping_block, purge_train, purged_walk_forward
 from lbml.plugins import PluginRegistry
@@ -60,6 +60,11 @@ def funding_for(scenario: Scenario, market: MarketData) -> pd.DataFrame | None:
 def data_hash(frame: pd.DataFrame) -> str:
     hashed = pd.util.hash_pandas_object(frame, index=True).to_numpy()
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+
+
+def training_data_hash(scenario: Scenario, market: MarketData, split: Split) -> str:
+    """Hash of the training window's bars: the dataset half of a trial's identity."""
+    return data_hash(market[scenario.data.symbol].bars.loc[split.train_start : split.train_end])
 
 
 @dataclass(frozen=True)
@@ -227,9 +232,9 @@ def train(
     )
     pricing = training_pricing(scenario, market, split, ts, dev)
     base_params = kelly_params_for(scenario, pricing)
-    study = study or scenario.name
+    study_key = StudyKey(study or scenario.name, training_data_hash(scenario, market, split))
+    config_hash = configuration_hash(scenario, params)
     p_oof = np.full(n, np.nan)
-    this_sharpe = 0.0
     grid = np.zeros(0)
     if oof is None:
         # Not even two purged splits fit in the window: no out-of-sample statistics, said plainly.
@@ -243,15 +248,11 @@ def train(
         rule, margin_scores = choose_margin(p_oof, ts.outcomes, t0n, int(bar.value), base_params, v.ev_margins)
         trades = trade_grid(p_oof, ts.outcomes, t0n, int(bar.value), rule)
         grid = trades.returns
-        prior_sharpes = trials.sharpes(study) if trials is not None else np.array([])
-        n_prior = trials.count(study) if trials is not None else 0
-        n_trials = (n_prior + 1) * len(v.ev_margins)
-        traded = trades.traded
-        this_sharpe = float(np.nan_to_num(sharpe(traded), nan=0.0)) if len(traded) >= 2 else 0.0
-        trial_sharpes = np.append(prior_sharpes, this_sharpe) if len(prior_sharpes) else None
+        # every margin tried is a trial; a re-run of this configuration on this dataset adds none
+        evidence = trial_evidence(trials, study_key, config_hash, margin_scores)
         seed = int(params.get("random_state", 0)) if isinstance(params, dict) else 0
         stats = oos_statistics(
-            y, lab, p_oof, fwd, trades, n_trials=n_trials, trial_sharpes=trial_sharpes,
+            y, lab, p_oof, fwd, trades, n_trials=evidence.n_trials, trial_variance=evidence.variance,
             bootstrap_reps=v.bootstrap_reps, seed=seed,
         )
         stats |= {
@@ -304,7 +305,7 @@ def train(
         feature_state=pipeline.fitted_state(),
         label_spec=label_spec(scenario.labels),
         training_window=TrainingWindow(split.train_start, split.train_end),
-        data_hash=data_hash(market[scenario.data.symbol].bars.loc[split.train_start : split.train_end]),
+        data_hash=study_key.dataset_hash,
         scenario_hash=scenario.content_hash(),
         metrics=metrics,
         calibrator=calibrator,
@@ -317,10 +318,10 @@ def train(
     # 4. trial registry (only trials with out-of-sample returns can inform the DSR/PBO)
     if trials is not None and oof is not None:
         trials.record(
-            study=study, scenario=scenario.name, scenario_hash=scenario.content_hash(),
+            key=study_key, config_hash=config_hash, scenario=scenario.name,
             model_plugin=scenario.model.plugin, params=dict(params),
             metrics={k: v_ for k, v_ in stats.items() if not isinstance(v_, dict)},
-            sharpe=this_sharpe, grid_hash=grid_hash(X_frame.index), returns=grid,
+            margin_sharpes=margin_scores, grid_hash=grid_hash(X_frame.index), returns=grid,
         )
     log.info("trained %s on %d samples: %s", model.name, n, metrics)
     return TrainResult(artifact, int(lab.sum()), X.shape[1], metrics)
