@@ -94,7 +94,7 @@ class VolatilityFeatures(FeaturePlugin):
                 f"max over the last {d} closes of 1 − close / running max close", "fraction of price"
             ),
             f"vol_time_since_high_{d}": FeatureDoc(
-                f"(bars since the highest high of the last {d} bars) / {d}", "ratio in [0, 1)"
+                f"(bars since the highest high of the last {d} bars, the latest of equal highs) / {d}", "ratio in [0, 1)"
             ),
         }
 
