@@ -119,12 +119,11 @@ class VolatilityFeatures(FeaturePlugin):
         scale = 1.0 / sd
         y = scale * returns
         model = arch_model(y, mean="Constant", vol="GARCH", p=1, q=1, dist=self.params.garch_dist)
-        # arch's own starting values, made explicit so the fit can be checked for having left them
+        # the (ω, α, β) arch starts from: its grid search on the residuals about the sample mean
         start_vol = np.asarray(model.volatility.starting_values(y - y.mean()), dtype=np.float64)
-        start = np.concatenate(([y.mean()], start_vol, model.distribution.starting_values(y / y.std())))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = model.fit(disp="off", show_warning=False, starting_values=start)
+            result = model.fit(disp="off", show_warning=False)
         params = result.params
         alpha, beta = float(params["alpha[1]"]), float(params["beta[1]"])
         omega, mu = float(params["omega"]), float(params["mu"])

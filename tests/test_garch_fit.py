@@ -129,3 +129,14 @@ def test_a_failed_fit_is_recorded_and_announced_in_one_line(btc_bars, monkeypatc
     assert fit["converged"] is False
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warned) == 1 and "\n" not in warned[0] and "did not converge" in warned[0]
+
+
+def test_a_fold_fit_on_separate_segments_converges_and_counts_no_return_across_the_gap(btc_bars):
+    """CPCV folds fit on training bars before and after a test block (``fit_segments``)."""
+    vol = load_registry().feature("volatility")()
+    first, second = btc_bars.iloc[:8_000], btc_bars.iloc[12_000:20_000]
+    vol.fit_segments([first, second])
+    fit = vol.fitted_state()["garch_fit"]
+    assert fit["converged"] is True and fit["n_returns"] == len(first) - 1 + len(second) - 1
+    r = np.concatenate([_returns(first), _returns(second)])
+    assert vol.fitted_state()["garch"]["scale"] == pytest.approx(1.0 / np.std(r), rel=1e-12)
