@@ -2,17 +2,17 @@
 
 GARCH(1,1) is fit with ``arch`` on the training window only (``fit``), on log returns multiplied by
 s = 1 / std(training returns), so the optimiser sees unit-variance data. A fixed × 100 is not
-enough on 1-minute bars: the returns are then ~0.05 in size, ω ~ 1e-4, and ``arch`` stops at its
-starting grid point (α = 0.1) while reporting success. The fit counts as converged only if the
-optimiser reports success *and* moved α, β away from the starting values it was given; a fit that
-did not converge is kept (its parameters are still a valid GARCH) but is flagged in the fitted
-state and announced by one warning line. The parameters, s, the log-likelihood (in log-return
-units) and the convergence record are frozen into ``fitted_state``; the streaming update runs the
-variance recursion σ²(t+1) = ω + α·ε(t)² + β·σ²(t), ε(t) = s·r(t) − μ, with them, so no bar ever
-refits. Inside cross-validation the
-plugin is refitted per fold on that fold's training bars (``fit_segments``: returns within each
-contiguous segment, none across a purged test block). All outputs are in log-return units or
-ratios, hence scale-free.
+enough on 1-minute bars: the returns are then ~0.05 in size, ω ~ 1e-4, and ``arch`` often stays
+at its starting grid point (α = 0.1, β = 0.88) while reporting success. The fit counts as
+converged only if the optimiser reports success *and* α, β moved away from that starting point
+(``arch``'s grid search, recomputed here); a fit that did not converge is kept (its parameters
+are still a valid GARCH) but is flagged in the fitted state and announced by one warning line.
+The parameters and s are frozen into ``fitted_state["garch"]``, the convergence record and the
+log-likelihood (in log-return units) into ``fitted_state["garch_fit"]``; the streaming update
+runs the variance recursion σ²(t+1) = ω + α·ε(t)² + β·σ²(t), ε(t) = s·r(t) − μ, with them, so no
+bar ever refits. Inside cross-validation the plugin is refitted per fold on that fold's training
+bars (``fit_segments``: returns within each contiguous segment, none across a purged test block).
+All outputs are in log-return units or ratios, hence scale-free.
 """
 
 import logging
@@ -33,8 +33,9 @@ from lbml.hookspecs import hookimpl
 _LN2 = math.log(2.0)
 _GK_C = 2.0 * _LN2 - 1.0
 _MIN_FIT_RETURNS = 100
-# α and β closer than this to the optimiser's starting values: the fit never left its start.
-_STUCK_TOL = 1e-6
+# α and β both closer than this to the optimiser's starting values: the fit never left its start
+# (the stuck × 100 fits of 1-minute returns ended within 1e-6 of it).
+_STUCK_TOL = 1e-4
 _STATE_KEYS = ("mu", "omega", "alpha", "beta", "initial_variance", "scale")
 
 log = logging.getLogger(__name__)
@@ -152,11 +153,11 @@ class VolatilityFeatures(FeaturePlugin):
             "optimizer_message": message,
             "iterations": int(opt.nit),
             "n_returns": int(len(returns)),
-            # log-likelihood of the returns in log-return units: that of y minus n·ln(s)
+            # log-likelihood of the returns in log-return units: that of y = s·r plus n·ln(s)
             "loglikelihood": float(result.loglikelihood) + len(returns) * math.log(scale),
             "start_alpha": float(start_vol[1]),
             "start_beta": float(start_vol[2]),
-            "nu": float(params["nu"]) if "nu" in params.index else math.inf,
+            "nu": float(params["nu"]) if "nu" in params.index else None,  # Student t degrees of freedom
         }
         self.reset()
 
