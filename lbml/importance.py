@@ -6,7 +6,8 @@ accuracy" of López de Prado (AFML ch. 8) with log loss as the score. Inside eac
 predicts its own test block — samples it never trained or early-stopped on, purged and embargoed —
 once as is and once with each feature's column permuted across the block's rows; the importance is
 the rise in log loss. Repeat r uses the r-th permutation drawn from ``numpy.random.default_rng(seed)``
-for every column in turn. The model's raw probabilities are scored (before the split's calibration
+for every column in turn; a test block longer than ``MAX_PERMUTATION_ROWS`` is thinned to that
+many evenly spaced rows. The model's raw probabilities are scored (before the split's calibration
 map, which is monotone and fitted on another block). Splits are combined by a mean weighted by the
 size of their test blocks; the standard error is the weighted standard deviation across splits
 over √(number of splits). A feature whose information is shared with a correlated one scores low
@@ -28,6 +29,7 @@ import pandas as pd
 
 MAX_SHAP_ROWS = 20_000
 PERMUTATION_REPEATS = 3
+MAX_PERMUTATION_ROWS = 10_000  # per split: evenly spaced rows of a longer test block
 _CLIP = 1e-7
 
 
@@ -52,7 +54,8 @@ def fold_permutation_importance(
     model : ModelPlugin
         A fitted model (in cross-validation: the split's own model).
     X_test, y_test : numpy.ndarray
-        The split's out-of-fold test block.
+        The split's out-of-fold test block (at most ``MAX_PERMUTATION_ROWS`` evenly spaced rows of it
+        are used: the cost is n_features × n_repeats predictions).
     n_repeats, seed : int
         Permutations per feature; repeat r permutes every column by the r-th permutation drawn from
         ``numpy.random.default_rng(seed)``.
@@ -60,12 +63,13 @@ def fold_permutation_importance(
     Returns
     -------
     dict
-        ``n`` (rows), ``base_logloss`` and ``increase`` (n_features × n_repeats).
+        ``n`` (rows used), ``base_logloss`` and ``increase`` (n_features × n_repeats).
     """
     from sklearn.metrics import log_loss
 
-    X = np.array(X_test, dtype=np.float64, copy=True)
-    y = np.asarray(y_test)
+    rows = np.unique(np.linspace(0, len(y_test) - 1, min(len(y_test), MAX_PERMUTATION_ROWS)).astype(np.int64))
+    X = np.array(np.asarray(X_test)[rows], dtype=np.float64)
+    y = np.asarray(y_test)[rows]
     base = log_loss(y, _up(model, X), labels=[0, 1])
     rng = np.random.default_rng(seed)
     increase = np.empty((X.shape[1], n_repeats))

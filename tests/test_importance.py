@@ -118,6 +118,18 @@ def test_out_of_fold_permutation_importance_equals_hand_computed_loss_difference
     assert full.index[0] == "x0"
 
 
+def test_a_long_test_block_is_thinned_to_evenly_spaced_rows(monkeypatch):
+    import lbml.importance as importance
+
+    monkeypatch.setattr(importance, "MAX_PERMUTATION_ROWS", 100)
+    X, y = _data(1000, 4)
+    model = XGBoostModel(n_estimators=20, max_depth=2, n_jobs=1).fit(X, y)
+    report = importance.fold_permutation_importance(model, X, y, n_repeats=1, seed=3)
+    rows = np.linspace(0, 999, 100).astype(int)  # 100 evenly spaced rows, first and last included
+    assert report["n"] == 100
+    assert report["base_logloss"] == pytest.approx(_hand_logloss(y[rows], model.predict_proba(X[rows])[:, 1]), rel=1e-12)
+
+
 def test_permutation_scheme_agrees_with_sklearn_on_a_sklearn_model():
     from sklearn.inspection import permutation_importance
     from sklearn.linear_model import LogisticRegression
