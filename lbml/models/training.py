@@ -186,7 +186,7 @@ def train(
     )
     oof, plan = _purged_out_of_fold(
         lambda: model_cls(**params), X[dev], y[dev], t0_dev, t1_dev, v, embargo,
-        None if weights is None else weights[dev], on_fold, fold_features, reports,
+        None if weights is None else weights[dev], on_fold, fold_features, importance=reports,
     )
     base_rule = TradeRule(
         break_even(scenario, market.bar_minutes), 0.0, scenario.strategy.probability_shrinkage,
