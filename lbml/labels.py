@@ -61,7 +61,9 @@ def trailing_volatility(bars: pd.DataFrame, estimator: str, window: int) -> pd.S
     estimator : str
         ``realized`` (EWM std of close-to-close log returns, span ``window``), ``parkinson``,
         ``garman_klass``, ``yang_zhang`` (range estimators averaged over ``window`` bars) or
-        ``atr`` (mean true range over ``window`` bars divided by the close).
+        ``atr`` (Wilder's average true range over ``window`` bars divided by the close: TA-Lib's
+        ``ATR``, the first value the mean of true ranges 1..``window``, then
+        ATR ← (ATR·(window − 1) + TR) / window).
     window : int
         Window length in bars.
 
@@ -91,15 +93,25 @@ def trailing_volatility(bars: pd.DataFrame, estimator: str, window: int) -> pd.S
             + (1.0 - k) * rs.rolling(window).mean()
         )
     elif estimator == "atr":
-        close = bars["close"].astype(np.float64)
-        prev = close.shift(1)
-        tr = pd.concat(
-            [bars["high"] - bars["low"], (bars["high"] - prev).abs(), (bars["low"] - prev).abs()], axis=1
-        ).max(axis=1, skipna=False)
-        return tr.rolling(window).mean() / close
+        return _wilder_atr(bars, window) / bars["close"].astype(np.float64)
     else:
         raise ConfigError(f"labels.vol_estimator: unknown estimator {estimator!r}")
     return np.sqrt(var.clip(lower=0.0))
+
+
+def _wilder_atr(bars: pd.DataFrame, window: int) -> pd.Series:
+    high, low = bars["high"].to_numpy(np.float64), bars["low"].to_numpy(np.float64)
+    close = bars["close"].to_numpy(np.float64)
+    prev = np.concatenate(([np.nan], close[:-1]))
+    tr = np.maximum.reduce([high - low, np.abs(high - prev), np.abs(low - prev)])  # NaN on bar 0
+    atr = np.full(len(close), np.nan)
+    if len(close) > window:
+        value = tr[1 : window + 1].mean()
+        atr[window] = value
+        for i in range(window + 1, len(close)):
+            value = (value * (window - 1) + tr[i]) / window
+            atr[i] = value
+    return pd.Series(atr, index=bars.index)
 
 
 def vol_scaled_labels(bars: pd.DataFrame, config: LabelsConfig) -> Labels:

@@ -12,7 +12,8 @@ the end of the split's *training* samples, never the test group. Out-of-fold pre
 one column per backtest path for CPCV (φ = k/N·C(N, k) paths), one for walk-forward. With
 ``fold_features`` each split trains and predicts on its own feature matrix, in which the features
 of parameter-learning plugins (GARCH) were fitted on that split's training rows only
-(``lbml.features.folds``).
+(``lbml.features.folds``). ``fold_report`` sees each split's model with its test block, e.g. for
+out-of-fold permutation importance (``lbml.importance``).
 """
 
 from collections.abc import Callable
@@ -49,6 +50,8 @@ class OutOfFold:
     n_fit: list[int] = field(default_factory=list)
     #: per split, what ``fold_features`` reported (fitted feature parameters and the bars they saw)
     feature_states: list[dict[str, Any]] = field(default_factory=list)
+    #: per split, what ``fold_report`` returned for the split's model on its test block
+    fold_reports: list[Any] = field(default_factory=list)
 
     @property
     def mean(self) -> np.ndarray:
@@ -189,6 +192,7 @@ def cross_val_predict_purged(
     on_fold: Callable[[int, float], None] | None = None,
     fold_features: Callable[["PurgedSplit"], tuple[np.ndarray, dict[str, Any]]] | None = None,
     trainable: np.ndarray | None = None,
+    fold_report: Callable[[ModelPlugin, np.ndarray, np.ndarray], Any] | None = None,
 ) -> OutOfFold:
     """Fit a fresh model per split and keep its test predictions (P(class 1)).
 
@@ -202,6 +206,8 @@ def cross_val_predict_purged(
     ``trainable`` marks the samples with a label: only they are fitted, early-stopped and calibrated
     on, while every test sample gets a prediction (e.g. bars in a label's dead zone, which the
     strategy can still trade).
+    ``fold_report(model, X_test, y_test)`` is called with each split's fitted (uncalibrated) model and
+    its labelled test samples; the results are kept in ``OutOfFold.fold_reports``.
     """
     from sklearn.metrics import log_loss
 
@@ -213,6 +219,7 @@ def cross_val_predict_purged(
     preds: list[np.ndarray] = []
     n_fit = []
     states: list[dict[str, Any]] = []
+    reports: list[Any] = []
     for split in splits:
         fit, val = early_stopping_block(split.train, t0n, t1n, early_stopping_fraction, int(embargo.value))
         if trainable is not None:
@@ -242,14 +249,16 @@ def cross_val_predict_purged(
             p = fit_calibrator(model, Xs[val], y[val], method).apply(p)
         preds.append(p)
         n_fit.append(int(len(fit)))
+        scored = trainable[split.test] if trainable is not None else slice(None)
+        if fold_report is not None:
+            reports.append(fold_report(model, Xs[split.test][scored], y[split.test][scored]))
         if on_fold is not None:
-            scored = trainable[split.test] if trainable is not None else slice(None)
             on_fold(len(preds) - 1, float(log_loss(y[split.test][scored], np.clip(p[scored], 1e-7, 1 - 1e-7), labels=[0, 1])))
     if n_groups is None:
         out = np.full((len(y), 1), np.nan)
         for split, p in zip(splits, preds):
             out[split.test, 0] = p
-        return OutOfFold(out, len(splits), n_fit, states)
+        return OutOfFold(out, len(splits), n_fit, states, reports)
     blocks = group_bounds(len(y), n_groups)
     assignment = cpcv_paths(splits, n_groups)
     out = np.full((len(y), len(assignment)), np.nan)
@@ -259,4 +268,4 @@ def cross_val_predict_purged(
             split = splits[s]
             pos = np.searchsorted(split.test, np.arange(a, b))
             out[a:b, j] = preds[s][pos]
-    return OutOfFold(out, len(splits), n_fit, states)
+    return OutOfFold(out, len(splits), n_fit, states, reports)

@@ -7,10 +7,10 @@ model trained on one price level transfers to another.
 import math
 from collections import deque
 
-from nautilus_trader.indicators import ExponentialMovingAverage
 from pydantic import Field
 
 from lbml.features.base import NAN, BarEvent, FeatureDoc, FeatureParams, FeaturePlugin
+from lbml.features.indicators import Ema
 from lbml.hookspecs import hookimpl
 
 
@@ -25,7 +25,7 @@ class CoreFeatures(FeaturePlugin):
     """A handful of scale-free features computed incrementally from bars."""
 
     name = "core"
-    version = "1"
+    version = "2"
     Params = CoreFeaturesParams
 
     def output_names(self) -> tuple[str, ...]:
@@ -52,7 +52,9 @@ class CoreFeatures(FeaturePlugin):
             f"sample std of 1-bar log returns over {p.vol_window} bars", "log return"
         )
         docs[f"core_ema_dist_{p.ema_period}"] = FeatureDoc(
-            f"ln(close / EMA{p.ema_period}(close)) / vol", "volatility units"
+            f"ln(close / EMA{p.ema_period}(close)) / vol; EMA α = 2/{p.ema_period + 1}, seeded with the mean of "
+            f"the first {p.ema_period} closes (TA-Lib EMA)",
+            "volatility units",
         )
         docs["core_range_vol"] = FeatureDoc("ln(high / low) / vol", "volatility units")
         docs[f"core_volume_z_{p.volume_window}"] = FeatureDoc(
@@ -69,7 +71,7 @@ class CoreFeatures(FeaturePlugin):
         self._volumes: deque[float] = deque(maxlen=p.volume_window)
         self._vol_sum = 0.0
         self._vol_sq = 0.0
-        self._ema = ExponentialMovingAverage(p.ema_period)
+        self._ema = Ema(p.ema_period)
 
     def update(self, bar: BarEvent) -> tuple[float, ...]:
         p = self.params
@@ -91,7 +93,7 @@ class CoreFeatures(FeaturePlugin):
         self._volumes.append(bar.volume)
         self._vol_sum += bar.volume
         self._vol_sq += bar.volume * bar.volume
-        self._ema.update_raw(bar.close)
+        ema = self._ema.update(bar.close)
 
         n_closes = len(closes)
         lagged = tuple(
@@ -99,8 +101,8 @@ class CoreFeatures(FeaturePlugin):
         )
         vol = _std(self._ret_sum, self._ret_sq, len(self._rets)) if len(self._rets) == p.vol_window else NAN
         ema_dist = (
-            math.log(bar.close / self._ema.value) / vol
-            if self._ema.initialized and vol > 0
+            math.log(bar.close / ema) / vol
+            if ema == ema and vol > 0
             else NAN
         )
         range_vol = math.log(bar.high / bar.low) / vol if vol > 0 else NAN

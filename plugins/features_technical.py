@@ -1,8 +1,12 @@
 """Technical layer (10 features): EMA distances, RSI, MACD, Bollinger bands.
 
-Built on nautilus_trader's Cython indicators fed through ``update_raw``. Every output is scale-free:
-EMA distances are log ratios to the close, band distances and MACD are divided by the close, RSI
-and the band position are bounded ratios.
+Every named indicator is computed as TA-Lib computes it (``lbml.features.indicators``): EMAs seeded
+with the simple mean of their first n closes, Wilder's RSI (smoothing 1 / n, not an EMA's
+2 / (n + 1)), TA-Lib's MACD, and Bollinger bands as TA-Lib's ``BBANDS`` (SMA ± k × population
+std) applied to the typical price. After ``warmup_bars`` every output equals its TA-Lib
+counterpart to rounding (``tests/test_indicators_talib.py``). Every output is scale-free: EMA
+distances are log ratios to the close, band distances and MACD are divided by the close, RSI and
+the band position are bounded ratios.
 
 The Bollinger bands run nautilus's own kernels (``fast_mean``, ``fast_std_with_mean``: what
 ``BollingerBands.update_raw`` computes) on a preallocated ring buffer instead of through the
@@ -13,14 +17,10 @@ cost). ``tests/test_features_rolling.py`` checks the bands equal ``BollingerBand
 import math
 
 from nautilus_trader.core.stats import fast_mean, fast_std_with_mean
-from nautilus_trader.indicators import (
-    ExponentialMovingAverage,
-    MovingAverageConvergenceDivergence,
-    RelativeStrengthIndex,
-)
 from pydantic import Field, model_validator
 
 from lbml.features.base import NAN, BarEvent, FeatureDoc, FeatureParams, FeaturePlugin
+from lbml.features.indicators import Ema, Macd, WilderRsi
 from lbml.features.rolling import OrderedWindow
 from lbml.hookspecs import hookimpl
 
@@ -58,10 +58,10 @@ class TechnicalParams(FeatureParams):
 
 
 class TechnicalFeatures(FeaturePlugin):
-    """EMA 12/26/50 distance, RSI 14, MACD line/signal/histogram, Bollinger upper/lower/position."""
+    """EMA 12/26/50 distance, Wilder RSI 14, MACD line/signal/histogram, Bollinger upper/lower/position."""
 
     name = "technical"
-    version = "1"
+    version = "2"
     Params = TechnicalParams
 
     def output_names(self) -> tuple[str, ...]:
@@ -79,23 +79,36 @@ class TechnicalFeatures(FeaturePlugin):
 
     def warmup_bars(self) -> int:
         p = self.params
-        # RSI starts on the second close; MACD's signal EMA starts once the slow EMA is ready.
+        # TA-Lib's lookbacks + 1: EMA n − 1, RSI n (it needs n changes), MACD slow + signal − 2.
         return max(*p.ema_periods, p.rsi_period + 1, p.macd_slow + p.macd_signal - 1, p.bb_period)
 
     def docs(self) -> dict[str, FeatureDoc]:
         p = self.params
         d = {
-            f"tech_ema_dist_{n}": FeatureDoc(f"ln(close / EMA{n}(close))", "log ratio")
+            f"tech_ema_dist_{n}": FeatureDoc(
+                f"ln(close / EMA{n}(close)); EMA α = 2/{n + 1}, seeded with the mean of the first {n} closes "
+                "(TA-Lib EMA)",
+                "log ratio",
+            )
             for n in p.ema_periods
         }
-        d[f"tech_rsi_{p.rsi_period}"] = FeatureDoc(
-            f"EMA{p.rsi_period}(gains) / (EMA{p.rsi_period}(gains) + EMA{p.rsi_period}(losses)) of close changes",
+        n = p.rsi_period
+        d[f"tech_rsi_{n}"] = FeatureDoc(
+            f"Wilder RSI({n}) / 100 = G / (G + L), G and L the averages of close-to-close gains and losses "
+            f"seeded with the mean of the first {n} changes, then avg ← (avg·{n - 1} + x) / {n} (TA-Lib RSI / 100); "
+            "0.5 before any close has changed",
             "ratio in [0, 1]",
         )
         d["tech_macd"] = FeatureDoc(
-            f"(EMA{p.macd_fast}(close) - EMA{p.macd_slow}(close)) / close", "fraction of price"
+            f"(EMA{p.macd_fast}(close) - EMA{p.macd_slow}(close)) / close, TA-Lib MACD (both EMAs start on bar "
+            f"{p.macd_slow}: the slow one seeded with the mean of {p.macd_slow} closes, the fast one with the "
+            f"mean of the last {p.macd_fast} of them)",
+            "fraction of price",
         )
-        d["tech_macd_signal"] = FeatureDoc(f"EMA{p.macd_signal}(MACD) / close", "fraction of price")
+        d["tech_macd_signal"] = FeatureDoc(
+            f"EMA{p.macd_signal}(MACD) / close, seeded with the mean of the first {p.macd_signal} MACD values",
+            "fraction of price",
+        )
         d["tech_macd_hist"] = FeatureDoc("(MACD - signal) / close", "fraction of price")
         band = f"SMA{p.bb_period}(typical) ± {p.bb_k:g}·std{p.bb_period}(typical), typical = (H+L+C)/3"
         d["tech_bb_upper"] = FeatureDoc(f"(upper - close) / close, {band}", "fraction of price")
@@ -107,42 +120,27 @@ class TechnicalFeatures(FeaturePlugin):
 
     def reset(self) -> None:
         p = self.params
-        self._emas = tuple(ExponentialMovingAverage(n) for n in p.ema_periods)
-        self._rsi = RelativeStrengthIndex(p.rsi_period)
-        self._macd = MovingAverageConvergenceDivergence(p.macd_fast, p.macd_slow)
-        self._signal = ExponentialMovingAverage(p.macd_signal)
+        self._emas = tuple(Ema(n) for n in p.ema_periods)
+        self._rsi = WilderRsi(p.rsi_period)
+        self._macd = Macd(p.macd_fast, p.macd_slow, p.macd_signal)
         self._bb = OrderedWindow(p.bb_period)
         self._bb_k = float(p.bb_k)
-        self._rsi_period = p.rsi_period
-        self._count = 0
 
     def update(self, bar: BarEvent) -> tuple[float, ...]:
         close = bar.close
-        self._count += 1
         e1, e2, e3 = self._emas
-        e1.update_raw(close)
-        e2.update_raw(close)
-        e3.update_raw(close)
-        rsi = self._rsi
-        rsi.update_raw(close)
-        macd = self._macd
-        macd.update_raw(close)
-        signal = self._signal
-        if macd.initialized:
-            signal.update_raw(macd.value)
+        v1, v2, v3 = e1.update(close), e2.update(close), e3.update(close)
+        rsi_value = self._rsi.update(close)
+        line, signal = self._macd.update(close)
         upper, lower = bollinger_bands(self._bb, (bar.high + bar.low + close) / 3.0, self._bb_k)
 
         log_close = math.log(close)
-        d1 = log_close - math.log(e1.value) if e1.initialized else NAN
-        d2 = log_close - math.log(e2.value) if e2.initialized else NAN
-        d3 = log_close - math.log(e3.value) if e3.initialized else NAN
-        rsi_value = rsi.value if rsi.initialized and self._count > self._rsi_period else NAN
-        if signal.initialized:
-            m = macd.value / close
-            s = signal.value / close
-            m_hist = m - s
-        else:
-            m = s = m_hist = NAN
+        d1 = log_close - math.log(v1) if v1 == v1 else NAN
+        d2 = log_close - math.log(v2) if v2 == v2 else NAN
+        d3 = log_close - math.log(v3) if v3 == v3 else NAN
+        m = line / close
+        s = signal / close
+        m_hist = m - s
         if self._bb.full:
             width = upper - lower
             position = (close - lower) / width if width > 0 else 0.5

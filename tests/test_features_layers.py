@@ -133,7 +133,8 @@ def test_garch_state_round_trips_and_unfitted_use_is_refused(inputs):
         FeaturePipeline([vol]).update(next(iter([_bar(inputs)])))
     vol.fit(inputs.bars.iloc[:1500])
     state = json.loads(json.dumps(vol.fitted_state()))
-    assert set(state["garch"]) == {"mu", "omega", "alpha", "beta", "initial_variance"}
+    assert set(state["garch"]) == {"mu", "omega", "alpha", "beta", "initial_variance", "scale"}
+    assert isinstance(state["garch_fit"]["converged"], bool)
     assert 0 < state["garch"]["alpha"] + state["garch"]["beta"] < 1
     other = registry.feature("volatility")()
     other.load_fitted_state(state)

@@ -16,6 +16,7 @@ from lbml.data.frames import InstrumentData, MarketData
 from lbml.errors import DataError
 from lbml.features.folds import fold_features_for
 from lbml.features.pipeline import FeaturePipeline, available_inputs, build_pipeline, compute_features
+from lbml.importance import fold_permutation_importance
 from lbml.calibration import calibration_method, fit_calibrator
 from lbml.evaluation import choose_margin, grid_hash, oos_statistics, trade_grid
 from lbml.labels import forward_returns, label_spec, make_labels, sample_uniqueness
@@ -228,7 +229,7 @@ def train(
     )
     oof, plan = _purged_out_of_fold(
         lambda: model_cls(**params), X[dev], y[dev], t0_dev, t1_dev, v, embargo,
-        None if weights is None else weights[dev], on_fold, fold_features, lab[dev],
+        None if weights is None else weights[dev], on_fold, fold_features, lab[dev], importance=reports,
     )
     pricing = training_pricing(scenario, market, split, ts, dev)
     base_params = kelly_params_for(scenario, pricing)
@@ -311,7 +312,8 @@ def train(
         calibrator=calibrator,
     )
     if reports:
-        _write_reports(artifact / REPORTS_DIR, model, X_frame[lab], y[lab], p_oof[lab], calibration_report, scenario.name)
+        _write_reports(artifact / REPORTS_DIR, model, X_frame[lab], y[lab], p_oof[lab], calibration_report, scenario.name,
+                       oof.fold_reports if oof is not None else None)
         if oof is not None:
             _write_fold_record(artifact / REPORTS_DIR / "cv_folds.json", oof, X_frame.index[dev], plan)
 
@@ -345,7 +347,9 @@ def _rule_summary(params) -> dict[str, float]:
 REPORTS_DIR = "reports"
 
 
-def _purged_out_of_fold(make_model, X, y, t0, t1, v, embargo, weights, on_fold, fold_features=None, trainable=None):
+def _purged_out_of_fold(
+    make_model, X, y, t0, t1, v, embargo, weights, on_fold, fold_features=None, trainable=None, importance=False
+):
     """Out-of-fold predictions with the configured purged CV, else walk-forward with fewer splits.
 
     ``fold_features`` (a ``lbml.features.folds.FoldFeatures``) gives each split its own matrix, with
@@ -368,6 +372,7 @@ def _purged_out_of_fold(make_model, X, y, t0, t1, v, embargo, weights, on_fold, 
                 early_stopping_fraction=v.early_stopping_fraction,
                 calibration=v.calibration if v.fold_calibration and v.calibration != "none" else None,
                 on_fold=on_fold, fold_features=fold_features, trainable=trainable,
+                fold_report=fold_permutation_importance if importance else None,
             )
         except DataError as exc:
             reasons.append(str(exc))
@@ -429,7 +434,7 @@ def _path_sharpes(paths, outcomes: TradeOutcomes, t0n, bar_ns: int, rule, rows) 
     }
 
 
-def _write_reports(folder: Path, model, X: pd.DataFrame, y, p_oof, reports, name: str) -> None:
+def _write_reports(folder: Path, model, X: pd.DataFrame, y, p_oof, reports, name: str, fold_reports=None) -> None:
     """Reliability diagram, OOF predictions and feature importance (informational, not hashed)."""
     from lbml.calibration import reliability_diagram
     from lbml.importance import feature_importance, plot_importance
@@ -444,7 +449,7 @@ def _write_reports(folder: Path, model, X: pd.DataFrame, y, p_oof, reports, name
                             folder / "reliability_calibration_block.png", f"{name}: calibration block")
     if ok.any():  # no out-of-fold predictions when the window was too short for purged CV
         reliability_diagram(y[ok], curves, folder / "reliability.png", f"{name}: out-of-fold reliability")
-    table = feature_importance(model, X)
+    table = feature_importance(model, X, fold_reports)
     if table is not None:
         table.to_csv(folder / "feature_importance.csv")
         plot_importance(table, folder / "feature_importance.png", name)
