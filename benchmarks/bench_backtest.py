@@ -39,7 +39,8 @@ from lbml.models.compiled import CompiledModel, accelerate
 from lbml.models.training import funding_for, reference_bars, scenario_pipeline
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario, parse_scenario
-from lbml.sizing import KellyParams, target_exposure
+from lbml.pricing import kelly_params_for
+from lbml.sizing import decide
 from lbml.split import compute_split
 from lbml.workflows import Prepared, train_model
 
@@ -206,10 +207,7 @@ def _inference_latency(workdir: Path, calls: int) -> dict:
     # accelerate() returns the model itself when compiled trees would not be bit-identical.
     out = {"native": _time_calls(native.predict_up_one, X), "compiled_ok": compiled is not native}
     events = bar_events(bars)
-    sizing_fields = {f.name for f in dataclasses.fields(KellyParams)}
-    params = KellyParams(**{
-        k: v for k, v in strategy_config_kwargs(scenario, 1, artifact.ev_margin).items() if k in sizing_fields
-    })
+    params = kelly_params_for(scenario, artifact.pricing, artifact.ev_margin)
     extra = _side_inputs(ref, funding, bars.index[-1])
     out["compute_native"] = _time_per_bar(pipeline, native, params, events, extra)
     out["compute_compiled"] = _time_per_bar(pipeline, compiled, params, events, extra)
@@ -247,7 +245,7 @@ def _time_per_bar(pipeline, model, params, events, extra) -> dict:
             pipeline.on_reference_bar(ref_bar)
         features = pipeline.update(event)
         if np.isfinite(features).all():
-            target_exposure(model.predict_up_one(features), params)
+            decide(model.predict_up_one(features), params)
             ns.append(clock() - t0)
     return {"p50": float(np.percentile(ns, 50)) / 1e3, "p99": float(np.percentile(ns, 99)) / 1e3}
 

@@ -38,7 +38,8 @@ def run(size: str) -> list[dict]:
         bt = run_backtest(scenario, prepared.market, dataclasses.replace(prepared.split, test_end=end), pipeline,
                           artifact.model)
         bt_s = time.perf_counter() - t0
-        options = PaperOptions(speed=1e9, bars=bars, console=False)
+        # Throughput of a trading session: trade whatever the gate says about the tiny model.
+        options = PaperOptions(speed=1e9, bars=bars, console=False, ignore_edge_gate=True)
         t0 = time.perf_counter()
         summary = run_paper(scenario, registry, tmp / "state", options, model_dir=tmp / "model")
         paper_s = time.perf_counter() - t0

@@ -28,7 +28,8 @@ import zmq
 from lbml.engine.messages import Prediction
 from lbml.signals.actor import signal_from_prediction
 from lbml.signals.publisher import PublisherConfig, SignalPublisher
-from lbml.sizing import KellyParams
+from lbml.cost_model import CostModel
+from lbml.sizing import KellyParams, Payoff
 
 ROOT = Path(__file__).resolve().parents[1]
 CRATE = ROOT / "clients" / "rust"
@@ -144,7 +145,8 @@ def _rust_latencies(binary: Path, tmp: Path, n: int, burst: int, tag: str):
         model_id="bench", feature_schema_hash="bench", endpoint=endpoint,
         seq_store=tmp / f"seq-{tag}.seq", sndhwm=100_000,
     )
-    params = KellyParams(0.25, 3.0, 0.5, 10.0, 0.01, 0.015, 0.001)
+    params = KellyParams(0.25, 3.0, 0.5, 10.0, Payoff.from_brackets(0.015, 0.01, 60.0),
+                         CostModel(taker_fee=0.0005, slippage_rate=0.0))
     with SignalPublisher(config) as publisher, out.open("w") as sink:
         client = subprocess.Popen([str(binary), "--endpoint", endpoint, "--count", str(n)], stdout=sink)
         try:

@@ -103,7 +103,9 @@ class ValidationConfig(_Section):
     calibration: Literal["auto", "sigmoid", "isotonic", "none"] = "auto"
     calibration_fraction: float = Field(0.15, gt=0, lt=0.5, description="final purged block for the calibrator")
     fold_calibration: bool = Field(
-        False, description="also calibrate each CV fold on its validation block (noisy on short folds)"
+        True,
+        description="calibrate each CV fold's predictions on its validation block, as the deployed model is "
+        "calibrated: the EV margin and the edge gate then judge the probabilities the engine will see",
     )
     sample_weights: Literal["none", "uniqueness", "balanced"] = "none"
     ev_margins: tuple[float, ...] = Field(
