@@ -78,8 +78,12 @@ def run_search(
     study: str | None = None,
     seed: int = 0,
     space: dict[str, tuple] | None = None,
+    look_ahead=None,
 ) -> SearchResult:
-    """Run ``n_trials`` Optuna trials minimising the out-of-fold log loss; return the best."""
+    """Run ``n_trials`` Optuna trials minimising the out-of-fold log loss; return the best.
+
+    ``look_ahead`` (a ``LookAheadPolicy``) runs the look-ahead check before the study is opened.
+    """
     import optuna
 
     from lbml.models.training import train
@@ -92,6 +96,7 @@ def run_search(
         raise ConfigError(f"model.plugin {scenario.model.plugin!r}: no search space known for this plugin")
     study_name = study or scenario.name
     url = database_url(storage)
+    prepared = prepare(scenario, registry, look_ahead=look_ahead)
     try:
         opt_study = optuna.create_study(
             study_name=study_name, storage=url, direction="minimize", load_if_exists=True,
@@ -101,7 +106,6 @@ def run_search(
     except Exception as exc:  # noqa: BLE001 - a bad URL or unreachable database is a user error
         raise ConfigError(f"--storage {storage}: cannot open the study ({str(exc).splitlines()[0]})") from None
     trials = TrialRegistry(url)
-    prepared = prepare(scenario, registry)
     work = Path(tempfile.mkdtemp(prefix="lbml-search-"))
     pruned = 0
 

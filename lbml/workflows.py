@@ -12,6 +12,7 @@ from lbml.data.frames import InstrumentData, MarketData
 from lbml.data.sources import load_market
 from lbml.engine.backtest import BacktestResult, run_backtest
 from lbml.errors import ArtifactError, DataError
+from lbml.features.guard import OVERRIDDEN, LookAheadPolicy, guard_look_ahead
 from lbml.features.pipeline import FeaturePipeline, compute_features
 from lbml.models.artifact import LoadedArtifact, load_artifact
 from lbml.models.training import REPORTS_DIR, TrainResult, funding_for, reference_bars, scenario_pipeline, train
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 
 TRIALS_FILE = "trials.sqlite"
 IN_SAMPLE_STAMP = "IN-SAMPLE"
+LOOK_AHEAD_STAMP = "LOOK-AHEAD-OVERRIDDEN"
 #: Out-of-sample statistics of the model's training (purged CV) that metrics.json carries on top level.
 MODEL_STATISTICS = (
     "oos_auc", "oos_logloss", "brier", "ece", "ic", "psr", "dsr", "sharpe_ci_low", "sharpe_ci_high",
@@ -43,14 +45,24 @@ class Prepared:
     scenario: Scenario
     market: MarketData
     split: Split
+    look_ahead: dict | None = None  # the look-ahead check's result (lbml.features.guard); None: not run
 
 
-def prepare(scenario: Scenario, registry: PluginRegistry, *, progress: bool = False) -> Prepared:
+def prepare(
+    scenario: Scenario,
+    registry: PluginRegistry,
+    *,
+    progress: bool = False,
+    look_ahead: LookAheadPolicy | None = None,
+) -> Prepared:
+    """Load the market and split it; with ``look_ahead``, refuse features that fail the look-ahead check."""
     market = load_market(scenario.data, registry, progress=progress)
     if scenario.data.symbol not in market:
         raise DataError(f"data has no instrument {scenario.data.symbol} (found {', '.join(market.instruments)})")
     bars = market[scenario.data.symbol].bars
-    return Prepared(scenario, market, compute_split(bars.index, scenario))
+    split = compute_split(bars.index, scenario)
+    check = None if look_ahead is None else guard_look_ahead(scenario, market, split.train_end, registry, look_ahead)
+    return Prepared(scenario, market, split, check)
 
 
 def train_model(
@@ -167,8 +179,9 @@ def write_run(
         (run_dir / IN_SAMPLE_STAMP).write_text(
             f"model trained up to {artifact.training_window.end}, backtest starts {prepared.split.test_start}\n"
         )
-    copy_model_reports(artifact, run_dir)
     stamp = f"{IN_SAMPLE_STAMP}: " if in_sample else ""
+    stamp = stamp_look_ahead(run_dir, metrics, prepared.look_ahead) + stamp
+    copy_model_reports(artifact, run_dir)
     if len(equity) > 1:
         plot_equity(equity, run_dir / "equity.png", f"{stamp}{scenario.name}: equity vs buy & hold")
         skip = tearsheet_skip_reason(equity) if scenario.report.tearsheet else "disabled in scenario"
@@ -189,6 +202,18 @@ def write_run(
     return metrics
 
 
+def stamp_look_ahead(run_dir: Path, metrics: dict, check: dict | None) -> str:
+    """Put the look-ahead check into ``metrics``; when overridden, stamp the folder and return a title prefix."""
+    if check is None:
+        return ""
+    metrics["look_ahead_check"] = check
+    if check["status"] != OVERRIDDEN:
+        return ""
+    leak = next(leak for v in check["plugins"].values() for leak in v["leaks"])
+    (run_dir / LOOK_AHEAD_STAMP).write_text(f"look-ahead check failed and was overridden: {leak['message']}\n")
+    return f"{LOOK_AHEAD_STAMP}: "
+
+
 def run_scenario(
     scenario: Scenario,
     registry: PluginRegistry,
@@ -199,9 +224,10 @@ def run_scenario(
     progress: bool = False,
     publish=None,
     allow_in_sample: bool = False,
+    look_ahead: LookAheadPolicy | None = None,
 ) -> tuple[Path, dict]:
     """``lbml backtest``: train on the training window unless a model is given, then backtest."""
-    prepared = prepare(scenario, registry, progress=progress)
+    prepared = prepare(scenario, registry, progress=progress, look_ahead=look_ahead)
     final = out or new_run_path(runs_dir, scenario.name)
     with atomic_folder(final) as tmp:
         trained_here = model_dir is None

@@ -29,6 +29,7 @@ t < F, or every parametric plugin fails. The check therefore splits the question
 Each leak is reported with the first bar whose value it changes (``FeatureResult.leak_bar``).
 """
 
+import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -38,6 +39,7 @@ import pandas as pd
 
 from lbml.data.frames import InstrumentData
 from lbml.errors import PluginError
+from lbml.features.base import FeatureInput
 from lbml.features.file_watch import FileRead, watch_file_reads
 from lbml.features.pipeline import FeaturePipeline, bar_events, compute_features
 
@@ -55,6 +57,48 @@ class FeatureInputs:
     bars: pd.DataFrame
     reference_bars: pd.DataFrame | None = None
     funding: pd.DataFrame | None = None
+
+    def between(self, after: pd.Timestamp | None, end: pd.Timestamp) -> "FeatureInputs":
+        """Return the events with ``after < timestamp <= end`` (every bar's ticks stay with it)."""
+
+        def clip(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+            if frame is None:
+                return None
+            index = frame.index
+            lo = 0 if after is None else int(index.searchsorted(after, side="right"))
+            return frame.iloc[lo : int(index.searchsorted(end, side="right"))]
+
+        data = self.data
+        data = replace(data, trades=clip(data.trades), quotes=clip(data.quotes), depth=clip(data.depth))
+        return FeatureInputs(data, clip(self.bars), clip(self.reference_bars), clip(self.funding))
+
+    def feeding(self, inputs: frozenset[FeatureInput]) -> "FeatureInputs":
+        """Return only the streams a pipeline with these inputs is fed (the others never reach it)."""
+        data = self.data
+        data = replace(
+            data,
+            trades=data.trades if FeatureInput.TRADES in inputs else None,
+            quotes=data.quotes if FeatureInput.QUOTES in inputs else None,
+            depth=data.depth if FeatureInput.DEPTH in inputs else None,
+        )
+        return FeatureInputs(
+            data,
+            self.bars,
+            self.reference_bars if FeatureInput.REFERENCE in inputs else None,
+            self.funding if FeatureInput.FUNDING in inputs else None,
+        )
+
+    def digest(self) -> str:
+        """Return a hash of every frame (index and values), for caching results on these inputs."""
+        h = hashlib.sha256()
+        data = self.data
+        for frame in (self.bars, data.trades, data.quotes, data.depth, self.reference_bars, self.funding):
+            if frame is None:
+                h.update(b"-")
+            else:
+                h.update(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes())
+                h.update(",".join(map(str, frame.columns)).encode())
+        return h.hexdigest()[:32]
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ def run_paper(
     model_dir: Path | None = None,
     extra_actors: Sequence[Callable[[PaperStatus], object]] = (),
     prepared: Prepared | None = None,
+    look_ahead=None,
 ) -> dict:
     """Run (or resume) a paper session; return a summary. Raises ``LbmlError`` on user errors.
 
@@ -82,9 +83,11 @@ def run_paper(
     ``status.last_durable_signal_seq`` predictions of the session were already handled by the
     previous run (predictions are numbered 1, 2, ... in the order they are published).
     ``prepared`` replaces loading the scenario's data (tests use it to perturb the market).
+    ``look_ahead`` (a ``LookAheadPolicy``) runs the look-ahead check first; its result is stored in
+    the session and reported.
     """
     state_dir = Path(state_dir)
-    prepared = prepared or prepare(scenario, registry)
+    prepared = prepared or prepare(scenario, registry, look_ahead=look_ahead)
     pipeline = scenario_pipeline(scenario, prepared.market, registry)
     symbols = paper_symbols(scenario, prepared.market, pipeline)
     custom = _feed_custom_inputs(scenario, pipeline, options)
@@ -101,6 +104,8 @@ def run_paper(
             prepared.market[scenario.data.symbol], scenario.data.venue, scenario, prepared.split.test_start
         ).quote_currency.code
         _check_session(store, scenario, artifact.model_id, options, currency)
+        if prepared.look_ahead is not None:
+            store.put("look_ahead_check", prepared.look_ahead)
         pipeline.load_fitted_state(artifact.feature_state)
         reference = _training_features(prepared, registry, artifact.feature_state)
         warm_up(pipeline, prepared)
@@ -161,7 +166,7 @@ def run_paper(
             "position": status.position,
             "degraded": status.degraded,
             "withheld_predictions": len(guard.decisions),
-        }
+        } | ({} if prepared.look_ahead is None else {"look_ahead_check": prepared.look_ahead})
     finally:
         store.close()
 
