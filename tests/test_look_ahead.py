@@ -1,6 +1,11 @@
 """The look-ahead check's blind spots (fit-time state, plugins reading files) and its enforcement."""
 
+import json
 import math
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,9 +15,12 @@ from lbml.data.synthetic import SyntheticMarketConfig, generate_market
 from lbml.features.check import FeatureInputs, check_features
 from lbml.features.pipeline import FeaturePipeline, bar_events
 from lbml.plugins import load_registry
+from lbml.scenario import parse_scenario
 
 from .leaky.leaky_file import LeakyFile
 from .leaky.leaky_fit import LeakyFitDrift, LeakyTable
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -93,3 +101,101 @@ def test_the_builtin_plugins_pass_with_cuts_on_both_sides_of_the_fit_window(inpu
     report = check_features(make, inputs, inputs.bars.index[fit_row], cuts=[400, fit_row - 1, fit_row + 300, 2700])
     assert report.ok, report.to_table()
     assert np.isfinite([r.parity_max_rel for r in report.results]).all()
+
+
+# -- enforcement ------------------------------------------------------------------------------------
+LEAKY_SCENARIO = (
+    'name = "leaky"\n[data]\ndays = 3\n'
+    '[[features.plugins]]\nplugin = "technical"\n[[features.plugins]]\nplugin = "leaky_peek"\n'
+)
+
+
+def _lbml(tmp_path, *args):
+    scenario = tmp_path / "leaky.toml"
+    scenario.write_text(LEAKY_SCENARIO)
+    env = {
+        "LBML_PATHS__PLUGINS_DIR": str(ROOT / "tests" / "leaky"),
+        "LBML_PATHS__RUNS_DIR": str(tmp_path / "runs"),
+        "PATH": "",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "lbml", *args[:1], str(scenario), *map(str, args[1:])],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=300,
+    )
+
+
+def _refusal(proc) -> str:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert re.fullmatch(
+        r"lbml: error: look-ahead: feature 'leaky_next_return' at bar \d{4}-\d\d-\d\d \d\d:\d\d changes when later "
+        r"bars change \(plugin leaky_peek 1\); pass --allow-look-ahead to run anyway",
+        lines[0],
+    ), lines[0]
+    return lines[0]
+
+
+def test_train_refuses_a_leaky_feature_in_one_line(tmp_path):
+    proc = _lbml(tmp_path, "train", "--out", tmp_path / "model")
+    _refusal(proc)
+    assert not (tmp_path / "model").exists()
+    assert len(list((tmp_path / "runs" / ".cache" / "look_ahead").glob("*.json"))) == 2  # one verdict per plugin
+
+
+def test_paper_refuses_a_leaky_feature_before_touching_its_state(tmp_path):
+    state = tmp_path / "state"
+    proc = _lbml(tmp_path, "paper", "--state", state, "--bars", 3, "--speed", 1000, "--quiet")
+    _refusal(proc)
+    assert not state.exists()
+
+
+def test_allow_look_ahead_runs_and_stamps_every_report(tmp_path):
+    out = tmp_path / "run"
+    proc = _lbml(tmp_path, "backtest", "--out", out, "--allow-look-ahead")
+    assert proc.returncode == 0, proc.stderr
+    check = json.loads((out / "metrics.json").read_text())["look_ahead_check"]
+    assert check["status"] == "overridden"
+    assert check["plugins"]["leaky_peek"]["status"] == "failed"
+    assert check["plugins"]["technical"]["status"] == "passed"
+    leak = check["plugins"]["leaky_peek"]["leaks"][0]
+    assert leak["feature"] == "leaky_next_return" and leak["bar"] is not None
+    assert leak["message"] in (out / "LOOK-AHEAD-OVERRIDDEN").read_text()
+    assert "*** LOOK-AHEAD ***" in proc.stdout
+    assert f"look-ahead check           OVERRIDDEN (--allow-look-ahead): {leak['message']}" in proc.stdout
+
+
+def test_the_guard_caches_verdicts_per_plugin_version_params_and_data(tmp_path, small_scenario):
+    from lbml.features.guard import LookAheadError, LookAheadPolicy, guard_look_ahead
+    from lbml.workflows import prepare
+
+    registry = load_registry(ROOT / "tests" / "leaky")
+    policy = LookAheadPolicy(tmp_path / "cache")
+    prepared = prepare(small_scenario, registry)
+    check = lambda scenario: guard_look_ahead(  # noqa: E731
+        scenario, prepared.market, prepared.split.train_end, registry, policy
+    )
+    first = check(small_scenario)
+    assert first["status"] == "passed" and len(first["plugins"]) == 8  # the built-in layers pass
+    again = check(small_scenario)
+    assert again["status"] == "cached" and again["seconds"] < first["seconds"]
+    raw = small_scenario.to_dict()
+    raw["features"]["plugins"][0]["params"] = {"rsi_period": 10}
+    changed = check(parse_scenario(raw, source="test"))
+    assert changed["status"] == "passed"
+    assert [name for name, v in changed["plugins"].items() if not v["cached"]] == ["technical"]
+    # Other data: every plugin is checked again.
+    other = prepare(small_scenario.with_data(seed=8), registry)
+    fresh = guard_look_ahead(small_scenario, other.market, other.split.train_end, registry, policy)
+    assert not any(v["cached"] for v in fresh["plugins"].values())
+    # A cached failure refuses like a fresh one.
+    raw["features"]["plugins"].append({"plugin": "leaky_table"})
+    leaky = parse_scenario(raw, source="test")
+    messages = []
+    for _ in range(2):
+        with pytest.raises(LookAheadError) as err:
+            check(leaky)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+    assert "feature 'leaky_table_next_return' at bar " in messages[0] and "grows with the window" in messages[0]

@@ -7,8 +7,9 @@ frame, a global, its own copy of the data). The drift is declared fitted state, 
 loads the same number and batch/stream parity holds.
 
 ``leaky_table``: ``fit`` stores every training bar's *next* close in its declared fitted state; in
-sample the feature is the next bar's return, out of sample it is NaN. Parity holds too, and
-loading the baseline's state hides any perturbation of the fit window.
+sample the feature is the next bar's return, out of sample the last bar's (finite, so no NaN
+gives it away). Parity holds too, and loading the baseline's state hides any perturbation of the
+fit window.
 """
 
 import math
@@ -61,7 +62,7 @@ class LeakyFitDrift(FeaturePlugin):
 
 
 class LeakyTable(FeaturePlugin):
-    """Next bar's log return, looked up in a per-bar table kept as fitted state."""
+    """Next bar's log return, looked up in a per-bar table kept as fitted state (else the last one)."""
 
     name = "leaky_table"
 
@@ -69,9 +70,10 @@ class LeakyTable(FeaturePlugin):
         return ("leaky_table_next_return",)
 
     def warmup_bars(self) -> int:
-        return 0
+        return 1
 
     def reset(self) -> None:
+        self._prev = NAN
         if not hasattr(self, "_next"):
             self._next: dict[str, float] = {}
 
@@ -88,7 +90,10 @@ class LeakyTable(FeaturePlugin):
 
     def update(self, bar: BarEvent) -> tuple[float, ...]:
         nxt = self._next.get(str(bar.ts))
-        return (math.log(nxt / bar.close) if nxt is not None else NAN,)
+        prev, self._prev = self._prev, bar.close
+        if nxt is not None:
+            return (math.log(nxt / bar.close),)
+        return (math.log(bar.close / prev) if prev == prev else NAN,)
 
 
 @hookimpl
