@@ -64,6 +64,17 @@ def test_a_per_bar_table_in_the_fitted_state_is_caught(inputs):
     assert leak.leak_bar == inputs.bars.index[(fit_row + 1) * 3 // 4 - 1]
 
 
+def test_random_cuts_fall_on_both_sides_of_the_fit_window(inputs):
+    fit_end = inputs.bars.index[1500]
+    for seed in range(3):  # whatever the draw, the fit-time leak and the update-time peek are both found
+        report = check_features(_with_technical(LeakyFitDrift), inputs, fit_end, n_cuts=4, seed=seed)
+        assert any(c < 1500 for c in report.cuts) and any(c >= 1500 for c in report.cuts)
+        assert not report.results[0].causal
+    everything = check_features(_with_technical(LeakyTable), inputs, inputs.bars.index[-1], n_cuts=4)
+    assert all(c < len(inputs.bars) - 1 for c in everything.cuts)  # a window up to the last bar: no cut after it
+    assert not everything.results[0].causal
+
+
 def write_klines_csv(bars: pd.DataFrame, path) -> None:
     """Binance kline CSV (no header, times in ms) of canonical bars indexed by close time."""
     close_ms = bars.index.asi8 // 1_000_000

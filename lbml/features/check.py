@@ -348,7 +348,8 @@ def _check_state_structure(
 def _random_cuts(n: int, fit_rows: int, n_cuts: int, rng: np.random.Generator) -> list[int]:
     """Half the cuts inside the fit window, half from its last bar on (each kind tests something else)."""
     inside = rng.integers(0, max(fit_rows - 1, 1), size=(n_cuts + 1) // 2)
-    after = rng.integers(min(max(fit_rows - 1, 0), n - 1), max(n - 1, 1), size=n_cuts // 2)
+    first_after = max(fit_rows - 1, 0)
+    after = rng.integers(first_after, n - 1, size=n_cuts // 2) if first_after < n - 1 else inside[:0]
     return sorted(set(int(c) for c in np.concatenate([inside, after])))
 
 
