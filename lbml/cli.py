@@ -247,6 +247,8 @@ def _cmd_report(args, settings) -> int:
           f"{metrics['n_trades']} trades, reconciliation error {metrics['reconciliation_error']:.2e}")
     tearsheet = metrics.get("tearsheet")
     print(f"  tearsheet: {report_dir / tearsheet if tearsheet else 'none: ' + str(metrics.get('tearsheet_skipped'))}")
+    if "look_ahead_check" in metrics:
+        print(f"  look-ahead check: {_look_ahead_line(metrics['look_ahead_check'])}")
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from lbml.errors import ConfigError
+from lbml.features.guard import LookAheadPolicy
 from lbml.plugins import PluginRegistry
 from lbml.registry_trials import PRUNED, TrialRegistry, database_url
 from lbml.scenario import Scenario
@@ -78,11 +79,11 @@ def run_search(
     study: str | None = None,
     seed: int = 0,
     space: dict[str, tuple] | None = None,
-    look_ahead=None,
+    look_ahead: LookAheadPolicy | None = None,
 ) -> SearchResult:
     """Run ``n_trials`` Optuna trials minimising the out-of-fold log loss; return the best.
 
-    ``look_ahead`` (a ``LookAheadPolicy``) runs the look-ahead check before the study is opened.
+    ``look_ahead`` runs the look-ahead check before the study is opened.
     """
     import optuna
 

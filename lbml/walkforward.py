@@ -15,6 +15,7 @@ import pandas as pd
 
 from lbml.atomic import atomic_folder
 from lbml.errors import DataError
+from lbml.features.guard import LookAheadPolicy
 from lbml.plugins import PluginRegistry
 from lbml.report.metrics import compute_metrics, daily_returns
 from lbml.report.plots import plot_equity
@@ -78,11 +79,11 @@ def run_walkforward(
     *,
     out: Path | None = None,
     progress: bool = False,
-    look_ahead=None,
+    look_ahead: LookAheadPolicy | None = None,
 ) -> tuple[Path, dict]:
     """``lbml walkforward``: train, trade and stitch every period; write one run folder.
 
-    ``look_ahead`` (a ``LookAheadPolicy``) runs the look-ahead check around the scenario's own
+    ``look_ahead`` runs the look-ahead check around the scenario's own
     training-window end before any period is trained.
     """
     from lbml.models.training import train

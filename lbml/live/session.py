@@ -19,6 +19,7 @@ from typing import Literal
 
 from lbml.engine.backtest import instrument_for
 from lbml.errors import ArtifactError, ConfigError, DataError
+from lbml.features.guard import LookAheadPolicy
 from lbml.features.pipeline import compute_features
 from lbml.live.binance import BinanceFeedConfig, BinanceSource, binance_subscriptions
 from lbml.live.drift import DriftConfig, DriftMonitor
@@ -73,7 +74,7 @@ def run_paper(
     model_dir: Path | None = None,
     extra_actors: Sequence[Callable[[PaperStatus], object]] = (),
     prepared: Prepared | None = None,
-    look_ahead=None,
+    look_ahead: LookAheadPolicy | None = None,
 ) -> dict:
     """Run (or resume) a paper session; return a summary. Raises ``LbmlError`` on user errors.
 
@@ -83,7 +84,7 @@ def run_paper(
     ``status.last_durable_signal_seq`` predictions of the session were already handled by the
     previous run (predictions are numbered 1, 2, ... in the order they are published).
     ``prepared`` replaces loading the scenario's data (tests use it to perturb the market).
-    ``look_ahead`` (a ``LookAheadPolicy``) runs the look-ahead check first; its result is stored in
+    ``look_ahead`` runs the look-ahead check first; its result is stored in
     the session and reported.
     """
     state_dir = Path(state_dir)
