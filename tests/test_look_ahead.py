@@ -46,6 +46,10 @@ def _only_leak(report, feature):
 
 def test_a_fit_that_learns_from_bars_after_its_window_is_caught(inputs):
     fit_row = 1500
+    plugin = LeakyFitDrift()
+    plugin.fit(inputs.bars.loc[: inputs.bars.index[fit_row]])
+    after = np.log(inputs.bars["close"].to_numpy()[fit_row + 1 :])  # the bars after the window
+    assert plugin.fitted_state()["drift"] == pytest.approx(np.mean(np.diff(after)))  # it really leaks
     report = check_features(_with_technical(LeakyFitDrift), inputs, inputs.bars.index[fit_row], cuts=[fit_row + 200])
     _only_leak(report, "leaky_excess_return")
     leak = report.results[0]
@@ -55,6 +59,10 @@ def test_a_fit_that_learns_from_bars_after_its_window_is_caught(inputs):
 
 def test_a_per_bar_table_in_the_fitted_state_is_caught(inputs):
     fit_row = 1500
+    plugin = LeakyTable()
+    plugin.fit(inputs.bars.iloc[: fit_row + 1])
+    close = inputs.bars["close"].to_numpy()
+    assert plugin.update(bar_events(inputs.bars)[10])[0] == pytest.approx(math.log(close[11] / close[10]))  # it leaks
     report = check_features(_with_technical(LeakyTable), inputs, inputs.bars.index[fit_row], cuts=[700, 2000])
     _only_leak(report, "leaky_table_next_return")
     leak = report.results[0]
@@ -172,7 +180,7 @@ def test_every_command_that_trains_or_trades_refuses_a_leaky_feature_in_one_line
 
 def test_allow_look_ahead_runs_and_stamps_every_report(tmp_path):
     out = tmp_path / "run"
-    proc = _lbml(tmp_path, "backtest", "--out", out, "--allow-look-ahead")
+    proc = _lbml(tmp_path, "backtest", "SCENARIO", "--out", out, "--allow-look-ahead")
     assert proc.returncode == 0, proc.stderr
     check = json.loads((out / "metrics.json").read_text())["look_ahead_check"]
     assert check["status"] == "overridden"
