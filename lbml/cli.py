@@ -462,7 +462,7 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
     if metrics.get("in_sample"):
         rows.insert(0, ("*** IN-SAMPLE ***", "model trained inside the backtest window: not evidence of anything"))
     if metrics.get("look_ahead_check", {}).get("status") == "overridden":
-        rows.insert(0, ("*** LOOK-AHEAD ***", "a feature failed the look-ahead check: not evidence of anything"))
+        rows.insert(0, ("*** LOOK-AHEAD CHECK OVERRIDDEN ***", "a feature leaks (--allow-look-ahead): not evidence of anything"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")

@@ -118,7 +118,8 @@ def run_walkforward(
         equity = stitch(curves, scenario.venue.starting_balance)
         equity.to_csv(tmp / "equity.csv")
         metrics = _stitched_metrics(equity, periods, scenario)
-        stamp = stamp_look_ahead(tmp, metrics, prepared.look_ahead)
+        stamp_look_ahead(tmp, metrics, prepared.look_ahead)
+        stamp = f"{metrics['report_stamp']}: " if metrics.get("report_stamp") else ""
         write_json(tmp / "walkforward.json", {"periods": periods, "config": scenario.walkforward.model_dump()})
         if len(equity) > 1:
             plot_equity(equity, tmp / "equity.png", f"{stamp}{scenario.name}: walk-forward (out-of-sample periods stitched)")

@@ -174,14 +174,14 @@ def write_run(
     if result.signals is not None:
         metrics["signals"] = result.signals
     metrics |= model_statistics(artifact)
+    stamp_look_ahead(run_dir, metrics, prepared.look_ahead)
     if in_sample:
-        metrics["report_stamp"] = IN_SAMPLE_STAMP
+        metrics["report_stamp"] = " ".join(filter(None, (IN_SAMPLE_STAMP, metrics.get("report_stamp"))))
         (run_dir / IN_SAMPLE_STAMP).write_text(
             f"model trained up to {artifact.training_window.end}, backtest starts {prepared.split.test_start}\n"
         )
-    stamp = f"{IN_SAMPLE_STAMP}: " if in_sample else ""
-    stamp = stamp_look_ahead(run_dir, metrics, prepared.look_ahead) + stamp
     copy_model_reports(artifact, run_dir)
+    stamp = f"{metrics['report_stamp']}: " if metrics.get("report_stamp") else ""
     if len(equity) > 1:
         plot_equity(equity, run_dir / "equity.png", f"{stamp}{scenario.name}: equity vs buy & hold")
         skip = tearsheet_skip_reason(equity) if scenario.report.tearsheet else "disabled in scenario"
@@ -202,16 +202,16 @@ def write_run(
     return metrics
 
 
-def stamp_look_ahead(run_dir: Path, metrics: dict, check: dict | None) -> str:
-    """Put the look-ahead check into ``metrics``; when overridden, stamp the folder and return a title prefix."""
+def stamp_look_ahead(run_dir: Path, metrics: dict, check: dict | None) -> None:
+    """Put the look-ahead check into ``metrics``; when overridden, stamp the folder and ``report_stamp``."""
     if check is None:
-        return ""
+        return
     metrics["look_ahead_check"] = check
     if check["status"] != OVERRIDDEN:
-        return ""
+        return
     leak = next(leak for v in check["plugins"].values() for leak in v["leaks"])
     (run_dir / LOOK_AHEAD_STAMP).write_text(f"look-ahead check failed and was overridden: {leak['message']}\n")
-    return f"{LOOK_AHEAD_STAMP}: "
+    metrics["report_stamp"] = " ".join(filter(None, (metrics.get("report_stamp"), LOOK_AHEAD_STAMP)))
 
 
 def run_scenario(
