@@ -12,17 +12,9 @@ Run alone: ``python -m benchmarks.bench_look_ahead [smoke|full]``.
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DAYS = {"smoke": 4, "full": None}
-
-
-def _timed(fn):
-    cpu, wall = time.process_time(), time.perf_counter()
-    out = fn()
-    return out, time.process_time() - cpu, time.perf_counter() - wall
+from benchmarks.bench_fold_features import DAYS, ROOT, _timed  # same sizes, same timer
 
 
 def run(size: str) -> list[dict]:
