@@ -88,7 +88,7 @@ def _cmd_train(args, settings) -> int:
 
     scenario = _scenario(args)
     registry = _registry(settings)
-    prepared = prepare(scenario, registry, progress=_progress())
+    prepared = prepare(scenario, registry, progress=_progress(), look_ahead=_look_ahead(args, settings))
     out = Path(args.out) if args.out else settings.paths.models_dir / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     trials = trial_registry(settings.paths.runs_dir)
     try:
@@ -98,6 +98,7 @@ def _cmd_train(args, settings) -> int:
     print(f"model: {result.artifact_dir}")
     print(f"trained on {result.n_samples} samples x {result.n_features} features, window "
           f"{prepared.split.train_start} .. {prepared.split.train_end}")
+    print(f"look-ahead check: {_look_ahead_line(prepared.look_ahead)}")
     print(json.dumps(result.metrics, indent=2))
     return 0
 
@@ -117,6 +118,7 @@ def _cmd_backtest(args, settings) -> int:
         publish=_publish_settings(args, settings),
         allow_in_sample=args.allow_in_sample,
         ignore_edge_gate=args.ignore_edge_gate,
+        look_ahead=_look_ahead(args, settings),
     )
     _print_summary(run_dir, metrics)
     if "signals" in metrics:
@@ -195,7 +197,8 @@ def _cmd_demo(args, settings) -> int:
           "training on the first part, backtesting the rest ...")
     started = time.perf_counter()
     run_dir, metrics = run_scenario(
-        scenario, registry, settings.paths.runs_dir, progress=True, ignore_edge_gate=args.ignore_edge_gate
+        scenario, registry, settings.paths.runs_dir, progress=True, ignore_edge_gate=args.ignore_edge_gate,
+        look_ahead=_look_ahead(args, settings),
     )
     _print_summary(run_dir, metrics)
     print(f"done in {time.perf_counter() - started:.1f} s")
@@ -223,7 +226,7 @@ def _cmd_paper(args, settings) -> int:
     publisher = paper_publisher(signals, state_dir, scenario)
     summary = run_paper(
         scenario, _registry(settings), state_dir, options, model_dir=Path(args.model) if args.model else None,
-        extra_actors=[publisher],
+        extra_actors=[publisher], look_ahead=_look_ahead(args, settings),
     )
     print(json.dumps(summary, indent=2))
     return 0
@@ -246,6 +249,8 @@ def _cmd_report(args, settings) -> int:
           f"{metrics['n_trades']} trades, reconciliation error {metrics['reconciliation_error']:.2e}")
     tearsheet = metrics.get("tearsheet")
     print(f"  tearsheet: {report_dir / tearsheet if tearsheet else 'none: ' + str(metrics.get('tearsheet_skipped'))}")
+    if "look_ahead_check" in metrics:
+        print(f"  look-ahead check: {_look_ahead_line(metrics['look_ahead_check'])}")
     return 0
 
 
@@ -265,7 +270,8 @@ def _cmd_search(args, settings) -> int:
     scenario = _scenario(args)
     storage = args.storage or settings.paths.runs_dir / "trials.sqlite"
     result = run_search(
-        scenario, _registry(settings), n_trials=args.trials, storage=storage, study=args.study, seed=args.seed
+        scenario, _registry(settings), n_trials=args.trials, storage=storage, study=args.study, seed=args.seed,
+        look_ahead=_look_ahead(args, settings),
     )
     print(f"study {result.study} on dataset {result.dataset_hash} in {result.storage}")
     print(f"ran {result.n_trials_run} trials ({result.n_pruned} pruned); the study now holds {result.n_trials_study}"
@@ -311,9 +317,10 @@ def _cmd_walkforward(args, settings) -> int:
         scenario = parse_scenario(raw, source="command line")
     run_dir, metrics = run_walkforward(
         scenario, _registry(settings), settings.paths.runs_dir, out=Path(args.out) if args.out else None,
-        progress=_progress(),
+        progress=_progress(), look_ahead=_look_ahead(args, settings),
     )
     print(f"run folder: {run_dir}")
+    print(f"look-ahead check: {_look_ahead_line(metrics.get('look_ahead_check'))}")
     print(f"{metrics['n_periods']} out-of-sample periods ({metrics['window']} window, retrained every "
           f"{metrics['retrain_every_days']:g} days), {metrics['n_trades']} trades")
     print(f"stitched return {_pct(metrics['total_return'])} vs buy & hold {_pct(metrics['buy_and_hold_return'])}, "
@@ -416,6 +423,26 @@ def _progress() -> bool:
     return sys.stderr.isatty()
 
 
+def _look_ahead(args, settings):
+    from lbml.features.guard import LookAheadPolicy
+
+    paths = settings.paths
+    return LookAheadPolicy(paths.cache_dir or paths.runs_dir / ".cache", allow=args.allow_look_ahead)
+
+
+def _look_ahead_line(check: dict | None) -> str:
+    from lbml.features.guard import summary_line
+
+    return "not run" if check is None else summary_line(check)
+
+
+def _add_look_ahead_flag(cmd) -> None:
+    cmd.add_argument(
+        "--allow-look-ahead", action="store_true",
+        help="run even if a feature fails the look-ahead check; every report is stamped LOOK-AHEAD-OVERRIDDEN",
+    )
+
+
 def _print_summary(run_dir: Path, metrics: dict) -> None:
     costs = metrics.get("costs", {})
     trained = metrics.get("training_metrics", {})
@@ -449,11 +476,14 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
                                  + ("  significant" if (metrics.get("dsr") or 0) >= 0.95 else "  not significant")),
         ("early-stopping AUC", f"{_num(trained.get('early_stopping_auc'))} (in-sample: the block the trees were tuned on)"),
         ("tearsheet", str(run_dir / metrics["tearsheet"]) if metrics.get("tearsheet") else f"none: {metrics.get('tearsheet_skipped')}"),
+        ("look-ahead check", _look_ahead_line(metrics.get("look_ahead_check"))),
     ]
     if metrics.get("in_sample"):
         rows.insert(0, ("*** IN-SAMPLE ***", "model trained inside the backtest window: not evidence of anything"))
     if gate.get("status") == "overridden":
         rows.insert(0, ("*** EDGE GATE OVERRIDDEN ***", "traded with --ignore-edge-gate: " + gate.get("reason", "")))
+    if metrics.get("look_ahead_check", {}).get("status") == "overridden":
+        rows.insert(0, ("*** LOOK-AHEAD CHECK OVERRIDDEN ***", "a feature leaks (--allow-look-ahead): not evidence of anything"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
@@ -516,6 +546,7 @@ def _parser() -> argparse.ArgumentParser:
                 help="run a model whose training window overlaps the backtest; every report is stamped IN-SAMPLE",
             )
             cmd.add_argument("--ignore-edge-gate", action="store_true", help=IGNORE_GATE_HELP)
+        _add_look_ahead_flag(cmd)
         cmd.set_defaults(func=func)
 
     paper = sub.add_parser("paper", help="paper-trade a scenario on a TradingNode (crash-safe; resumes from --state)")
@@ -544,6 +575,7 @@ def _parser() -> argparse.ArgumentParser:
     paper.add_argument("--stall-after", type=float, default=30.0, metavar="S",
                        help="report the feed as stalled after S seconds without a market event")
     paper.add_argument("--ignore-edge-gate", action="store_true", help=IGNORE_GATE_HELP)
+    _add_look_ahead_flag(paper)
     paper.set_defaults(func=_cmd_paper)
 
     report = sub.add_parser(
@@ -575,6 +607,7 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--seed", type=int, default=0)
     search.add_argument("--data", action="append", metavar="PATH", help="real data file(s) for the traded symbol")
     search.add_argument("--reference-data", action="append", metavar="PATH")
+    _add_look_ahead_flag(search)
     search.set_defaults(func=_cmd_search)
 
 
@@ -586,6 +619,7 @@ def _parser() -> argparse.ArgumentParser:
     wf.add_argument("--data", action="append", metavar="PATH", help="real data file(s) for the traded symbol")
     wf.add_argument("--reference-data", action="append", metavar="PATH")
     wf.add_argument("--out", help="output folder")
+    _add_look_ahead_flag(wf)
     wf.set_defaults(func=_cmd_walkforward)
     _add_features_parser(sub)
 
@@ -593,6 +627,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--scenario", default="scenarios/default.toml")
     demo.add_argument("--days", type=int, default=None)
     demo.add_argument("--ignore-edge-gate", action="store_true", help=IGNORE_GATE_HELP)
+    _add_look_ahead_flag(demo)
     demo.set_defaults(func=_cmd_demo)
     _add_signals_commands(sub)
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from lbml.errors import ConfigError
+from lbml.features.guard import LookAheadPolicy
 from lbml.plugins import PluginRegistry
 from lbml.registry_trials import PRUNED, StudyKey, TrialRegistry, configuration_hash, database_url, schema_lock
 from lbml.scenario import Scenario
@@ -123,8 +124,12 @@ def run_search(
     study: str | None = None,
     seed: int = 0,
     space: dict[str, tuple] | None = None,
+    look_ahead: LookAheadPolicy | None = None,
 ) -> SearchResult:
-    """Run ``n_trials`` Optuna trials minimising the out-of-fold log loss; return the best."""
+    """Run ``n_trials`` Optuna trials minimising the out-of-fold log loss; return the best.
+
+    ``look_ahead`` runs the look-ahead check before the study is opened.
+    """
     import optuna
 
     from lbml.models.training import train, training_data_hash
@@ -137,8 +142,8 @@ def run_search(
         raise ConfigError(f"model.plugin {scenario.model.plugin!r}: no search space known for this plugin")
     study_name = study or scenario.name
     url = database_url(storage)
+    prepared = prepare(scenario, registry, look_ahead=look_ahead)
     trials = TrialRegistry(url)
-    prepared = prepare(scenario, registry)
     key = StudyKey(study_name, training_data_hash(scenario, prepared.market, prepared.split))
     try:
         with schema_lock(url):

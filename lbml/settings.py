@@ -30,6 +30,7 @@ class PathsSettings(BaseModel):
     models_dir: Path = Path("models")
     data_dir: Path = Path("data/generated")
     plugins_dir: Path | None = None
+    cache_dir: Path | None = None  # cached look-ahead verdicts; None: <runs_dir>/.cache
 
 
 class SignalsSettings(BaseModel):

@@ -15,6 +15,7 @@ import pandas as pd
 
 from lbml.atomic import atomic_folder
 from lbml.errors import DataError
+from lbml.features.guard import LookAheadPolicy
 from lbml.plugins import PluginRegistry
 from lbml.report.metrics import compute_metrics, daily_returns
 from lbml.report.plots import plot_equity
@@ -72,13 +73,23 @@ def stitch(curves: list[pd.DataFrame], initial: float) -> pd.DataFrame:
 
 
 def run_walkforward(
-    scenario: Scenario, registry: PluginRegistry, runs_dir: Path, *, out: Path | None = None, progress: bool = False
+    scenario: Scenario,
+    registry: PluginRegistry,
+    runs_dir: Path,
+    *,
+    out: Path | None = None,
+    progress: bool = False,
+    look_ahead: LookAheadPolicy | None = None,
 ) -> tuple[Path, dict]:
-    """``lbml walkforward``: train, trade and stitch every period; write one run folder."""
-    from lbml.models.training import train
-    from lbml.workflows import Prepared, backtest, prepare
+    """``lbml walkforward``: train, trade and stitch every period; write one run folder.
 
-    prepared = prepare(scenario, registry, progress=progress)
+    ``look_ahead`` runs the look-ahead check around the scenario's own
+    training-window end before any period is trained.
+    """
+    from lbml.models.training import train
+    from lbml.workflows import Prepared, backtest, prepare, stamp_look_ahead
+
+    prepared = prepare(scenario, registry, progress=progress, look_ahead=look_ahead)
     splits = walkforward_splits(prepared.market[scenario.data.symbol].bars.index, scenario)
     final = out or new_run_path(runs_dir, f"{scenario.name}-walkforward")
     with atomic_folder(final) as tmp:
@@ -107,12 +118,14 @@ def run_walkforward(
         equity = stitch(curves, scenario.venue.starting_balance)
         equity.to_csv(tmp / "equity.csv")
         metrics = _stitched_metrics(equity, periods, scenario)
+        stamp_look_ahead(tmp, metrics, prepared.look_ahead)
+        stamp = f"{metrics['report_stamp']}: " if metrics.get("report_stamp") else ""
         write_json(tmp / "walkforward.json", {"periods": periods, "config": scenario.walkforward.model_dump()})
         if len(equity) > 1:
-            plot_equity(equity, tmp / "equity.png", f"{scenario.name}: walk-forward (out-of-sample periods stitched)")
+            plot_equity(equity, tmp / "equity.png", f"{stamp}{scenario.name}: walk-forward (out-of-sample periods stitched)")
             skip = tearsheet_skip_reason(equity) if scenario.report.tearsheet else "disabled in scenario"
             if skip is None:
-                write_tearsheet(equity, tmp / "tearsheet.html", f"lbml {scenario.name} walk-forward",
+                write_tearsheet(equity, tmp / "tearsheet.html", f"{stamp}lbml {scenario.name} walk-forward",
                                 scenario.report.periods_per_year)
                 metrics["tearsheet"] = "tearsheet.html"
             else:

@@ -12,6 +12,7 @@ from lbml.data.frames import InstrumentData, MarketData
 from lbml.data.sources import load_market
 from lbml.engine.backtest import BacktestResult, run_backtest
 from lbml.errors import ArtifactError, DataError
+from lbml.features.guard import OVERRIDDEN, LookAheadPolicy, guard_look_ahead
 from lbml.features.pipeline import FeaturePipeline, compute_features
 from lbml.gate import OVERRIDE_STAMP, gate_decision
 from lbml.models.artifact import LoadedArtifact, load_artifact
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 
 TRIALS_FILE = "trials.sqlite"
 IN_SAMPLE_STAMP = "IN-SAMPLE"
+LOOK_AHEAD_STAMP = "LOOK-AHEAD-OVERRIDDEN"
 #: Out-of-sample statistics of the model's training (purged CV) that metrics.json carries on top level.
 MODEL_STATISTICS = (
     "oos_auc", "oos_logloss", "brier", "ece", "ic", "psr", "dsr", "sharpe_ci_low", "sharpe_ci_high",
@@ -45,14 +47,24 @@ class Prepared:
     scenario: Scenario
     market: MarketData
     split: Split
+    look_ahead: dict | None = None  # the look-ahead check's result (lbml.features.guard); None: not run
 
 
-def prepare(scenario: Scenario, registry: PluginRegistry, *, progress: bool = False) -> Prepared:
+def prepare(
+    scenario: Scenario,
+    registry: PluginRegistry,
+    *,
+    progress: bool = False,
+    look_ahead: LookAheadPolicy | None = None,
+) -> Prepared:
+    """Load the market and split it; with ``look_ahead``, refuse features that fail the look-ahead check."""
     market = load_market(scenario.data, registry, progress=progress)
     if scenario.data.symbol not in market:
         raise DataError(f"data has no instrument {scenario.data.symbol} (found {', '.join(market.instruments)})")
     bars = market[scenario.data.symbol].bars
-    return Prepared(scenario, market, compute_split(bars.index, scenario))
+    split = compute_split(bars.index, scenario)
+    check = None if look_ahead is None else guard_look_ahead(scenario, market, split.train_end, registry, look_ahead)
+    return Prepared(scenario, market, split, check)
 
 
 def train_model(
@@ -170,8 +182,9 @@ def write_run(
     if result.edge_gate is not None:
         metrics["edge_gate"] = result.edge_gate
         if result.edge_gate["status"] == "overridden":
-            metrics["report_stamp"] = OVERRIDE_STAMP
+            metrics["report_stamp"] = " ".join(filter(None, (metrics.get("report_stamp"), OVERRIDE_STAMP)))
             (run_dir / OVERRIDE_STAMP).write_text(result.edge_gate["reason"] + "\n")
+    stamp_look_ahead(run_dir, metrics, prepared.look_ahead)
     if in_sample:
         metrics["report_stamp"] = " ".join(filter(None, (IN_SAMPLE_STAMP, metrics.get("report_stamp"))))
         (run_dir / IN_SAMPLE_STAMP).write_text(
@@ -199,6 +212,18 @@ def write_run(
     return metrics
 
 
+def stamp_look_ahead(run_dir: Path, metrics: dict, check: dict | None) -> None:
+    """Put the look-ahead check into ``metrics``; when overridden, stamp the folder and ``report_stamp``."""
+    if check is None:
+        return
+    metrics["look_ahead_check"] = check
+    if check["status"] != OVERRIDDEN:
+        return
+    leak = next(leak for v in check["plugins"].values() for leak in v["leaks"])
+    (run_dir / LOOK_AHEAD_STAMP).write_text(f"look-ahead check failed and was overridden: {leak['message']}\n")
+    metrics["report_stamp"] = " ".join(filter(None, (metrics.get("report_stamp"), LOOK_AHEAD_STAMP)))
+
+
 def run_scenario(
     scenario: Scenario,
     registry: PluginRegistry,
@@ -210,9 +235,10 @@ def run_scenario(
     publish=None,
     allow_in_sample: bool = False,
     ignore_edge_gate: bool = False,
+    look_ahead: LookAheadPolicy | None = None,
 ) -> tuple[Path, dict]:
     """``lbml backtest``: train on the training window unless a model is given, then backtest."""
-    prepared = prepare(scenario, registry, progress=progress)
+    prepared = prepare(scenario, registry, progress=progress, look_ahead=look_ahead)
     final = out or new_run_path(runs_dir, scenario.name)
     with atomic_folder(final) as tmp:
         trained_here = model_dir is None

@@ -87,6 +87,7 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
     store = StateStore.open_existing(state_dir)
     try:
         result, session = result_from_state(store)
+        look_ahead = store.get("look_ahead_check")
     finally:
         store.close()
     final = Path(state_dir) / "report"
@@ -103,6 +104,8 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
             "paper_window": {"start": equity.index[0], "end": equity.index[-1]},
             "in_sample": False,
         }
+        if look_ahead is not None:
+            metrics["look_ahead_check"] = look_ahead
         if len(equity) > 1:
             plot_equity(equity, tmp / "equity.png", f"{session['scenario']} (paper): equity vs buy & hold")
             # Sessions shorter than a few days get an hourly tearsheet (daily needs >= 2 whole days).

@@ -19,6 +19,7 @@ from typing import Literal
 
 from lbml.engine.backtest import instrument_for
 from lbml.errors import ArtifactError, ConfigError, DataError
+from lbml.features.guard import LookAheadPolicy
 from lbml.features.pipeline import compute_features
 from lbml.live.binance import BinanceFeedConfig, BinanceSource, binance_subscriptions
 from lbml.live.drift import DriftConfig, DriftMonitor
@@ -75,6 +76,7 @@ def run_paper(
     model_dir: Path | None = None,
     extra_actors: Sequence[Callable[[PaperStatus], object]] = (),
     prepared: Prepared | None = None,
+    look_ahead: LookAheadPolicy | None = None,
 ) -> dict:
     """Run (or resume) a paper session; return a summary. Raises ``LbmlError`` on user errors.
 
@@ -84,9 +86,11 @@ def run_paper(
     ``status.last_durable_signal_seq`` predictions of the session were already handled by the
     previous run (predictions are numbered 1, 2, ... in the order they are published).
     ``prepared`` replaces loading the scenario's data (tests use it to perturb the market).
+    ``look_ahead`` runs the look-ahead check first; its result is stored in
+    the session and reported.
     """
     state_dir = Path(state_dir)
-    prepared = prepared or prepare(scenario, registry)
+    prepared = prepared or prepare(scenario, registry, look_ahead=look_ahead)
     pipeline = scenario_pipeline(scenario, prepared.market, registry)
     symbols = paper_symbols(scenario, prepared.market, pipeline)
     custom = _feed_custom_inputs(scenario, pipeline, options)
@@ -106,6 +110,8 @@ def run_paper(
         if not gate.trades:
             raise ArtifactError(gate.line())
         _check_session(store, scenario, artifact.model_id, options, currency)
+        if prepared.look_ahead is not None:
+            store.put("look_ahead_check", prepared.look_ahead)
         pipeline.load_fitted_state(artifact.feature_state)
         reference = _training_features(prepared, registry, artifact.feature_state)
         warm_up(pipeline, prepared)
@@ -167,7 +173,7 @@ def run_paper(
             "position": status.position,
             "degraded": status.degraded,
             "withheld_predictions": len(guard.decisions),
-        }
+        } | ({} if prepared.look_ahead is None else {"look_ahead_check": prepared.look_ahead})
     finally:
         store.close()
 
