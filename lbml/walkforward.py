@@ -10,13 +10,12 @@ curve chains the periods' returns into one equity curve, one tearsheet and one m
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from lbml.atomic import atomic_folder
 from lbml.errors import DataError
 from lbml.plugins import PluginRegistry
-from lbml.report.metrics import compute_metrics, daily_returns
+from lbml.report.metrics import compute_metrics, return_statistics
 from lbml.report.plots import plot_equity
 from lbml.report.runfolder import new_run_path, write_json
 from lbml.report.tearsheet import tearsheet_skip_reason, write_tearsheet
@@ -123,8 +122,7 @@ def run_walkforward(
 
 def _stitched_metrics(equity: pd.DataFrame, periods: list[dict], scenario: Scenario) -> dict:
     start = float(equity["equity"].iloc[0])
-    dd = equity["equity"] / equity["equity"].cummax() - 1.0
-    metrics = {
+    return {
         "scenario": scenario.name,
         "scenario_hash": scenario.content_hash(),
         "mode": "walkforward",
@@ -136,12 +134,6 @@ def _stitched_metrics(equity: pd.DataFrame, periods: list[dict], scenario: Scena
         "initial_equity": start,
         "final_equity": float(equity["equity"].iloc[-1]),
         "total_return": float(equity["equity"].iloc[-1] / start - 1.0),
-        "buy_and_hold_return": float(equity["close"].iloc[-1] / equity["close"].iloc[0] - 1.0),
-        "max_drawdown": float(dd.min()),
         "n_trades": int(sum(p["n_trades"] for p in periods)),
         "max_reconciliation_error": float(max(p["reconciliation_error"] for p in periods)),
-    }
-    returns = daily_returns(equity["equity"])
-    if len(returns) >= 2 and returns.std() > 0:
-        metrics["sharpe"] = float(returns.mean() / returns.std() * np.sqrt(scenario.report.periods_per_year))
-    return metrics
+    } | return_statistics(equity, scenario.report.periods_per_year)
