@@ -17,8 +17,7 @@ from lbml.errors import DataError
 from lbml.plugins import PluginRegistry
 from lbml.report.metrics import compute_metrics, return_statistics
 from lbml.report.plots import plot_equity
-from lbml.report.runfolder import new_run_path, write_json
-from lbml.report.tearsheet import tearsheet_skip_reason, write_tearsheet
+from lbml.report.runfolder import finish_run_folder, new_run_path, write_json
 from lbml.scenario import Scenario
 from lbml.split import Split
 
@@ -109,14 +108,8 @@ def run_walkforward(
         write_json(tmp / "walkforward.json", {"periods": periods, "config": scenario.walkforward.model_dump()})
         if len(equity) > 1:
             plot_equity(equity, tmp / "equity.png", f"{scenario.name}: walk-forward (out-of-sample periods stitched)")
-            skip = tearsheet_skip_reason(equity) if scenario.report.tearsheet else "disabled in scenario"
-            if skip is None:
-                write_tearsheet(equity, tmp / "tearsheet.html", f"lbml {scenario.name} walk-forward",
-                                scenario.report.periods_per_year)
-                metrics["tearsheet"] = "tearsheet.html"
-            else:
-                metrics["tearsheet"], metrics["tearsheet_skipped"] = None, skip
-        write_json(tmp / "metrics.json", metrics)
+        finish_run_folder(tmp, metrics, f"{scenario.name} walk-forward", tearsheet=scenario.report.tearsheet,
+                          periods_per_year=scenario.report.periods_per_year)
     return final, metrics
 
 

@@ -92,3 +92,93 @@ def test_a_year_of_returns_gets_a_cagr():
     assert stats["daily_returns"]["n"] == 365
     assert stats["cagr"] == pytest.approx(0.21, rel=1e-9) and "cagr" not in stats["notes"]
     assert stats["max_drawdown"] == 0.0 and stats["recovery_factor"] is None
+
+
+def losing_result():
+    """A backtest result of a short-only strategy that loses 45% over 12 days and never recovers: trades
+    closed by stop-loss, take-profit and market orders, one liquidation, flat 10% of the time."""
+    from lbml.engine.backtest import BacktestResult
+    from lbml.engine.costs import CostLedger
+    from lbml.engine.recorder import RunRecord
+
+    frame = losing_curve()
+    ns = frame.index.asi8
+    held = (np.arange(len(frame)) % 10) != 0
+    exposure = np.where(held, -1.5 * frame["equity"].to_numpy(), 0.0)
+    fills, positions = [], []
+    kinds = ["STOP_MARKET", "LIMIT", "MARKET"]
+    for k, start in enumerate(range(5, len(frame) - 60, 1500)):
+        end = start + 40
+        entry, exit_ = float(frame["close"].iloc[start]), float(frame["close"].iloc[end])
+        kind = "MARKET" if k == 7 else kinds[k % 3]
+        fills.append({"ts": int(ns[start]), "order_id": f"E{k}", "side": "SELL", "quantity": 10.0, "price": entry,
+                      "commission": 3.0, "liquidity": "TAKER", "order_type": "MARKET", "liquidation": False})
+        fills.append({"ts": int(ns[end]), "order_id": f"X{k}", "side": "BUY", "quantity": 10.0, "price": exit_,
+                      "commission": 3.0, "liquidity": "TAKER", "order_type": kind, "liquidation": k == 7})
+        positions.append({"opened": int(ns[start]), "closed": int(ns[end]), "side": "SHORT", "quantity": 10.0,
+                          "entry_price": entry, "exit_price": exit_, "realized_pnl": 10.0 * (entry - exit_),
+                          "duration_min": 40.0})
+    liquidated = fills[15]
+    record = RunRecord(
+        equity=list(zip(ns, frame["equity"], frame["balance"], frame["close"])),
+        fills=fills, positions=positions,
+        risk=list(zip(ns, exposure, np.abs(exposure) / frame["equity"], np.where(held, 3.0, np.inf),
+                      np.full(len(frame), np.nan))),
+    )
+    penalty = CostLedger()
+    penalty.add(liquidated["ts"], 25.0)
+    return BacktestResult(
+        record=record, borrow=CostLedger(), slippage=CostLedger(), starting_balance=100_000.0,
+        final_balance=55_000.0, currency="USDT", mode="bars", n_events=len(frame), n_bars=len(frame),
+        n_predictions=len(frame), liquidation=penalty, n_liquidations=1, leverage_model="isolated_margin",
+        liquidations=[{"ts": liquidated["ts"], "order_id": "X7", "side": "BUY", "quantity": 10.0,
+                       "price": liquidated["price"], "penalty": 25.0}],
+    )
+
+
+@pytest.fixture(scope="module")
+def losing_run(tmp_path_factory):
+    from lbml.report.metrics import compute_metrics
+    from lbml.report.runfolder import write_reports, write_run_tables
+
+    folder = tmp_path_factory.mktemp("losing")
+    result = losing_result()
+    write_run_tables(folder, result)
+    metrics = compute_metrics(result, 365)
+    write_reports(folder, result, metrics, "losing")
+    return folder
+
+
+def test_tearsheet_of_a_losing_run_shows_metrics_json_numbers(losing_run):
+    from .report_support import assert_tearsheet_matches, labelled
+
+    cells = assert_tearsheet_matches(losing_run)
+    page = (losing_run / "tearsheet.html").read_text()
+    rows = labelled(page)
+    assert rows["Max drawdown"].startswith("-") and rows["Max drawdown"].endswith("%")
+    assert rows["Max drawdown recovery"] == "not recovered"
+    assert rows["Max drawdown peak"][:4] == "2024" and rows["Max drawdown trough"][:4] == "2024"
+    assert float(rows["Recovery factor (total return / |max drawdown|)"]) < 0
+    assert rows["Total return"] == "-45.00%"
+    assert rows["Time in market"] == "90.00%"
+    assert rows["CAGR"].startswith("n/a (window 11.96 days")
+    assert rows["Daily returns"] == "12"
+    assert [m for k, m in cells.items() if k.startswith("monthly_returns.") and k.endswith(".days")] == ["12"]
+    assert "Rolling 30-day Sharpe omitted" in page
+    for name in ("equity.png", "trades.png", "risk.png"):
+        assert f"alt='{name}'" in page
+
+
+def test_every_run_folder_gets_the_trade_chart(losing_run):
+    from lbml.report.trade_chart import exit_reasons, read_run_frames
+
+    metrics = __import__("json").loads((losing_run / "metrics.json").read_text())
+    assert metrics["trades_chart"] == "trades.png" and (losing_run / "trades.png").stat().st_size > 20_000
+    frames = read_run_frames(losing_run)
+    reasons = exit_reasons(frames["trades"], frames["fills"])
+    counts = reasons.value_counts().to_dict()
+    assert counts.pop("liquidation") == 1 and set(counts) == {"stop_loss", "take_profit", "market"}
+    # an ``exit_reason`` column, when the trades table has one, wins over the order types
+    trades = frames["trades"].assign(exit_reason="signal")
+    assert set(exit_reasons(trades, frames["fills"])) == {"signal"}
+    assert set(exit_reasons(frames["trades"], frames["fills"].drop(columns="order_type"))) == {"exit"}

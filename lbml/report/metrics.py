@@ -62,6 +62,8 @@ def return_statistics(equity: pd.DataFrame, periods_per_year: int = 365) -> dict
     window_days = (curve.index[-1] - curve.index[0]) / pd.Timedelta(days=1)
     stats: dict[str, Any] = {
         "window_days": window_days,
+        "first_mark": curve.index[0].isoformat(),
+        "last_mark": curve.index[-1].isoformat(),
         "buy_and_hold_return": float(equity["close"].iloc[-1] / equity["close"].iloc[0] - 1.0),
         "max_drawdown": drawdown.pop("max_drawdown"),
         "drawdown": drawdown,

@@ -64,32 +64,3 @@ def plot_risk(risk: pd.DataFrame, liquidations: pd.DataFrame, path: Path, title:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def append_costs_to_tearsheet(tearsheet: Path, metrics: dict, risk_png: Path | None) -> None:
-    """Add the costs breakdown, liquidation count and the leverage/health plot to the tearsheet."""
-    import base64
-    import html
-
-    costs = metrics.get("costs", {})
-    rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td style='text-align:right'>{value:,.2f}</td></tr>"
-        for name, value in costs.items()
-    )
-    rows += f"<tr><td>n_liquidations</td><td style='text-align:right'>{metrics.get('n_liquidations', 0)}</td></tr>"
-    rows += (
-        f"<tr><td>reconciliation_error</td><td style='text-align:right'>"
-        f"{metrics.get('reconciliation_error', float('nan')):.3g}</td></tr>"
-    )
-    image = ""
-    if risk_png is not None and risk_png.is_file():
-        data = base64.b64encode(risk_png.read_bytes()).decode()
-        image = f"<img style='max-width:100%' src='data:image/png;base64,{data}'/>"
-    section = (
-        "<div id='lbml-costs' style='margin:2em'><h3>Costs and leverage "
-        f"({html.escape(str(metrics.get('leverage_model', 'none')))}, {html.escape(str(metrics.get('currency', '')))})</h3>"
-        f"<table>{rows}</table>{image}</div>"
-    )
-    text = tearsheet.read_text()
-    cut = text.rfind("</body>")
-    tearsheet.write_text(text[:cut] + section + text[cut:] if cut >= 0 else text + section)
