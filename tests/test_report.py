@@ -42,11 +42,12 @@ def test_hourly_returns_put_the_mark_on_the_hour_in_the_hour_before():
 
 
 def losing_curve() -> pd.DataFrame:
-    """12 days of minute bars: a gain to a peak on day 2, then a slide to -45% that never recovers."""
+    """12 days of minute bars: a 1% gain to a peak in the first hours, then a slide to -45% that never
+    recovers; the first day already ends below the start (quantstats then showed "-" for max drawdown)."""
     index = pd.date_range("2024-01-19 01:01", "2024-01-31 00:00", freq="1min", tz="UTC")
     t = np.arange(len(index)) / len(index)
     rng = np.random.default_rng(3)
-    path = np.where(t < 0.1, 1.0 + 0.05 * t / 0.1, 1.05 - (1.05 - 0.55) * (t - 0.1) / 0.9)
+    path = np.where(t < 0.02, 1.0 + 0.01 * t / 0.02, 1.01 - (1.01 - 0.55) * (t - 0.02) / 0.98)
     equity = 100_000.0 * path * (1.0 + 0.002 * rng.standard_normal(len(index)))
     equity[0], equity[-1] = 100_000.0, 55_000.0
     close = 600.0 * (1.0 + 0.05 * t) * (1.0 + 0.001 * rng.standard_normal(len(index)))
