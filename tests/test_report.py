@@ -183,3 +183,19 @@ def test_every_run_folder_gets_the_trade_chart(losing_run):
     trades = frames["trades"].assign(exit_reason="signal")
     assert set(exit_reasons(trades, frames["fills"])) == {"signal"}
     assert set(exit_reasons(frames["trades"], frames["fills"].drop(columns="order_type"))) == {"exit"}
+
+
+def test_long_lines_are_thinned_to_an_envelope_that_keeps_spikes_and_gaps():
+    from lbml.report.plots import MAX_LINE_POINTS, envelope
+
+    index = pd.date_range("2024-01-01", periods=300_000, freq="1min", tz="UTC")
+    values = np.sin(np.arange(len(index)) / 5000.0)
+    values[123_457], values[200_001] = 9.0, -9.0
+    values[50_000:60_000] = np.nan
+    thin = envelope(pd.Series(values, index=index))
+    assert len(thin) <= MAX_LINE_POINTS + 2
+    assert thin.max() == 9.0 and thin.min() == -9.0 and thin.index[-1] == index[-1]
+    gap = thin[(thin.index >= index[50_000]) & (thin.index < index[60_000])]
+    assert len(gap) and gap.isna().all()
+    short = pd.Series([1.0, 2.0], index=index[:2])
+    assert envelope(short) is short

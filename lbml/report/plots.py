@@ -26,14 +26,20 @@ def pyplot() -> Iterator:
 
 
 def envelope(series: pd.Series, max_points: int = MAX_LINE_POINTS) -> pd.Series:
-    """Return ``series`` thinned to the min and max of each of ``max_points / 2`` buckets (spikes survive)."""
+    """Return ``series`` thinned to the min and max of each of ``max_points / 2`` buckets (spikes survive;
+    a bucket of NaN keeps one NaN, so gaps stay gaps)."""
     n = len(series)
     if n <= max_points:
         return series
-    bucket = np.arange(n) // int(np.ceil(n / (max_points // 2)))
-    grouped = pd.Series(series.to_numpy()).groupby(bucket)
-    keep = np.union1d(grouped.idxmin().to_numpy(), grouped.idxmax().to_numpy())
-    return series.iloc[np.union1d(keep, [0, n - 1])]
+    size = int(np.ceil(n / (max_points // 2)))
+    blocks = np.full(-(-n // size) * size, np.nan)
+    blocks[:n] = series.to_numpy(dtype=float)
+    blocks = blocks.reshape(-1, size)
+    start = np.arange(len(blocks)) * size
+    lows = np.where(np.isnan(blocks), np.inf, blocks).argmin(axis=1) + start
+    highs = np.where(np.isnan(blocks), -np.inf, blocks).argmax(axis=1) + start
+    keep = np.union1d(np.union1d(lows, highs), [0, n - 1])
+    return series.iloc[keep[keep < n]]
 
 
 def plot_equity(equity: pd.DataFrame, path: Path, title: str) -> Path:

@@ -8,6 +8,7 @@ import pandas as pd
 
 from lbml.engine.backtest import BacktestResult
 from lbml.report.metrics import ledger_frame
+from lbml.report.plots import envelope, pyplot
 
 HEALTH_CLIP = (0.5, 100.0)
 
@@ -38,29 +39,31 @@ def write_risk_reports(run_dir: Path, result: BacktestResult, title: str) -> dic
 
 
 def plot_risk(risk: pd.DataFrame, liquidations: pd.DataFrame, path: Path, title: str) -> Path:
-    import matplotlib
+    with pyplot() as plt:
+        fig, axes = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
+        _draw_risk(risk, liquidations, *axes, title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return path
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
-    ax1.plot(risk.index, risk["leverage"], lw=0.8, color="tab:blue")
+def _draw_risk(risk: pd.DataFrame, liquidations: pd.DataFrame, ax1, ax2, ax3, title: str) -> None:
+    leverage = envelope(risk["leverage"])
+    ax1.plot(leverage.index, leverage.to_numpy(), lw=0.8, color="tab:blue")
     ax1.set_ylabel("leverage (× equity)")
     ax1.set_title(title)
-    health = risk["health"].clip(*HEALTH_CLIP).where(risk["exposure"] != 0.0)
-    ax2.plot(risk.index, health, lw=0.8, color="tab:green")
+    health = envelope(risk["health"].clip(*HEALTH_CLIP).where(risk["exposure"] != 0.0))
+    ax2.plot(health.index, health.to_numpy(), lw=0.8, color="tab:green")
     ax2.axhline(1.0, color="tab:red", lw=1.0, ls="--", label="liquidation (1.0)")
     ax2.set_yscale("log")
     ax2.set_ylabel("health (log, clipped)")
     ax2.legend(loc="upper right")
-    ax3.fill_between(risk.index, risk["exposure"], 0.0, color="tab:purple", alpha=0.5, step="post")
+    exposure = envelope(risk["exposure"])
+    ax3.fill_between(exposure.index, exposure.to_numpy(), 0.0, color="tab:purple", alpha=0.5, step="post")
     ax3.set_ylabel("exposure (quote, + long)")
     for ts in liquidations["ts"]:
         for ax in (ax1, ax2, ax3):
             ax.axvline(ts, color="tab:red", alpha=0.6, lw=1.0)
     for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

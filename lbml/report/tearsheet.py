@@ -23,6 +23,7 @@ from typing import Any, Callable
 import pandas as pd
 
 from lbml.report.metrics import daily_returns
+from lbml.report.trade_chart import read_bar_table
 
 ROLLING_SHARPE_DAYS = 30
 ROLLING_SHARPE_MIN_WINDOWS = 3
@@ -229,7 +230,7 @@ def write_tearsheet(run_dir: Path, title: str, periods_per_year: int = 365, freq
     ``freq`` samples the returns histogram (``"1h"`` for sessions shorter than a few days).
     """
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    equity = pd.read_csv(run_dir / "equity.csv", index_col=0, parse_dates=True)
+    equity = read_bar_table(run_dir / "equity.csv")
     returns_png, notes = returns_figure(equity, metrics, freq, periods_per_year)
     notes += [f"{key.replace('_', ' ')}: n/a ({reason})" for key, reason in metrics.get("notes", {}).items()]
     images = [_image((run_dir / name).read_bytes(), name) for name in ("equity.png", "trades.png")

@@ -47,12 +47,19 @@ def exit_reasons(trades: pd.DataFrame, fills: pd.DataFrame) -> pd.Series:
     return reason
 
 
+def read_bar_table(path: Path) -> pd.DataFrame:
+    """Return a per-bar table (``equity.csv``, ``risk.csv``) indexed by its UTC timestamps."""
+    frame = pd.read_csv(path, index_col=0)
+    frame.index = pd.to_datetime(frame.index, utc=True, format="ISO8601")
+    return frame
+
+
 def read_run_frames(run_dir: Path) -> dict[str, pd.DataFrame]:
     """Return the run folder's equity, risk, trades, fills and liquidations tables (empty if absent)."""
     frames = {}
     for name in ("equity", "risk"):
         path = run_dir / f"{name}.csv"
-        frames[name] = pd.read_csv(path, index_col=0, parse_dates=True) if path.is_file() else pd.DataFrame()
+        frames[name] = read_bar_table(path) if path.is_file() else pd.DataFrame()
     for name, columns in (("trades", ("opened", "closed")), ("fills", ("ts",)), ("liquidations", ("ts",))):
         path = run_dir / f"{name}.csv"
         frame = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=list(columns))
@@ -85,7 +92,7 @@ def _draw_price(ax1, f: dict[str, pd.DataFrame]) -> None:
     equity, trades, liquidations = f["equity"], f["trades"], f["liquidations"]
     price = envelope(equity["close"])
     ax1.plot(price.index, price.to_numpy(), lw=0.7, color="0.35", label="close", zorder=1)
-    size = 36 if len(trades) < 200 else 14
+    size = 36 if len(trades) < 200 else 14 if len(trades) < 1000 else 7
     for side, marker, colour in (("LONG", "^", "tab:green"), ("SHORT", "v", "tab:red")):
         rows = trades[trades["side"] == side]
         if not len(rows):
