@@ -29,95 +29,68 @@ ROLLING_SHARPE_DAYS = 30
 ROLLING_SHARPE_MIN_WINDOWS = 3
 
 
-def pct(value: float) -> str:
-    return f"{value * 100:.2f}%"
-
-
-def ratio(value: float) -> str:
-    return f"{value:.2f}"
-
-
-def money(value: float) -> str:
-    return f"{value:,.2f}"
-
-
-def count(value: float) -> str:
-    return f"{int(value):d}"
-
-
-def days(value: float) -> str:
-    return f"{value:.2f} days"
-
-
-def minutes(value: float) -> str:
-    return f"{value:.1f} min"
-
-
-def sci(value: float) -> str:
-    return f"{value:.3g}"
+PCT, RATIO, MONEY, COUNT, DAYS, MINUTES, SCI, TEXT = (
+    "{:.2%}", "{:.2f}", "{:,.2f}", "{:.0f}", "{:.2f} days", "{:.1f} min", "{:.3g}", "{}"
+)
 
 
 def when(value: str) -> str:
     return pd.Timestamp(value).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def text(value: Any) -> str:
-    return str(value)
-
-
-Row = tuple[str, str, Callable[[Any], str]]
+Row = tuple[str, str, str | Callable[[Any], str]]  # label, metrics.json key, format
 
 PERFORMANCE: list[Row] = [
-    ("Window", "window_days", days),
-    ("Daily returns", "daily_returns.n", count),
-    ("Initial equity", "initial_equity", money),
-    ("Final equity", "final_equity", money),
-    ("Total return", "total_return", pct),
-    ("Buy & hold return", "buy_and_hold_return", pct),
-    ("CAGR", "cagr", pct),
-    ("Sharpe (daily, annualised)", "sharpe", ratio),
-    ("Sortino (daily, annualised)", "sortino", ratio),
-    ("Volatility (annualised)", "volatility_ann", pct),
-    ("Calmar", "calmar", ratio),
-    ("Time in market", "risk.time_in_market", pct),
-    ("Best day", "daily_returns.best", pct),
-    ("Worst day", "daily_returns.worst", pct),
-    ("Winning days", "daily_returns.positive_share", pct),
+    ("Window", "window_days", DAYS),
+    ("Daily returns", "daily_returns.n", COUNT),
+    ("Initial equity", "initial_equity", MONEY),
+    ("Final equity", "final_equity", MONEY),
+    ("Total return", "total_return", PCT),
+    ("Buy & hold return", "buy_and_hold_return", PCT),
+    ("CAGR", "cagr", PCT),
+    ("Sharpe (daily, annualised)", "sharpe", RATIO),
+    ("Sortino (daily, annualised)", "sortino", RATIO),
+    ("Volatility (annualised)", "volatility_ann", PCT),
+    ("Calmar", "calmar", RATIO),
+    ("Time in market", "risk.time_in_market", PCT),
+    ("Best day", "daily_returns.best", PCT),
+    ("Worst day", "daily_returns.worst", PCT),
+    ("Winning days", "daily_returns.positive_share", PCT),
 ]
 DRAWDOWN: list[Row] = [
-    ("Max drawdown", "max_drawdown", pct),
+    ("Max drawdown", "max_drawdown", PCT),
     ("Max drawdown peak", "drawdown.peak", when),
     ("Max drawdown trough", "drawdown.trough", when),
     ("Max drawdown recovery", "drawdown.recovery", when),
-    ("Max drawdown length", "drawdown.days", days),
-    ("Longest drawdown", "drawdown.longest_days", days),
-    ("Recovery factor (total return / |max drawdown|)", "recovery_factor", ratio),
+    ("Max drawdown length", "drawdown.days", DAYS),
+    ("Longest drawdown", "drawdown.longest_days", DAYS),
+    ("Recovery factor (total return / |max drawdown|)", "recovery_factor", RATIO),
 ]
 TRADES: list[Row] = [
-    ("Trades (round trips)", "n_trades", count),
-    ("Win rate", "win_rate", pct),
-    ("Break-even win rate", "break_even_win_rate", pct),
-    ("Average trade PnL", "avg_trade_pnl", money),
-    ("Average holding", "avg_holding_min", minutes),
-    ("Liquidations", "n_liquidations", count),
+    ("Trades (round trips)", "n_trades", COUNT),
+    ("Win rate", "win_rate", PCT),
+    ("Break-even win rate", "break_even_win_rate", PCT),
+    ("Average trade PnL", "avg_trade_pnl", MONEY),
+    ("Average holding", "avg_holding_min", MINUTES),
+    ("Liquidations", "n_liquidations", COUNT),
 ]
 COST_ORDER = ("fees", "slippage", "gap_slippage", "borrow", "funding", "liquidation_penalty", "gas", "total")
-COSTS_HEAD: list[Row] = [("Gross PnL", "gross_pnl", money)]
+COSTS_HEAD: list[Row] = [("Gross PnL", "gross_pnl", MONEY)]
 COSTS_TAIL: list[Row] = [
-    ("Costs / gross PnL", "cost_share_of_gross", pct),
-    ("Cost per round trip", "cost_per_round_trip", money),
-    ("Turnover", "turnover", ratio),
-    ("Edge gate", "edge_gate.status", text),
-    ("Edge gate reason", "edge_gate.reason", text),
-    ("Realised PnL (fills, before costs)", "realized_pnl_gross", money),
-    ("Unrealised PnL", "unrealized_pnl", money),
-    ("Reconciliation error", "reconciliation_error", sci),
+    ("Costs / gross PnL", "cost_share_of_gross", PCT),
+    ("Cost per round trip", "cost_per_round_trip", MONEY),
+    ("Turnover", "turnover", MONEY),
+    ("Edge gate", "edge_gate.status", TEXT),
+    ("Edge gate reason", "edge_gate.reason", TEXT),
+    ("Realised PnL (fills, before costs)", "realized_pnl_gross", MONEY),
+    ("Unrealised PnL", "unrealized_pnl", MONEY),
+    ("Reconciliation error", "reconciliation_error", SCI),
 ]
 LEVERAGE: list[Row] = [
-    ("Leverage model", "leverage_model", text),
-    ("Max leverage", "risk.max_leverage", ratio),
-    ("Mean leverage when held", "risk.mean_leverage_when_held", ratio),
-    ("Min health factor", "risk.min_health", ratio),
+    ("Leverage model", "leverage_model", TEXT),
+    ("Max leverage", "risk.max_leverage", RATIO),
+    ("Mean leverage when held", "risk.mean_leverage_when_held", RATIO),
+    ("Min health factor", "risk.min_health", RATIO),
 ]
 MISSING = object()
 
@@ -135,7 +108,7 @@ def lookup(metrics: dict, key: str) -> Any:
     return value
 
 
-def _cell(metrics: dict, key: str, fmt: Callable[[Any], str], tag: str = "td") -> str:
+def _cell(metrics: dict, key: str, fmt: str | Callable[[Any], str], tag: str = "td") -> str:
     value = lookup(metrics, key)
     if value is None:
         if key == "drawdown.recovery" and lookup(metrics, "drawdown.peak"):
@@ -144,7 +117,7 @@ def _cell(metrics: dict, key: str, fmt: Callable[[Any], str], tag: str = "td") -
             reason = metrics.get("notes", {}).get(key.split(".")[-1])
             shown = f"n/a ({reason})" if reason else "n/a"
     else:
-        shown = fmt(value)
+        shown = fmt.format(value) if isinstance(fmt, str) else fmt(value)
     return f"<{tag} class='v' data-key='{html.escape(key)}'>{html.escape(shown)}</{tag}>"
 
 
@@ -162,7 +135,7 @@ def table(title: str, metrics: dict, rows: list[Row]) -> str:
 def cost_rows(metrics: dict) -> list[Row]:
     costs = metrics.get("costs", {})
     names = [n for n in COST_ORDER if n in costs] + sorted(set(costs) - set(COST_ORDER))
-    return COSTS_HEAD + [(f"Costs: {n.replace('_', ' ')}", f"costs.{n}", money) for n in names] + COSTS_TAIL
+    return COSTS_HEAD + [(f"Costs: {n.replace('_', ' ')}", f"costs.{n}", MONEY) for n in names] + COSTS_TAIL
 
 
 def monthly_table(metrics: dict) -> str:
@@ -171,8 +144,8 @@ def monthly_table(metrics: dict) -> str:
         return ""
     rows = "".join(
         f"<tr><td>{html.escape(m['month'])}</td>"
-        + _cell(metrics, f"monthly_returns.{i}.return", pct)
-        + _cell(metrics, f"monthly_returns.{i}.days", count)
+        + _cell(metrics, f"monthly_returns.{i}.return", PCT)
+        + _cell(metrics, f"monthly_returns.{i}.days", COUNT)
         + "</tr>"
         for i, m in enumerate(months)
     )
