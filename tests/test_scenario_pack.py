@@ -113,7 +113,7 @@ def test_btc_perpetual_pays_funding_at_settlements(tmp_path):
 
 
 def test_costs_section_renders_the_cost_keys_present():
-    from lbml.report.tearsheet import cost_rows, table
+    from lbml.report.tearsheet import TRADES, cost_rows, table
 
     from .report_support import assert_shown_equals, shown_cells
 
@@ -122,16 +122,18 @@ def test_costs_section_renders_the_cost_keys_present():
     assert "lbml-costs" in page and "gross_pnl" not in page and "edge_gate" not in page
     assert set(shown_cells(page)) == {f"costs.{name}" for name in COSTS} | {"reconciliation_error"}
     full = metrics | {
-        "gross_pnl": 1234.5, "cost_share_of_gross": 0.4123, "cost_per_round_trip": 12.345, "turnover": 41.5,
-        "break_even_win_rate": 0.5312, "win_rate": 0.48,
-        "costs": dict.fromkeys(["fees", "slippage", "borrow", "funding", "liquidation_penalty", "gap_slippage",
-                                "gas", "total"], 2.25),
-        "edge_gate": {"status": "fail", "reason": "costs exceed the gross edge"},
+        "gross_pnl": 1234.5, "total_costs": 509.1, "costs_over_gross_pnl": 0.4123, "cost_per_round_trip": 12.345,
+        "cost_per_round_trip_pct": 0.00123456, "traded_notional": 4.2e6, "turnover": 41.5,
+        "break_even_win_rate": 0.5312, "win_rate": 0.48, "win_rate_net": 0.41,
+        "costs": dict.fromkeys(["fees", "slippage", "borrow", "funding", "liquidation_penalty", "gas", "total"], 2.25),
+        "edge_gate": {"status": "closed", "reason": "costs exceed the gross edge", "evidence_auc": 0.51},
     }
-    cells = shown_cells(table("Costs", full, cost_rows(full)))
-    assert {"gross_pnl", "costs.total", "costs.gas", "cost_share_of_gross", "cost_per_round_trip", "turnover",
-            "edge_gate.status", "edge_gate.reason"} <= set(cells)
-    assert cells["edge_gate.reason"] == "costs exceed the gross edge" and cells["cost_share_of_gross"] == "41.23%"
+    cells = shown_cells(table("Costs", full, cost_rows(full)) + table("Trades", full, TRADES))
+    assert {"gross_pnl", "total_costs", "costs.total", "costs.gas", "costs_over_gross_pnl", "cost_per_round_trip",
+            "cost_per_round_trip_pct", "turnover", "edge_gate.status", "edge_gate.reason", "break_even_win_rate",
+            "win_rate_net"} <= set(cells)
+    assert cells["edge_gate.reason"] == "costs exceed the gross edge" and cells["costs_over_gross_pnl"] == "41.23%"
+    assert cells["cost_per_round_trip_pct"] == "0.1235%"
     for key, shown in cells.items():
         value = full
         for part in key.split("."):

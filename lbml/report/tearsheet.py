@@ -69,17 +69,21 @@ DRAWDOWN: list[Row] = [
 TRADES: list[Row] = [
     ("Trades (round trips)", "n_trades", COUNT),
     ("Win rate", "win_rate", PCT),
+    ("Win rate net of costs", "win_rate_net", PCT),
     ("Break-even win rate", "break_even_win_rate", PCT),
     ("Average trade PnL", "avg_trade_pnl", MONEY),
     ("Average holding", "avg_holding_min", MINUTES),
     ("Liquidations", "n_liquidations", COUNT),
 ]
 COST_ORDER = ("fees", "slippage", "gap_slippage", "borrow", "funding", "liquidation_penalty", "gas", "total")
-COSTS_HEAD: list[Row] = [("Gross PnL", "gross_pnl", MONEY)]
+COSTS_HEAD: list[Row] = [("Gross PnL (round trips, before costs)", "gross_pnl", MONEY)]
 COSTS_TAIL: list[Row] = [
-    ("Costs / gross PnL", "cost_share_of_gross", PCT),
+    ("Costs of the round trips", "total_costs", MONEY),
+    ("Costs / gross PnL", "costs_over_gross_pnl", PCT),
     ("Cost per round trip", "cost_per_round_trip", MONEY),
-    ("Turnover", "turnover", MONEY),
+    ("Cost per round trip (of notional)", "cost_per_round_trip_pct", "{:.4%}"),
+    ("Traded notional", "traded_notional", MONEY),
+    ("Turnover (traded notional / mean equity)", "turnover", MONEY),
     ("Edge gate", "edge_gate.status", TEXT),
     ("Edge gate reason", "edge_gate.reason", TEXT),
     ("Realised PnL (fills, before costs)", "realized_pnl_gross", MONEY),
