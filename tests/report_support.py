@@ -32,7 +32,7 @@ def lookup(metrics: dict, key: str):
 
 
 def assert_shown_equals(key: str, shown: str, value, notes: dict) -> None:
-    if value is None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
         reason = notes.get(key.split(".")[-1])
         assert shown in ("not recovered", f"n/a ({reason})" if reason else "n/a"), (key, shown)
         return

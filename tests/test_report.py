@@ -199,3 +199,20 @@ def test_long_lines_are_thinned_to_an_envelope_that_keeps_spikes_and_gaps():
     assert len(gap) and gap.isna().all()
     short = pd.Series([1.0, 2.0], index=index[:2])
     assert envelope(short) is short
+
+
+def test_a_run_without_trades_shows_n_a_not_nan(tmp_path):
+    from lbml.report.runfolder import finish_run_folder
+
+    from .report_support import assert_tearsheet_matches, labelled
+
+    equity = losing_curve()
+    equity["equity"] = 100_000.0
+    equity.to_csv(tmp_path / "equity.csv")
+    metrics = {"n_trades": 0, "win_rate": float("nan"), "total_return": 0.0} | return_statistics(equity, 365)
+    finish_run_folder(tmp_path, metrics, "flat")
+    assert_tearsheet_matches(tmp_path)
+    rows = labelled((tmp_path / "tearsheet.html").read_text())
+    assert rows["Win rate"] == "n/a" and rows["Max drawdown"] == "0.00%"
+    assert rows["Sharpe (daily, annualised)"] == "n/a (daily returns never varied)"
+    assert rows["Recovery factor (total return / |max drawdown|)"] == "n/a (equity never fell below a previous high)"

@@ -69,7 +69,10 @@ def finish_run_folder(
     from lbml.report.tearsheet import write_tearsheet
     from lbml.report.trade_chart import plot_trades
 
-    n_marks = sum(1 for _ in (folder / "equity.csv").open()) - 1 if (folder / "equity.csv").is_file() else 0
+    n_marks = 0
+    if (folder / "equity.csv").is_file():
+        with (folder / "equity.csv").open() as lines:
+            n_marks = sum(1 for _ in lines) - 1
     if n_marks > 1 and (folder / "trades.csv").is_file():
         plot_trades(folder, folder / "trades.png", f"{title}: price, trades, equity, exposure")
         metrics["trades_chart"] = "trades.png"
@@ -83,7 +86,7 @@ def finish_run_folder(
         metrics["tearsheet_returns"] = freq
     write_json(folder / "metrics.json", metrics)
     if not skip:
-        write_tearsheet(folder, f"lbml {title}", periods_per_year, freq)
+        write_tearsheet(folder, f"{title} — lbml tearsheet", periods_per_year, freq)
     return metrics
 
 

@@ -16,6 +16,7 @@ import base64
 import html
 import io
 import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any, Callable
@@ -114,7 +115,7 @@ def lookup(metrics: dict, key: str) -> Any:
 
 def _cell(metrics: dict, key: str, fmt: str | Callable[[Any], str], tag: str = "td") -> str:
     value = lookup(metrics, key)
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         if key == "drawdown.recovery" and lookup(metrics, "drawdown.peak"):
             shown = "not recovered"
         else:
