@@ -5,6 +5,7 @@ equity curve with a few lines of pandas (and quantstats where it is right) and c
 ``metrics.json`` and with what the tearsheet page shows.
 """
 
+import json
 import warnings
 
 import numpy as np
@@ -173,7 +174,7 @@ def test_tearsheet_of_a_losing_run_shows_metrics_json_numbers(losing_run):
 def test_every_run_folder_gets_the_trade_chart(losing_run):
     from lbml.report.trade_chart import exit_reasons, read_run_frames
 
-    metrics = __import__("json").loads((losing_run / "metrics.json").read_text())
+    metrics = json.loads((losing_run / "metrics.json").read_text())
     assert metrics["trades_chart"] == "trades.png" and (losing_run / "trades.png").stat().st_size > 20_000
     frames = read_run_frames(losing_run)
     reasons = exit_reasons(frames["trades"], frames["fills"])
