@@ -10,17 +10,15 @@ curve chains the periods' returns into one equity curve, one tearsheet and one m
 import logging
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from lbml.atomic import atomic_folder
 from lbml.errors import DataError
 from lbml.features.guard import LookAheadPolicy
 from lbml.plugins import PluginRegistry
-from lbml.report.metrics import compute_metrics, daily_returns
+from lbml.report.metrics import compute_metrics, return_statistics
 from lbml.report.plots import plot_equity
-from lbml.report.runfolder import new_run_path, write_json
-from lbml.report.tearsheet import tearsheet_skip_reason, write_tearsheet
+from lbml.report.runfolder import finish_run_folder, new_run_path, write_json
 from lbml.scenario import Scenario
 from lbml.split import Split
 
@@ -123,21 +121,14 @@ def run_walkforward(
         write_json(tmp / "walkforward.json", {"periods": periods, "config": scenario.walkforward.model_dump()})
         if len(equity) > 1:
             plot_equity(equity, tmp / "equity.png", f"{stamp}{scenario.name}: walk-forward (out-of-sample periods stitched)")
-            skip = tearsheet_skip_reason(equity) if scenario.report.tearsheet else "disabled in scenario"
-            if skip is None:
-                write_tearsheet(equity, tmp / "tearsheet.html", f"{stamp}lbml {scenario.name} walk-forward",
-                                scenario.report.periods_per_year)
-                metrics["tearsheet"] = "tearsheet.html"
-            else:
-                metrics["tearsheet"], metrics["tearsheet_skipped"] = None, skip
-        write_json(tmp / "metrics.json", metrics)
+        finish_run_folder(tmp, metrics, f"{stamp}{scenario.name} walk-forward", tearsheet=scenario.report.tearsheet,
+                          periods_per_year=scenario.report.periods_per_year)
     return final, metrics
 
 
 def _stitched_metrics(equity: pd.DataFrame, periods: list[dict], scenario: Scenario) -> dict:
     start = float(equity["equity"].iloc[0])
-    dd = equity["equity"] / equity["equity"].cummax() - 1.0
-    metrics = {
+    return {
         "scenario": scenario.name,
         "scenario_hash": scenario.content_hash(),
         "mode": "walkforward",
@@ -149,12 +140,6 @@ def _stitched_metrics(equity: pd.DataFrame, periods: list[dict], scenario: Scena
         "initial_equity": start,
         "final_equity": float(equity["equity"].iloc[-1]),
         "total_return": float(equity["equity"].iloc[-1] / start - 1.0),
-        "buy_and_hold_return": float(equity["close"].iloc[-1] / equity["close"].iloc[0] - 1.0),
-        "max_drawdown": float(dd.min()),
         "n_trades": int(sum(p["n_trades"] for p in periods)),
         "max_reconciliation_error": float(max(p["reconciliation_error"] for p in periods)),
-    }
-    returns = daily_returns(equity["equity"])
-    if len(returns) >= 2 and returns.std() > 0:
-        metrics["sharpe"] = float(returns.mean() / returns.std() * np.sqrt(scenario.report.periods_per_year))
-    return metrics
+    } | return_statistics(equity, scenario.report.periods_per_year)

@@ -20,11 +20,8 @@ from lbml.models.training import REPORTS_DIR, TrainResult, funding_for, referenc
 from lbml.registry_trials import TrialRegistry
 from lbml.plugins import PluginRegistry
 from lbml.report.metrics import compute_metrics
-from lbml.report.plots import plot_equity
-from lbml.report.risk_plots import append_costs_to_tearsheet, write_risk_reports
 from lbml.atomic import atomic_folder
-from lbml.report.runfolder import new_run_path, write_json, write_run_tables
-from lbml.report.tearsheet import tearsheet_skip_reason, write_tearsheet
+from lbml.report.runfolder import new_run_path, write_json, write_reports, write_run_tables
 from lbml.robustness import write_robustness
 from lbml.scenario import Scenario
 from lbml.split import Split, compute_split
@@ -191,24 +188,11 @@ def write_run(
             f"model trained up to {artifact.training_window.end}, backtest starts {prepared.split.test_start}\n"
         )
     copy_model_reports(artifact, run_dir)
-    stamp = f"{metrics['report_stamp']}: " if metrics.get("report_stamp") else ""
-    if len(equity) > 1:
-        plot_equity(equity, run_dir / "equity.png", f"{stamp}{scenario.name}: equity vs buy & hold")
-        skip = tearsheet_skip_reason(equity) if scenario.report.tearsheet else "disabled in scenario"
-        if skip is None:
-            write_tearsheet(
-                equity, run_dir / "tearsheet.html", f"{stamp}lbml {scenario.name}", scenario.report.periods_per_year
-            )
-            metrics["tearsheet"] = "tearsheet.html"
-        else:
-            metrics["tearsheet"] = None
-            metrics["tearsheet_skipped"] = skip
-    metrics["risk"] = write_risk_reports(run_dir, result, f"{scenario.name}: leverage, health, exposure")
-    if metrics.get("tearsheet"):
-        append_costs_to_tearsheet(run_dir / "tearsheet.html", metrics, run_dir / "risk.png")
     if scenario.robustness.enabled and registry is not None and len(equity) > 1:
         metrics["robustness"] = write_robustness(run_dir, prepared, result, artifact, registry, scenario.robustness)
-    write_json(run_dir / "metrics.json", metrics)
+    stamp = f"{metrics['report_stamp']}: " if metrics.get("report_stamp") else ""
+    write_reports(run_dir, result, metrics, f"{stamp}{scenario.name}", tearsheet=scenario.report.tearsheet,
+                  periods_per_year=scenario.report.periods_per_year)
     return metrics
 
 

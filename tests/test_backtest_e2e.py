@@ -17,6 +17,7 @@ from lbml.models.training import scenario_pipeline
 from lbml.workflows import Prepared, prepare, run_scenario, train_model, warm_up
 
 from .conftest import shared_file
+from .report_support import assert_tearsheet_matches
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +44,8 @@ def test_run_folder_is_complete(run):
     assert pd.Timestamp(split["train_end"]) < pd.Timestamp(split["test_start"])
     equity = pd.read_csv(run_dir / "equity.csv", index_col=0, parse_dates=True)
     assert equity.index[0] > pd.Timestamp(split["test_start"])
-    if on_disk["tearsheet"]:
-        assert (run_dir / "tearsheet.html").stat().st_size > 10_000
-    else:
-        assert on_disk["tearsheet_skipped"]
+    assert on_disk["tearsheet"] == "tearsheet.html" and on_disk["trades_chart"] == "trades.png"
+    assert_tearsheet_matches(run_dir)
 
 
 def test_equity_reconciles_with_trades_fees_slippage_and_borrow(run):

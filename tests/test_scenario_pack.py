@@ -112,16 +112,30 @@ def test_btc_perpetual_pays_funding_at_settlements(tmp_path):
     assert np.sign(metrics["costs"]["funding"]) in (-1.0, 0.0, 1.0)
 
 
-def test_costs_section_is_added_to_the_tearsheet(tmp_path):
-    from lbml.report.risk_plots import append_costs_to_tearsheet
+def test_costs_section_renders_the_cost_keys_present():
+    from lbml.report.tearsheet import TRADES, cost_rows, table
 
-    page = tmp_path / "tearsheet.html"
-    page.write_text("<html><body><h1>quantstats</h1></body></html>")
-    metrics = {"costs": dict.fromkeys(sorted(COSTS), 1.5), "n_liquidations": 2, "reconciliation_error": 1e-9,
-               "leverage_model": "aave_lending", "currency": "USDT"}
-    append_costs_to_tearsheet(page, metrics, None)
-    text = page.read_text()
-    assert text.endswith("</body></html>") and "lbml-costs" in text
-    for name in COSTS:
-        assert f"<td>{name}</td>" in text
-    assert "<td>n_liquidations</td><td style='text-align:right'>2</td>" in text
+    from .report_support import assert_shown_equals, shown_cells
+
+    metrics = {"costs": dict.fromkeys(sorted(COSTS), 1.5), "n_liquidations": 2, "reconciliation_error": 1e-9}
+    page = table("Costs", metrics, cost_rows(metrics))
+    assert "lbml-costs" in page and "gross_pnl" not in page and "edge_gate" not in page
+    assert set(shown_cells(page)) == {f"costs.{name}" for name in COSTS} | {"reconciliation_error"}
+    full = metrics | {
+        "gross_pnl": 1234.5, "total_costs": 509.1, "costs_over_gross_pnl": 0.4123, "cost_per_round_trip": 12.345,
+        "cost_per_round_trip_pct": 0.00123456, "traded_notional": 4.2e6, "turnover": 41.5,
+        "break_even_win_rate": 0.5312, "win_rate": 0.48, "win_rate_net": 0.41,
+        "costs": dict.fromkeys(["fees", "slippage", "borrow", "funding", "liquidation_penalty", "gas", "total"], 2.25),
+        "edge_gate": {"status": "closed", "reason": "costs exceed the gross edge", "evidence_auc": 0.51},
+    }
+    cells = shown_cells(table("Costs", full, cost_rows(full)) + table("Trades", full, TRADES))
+    assert {"gross_pnl", "total_costs", "costs.total", "costs.gas", "costs_over_gross_pnl", "cost_per_round_trip",
+            "cost_per_round_trip_pct", "turnover", "edge_gate.status", "edge_gate.reason", "break_even_win_rate",
+            "win_rate_net"} <= set(cells)
+    assert cells["edge_gate.reason"] == "costs exceed the gross edge" and cells["costs_over_gross_pnl"] == "41.23%"
+    assert cells["cost_per_round_trip_pct"] == "0.1235%"
+    for key, shown in cells.items():
+        value = full
+        for part in key.split("."):
+            value = value[part]
+        assert_shown_equals(key, shown, value, {})

@@ -26,10 +26,7 @@ from lbml.live.state import (
     StateStore,
 )
 from lbml.report.metrics import compute_metrics
-from lbml.report.plots import plot_equity
-from lbml.report.risk_plots import append_costs_to_tearsheet, write_risk_reports
-from lbml.report.runfolder import write_json, write_run_tables
-from lbml.report.tearsheet import tearsheet_skip_reason, write_tearsheet
+from lbml.report.runfolder import write_reports, write_run_tables
 
 
 def result_from_state(store: StateStore) -> tuple[BacktestResult, dict]:
@@ -106,22 +103,8 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
         }
         if look_ahead is not None:
             metrics["look_ahead_check"] = look_ahead
-        if len(equity) > 1:
-            plot_equity(equity, tmp / "equity.png", f"{session['scenario']} (paper): equity vs buy & hold")
-            # Sessions shorter than a few days get an hourly tearsheet (daily needs >= 2 whole days).
-            span = equity.index[-1] - equity.index[0]
-            freq, tear_periods = ("1D", periods) if span >= pd.Timedelta(days=3) else ("1h", periods * 24)
-            enabled = session.get("tearsheet", True)
-            skip = tearsheet_skip_reason(equity, freq) if enabled else "disabled in scenario"
-            if skip is None:
-                write_tearsheet(equity, tmp / "tearsheet.html", f"lbml {session['scenario']} (paper)", tear_periods, freq)
-                metrics["tearsheet"] = "tearsheet.html"
-                metrics["tearsheet_returns"] = freq
-            else:
-                metrics["tearsheet"] = None
-                metrics["tearsheet_skipped"] = skip
-        metrics["risk"] = write_risk_reports(tmp, result, f"{session['scenario']} (paper): leverage, health, exposure")
-        if metrics.get("tearsheet"):
-            append_costs_to_tearsheet(tmp / "tearsheet.html", metrics, tmp / "risk.png")
-        write_json(tmp / "metrics.json", metrics)
+        # Sessions shorter than a few days get an hourly returns histogram (a daily one needs whole days).
+        short = len(equity) < 2 or equity.index[-1] - equity.index[0] < pd.Timedelta(days=3)
+        write_reports(tmp, result, metrics, f"{session['scenario']} (paper)", tearsheet=session.get("tearsheet", True),
+                      periods_per_year=periods, freq="1h" if short else "1D")
     return final, metrics

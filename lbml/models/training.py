@@ -23,6 +23,7 @@ from lbml.labels import forward_returns, label_spec, make_labels, sample_uniquen
 from lbml.payoff import TradeOutcomes, estimate_payoff, simulate_brackets
 from lbml.gate import edge_evidence
 from lbml.pricing import Pricing, kelly_params_for
+from lbml.sizing import Payoff
 from lbml.models.artifact import TrainingWindow, save_artifact
 from lbml.registry_trials import StudyKey, TrialRegistry, configuration_hash, trial_evidence
 from lbml.stats import sharpe
@@ -148,7 +149,13 @@ def training_matrix(
 
 def training_pricing(scenario: Scenario, market: MarketData, split: Split, ts: TrainingSet, rows: np.ndarray) -> Pricing:
     """The payoff, expected funding and volatility the EV rule prices trades with (training window only)."""
-    payoff = estimate_payoff(ts.outcomes, ts.forward_return.to_numpy(), market.bar_minutes, rows)
+    try:
+        payoff = estimate_payoff(ts.outcomes, ts.forward_return.to_numpy(), market.bar_minutes, rows)
+    except ValueError:
+        # Fewer bars than a trade can last: price it by its bracket (optimistic; the gate then has no evidence).
+        s = scenario.strategy
+        log.warning("training window shorter than max_holding_bars: trades priced by their bracket")
+        payoff = Payoff.from_brackets(s.take_profit_pct, s.stop_loss_pct, s.max_holding_bars * market.bar_minutes)
     funding = funding_for(scenario, market)
     rate, interval = 0.0, 480.0
     if funding is not None and len(funding.loc[split.train_start : split.train_end]) > 1:

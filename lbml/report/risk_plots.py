@@ -8,6 +8,7 @@ import pandas as pd
 
 from lbml.engine.backtest import BacktestResult
 from lbml.report.metrics import ledger_frame
+from lbml.report.plots import envelope, pyplot
 
 HEALTH_CLIP = (0.5, 100.0)
 
@@ -38,58 +39,31 @@ def write_risk_reports(run_dir: Path, result: BacktestResult, title: str) -> dic
 
 
 def plot_risk(risk: pd.DataFrame, liquidations: pd.DataFrame, path: Path, title: str) -> Path:
-    import matplotlib
+    with pyplot() as plt:
+        fig, axes = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
+        _draw_risk(risk, liquidations, *axes, title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    return path
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2, ax3) = plt.subplots(3, 1, figsize=(10, 7.5), sharex=True)
-    ax1.plot(risk.index, risk["leverage"], lw=0.8, color="tab:blue")
+def _draw_risk(risk: pd.DataFrame, liquidations: pd.DataFrame, ax1, ax2, ax3, title: str) -> None:
+    leverage = envelope(risk["leverage"])
+    ax1.plot(leverage.index, leverage.to_numpy(), lw=0.8, color="tab:blue")
     ax1.set_ylabel("leverage (× equity)")
     ax1.set_title(title)
-    health = risk["health"].clip(*HEALTH_CLIP).where(risk["exposure"] != 0.0)
-    ax2.plot(risk.index, health, lw=0.8, color="tab:green")
+    health = envelope(risk["health"].clip(*HEALTH_CLIP).where(risk["exposure"] != 0.0))
+    ax2.plot(health.index, health.to_numpy(), lw=0.8, color="tab:green")
     ax2.axhline(1.0, color="tab:red", lw=1.0, ls="--", label="liquidation (1.0)")
     ax2.set_yscale("log")
     ax2.set_ylabel("health (log, clipped)")
     ax2.legend(loc="upper right")
-    ax3.fill_between(risk.index, risk["exposure"], 0.0, color="tab:purple", alpha=0.5, step="post")
+    exposure = envelope(risk["exposure"])
+    ax3.fill_between(exposure.index, exposure.to_numpy(), 0.0, color="tab:purple", alpha=0.5, step="post")
     ax3.set_ylabel("exposure (quote, + long)")
     for ts in liquidations["ts"]:
         for ax in (ax1, ax2, ax3):
             ax.axvline(ts, color="tab:red", alpha=0.6, lw=1.0)
     for ax in (ax1, ax2, ax3):
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def append_costs_to_tearsheet(tearsheet: Path, metrics: dict, risk_png: Path | None) -> None:
-    """Add the costs breakdown, liquidation count and the leverage/health plot to the tearsheet."""
-    import base64
-    import html
-
-    costs = metrics.get("costs", {})
-    rows = "".join(
-        f"<tr><td>{html.escape(name)}</td><td style='text-align:right'>{value:,.2f}</td></tr>"
-        for name, value in costs.items()
-    )
-    rows += f"<tr><td>n_liquidations</td><td style='text-align:right'>{metrics.get('n_liquidations', 0)}</td></tr>"
-    rows += (
-        f"<tr><td>reconciliation_error</td><td style='text-align:right'>"
-        f"{metrics.get('reconciliation_error', float('nan')):.3g}</td></tr>"
-    )
-    image = ""
-    if risk_png is not None and risk_png.is_file():
-        data = base64.b64encode(risk_png.read_bytes()).decode()
-        image = f"<img style='max-width:100%' src='data:image/png;base64,{data}'/>"
-    section = (
-        "<div id='lbml-costs' style='margin:2em'><h3>Costs and leverage "
-        f"({html.escape(str(metrics.get('leverage_model', 'none')))}, {html.escape(str(metrics.get('currency', '')))})</h3>"
-        f"<table>{rows}</table>{image}</div>"
-    )
-    text = tearsheet.read_text()
-    cut = text.rfind("</body>")
-    tearsheet.write_text(text[:cut] + section + text[cut:] if cut >= 0 else text + section)
