@@ -1,10 +1,12 @@
 """A scenario's model parameters are checked against the plugin when the scenario loads: a typo or a
 value the estimator refuses is one line and exit 2, before any data is read."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from lbml.errors import ConfigError
@@ -74,3 +76,31 @@ def test_every_shipped_scenario_passes_the_check(registry):
     for path in sorted((ROOT / "scenarios").glob("*.toml")):
         scenario = load_scenario(path)
         check_model_config(scenario.model.plugin, scenario.model.params, registry, str(path))
+
+
+def test_a_model_with_constant_output_is_refused_not_deployed(small_scenario, tmp_path, capsys):
+    # Trees that may not split (min_child_weight beyond the sample count) predict one number for
+    # every bar, as the stacking ensemble once shipped p = 0.478 everywhere.
+    from lbml.cli import main
+
+    params = dict(small_scenario.model.params) | {"min_child_weight": 1e9}
+    scenario = small_scenario.model_copy(update={"model": small_scenario.model.model_copy(update={"params": params})})
+    path = tmp_path / "constant.toml"
+    path.write_text(scenario.to_toml())
+    capsys.readouterr()
+    code = main(["train", str(path), "--out", str(tmp_path / "model")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1
+    assert re.fullmatch(r"lbml: error: model xgboost is degenerate: p = 0\.\d{4} for all \d+ held-out predictions "
+                        r"\(no signal\); the model was not saved\n", err)
+    assert not (tmp_path / "model").exists()
+
+
+def test_constant_predictions_are_told_apart_from_varying_ones():
+    from lbml.errors import DataError
+    from lbml.models.degenerate import require_varying_output
+
+    require_varying_output("m", {"held-out": np.array([0.4, 0.41, np.nan]), "out-of-fold": np.array([np.nan, 0.5])})
+    with pytest.raises(DataError, match=r"model m is degenerate: p = 0\.4780 for all 3 out-of-fold predictions"):
+        require_varying_output("m", {"held-out": np.array([0.3, 0.7]), "out-of-fold": np.array([0.478, np.nan, 0.478, 0.478])})

@@ -20,6 +20,7 @@ from lbml.calibration import calibration_method, fit_calibrator
 from lbml.evaluation import TradeRule, break_even, choose_margin, grid_hash, oos_statistics, round_trip_cost, trade_returns
 from lbml.labels import label_spec, make_labels, sample_uniqueness
 from lbml.models.artifact import TrainingWindow, save_artifact
+from lbml.models.degenerate import require_varying_output
 from lbml.registry_trials import TrialRegistry
 from lbml.stats import sharpe
 from lbml.validation import cpcv, cross_val_predict_purged, early_stopping_block, purge_train, purged_walk_forward
@@ -250,6 +251,8 @@ def train(
         calibrator = fit_calibrator(model, X[cal], y[cal], method)
         raw_cal = _up(model, X[cal])
         calibration_report["calibration_block"] = (y[cal], raw_cal, calibrator.apply(raw_cal))
+    deployed = calibration_report["calibration_block"][2] if calibrator is not None else p_val  # as it will predict
+    require_varying_output(model.name, {"held-out": deployed, "out-of-fold": p_oof})
     metrics = {
         "n_fit": int(len(fit_pos)),
         "n_validation": int(len(val_pos)),
