@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from lbml.errors import ConfigError
+from lbml.models.degenerate import DegenerateModelError
 from lbml.plugins import PluginRegistry
 from lbml.registry_trials import PRUNED, TrialRegistry, database_url
 from lbml.scenario import Scenario
@@ -119,14 +120,14 @@ def run_search(
                 scenario, prepared.market, registry, prepared.split, work / f"trial-{trial.number}",
                 trials=trials, study=study_name, model_params=params, on_fold=on_fold, reports=False,
             )
-        except optuna.TrialPruned:
+        except (optuna.TrialPruned, DegenerateModelError) as exc:  # a degenerate model is a tried, pruned trial
             pruned += 1
             trials.record(
                 study=study_name, scenario=scenario.name, scenario_hash=scenario.content_hash(),
                 model_plugin=scenario.model.plugin, params=params, metrics={"pruned": True},
                 sharpe=None, grid_hash=PRUNED, returns=np.array([]),
             )
-            raise
+            raise optuna.TrialPruned(str(exc)) from None
         finally:
             shutil.rmtree(work / f"trial-{trial.number}", ignore_errors=True)
         m = result.metrics

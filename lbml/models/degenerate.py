@@ -12,12 +12,16 @@ import numpy as np
 
 from lbml.errors import DataError
 
+class DegenerateModelError(DataError):
+    """The trained model predicts one probability for every row: it is not saved."""
+
+
 #: Largest spread (max - min) of probabilities still counted as one constant value.
 CONSTANT_SPREAD = 1e-9
 
 
 def require_varying_output(model_name: str, predictions: Mapping[str, np.ndarray]) -> None:
-    """Raise ``DataError`` if any named set of predicted probabilities is constant.
+    """Raise ``DegenerateModelError`` if any named set of predicted probabilities is constant.
 
     Non-finite entries (rows without a prediction) are ignored; a set with fewer than two finite
     predictions is not judged.
@@ -26,7 +30,7 @@ def require_varying_output(model_name: str, predictions: Mapping[str, np.ndarray
         p = np.asarray(p, dtype=np.float64)
         p = p[np.isfinite(p)]
         if len(p) >= 2 and np.ptp(p) <= CONSTANT_SPREAD:
-            raise DataError(
+            raise DegenerateModelError(
                 f"model {model_name} is degenerate: p = {p[0]:.4f} for all {len(p)} {label} predictions "
                 "(no signal); the model was not saved"
             )
