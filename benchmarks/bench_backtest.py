@@ -44,6 +44,8 @@ from lbml.sizing import decide
 from lbml.split import compute_split
 from lbml.workflows import Prepared, train_model
 
+from benchmarks._scenarios import smoke_model
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = ROOT / "scenarios" / "default.toml"
 
@@ -72,6 +74,8 @@ def run(size: str) -> list[dict]:
     """Run the backtest benchmarks at ``size`` ("smoke" or "full") and return result rows."""
     cfg = SIZES[size]
     base = load_scenario(SCENARIO)
+    if size == "smoke":
+        base = smoke_model(base)
     with tempfile.TemporaryDirectory(prefix="lbml-bench-") as tmp:
         tmp = Path(tmp)
         bars_dir, ticks_dir = tmp / "bars", tmp / "ticks"

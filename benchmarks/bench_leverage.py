@@ -21,9 +21,13 @@ def run(size: str) -> list[dict]:
     from lbml.scenario import load_scenario
     from lbml.workflows import prepare, train_model, warm_up
 
+    from benchmarks._scenarios import smoke_model
+
     days = 3 if size == "smoke" else 10
     registry = load_registry()
     base = load_scenario(ROOT / "scenarios" / "default.toml").with_data(days=days)
+    if size == "smoke":
+        base = smoke_model(base)
     prepared = prepare(base, registry)
     with TemporaryDirectory() as tmp:
         train_model(prepared, registry, Path(tmp) / "model")

@@ -21,9 +21,13 @@ def run(size: str) -> list[dict]:
     from lbml.scenario import load_scenario
     from lbml.workflows import prepare, train_model, warm_up
 
+    from benchmarks._scenarios import smoke_model
+
     days, bars = (3, 200) if size == "smoke" else (6, 1500)
     registry = load_registry()
     scenario = load_scenario("scenarios/default.toml").with_data(days=days)
+    if size == "smoke":
+        scenario = smoke_model(scenario)
     prepared = prepare(scenario, registry)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

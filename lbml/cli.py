@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- commands -------------------------------------------------------------------------------------
 def _cmd_config_show(args, settings) -> int:
-    scenario = _scenario(args)
+    scenario = _scenario(args, settings)
     print(f"# resolved scenario {args.scenario} (hash {scenario.content_hash()})")
     print(scenario.to_toml(), end="")
     return 0
@@ -86,7 +86,7 @@ def _cmd_data_validate(args, settings) -> int:
 def _cmd_train(args, settings) -> int:
     from lbml.workflows import prepare, train_model, trial_registry
 
-    scenario = _scenario(args)
+    scenario = _scenario(args, settings)
     registry = _registry(settings)
     prepared = prepare(scenario, registry, progress=_progress(), look_ahead=_look_ahead(args, settings))
     out = Path(args.out) if args.out else settings.paths.models_dir / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -106,7 +106,7 @@ def _cmd_train(args, settings) -> int:
 def _cmd_backtest(args, settings) -> int:
     from lbml.workflows import run_scenario
 
-    scenario = _scenario(args)
+    scenario = _scenario(args, settings)
     registry = _registry(settings)
     run_dir, metrics = run_scenario(
         scenario,
@@ -189,6 +189,7 @@ def _cmd_demo(args, settings) -> int:
     from lbml.workflows import run_scenario
 
     scenario = load_scenario(args.scenario)
+    _check_model(scenario, args.scenario, settings)
     if args.days:
         scenario = scenario.with_data(days=args.days)
     registry = _registry(settings)
@@ -209,7 +210,7 @@ def _cmd_paper(args, settings) -> int:
     from lbml.live.binance import BinanceFeedConfig
     from lbml.live.session import PaperOptions, run_paper
 
-    scenario = _scenario(args)
+    scenario = _scenario(args, settings)
     binance = BinanceFeedConfig(market=args.binance_market, testnet=args.binance_testnet, url=args.binance_url,
                                 agg_trades=args.binance_agg_trades)
     options = PaperOptions(
@@ -257,7 +258,7 @@ def _cmd_report(args, settings) -> int:
 def _cmd_feed_serve(args, settings) -> int:
     from lbml.live.serve import serve_feed
 
-    scenario = _scenario(args)
+    scenario = _scenario(args, settings)
     sent = serve_feed(scenario, _registry(settings), args.endpoint, speed=args.speed, bars=args.bars,
                       wait_s=args.wait)
     print(f"sent {sent} events to {args.endpoint}")
@@ -267,7 +268,7 @@ def _cmd_feed_serve(args, settings) -> int:
 def _cmd_search(args, settings) -> int:
     from lbml.search import run_search
 
-    scenario = _scenario(args)
+    scenario = _scenario(args, settings)
     storage = args.storage or settings.paths.runs_dir / "trials.sqlite"
     result = run_search(
         scenario, _registry(settings), n_trials=args.trials, storage=storage, study=args.study, seed=args.seed,
@@ -306,7 +307,7 @@ def _cmd_report_pbo(args, settings) -> int:
 def _cmd_walkforward(args, settings) -> int:
     from lbml.walkforward import run_walkforward
 
-    scenario = _scenario(args)
+    scenario = _scenario(args, settings)
     updates = {k: v for k, v in (("retrain_every_days", args.every_days), ("window", args.window),
                                  ("train_days", args.train_days)) if v is not None}
     if updates:
@@ -340,7 +341,7 @@ def _cmd_bench(args, settings) -> int:
 def _cmd_features_check(args, settings) -> int:
     from lbml.features.commands import run_check
 
-    scenario = _features_scenario(args)
+    scenario = _features_scenario(args, settings)
     report = run_check(scenario, _registry(settings), n_cuts=args.cuts, seed=args.seed, progress=_progress())
     print(f"features check: {scenario.name}, {report.n_bars:,} bars, {len(report.cuts)} cut points")
     print(report.to_table())
@@ -357,7 +358,7 @@ def _cmd_features_compute(args, settings) -> int:
 
     if not Path(args.out).parent.is_dir():
         raise ConfigError(f"--out: directory {Path(args.out).parent} does not exist")
-    scenario = _features_scenario(args)
+    scenario = _features_scenario(args, settings)
     meta = run_compute(scenario, _registry(settings), Path(args.out), progress=_progress())
     schema = meta["schema"]
     print(f"{args.out}: {len(schema['names'])} features, schema hash {schema['hash']}")
@@ -379,8 +380,8 @@ def _cmd_features_docs(args, settings) -> int:
     return 0
 
 
-def _features_scenario(args):
-    scenario = _scenario(args)
+def _features_scenario(args, settings):
+    scenario = _scenario(args, settings)
     if args.days is not None:
         if scenario.data.source != "synthetic":
             raise ConfigError("--days: only applies to the synthetic market")
@@ -392,10 +393,12 @@ def _features_scenario(args):
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def _scenario(args):
+def _scenario(args, settings):
+    """Load ``args.scenario`` and check its model parameters against the plugin (before any data)."""
     from lbml.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
+    _check_model(scenario, args.scenario, settings)
     data_paths = tuple(Path(p) for p in getattr(args, "data", None) or ())
     if data_paths:
         from lbml.data.importers import infer_symbol
@@ -411,6 +414,12 @@ def _scenario(args):
         except ValueError as exc:
             raise ConfigError(f"--data: {exc}") from None
     return scenario
+
+
+def _check_model(scenario, source, settings) -> None:
+    from lbml.models.params import check_model_config
+
+    check_model_config(scenario.model.plugin, scenario.model.params, _registry(settings), str(source))
 
 
 def _registry(settings):

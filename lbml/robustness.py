@@ -20,6 +20,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -203,21 +204,40 @@ def sweep_variants(scenario) -> list[tuple[str, float, Any]]:
     return out
 
 
-def sensitivity_sweep(prepared, registry, artifact, days: float) -> pd.DataFrame:
-    """Re-run the backtest engine on the first ``days`` of the backtest window for each variant."""
+def sweep_runs(prepared, registry, artifact, days: float) -> Iterator[tuple[str, float, Any, Any]]:
+    """Yield ``(parameter, value, scenario, result)``: the unchanged ``base`` run, then each variant.
+
+    Every run replays the first ``days`` of the backtest window on nautilus from its own copy of
+    one warmed-up pipeline, with the artifact's model and EV margin (as the main backtest does), so
+    the ``base`` run reproduces the main run's trades on that window exactly.
+    """
     from lbml.engine.backtest import run_backtest
     from lbml.models.training import scenario_pipeline
-    from lbml.report.metrics import compute_metrics
     from lbml.workflows import warm_up
 
-    split = prepared.split
-    short = replace(split, test_end=min(split.test_end, split.test_start + pd.Timedelta(days=days)))
+    short = sweep_split(prepared.split, days)
     pipeline = scenario_pipeline(prepared.scenario, prepared.market, registry)
     pipeline.load_fitted_state(artifact.feature_state)
     warm_up(pipeline, prepared)
-    rows = []
     for name, value, scenario in [("base", float("nan"), prepared.scenario), *sweep_variants(prepared.scenario)]:
-        result = run_backtest(scenario, prepared.market, short, copy.deepcopy(pipeline), artifact.model)
+        result = run_backtest(
+            scenario, prepared.market, short, copy.deepcopy(pipeline), artifact.model, ev_margin=artifact.ev_margin,
+            pricing=artifact.pricing,
+        )
+        yield name, value, scenario, result
+
+
+def sweep_split(split, days: float):
+    """The backtest split cut to its first ``days``."""
+    return replace(split, test_end=min(split.test_end, split.test_start + pd.Timedelta(days=days)))
+
+
+def sensitivity_sweep(prepared, registry, artifact, days: float) -> pd.DataFrame:
+    """Re-run the backtest engine on the first ``days`` of the backtest window for each variant."""
+    from lbml.report.metrics import compute_metrics
+
+    rows = []
+    for name, value, scenario, result in sweep_runs(prepared, registry, artifact, days):
         m = compute_metrics(result, scenario.report.periods_per_year)
         rows.append({
             "parameter": name,
@@ -230,6 +250,7 @@ def sensitivity_sweep(prepared, registry, artifact, days: float) -> pd.DataFrame
             "reconciliation_error": m["reconciliation_error"],
         })
     table = pd.DataFrame(rows)
+    short = sweep_split(prepared.split, days)
     table.attrs["window"] = (short.test_start.isoformat(), short.test_end.isoformat())
     return table
 

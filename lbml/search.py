@@ -26,6 +26,7 @@ import numpy as np
 
 from lbml.errors import ConfigError
 from lbml.features.guard import LookAheadPolicy
+from lbml.models.degenerate import DegenerateModelError
 from lbml.plugins import PluginRegistry
 from lbml.registry_trials import PRUNED, StudyKey, TrialRegistry, configuration_hash, database_url, schema_lock
 from lbml.scenario import Scenario
@@ -178,14 +179,14 @@ def run_search(
                 scenario, prepared.market, registry, prepared.split, work / f"trial-{trial.number}",
                 trials=trials, study=study_name, model_params=params, on_fold=on_fold, reports=False,
             )
-        except optuna.TrialPruned:
+        except (optuna.TrialPruned, DegenerateModelError) as exc:  # a degenerate model is a tried, pruned trial
             pruned += 1
             trials.record(
                 key=key, config_hash=config_hash, scenario=scenario.name, model_plugin=scenario.model.plugin,
                 params=params, metrics={"pruned": True}, margin_sharpes=None, grid_hash=PRUNED,
                 returns=np.array([]),
             )
-            raise
+            raise optuna.TrialPruned(str(exc)) from None
         finally:
             shutil.rmtree(work / f"trial-{trial.number}", ignore_errors=True)
         m = result.metrics

@@ -15,14 +15,16 @@ coefficients are plain JSON.
 """
 
 import json
+from numbers import Integral, Real
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils._param_validation import Interval
 
-from lbml.errors import ArtifactError, ConfigError
+from lbml.errors import ArtifactError, ConfigError, LbmlError
 from lbml.hookspecs import hookimpl
 from lbml.models.base import ModelPlugin
 
@@ -40,6 +42,11 @@ class EnsembleModel(ModelPlugin):
 
     name = "ensemble"
     uses_label_times = True
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "meta_C": [Interval(Real, 0, None, closed="neither")],
+        "stacking_folds": [Interval(Integral, 2, None, closed="left")],
+        "purge_rows": [Interval(Integral, 0, None, closed="left")],
+    }
 
     def __init__(
         self,
@@ -61,26 +68,46 @@ class EnsembleModel(ModelPlugin):
         self.purge_rows = purge_rows
 
     # -- construction ---------------------------------------------------------------------------
-    def _validate(self) -> np.ndarray:
+    @classmethod
+    def validate_params(cls, params, *, prefix: str = "model.params", **kwargs) -> None:
+        """Check the ensemble's own parameters, then each member's with its plugin's ``validate_params``."""
+        from lbml.plugins import load_registry
+
+        super().validate_params(params, prefix=prefix, **kwargs)
+        model = cls(**params)
+        model._validate(prefix)
+        registry = load_registry()
+        for i, spec in enumerate(model.members):
+            where = f"{prefix}.members[{i}]"
+            if not isinstance(spec, dict) or "plugin" not in spec or set(spec) - {"plugin", "params"}:
+                raise ConfigError(f"{where}: expected {{plugin = \"...\", params = {{...}}}}, got {spec!r}")
+            try:
+                member_cls = _member_class(registry, spec)
+            except LbmlError as exc:
+                raise ConfigError(f"{where}.plugin: {exc}") from None
+            member_cls.validate_params(spec.get("params", {}), prefix=f"{where}.params")
+
+    def _validate(self, prefix: str = "model.params") -> np.ndarray:
         if self.method not in ("weighted", "majority", "stacking"):
-            raise ConfigError(f"model.params.method: expected weighted, majority or stacking, got {self.method!r}")
+            raise ConfigError(f"{prefix}.method: expected weighted, majority or stacking, got {self.method!r}")
         if not self.members:
-            raise ConfigError("model.params.members: the ensemble needs at least one member")
-        weights = np.ones(len(self.members)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
-        if len(weights) != len(self.members) or (weights < 0).any() or weights.sum() <= 0:
-            raise ConfigError("model.params.weights: one non-negative weight per member, not all zero")
+            raise ConfigError(f"{prefix}.members: the ensemble needs at least one member")
+        try:
+            weights = np.ones(len(self.members)) if self.weights is None else np.asarray(self.weights, dtype=np.float64)
+        except (TypeError, ValueError):
+            weights = np.array([-1.0])
+        if weights.ndim != 1 or len(weights) != len(self.members) or (weights < 0).any() or weights.sum() <= 0:
+            raise ConfigError(f"{prefix}.weights: one non-negative weight per member, not all zero")
         return weights
 
     def _member_classes(self) -> list[type]:
         from lbml.plugins import load_registry
 
         registry = load_registry()
-        classes = []
-        for spec in self.members:
-            if spec.get("plugin") == self.name:
-                raise ConfigError("model.params.members: an ensemble cannot contain an ensemble")
-            classes.append(registry.model(spec["plugin"]))
-        return classes
+        try:
+            return [_member_class(registry, spec) for spec in self.members]
+        except ConfigError as exc:
+            raise ConfigError(f"model.params.members: {exc}") from None
 
     def _new_members(self) -> list[ModelPlugin]:
         return [cls(**spec.get("params", {})) for cls, spec in zip(self._member_classes(), self.members)]
@@ -174,6 +201,12 @@ class EnsembleModel(ModelPlugin):
         model.classes_ = np.array([0, 1])
         model.n_features_in_ = int(meta["n_features_in"])
         return model
+
+
+def _member_class(registry, spec: dict[str, Any]) -> type:
+    if spec.get("plugin") == EnsembleModel.name:
+        raise ConfigError("an ensemble cannot contain an ensemble")
+    return registry.model(spec["plugin"])
 
 
 @hookimpl

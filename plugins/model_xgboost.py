@@ -1,11 +1,13 @@
 """XGBoost classifier plugin: hist trees, seeded and deterministic, native UBJSON persistence."""
 
 import json
+from numbers import Integral, Real
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import xgboost as xgb
+from sklearn.utils._param_validation import Interval
 
 from lbml.errors import ArtifactError
 from lbml.hookspecs import hookimpl
@@ -19,6 +21,21 @@ class XGBoostModel(ModelPlugin):
     """Gradient-boosted trees (binary: class 1 = price up over the label horizon)."""
 
     name = "xgboost"
+    # xgboost's own ranges (max_depth, eta, subsample, colsample_bytree, min_child_weight, lambda),
+    # checked before any data loads instead of inside ``xgb.train``.
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_estimators": [Interval(Integral, 1, None, closed="left")],
+        "max_depth": [Interval(Integral, 0, None, closed="left")],
+        "learning_rate": [Interval(Real, 0, None, closed="neither")],
+        "subsample": [Interval(Real, 0, 1, closed="right")],
+        "colsample_bytree": [Interval(Real, 0, 1, closed="right")],
+        "min_child_weight": [Interval(Real, 0, None, closed="left")],
+        "reg_lambda": [Interval(Real, 0, None, closed="left")],
+        "early_stopping_rounds": [Interval(Integral, 1, None, closed="left"), None],
+        "n_jobs": [Interval(Integral, 1, None, closed="left")],
+        "inference_threads": [Interval(Integral, 1, None, closed="left")],
+        "random_state": [Interval(Integral, 0, None, closed="left")],
+    }
 
     def __init__(
         self,

@@ -6,6 +6,7 @@ Linear models standardise their inputs inside the pipeline, so the scaler learns
 window only. Class imbalance: ``class_weight="balanced"`` or per-sample weights in ``fit``.
 """
 
+from numbers import Integral
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,9 +20,10 @@ from sklearn.model_selection import TimeSeriesSplit
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
+from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
-from lbml.errors import ArtifactError
+from lbml.errors import ArtifactError, ConfigError
 from lbml.hookspecs import hookimpl
 from lbml.models.base import ModelPlugin
 
@@ -42,6 +44,18 @@ class SklearnModelPlugin(ModelPlugin):
 
     def _build(self) -> ClassifierMixin:
         raise NotImplementedError
+
+    @classmethod
+    def validate_params(cls, params, *, prefix: str = "model.params", **kwargs) -> None:
+        """Check the names, then the wrapped estimator's own parameter constraints (scikit-learn's)."""
+        from lbml.models.params import check_estimator
+
+        super().validate_params(params, prefix=prefix, **kwargs)
+        try:
+            estimator = cls(**params)._build()
+        except (ValueError, TypeError) as exc:  # e.g. TimeSeriesSplit refusing n_folds
+            raise ConfigError(f"{prefix}: {exc}") from None
+        check_estimator(estimator, params, prefix)
 
     def fit(self, X, y, *, sample_weight=None, eval_set=None) -> "SklearnModelPlugin":
         X = np.asarray(X, dtype=np.float64)
@@ -147,6 +161,10 @@ class LinearSVMModel(SklearnModelPlugin):
 
     name = "linear_svm"
     _weight_param = "clf__sample_weight"
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_folds": [Interval(Integral, 2, None, closed="left")],
+        "gap": [Interval(Integral, 0, None, closed="left")],
+    }
     TRUSTED_TYPES = (
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",

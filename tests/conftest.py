@@ -42,3 +42,13 @@ def shared_file(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared data not available: {path}")
     return path
+
+
+def without_calibration(scenario):
+    """``scenario`` without a calibration block, for tests of the plumbing rather than the model.
+
+    On two or three days of data the calibrator often finds that the model ranks no better than
+    chance on its block and maps it to the base rate: a constant model, which training refuses
+    (``lbml.models.degenerate``).
+    """
+    return scenario.model_copy(update={"validation": scenario.validation.model_copy(update={"calibration": "none"})})

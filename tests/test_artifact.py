@@ -1,6 +1,7 @@
 """Model artifacts: native files + manifest, tamper and schema checks, no pickle anywhere."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -8,7 +9,7 @@ import pytest
 
 from lbml.errors import ArtifactError
 from lbml.features.pipeline import FeatureSchema
-from lbml.models.artifact import TrainingWindow, load_artifact, save_artifact
+from lbml.models.artifact import TrainingWindow, load_artifact, manifest_integrity, save_artifact
 from plugins.model_xgboost import XGBoostModel
 
 SCHEMA = FeatureSchema(("a", "b", "c"), ({"plugin": "t", "version": "1", "params": {}},))
@@ -103,3 +104,82 @@ def test_output_folders_are_atomic_and_ordinary(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert stat.S_IMODE(final.stat().st_mode) == 0o777 & ~umask
+
+
+def edit_manifest(path: Path, edit) -> None:
+    manifest = json.loads((path / "manifest.json").read_text())
+    edit(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+
+
+# Every field the loader and the gates trust, plus a field the manifest did not have when saved:
+# the check covers the whole manifest, not a list of known keys.
+MANIFEST_EDITS = [
+    pytest.param("training_window", lambda m: m["training_window"].update(end="2023-12-31T00:00:00+00:00"), id="window"),
+    pytest.param("feature_schema", lambda m: m["feature_schema"].update(hash="0" * 16), id="schema"),
+    pytest.param("calibration", lambda m: m.update(calibration={"method": "sigmoid", "a": 1.0, "b": 0.0}), id="calibration"),
+    pytest.param("metrics", lambda m: m["metrics"].update(ev_margin=0.2), id="ev_margin"),
+    pytest.param("metrics", lambda m: m["metrics"].update(psr=0.99, dsr=0.98, n_trials=1), id="gate_statistics"),
+    pytest.param("model_params", lambda m: m["model_params"].update(max_depth=9), id="params"),
+    pytest.param("label_spec", lambda m: m.pop("label_spec"), id="removed_field"),
+    pytest.param("files", lambda m: m["files"].pop("feature_state.json"), id="unlisted_file"),
+    pytest.param("payoff", lambda m: m.update(payoff={"take_profit": 0.5}), id="added_field"),
+]
+
+
+@pytest.mark.parametrize(("field", "edit"), MANIFEST_EDITS)
+def test_any_edit_of_the_manifest_is_refused(artifact, registry, field, edit):
+    path, _, _ = artifact
+    edit_manifest(path, edit)
+    with pytest.raises(ArtifactError, match=rf"manifest field {field} does not match its integrity digest"):
+        load_artifact(path, registry)
+
+
+def test_editing_a_field_and_its_own_digest_is_refused(artifact, registry):
+    path, _, _ = artifact
+
+    def edit(m):
+        m["training_window"]["end"] = "2023-12-31T00:00:00+00:00"
+        m["integrity"]["fields"]["training_window"] = manifest_integrity(m)["fields"]["training_window"]
+
+    edit_manifest(path, edit)
+    with pytest.raises(ArtifactError, match="manifest integrity block does not match its fields"):
+        load_artifact(path, registry)
+
+
+def test_a_manifest_without_its_integrity_block_or_from_the_old_format_is_refused(artifact, registry):
+    path, _, _ = artifact
+    edit_manifest(path, lambda m: m.pop("integrity"))
+    with pytest.raises(ArtifactError, match="manifest has no integrity block"):
+        load_artifact(path, registry)
+    edit_manifest(path, lambda m: m.update(format_version=1))
+    with pytest.raises(ArtifactError, match="unsupported artifact format 1 .*retrain the model"):
+        load_artifact(path, registry)
+
+
+def test_reformatting_the_manifest_without_changing_a_value_is_accepted(artifact, registry):
+    path, _, _ = artifact
+    manifest = json.loads((path / "manifest.json").read_text())
+    (path / "manifest.json").write_text(json.dumps(dict(reversed(list(manifest.items())))))
+    assert load_artifact(path, registry).manifest == manifest
+
+
+def test_an_edited_training_window_cannot_slip_past_the_in_sample_guard(registry, small_scenario, tmp_path, capsys):
+    # Reported bypass: a model trained into the backtest window, its manifest's training_window.end
+    # moved back before the backtest, ran and was stamped in_sample: false.
+    from lbml.cli import main
+    from lbml.workflows import prepare, train_model
+
+    late = small_scenario.model_copy(update={"split": small_scenario.split.model_copy(update={"train_fraction": 0.9})})
+    train_model(prepare(late, registry), registry, tmp_path / "late-model")
+    test_start = prepare(small_scenario, registry).split.test_start
+    moved = (test_start - pd.Timedelta(hours=1)).isoformat()
+    edit_manifest(tmp_path / "late-model", lambda m: m["training_window"].update(end=moved))
+    scenario_file = tmp_path / "four_days.toml"
+    scenario_file.write_text(small_scenario.to_toml())
+    capsys.readouterr()
+    code = main(["backtest", str(scenario_file), "--model", str(tmp_path / "late-model"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and "manifest field training_window does not match its integrity digest" in err
+    assert not (tmp_path / "out").exists()

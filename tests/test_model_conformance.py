@@ -102,6 +102,16 @@ def test_model_plugin_conformance(name, params, tmp_path):
         load_artifact(path, REGISTRY, expected_schema=SCHEMA)
 
 
+@pytest.mark.parametrize(("name", "params"), CASES)
+def test_model_plugin_validates_its_parameters_before_fitting(name, params):
+    from lbml.errors import ConfigError
+
+    cls = REGISTRY.model(name)
+    cls.validate_params(params)  # what the conformance test fits with is valid
+    with pytest.raises(ConfigError, match=r"^model.params.no_such_parameter: unknown parameter of "):
+        cls.validate_params({**params, "no_such_parameter": 1})
+
+
 @pytest.mark.parametrize("name", ["logistic", "random_forest", "xgboost"])
 def test_sample_weights_change_the_fit(name):
     cls = REGISTRY.model(name)

@@ -16,6 +16,8 @@ from lbml.live.bars import TickBarAggregator
 from lbml.live.drift import DriftConfig, DriftMonitor
 from lbml.live.events import DEPTH, FUNDING, QUOTE, TRADE, MarketEvent, decode_event, encode_event, replay_events
 
+from .conftest import without_calibration
+
 
 @pytest.fixture(scope="module")
 def market():
@@ -123,7 +125,7 @@ def small(tmp_path_factory):
     from lbml.workflows import prepare, train_model
 
     registry = load_registry()
-    scenario = load_scenario("scenarios/default.toml").with_data(days=3)
+    scenario = without_calibration(load_scenario("scenarios/default.toml").with_data(days=3))
     model = tmp_path_factory.mktemp("feeds") / "model"
     train_model(prepare(scenario, registry), registry, model)
     return scenario, registry, model

@@ -16,6 +16,8 @@ from lbml.settings import SignalsSettings
 from lbml.signals.publisher import HEARTBEAT_TOPIC
 from lbml.workflows import prepare, train_model
 
+from .conftest import without_calibration
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -58,7 +60,7 @@ class Collector:
 
 
 def test_paper_publishes_each_prediction_once_across_a_restart(tmp_path):
-    scenario = load_scenario("scenarios/default.toml").with_data(days=3)
+    scenario = without_calibration(load_scenario("scenarios/default.toml").with_data(days=3))
     registry = load_registry()
     prepared = prepare(scenario, registry)
     model = tmp_path / "model"

@@ -4,8 +4,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lbml.robustness import block_bootstrap, hurst_exponent, max_drawdown, regime_table, sweep_variants
+from lbml.robustness import (
+    block_bootstrap,
+    hurst_exponent,
+    max_drawdown,
+    regime_table,
+    sweep_runs,
+    sweep_split,
+    sweep_variants,
+)
 from lbml.scenario import load_scenario
+from lbml.workflows import backtest, prepare, train_model
 
 
 def test_block_bootstrap_paths_and_percentiles():
@@ -69,3 +78,20 @@ def test_sweep_covers_fees_slippage_borrow_leverage_and_kelly():
     assert names == {"fees", "slippage_bps", "borrow_stress", "max_leverage", "kelly_fraction"}
     variants = dict(((n, v), s) for n, v, s in sweep_variants(scenario))
     assert variants[("borrow_stress", 5.0)].leverage.stress_multiplier == 5.0
+
+
+def test_the_unperturbed_sweep_run_reproduces_the_main_run_trade_for_trade(registry, small_scenario, tmp_path):
+    # The sweep once ran every variant on a copied pipeline whose features froze at warm-up: 0 trades
+    # where the main run traded. Its "base" row must be the main run itself.
+    prepared = prepare(small_scenario, registry)
+    days = small_scenario.robustness.sweep_days
+    assert sweep_split(prepared.split, days) == prepared.split  # the sweep window is the whole backtest
+    train_model(prepared, registry, tmp_path / "model")
+    main, artifact = backtest(prepared, registry, tmp_path / "model")
+    name, _, _, base = next(sweep_runs(prepared, registry, artifact, days))
+    assert name == "base"
+    trades = main.record.trades_frame()
+    assert len(trades) >= 5
+    pd.testing.assert_frame_equal(base.record.trades_frame(), trades)
+    pd.testing.assert_frame_equal(base.record.fills_frame(), main.record.fills_frame())
+    assert [p for _, p in base.predictions] == [p for _, p in main.predictions]

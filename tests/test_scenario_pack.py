@@ -15,7 +15,7 @@ from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
 from lbml.workflows import run_scenario
 
-from .conftest import ROOT, shared_file
+from .conftest import ROOT, shared_file, without_calibration
 
 COSTS = {"fees", "slippage", "borrow", "funding", "liquidation_penalty"}
 BYBIT = ("klines_1m", "bybit_linear_2025-05-30_to_2025-06-29")
@@ -30,10 +30,11 @@ def test_every_shipped_scenario_parses():
 
 
 def _quick(scenario, **robustness):
-    """Fewer trees (the scenario's model is not what these tests check) and robustness as asked."""
+    """Fewer trees, no calibration (the scenario's model is not what these tests check), robustness as asked."""
     params = {**scenario.model.params, "n_estimators": 40}
     rob = scenario.robustness.model_copy(update={"enabled": False, **robustness})
-    return scenario.model_copy(update={"model": scenario.model.model_copy(update={"params": params}), "robustness": rob})
+    model = scenario.model.model_copy(update={"params": params})
+    return without_calibration(scenario.model_copy(update={"model": model, "robustness": rob}))
 
 
 def _check_run(run_dir: Path, metrics: dict) -> pd.DataFrame:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from lbml.errors import DataError
 from lbml.registry_trials import TrialRegistry
 from lbml.scenario import load_scenario, parse_scenario
 from lbml.workflows import prepare, train_model
@@ -52,7 +53,13 @@ def _train(scenario, registry, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [201, 202, 203])
 def test_martingale_market_shows_no_significance(seed, registry, tmp_path):
-    m = _train(_scenario(seed=seed, edge=0.0, trend_drift=0.0), registry, tmp_path)
+    try:
+        m = _train(_scenario(seed=seed, edge=0.0, trend_drift=0.0), registry, tmp_path)
+    except DataError as exc:
+        # The other honest answer: the calibrated model predicts the base rate for every bar, and
+        # training refuses it as degenerate (seed 202) instead of reporting statistics for it.
+        assert "is degenerate" in str(exc) and not (tmp_path / "model").exists()
+        return
     assert m["n_trials"] == 4  # one configuration x four EV margins tried on OOF
     assert abs(m["oos_auc"] - 0.5) < 0.08, m
     assert m["dsr"] < 0.95, m

@@ -8,6 +8,7 @@ from lbml.scenario import load_scenario
 from lbml.settings import SignalsSettings
 from lbml.workflows import run_scenario
 
+from .conftest import without_calibration
 from .signals_support import Subscriber, free_port
 
 
@@ -15,7 +16,10 @@ def test_backtest_publishes_each_prediction_with_consecutive_sequence_numbers(tm
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     sub = Subscriber(endpoint)  # connects first; ZeroMQ reconnects until the publisher binds
     settings = SignalsSettings(endpoint=endpoint, seq_store=tmp_path / "seq", heartbeat_interval_s=0.1)
-    scenario = load_scenario("scenarios/default.toml").with_data(days=2)
+    scenario = without_calibration(load_scenario("scenarios/default.toml").with_data(days=2))
+    # ~200 training rows on 2 days: leaves of 50 samples would leave the trees unsplit, a constant model
+    params = {**scenario.model.params, "min_child_weight": 1.0}
+    scenario = scenario.model_copy(update={"model": scenario.model.model_copy(update={"params": params})})
     try:
         run_dir, metrics = run_scenario(scenario, load_registry(), tmp_path / "runs", publish=settings)
         stats = metrics["signals"]

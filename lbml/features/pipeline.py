@@ -5,6 +5,7 @@ through the very same objects, event by event, to build the training matrix. The
 vectorised implementation to drift from the streaming one.
 """
 
+import copy
 import hashlib
 import json
 import logging
@@ -73,12 +74,32 @@ class FeaturePipeline:
         ):
             if len(sinks) == 1 and getattr(type(self), method) is getattr(FeaturePipeline, method):
                 setattr(self, method, getattr(sinks[0], method))
-        # ``update`` packs the plugins' values straight into the buffer's memory: one C call, about
-        # twice as fast as numpy converting a list of Python floats.
         self._updates = tuple(p.update for p in self.plugins)
-        self._raw = bytearray(8 * len(self.names))
+        self._bind_buffer(bytearray(8 * len(self.names)))
+
+    def _bind_buffer(self, raw: bytearray) -> None:
+        # ``update`` packs the plugins' values straight into the buffer's memory: one C call, about
+        # twice as fast as numpy converting a list of Python floats. ``_buffer`` is a view of
+        # ``_raw``: the two must always be rebuilt together (see ``__deepcopy__``).
+        self._raw = raw
         self._pack = struct.Struct(f"={len(self.names)}d").pack_into
         self._buffer = np.frombuffer(self._raw, dtype=np.float64)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "FeaturePipeline":
+        """Return an independent pipeline in the same state (e.g. one per backtest of a sweep).
+
+        A plain deep copy would give the copy its own ``_raw`` and a separate ``_buffer`` array
+        that no longer views it: ``update`` would pack into one and return the other, frozen.
+        Plugins and the bound methods that dispatch to them are deep-copied together, so the
+        copy's methods reach the copy's plugins.
+        """
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            if key not in ("_raw", "_pack", "_buffer"):
+                setattr(clone, key, copy.deepcopy(value, memo))
+        clone._bind_buffer(bytearray(self._raw))
+        return clone
 
     @property
     def warmup_bars(self) -> int:

@@ -296,6 +296,16 @@ class OrderedWindow:
         self._pos = -1
         self.full = False
 
+    def __deepcopy__(self, memo: dict[int, object]) -> "OrderedWindow":
+        # A plain deep copy turns each of ``_views`` into an array of its own, no longer a view
+        # of ``_data``: pushes would then never reach the returned windows.
+        clone = OrderedWindow(self.window)
+        clone._data[:] = self._data
+        clone._pos = self._pos
+        clone.full = self.full
+        memo[id(self)] = clone
+        return clone
+
     def push(self, x: float) -> np.ndarray:
         """Append ``x`` and return the window view (oldest first; meaningful once ``full``)."""
         pos = self._pos + 1

@@ -5,6 +5,13 @@ feature plugins learned on the training window) and ``manifest.json``: plugin na
 hyperparameters, feature schema and hash, label spec, training window, data hash, library versions,
 training metrics and the SHA-256 of every file. Loading verifies every hash and refuses an artifact
 whose feature schema differs from the scenario's.
+
+The manifest's own content is covered too: its ``integrity`` block holds the SHA-256 of the
+canonical JSON of every other top-level field (whatever the fields are: new ones are covered
+without a list to update) and a digest over those, so an edited window, schema, calibration, EV
+margin or statistic is refused like a modified file. Without a secret key this is tamper-evident,
+not authentication: it catches edits and corruption, but someone who edits a field and
+recomputes the digests with this module's public recipe is not stopped.
 """
 
 import hashlib
@@ -24,7 +31,9 @@ from lbml.plugins import PluginRegistry
 
 MANIFEST = "manifest.json"
 FEATURE_STATE = "feature_state.json"
-FORMAT_VERSION = 1
+INTEGRITY = "integrity"
+#: 2: the manifest carries an ``integrity`` block over all its fields (format 1 had none).
+FORMAT_VERSION = 2
 _LIBRARIES = ("lbml", "nautilus_trader", "xgboost-cpu", "scikit-learn", "skops", "numpy", "pandas", "scipy")
 
 
@@ -79,6 +88,36 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _canonical_sha256(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def manifest_integrity(manifest: dict[str, Any]) -> dict[str, Any]:
+    """Return the ``integrity`` block of ``manifest``: a digest per top-level field and one over them.
+
+    Covers every field except ``integrity`` itself, in the form the loader reads (parsed JSON).
+    """
+    fields = {key: _canonical_sha256(value) for key, value in manifest.items() if key != INTEGRITY}
+    return {"algorithm": "sha256/canonical-json", "fields": fields, "digest": _canonical_sha256(fields)}
+
+
+def verify_manifest(manifest: dict[str, Any], source: Path) -> None:
+    """Raise ``ArtifactError`` unless ``manifest`` matches its ``integrity`` block exactly."""
+    stored = manifest.get(INTEGRITY)
+    if not isinstance(stored, dict) or not isinstance(stored.get("fields"), dict):
+        raise ArtifactError(f"{source}: manifest has no integrity block (edited, or not written by lbml)")
+    actual = manifest_integrity(manifest)
+    have, want = actual["fields"], stored["fields"]
+    changed = sorted(key for key in have.keys() | want.keys() if have.get(key) != want.get(key))
+    if changed:
+        raise ArtifactError(
+            f"{source}: manifest field {', '.join(changed)} does not match its integrity digest (manifest edited)"
+        )
+    if stored != actual:
+        raise ArtifactError(f"{source}: manifest integrity block does not match its fields (manifest edited)")
+
+
 def save_artifact(
     out_dir: Path,
     *,
@@ -118,7 +157,9 @@ def save_artifact(
             "calibration": calibrator.to_dict() if calibrator is not None else None,
             "files": hashes,
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        manifest = json.loads(json.dumps(manifest, default=str))  # the form load_artifact reads back
+        manifest[INTEGRITY] = manifest_integrity(manifest)
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return out_dir
 
 
@@ -132,14 +173,23 @@ def load_artifact(
         raise ArtifactError(f"{path}: not a model artifact (no {MANIFEST})")
     try:
         manifest = json.loads(manifest_path.read_text())
+    except ValueError as exc:
+        raise ArtifactError(f"{manifest_path}: corrupt manifest ({exc})") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{manifest_path}: corrupt manifest (not a JSON object)")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ArtifactError(
+            f"{manifest_path}: unsupported artifact format {manifest.get('format_version')} "
+            f"(this lbml reads format {FORMAT_VERSION}: retrain the model)"
+        )
+    verify_manifest(manifest, manifest_path)
+    try:
         files: dict[str, str] = manifest["files"]
         plugin_name = manifest["model_plugin"]
         params = manifest["model_params"]
         schema_hash = manifest["feature_schema"]["hash"]
-    except (ValueError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError) as exc:
         raise ArtifactError(f"{manifest_path}: corrupt manifest ({exc})") from None
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{manifest_path}: unsupported artifact format {manifest.get('format_version')}")
     for name, expected in files.items():
         file = path / name
         if not file.is_file():

@@ -5,6 +5,7 @@ learned state ends in ``_``; ``predict_proba`` columns follow ``classes_``. Mode
 library's native format (never pickle): ``save`` writes files into a folder, ``load`` reads them.
 """
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,6 +21,21 @@ class ModelPlugin(ClassifierMixin, BaseEstimator):
     #: True if ``fit`` accepts ``t0``/``t1`` keyword arrays (label start/end times, int64 ns) for
     #: purging inside the fit (e.g. a stacking ensemble's out-of-fold meta-features).
     uses_label_times: ClassVar[bool] = False
+    #: scikit-learn style constraints per hyperparameter (``sklearn.utils._param_validation``):
+    #: ``{"max_depth": [Interval(Integral, 0, None, closed="left")], ...}``; checked by ``validate_params``.
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+
+    @classmethod
+    def validate_params(cls, params: Mapping[str, Any], *, prefix: str = "model.params", **kwargs: Any) -> None:
+        """Raise ``ConfigError`` naming ``<prefix>.<key>`` unless ``params`` are valid hyperparameters.
+
+        Called when a scenario loads, before any data: unknown names (with the closest known one)
+        and values outside ``_parameter_constraints``. Override to check more, calling ``super()``.
+        """
+        from lbml.models.params import check_estimator, check_names
+
+        check_names(params, cls._get_param_names(), cls.name, prefix)
+        check_estimator(cls(**params), params, prefix)
 
     def fit(
         self,

@@ -25,6 +25,7 @@ from lbml.gate import edge_evidence
 from lbml.pricing import Pricing, kelly_params_for
 from lbml.sizing import Payoff
 from lbml.models.artifact import TrainingWindow, save_artifact
+from lbml.models.degenerate import require_varying_output
 from lbml.registry_trials import StudyKey, TrialRegistry, configuration_hash, trial_evidence
 from lbml.stats import sharpe
 from lbml.validation import cpcv, cross_val_predict_purged, early_stopping_block, purge_train, purged_walk_forward
@@ -294,6 +295,8 @@ def train(
         calibrator = fit_calibrator(model, X[cal_l], y[cal_l], method)
         raw_cal = _up(model, X[cal_l])
         calibration_report["calibration_block"] = (y[cal_l], raw_cal, calibrator.apply(raw_cal))
+    deployed = calibration_report["calibration_block"][2] if calibrator is not None else p_val  # as it will predict
+    require_varying_output(model.name, {"held-out": deployed, "out-of-fold": p_oof})
     metrics = {
         "n_fit": int(len(fit_pos)),
         "n_validation": int(len(val_pos)),
