@@ -52,3 +52,12 @@ def without_calibration(scenario):
     (``lbml.models.degenerate``).
     """
     return scenario.model_copy(update={"validation": scenario.validation.model_copy(update={"calibration": "none"})})
+
+
+def without_edge_gate(scenario):
+    """``scenario`` with the edge gate off (``[gate] enabled = false``), for tests of trading mechanics.
+
+    A model trained on a few days rarely shows significant out-of-fold evidence, and a closed gate
+    trades nothing; these tests need trades to check fills, ledgers and recovery, not the model.
+    """
+    return scenario.model_copy(update={"gate": scenario.gate.model_copy(update={"enabled": False})})

@@ -26,6 +26,7 @@ from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
 from lbml.workflows import prepare, train_model, warm_up
 
+from .conftest import without_edge_gate
 from .paper_support import state_rows as _rows
 from .report_support import assert_tearsheet_matches
 
@@ -44,6 +45,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("paper")
     scenario = load_scenario("scenarios/default.toml").with_data(days=4, edge=0.3)
     scenario = scenario.model_copy(update={"split": scenario.split.model_copy(update={"embargo_bars": 374})})
+    scenario = without_edge_gate(scenario)
     scenario_file = root / "four_days.toml"
     scenario_file.write_text(scenario.to_toml())
     registry = load_registry()

@@ -16,7 +16,7 @@ from lbml.live.bars import TickBarAggregator
 from lbml.live.drift import DriftConfig, DriftMonitor
 from lbml.live.events import DEPTH, FUNDING, QUOTE, TRADE, MarketEvent, decode_event, encode_event, replay_events
 
-from .conftest import without_calibration
+from .conftest import without_calibration, without_edge_gate
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def small(tmp_path_factory):
     from lbml.workflows import prepare, train_model
 
     registry = load_registry()
-    scenario = without_calibration(load_scenario("scenarios/default.toml").with_data(days=3))
+    scenario = without_edge_gate(without_calibration(load_scenario("scenarios/default.toml").with_data(days=3)))
     model = tmp_path_factory.mktemp("feeds") / "model"
     train_model(prepare(scenario, registry), registry, model)
     return scenario, registry, model

@@ -24,6 +24,7 @@ from lbml.plugins import load_registry
 from lbml.scenario import Scenario, load_scenario
 from lbml.workflows import prepare, train_model, warm_up
 
+from .conftest import without_edge_gate
 from .paper_support import state_rows as _rows
 
 BARS = 300
@@ -43,7 +44,7 @@ def _scenario(kind: str, embargo_bars: int = 60) -> Scenario:
         )
     else:
         update["costs"] = base.costs.model_copy(update={"gas_per_tx": 0.5})
-    return base.model_copy(update=update)
+    return without_edge_gate(base.model_copy(update=update))
 
 
 def _before_a_settlement(kind: str, registry) -> Scenario:

@@ -16,7 +16,7 @@ from lbml.settings import SignalsSettings
 from lbml.signals.publisher import HEARTBEAT_TOPIC
 from lbml.workflows import prepare, train_model
 
-from .conftest import without_calibration
+from .conftest import without_calibration, without_edge_gate
 
 
 def _free_port() -> int:
@@ -60,7 +60,7 @@ class Collector:
 
 
 def test_paper_publishes_each_prediction_once_across_a_restart(tmp_path):
-    scenario = without_calibration(load_scenario("scenarios/default.toml").with_data(days=3))
+    scenario = without_edge_gate(without_calibration(load_scenario("scenarios/default.toml").with_data(days=3)))
     registry = load_registry()
     prepared = prepare(scenario, registry)
     model = tmp_path / "model"
