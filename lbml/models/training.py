@@ -265,6 +265,7 @@ def train(
             bootstrap_reps=v.bootstrap_reps, seed=seed,
         )
         stats |= {
+            "trial_variance": evidence.variance,
             "validation_method": plan,
             "n_cv_splits": oof.n_splits,
             "n_cv_paths": int(oof.paths.shape[1]),
@@ -326,6 +327,7 @@ def train(
                        oof.fold_reports if oof is not None else None)
         if oof is not None:
             _write_fold_record(artifact / REPORTS_DIR / "cv_folds.json", oof, X_frame.index[dev], plan)
+            _write_oof_trades(artifact / REPORTS_DIR / "oof_trades.csv", X_frame.index, trades)
 
     # 4. trial registry (only trials with out-of-sample returns can inform the DSR/PBO)
     if trials is not None and oof is not None:
@@ -392,6 +394,15 @@ def _purged_out_of_fold(
             log.warning("purged CV fell back to %s: %s", label, reasons[0])
         return oof, label
     return None, reasons[-1] if reasons else "no split"
+
+
+def _write_oof_trades(path: Path, times: pd.DatetimeIndex, trades) -> None:
+    """The out-of-fold trades the statistics (PSR, DSR, Sharpe interval) and the edge gate are computed on."""
+    taken = trades.side != 0
+    pd.DataFrame({
+        "ts": times[taken], "side": trades.side[taken], "net_return": trades.returns[taken],
+        "assumed_cost": trades.cost[taken], "break_even": trades.break_even[taken],
+    }).to_csv(path, index=False)
 
 
 def _write_fold_record(path: Path, oof, sample_times: pd.DatetimeIndex, plan: str) -> None:
