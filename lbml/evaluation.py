@@ -101,22 +101,27 @@ def oos_statistics(
     trial_variance: float | None = None,
     bootstrap_reps: int = 500,
     seed: int = 0,
+    score: np.ndarray | None = None,
 ) -> dict[str, float]:
     """Every out-of-sample statistic ``metrics.json`` reports, from OOF predictions and trades.
 
     Classification scores (AUC, log loss, Brier, ECE) need a label, so they use the labelled bars;
     the IC and every trade statistic (PSR, DSR, Sharpe interval) use every bar with a prediction.
+    Ranking statistics (AUC, IC) use ``score``, the fold models' output before calibration, when
+    given: a calibration map is monotone, and an isotonic one's ties would only blur the ranking.
     """
+    score = p_up if score is None else score
     ok = np.isfinite(p_up)
     lab = ok & np.asarray(labelled, dtype=bool)
     y_l, p_l = np.asarray(y)[lab], np.asarray(p_up)[lab]
     out: dict[str, float] = {"n_oos": int(ok.sum()), "n_oos_labelled": int(lab.sum())}
-    out["oos_auc"] = float(roc_auc_score(y_l, p_l)) if len(np.unique(y_l)) > 1 else float("nan")
+    s_l = np.asarray(score)[lab]
+    out["oos_auc"] = float(roc_auc_score(y_l, s_l)) if len(np.unique(y_l)) > 1 else float("nan")
     scores = probability_scores(y_l, p_l)
     out["oos_logloss"] = scores["logloss"]
     out["brier"] = scores["brier"]
     out["ece"] = scores["ece"]
-    out["ic"] = information_coefficient(np.asarray(p_up)[ok], np.asarray(forward_return)[ok])
+    out["ic"] = information_coefficient(np.asarray(score)[ok], np.asarray(forward_return)[ok])
     traded = grid.traded
     out["n_oos_trades"] = int(len(traded))
     out["oos_trade_sharpe"] = sharpe(traded)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 OPEN, CLOSED, OVERRIDDEN, DISABLED = "open", "closed", "overridden", "disabled"
+NOT_APPLICABLE = "not applicable"  # the strategy does not trade the model's predictions
 OVERRIDE_STAMP = "EDGE-GATE-OVERRIDDEN"
 
 
@@ -65,7 +66,7 @@ class GateDecision:
 
     @property
     def trades(self) -> bool:
-        return self.status in (OPEN, OVERRIDDEN, DISABLED)
+        return self.status in (OPEN, OVERRIDDEN, DISABLED, NOT_APPLICABLE)
 
     def to_dict(self) -> dict[str, Any]:
         return {"status": self.status, "reason": self.reason} | self.evidence
@@ -77,11 +78,21 @@ class GateDecision:
             return f"edge gate OVERRIDDEN (--ignore-edge-gate): {self.reason}"
         if self.status == DISABLED:
             return "edge gate disabled in the scenario ([gate] enabled = false)"
+        if self.status == NOT_APPLICABLE:
+            return f"edge gate not applicable: {self.reason}"
         return f"edge gate open: {self.reason}"
 
 
-def gate_decision(training_metrics: dict[str, Any], gate, *, override: bool = False) -> GateDecision:
-    """Decide with the scenario's thresholds on the evidence the model's training recorded."""
+def gate_decision(
+    training_metrics: dict[str, Any], gate, *, override: bool = False, strategy_cls: type | None = None
+) -> GateDecision:
+    """Decide with the scenario's thresholds on the evidence the model's training recorded.
+
+    A strategy class with ``trades_predictions = False`` (e.g. ``LeveragedHold``) does not trade
+    the model, so the gate does not apply to it.
+    """
+    if strategy_cls is not None and not getattr(strategy_cls, "trades_predictions", True):
+        return GateDecision(NOT_APPLICABLE, f"{strategy_cls.__name__} does not trade the model's predictions", {})
     if not gate.enabled:
         return GateDecision(DISABLED, "disabled in the scenario", {})
     if "oos_unavailable" in training_metrics:

@@ -204,12 +204,13 @@ def sweep_variants(scenario) -> list[tuple[str, float, Any]]:
     return out
 
 
-def sweep_runs(prepared, registry, artifact, days: float) -> Iterator[tuple[str, float, Any, Any]]:
+def sweep_runs(prepared, registry, artifact, days: float, trade: bool = True) -> Iterator[tuple[str, float, Any, Any]]:
     """Yield ``(parameter, value, scenario, result)``: the unchanged ``base`` run, then each variant.
 
     Every run replays the first ``days`` of the backtest window on nautilus from its own copy of
-    one warmed-up pipeline, with the artifact's model and EV margin (as the main backtest does), so
-    the ``base`` run reproduces the main run's trades on that window exactly.
+    one warmed-up pipeline, with the artifact's model, EV margin and pricing, trading only when the
+    main run's edge gate let it (``trade``), so the ``base`` run reproduces the main run's trades on
+    that window exactly.
     """
     from lbml.engine.backtest import run_backtest
     from lbml.models.training import scenario_pipeline
@@ -222,7 +223,7 @@ def sweep_runs(prepared, registry, artifact, days: float) -> Iterator[tuple[str,
     for name, value, scenario in [("base", float("nan"), prepared.scenario), *sweep_variants(prepared.scenario)]:
         result = run_backtest(
             scenario, prepared.market, short, copy.deepcopy(pipeline), artifact.model, ev_margin=artifact.ev_margin,
-            pricing=artifact.pricing,
+            pricing=artifact.pricing, trade=trade,
         )
         yield name, value, scenario, result
 
@@ -232,12 +233,12 @@ def sweep_split(split, days: float):
     return replace(split, test_end=min(split.test_end, split.test_start + pd.Timedelta(days=days)))
 
 
-def sensitivity_sweep(prepared, registry, artifact, days: float) -> pd.DataFrame:
+def sensitivity_sweep(prepared, registry, artifact, days: float, trade: bool = True) -> pd.DataFrame:
     """Re-run the backtest engine on the first ``days`` of the backtest window for each variant."""
     from lbml.report.metrics import compute_metrics
 
     rows = []
-    for name, value, scenario, result in sweep_runs(prepared, registry, artifact, days):
+    for name, value, scenario, result in sweep_runs(prepared, registry, artifact, days, trade):
         m = compute_metrics(result, scenario.report.periods_per_year)
         rows.append({
             "parameter": name,
@@ -288,7 +289,8 @@ def write_robustness(run_dir: Path, prepared, result, artifact, registry, config
     bh.to_csv(out / "buy_and_hold.csv", index=False)
     summary["buy_and_hold"] = bh.to_dict(orient="records")
     if config.sweep:
-        sweep = sensitivity_sweep(prepared, registry, artifact, config.sweep_days)
+        traded = result.edge_gate is None or result.edge_gate["status"] not in ("closed",)
+        sweep = sensitivity_sweep(prepared, registry, artifact, config.sweep_days, traded)
         sweep.to_csv(out / "sensitivity.csv", index=False)
         _plot_sweep(sweep, out / "sensitivity.png")
         summary["sensitivity"] = {"window": list(sweep.attrs["window"]), "runs": int(len(sweep)),

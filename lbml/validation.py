@@ -52,19 +52,30 @@ class OutOfFold:
     feature_states: list[dict[str, Any]] = field(default_factory=list)
     #: per split, what ``fold_report`` returned for the split's model on its test block
     fold_reports: list[Any] = field(default_factory=list)
+    #: the fold models' scores before each fold's calibration map (ranking metrics: AUC, IC)
+    raw_paths: np.ndarray | None = None
 
     @property
     def mean(self) -> np.ndarray:
         """Mean prediction over paths (NaN where never tested)."""
-        if self.paths.shape[1] == 1:
-            return self.paths[:, 0]
-        counts = (~np.isnan(self.paths)).sum(axis=1)
-        sums = np.nansum(self.paths, axis=1)
-        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        return _path_mean(self.paths)
+
+    @property
+    def raw_mean(self) -> np.ndarray:
+        """Mean uncalibrated score over paths (the calibrated one when folds are not calibrated)."""
+        return _path_mean(self.raw_paths if self.raw_paths is not None else self.paths)
 
     @property
     def tested(self) -> np.ndarray:
         return ~np.isnan(self.paths).all(axis=1)
+
+
+def _path_mean(paths: np.ndarray) -> np.ndarray:
+    if paths.shape[1] == 1:
+        return paths[:, 0]
+    counts = (~np.isnan(paths)).sum(axis=1)
+    sums = np.nansum(paths, axis=1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 def _as_ns(times) -> np.ndarray:
@@ -217,6 +228,7 @@ def cross_val_predict_purged(
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
     preds: list[np.ndarray] = []
+    raw_preds: list[np.ndarray] = []
     n_fit = []
     states: list[dict[str, Any]] = []
     reports: list[Any] = []
@@ -243,29 +255,38 @@ def cross_val_predict_purged(
         extra = {"t0": t0n[fit], "t1": t1n[fit]} if getattr(model, "uses_label_times", False) else {}
         model.fit(Xs[fit], y[fit], sample_weight=weight, eval_set=eval_set, **extra)
         proba = model.predict_proba(Xs[split.test])
-        p = proba[:, list(model.classes_).index(1)]
+        p = raw = proba[:, list(model.classes_).index(1)]
         if calibration is not None and both and len(val) >= MIN_FOLD_CALIBRATION:
             method = calibration_method(len(val)) if calibration == "auto" else calibration
             p = fit_calibrator(model, Xs[val], y[val], method).apply(p)
         preds.append(p)
+        raw_preds.append(raw)
         n_fit.append(int(len(fit)))
         scored = trainable[split.test] if trainable is not None else slice(None)
         if fold_report is not None:
             reports.append(fold_report(model, Xs[split.test][scored], y[split.test][scored]))
         if on_fold is not None:
             on_fold(len(preds) - 1, float(log_loss(y[split.test][scored], np.clip(p[scored], 1e-7, 1 - 1e-7), labels=[0, 1])))
+    return OutOfFold(
+        _arrange(preds, splits, len(y), n_groups), len(splits), n_fit, states, reports,
+        raw_paths=_arrange(raw_preds, splits, len(y), n_groups),
+    )
+
+
+def _arrange(preds: list[np.ndarray], splits: list[PurgedSplit], n: int, n_groups: int | None) -> np.ndarray:
+    """Per-split test predictions laid out by sample (one column, or one per CPCV backtest path)."""
     if n_groups is None:
-        out = np.full((len(y), 1), np.nan)
+        out = np.full((n, 1), np.nan)
         for split, p in zip(splits, preds):
             out[split.test, 0] = p
-        return OutOfFold(out, len(splits), n_fit, states, reports)
-    blocks = group_bounds(len(y), n_groups)
+        return out
+    blocks = group_bounds(n, n_groups)
     assignment = cpcv_paths(splits, n_groups)
-    out = np.full((len(y), len(assignment)), np.nan)
+    out = np.full((n, len(assignment)), np.nan)
     for j, path in enumerate(assignment):
         for g, s in path.items():
             a, b = blocks[g]
             split = splits[s]
             pos = np.searchsorted(split.test, np.arange(a, b))
             out[a:b, j] = preds[s][pos]
-    return OutOfFold(out, len(splits), n_fit, states, reports)
+    return out

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from lbml.data.frames import InstrumentData, MarketData
 from lbml.data.sources import load_market
-from lbml.engine.backtest import BacktestResult, run_backtest
+from lbml.engine.backtest import BacktestResult, load_strategy_class, run_backtest
 from lbml.errors import ArtifactError, DataError
 from lbml.features.guard import OVERRIDDEN, LookAheadPolicy, guard_look_ahead
 from lbml.features.pipeline import FeaturePipeline, compute_features
@@ -121,7 +121,8 @@ def backtest(
             f"{artifact_dir}: model was trained up to {window.end}, inside the backtest window "
             f"starting {split.test_start} (pass --allow-in-sample to run it anyway, stamped IN-SAMPLE)"
         )
-    gate = gate_decision(artifact.manifest.get("metrics", {}), scenario.gate, override=ignore_edge_gate)
+    gate = gate_decision(artifact.manifest.get("metrics", {}), scenario.gate, override=ignore_edge_gate,
+                         strategy_cls=load_strategy_class(scenario.strategy.class_path)[0])
     log.log(logging.INFO if gate.status == "open" else logging.WARNING, gate.line())
     pipeline.load_fitted_state(artifact.feature_state)
     warm_up(pipeline, prepared)

@@ -19,7 +19,7 @@ from lbml.report.metrics import compute_metrics
 from lbml.scenario import load_scenario
 from lbml.workflows import backtest, prepare, train_model
 
-from .conftest import shared_file
+from .conftest import shared_file, without_edge_gate
 
 CRASH_DIR = ("klines_1m", "binance_spot_2021-04-02_to_2021-05-14")
 
@@ -45,7 +45,7 @@ def _scenario(tmp, bnb, btc, **sections):
     update = {"split": base.split.model_copy(update={"train_fraction": 0.51})}
     for name, changes in sections.items():
         update[name] = getattr(base, name).model_copy(update=changes)
-    return base.model_copy(update=update)
+    return without_edge_gate(base.model_copy(update=update))  # mechanics: trade whatever the model's evidence
 
 
 @pytest.fixture(scope="module")

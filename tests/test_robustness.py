@@ -15,6 +15,7 @@ from lbml.robustness import (
 )
 from lbml.scenario import load_scenario
 from lbml.workflows import backtest, prepare, train_model
+from .conftest import without_edge_gate
 
 
 def test_block_bootstrap_paths_and_percentiles():
@@ -83,8 +84,9 @@ def test_sweep_covers_fees_slippage_borrow_leverage_and_kelly():
 def test_the_unperturbed_sweep_run_reproduces_the_main_run_trade_for_trade(registry, small_scenario, tmp_path):
     # The sweep once ran every variant on a copied pipeline whose features froze at warm-up: 0 trades
     # where the main run traded. Its "base" row must be the main run itself.
-    prepared = prepare(small_scenario, registry)
-    days = small_scenario.robustness.sweep_days
+    scenario = without_edge_gate(small_scenario)  # the main run must trade for the comparison to mean anything
+    prepared = prepare(scenario, registry)
+    days = scenario.robustness.sweep_days
     assert sweep_split(prepared.split, days) == prepared.split  # the sweep window is the whole backtest
     train_model(prepared, registry, tmp_path / "model")
     main, artifact = backtest(prepared, registry, tmp_path / "model")

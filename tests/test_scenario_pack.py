@@ -17,7 +17,7 @@ from lbml.workflows import run_scenario
 
 from .conftest import ROOT, shared_file, without_calibration
 
-COSTS = {"fees", "slippage", "borrow", "funding", "liquidation_penalty"}
+COSTS = {"fees", "slippage", "borrow", "funding", "liquidation_penalty", "gas", "total"}
 BYBIT = ("klines_1m", "bybit_linear_2025-05-30_to_2025-06-29")
 
 

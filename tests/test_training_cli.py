@@ -18,10 +18,11 @@ CPCV_FEATURES = [{"plugin": "core"}]
 STAT_KEYS = ("oos_auc", "oos_logloss", "brier", "ece", "ic", "psr", "dsr", "sharpe_ci_low", "sharpe_ci_high", "n_trials")
 
 
-def _small(tmp_path: Path, **train) -> Path:
+def _small(tmp_path: Path, seed: int = 7, **train) -> Path:
     raw = load_scenario(ROOT / "scenarios" / "default.toml").to_dict()
     raw["name"] = "small"
     raw["data"]["days"] = 3
+    raw["data"]["seed"] = seed
     raw["model"]["params"] = {"n_estimators": 40, "max_depth": 3, "learning_rate": 0.1, "n_jobs": 1}
     raw["validation"] = {"n_splits": 3, "bootstrap_reps": 100}
     raw["report"] = {"tearsheet": False}
@@ -55,7 +56,9 @@ def lbml(monkeypatch, capsys, tmp_path):
 
 @pytest.mark.slow
 def test_in_sample_backtest_is_refused_then_stamped_and_tampering_refused(tmp_path, lbml):
-    late = _small(tmp_path, train_fraction=0.9)
+    # Seed 8: with seed 7 the last 10% of this 3-day market is a trend the small model cannot rank,
+    # and training rightly refuses the constant model (lbml.models.degenerate).
+    late = _small(tmp_path, seed=8, train_fraction=0.9)
     scenario = tmp_path / "normal.toml"
     raw = load_scenario(late).to_dict()
     raw["split"]["train_fraction"] = 0.5

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from lbml.engine.backtest import instrument_for
+from lbml.engine.backtest import instrument_for, load_strategy_class
 from lbml.errors import ArtifactError, ConfigError, DataError
 from lbml.features.guard import LookAheadPolicy
 from lbml.features.pipeline import compute_features
@@ -106,7 +106,8 @@ def run_paper(
         currency = instrument_for(
             prepared.market[scenario.data.symbol], scenario.data.venue, scenario, prepared.split.test_start
         ).quote_currency.code
-        gate = gate_decision(artifact.manifest.get("metrics", {}), scenario.gate, override=options.ignore_edge_gate)
+        gate = gate_decision(artifact.manifest.get("metrics", {}), scenario.gate, override=options.ignore_edge_gate,
+                             strategy_cls=load_strategy_class(scenario.strategy.class_path)[0])
         if not gate.trades:
             raise ArtifactError(gate.line())
         _check_session(store, scenario, artifact.model_id, options, currency)

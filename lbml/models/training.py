@@ -262,7 +262,7 @@ def train(
         seed = int(params.get("random_state", 0)) if isinstance(params, dict) else 0
         stats = oos_statistics(
             y, lab, p_oof, fwd, trades, n_trials=evidence.n_trials, trial_variance=evidence.variance,
-            bootstrap_reps=v.bootstrap_reps, seed=seed,
+            bootstrap_reps=v.bootstrap_reps, seed=seed, score=_scattered(oof.raw_mean, dev, n),
         )
         stats |= {
             "trial_variance": evidence.variance,
@@ -339,6 +339,12 @@ def train(
         )
     log.info("trained %s on %d samples: %s", model.name, n, metrics)
     return TrainResult(artifact, int(lab.sum()), X.shape[1], metrics)
+
+
+def _scattered(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    out = np.full(n, np.nan)
+    out[rows] = values
+    return out
 
 
 def _rule_summary(params) -> dict[str, float]:
