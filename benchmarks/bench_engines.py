@@ -9,8 +9,9 @@ strategy on N synthetic events:
 - ``ticks``: N trade ticks one second apart (``trade_execution``), the strategy subscribes to the
   ticks and to INTERNAL 1-minute bars that the engine aggregates from them.
 
-Only ``engine.run()`` is timed (events/s); the whole process's wall time (interpreter start,
-imports, data generation, run) is reported beside it. Candidates alternate within each round
+Only ``engine.run()`` is timed, in wall time (events/s) and in the process's CPU time (events per
+CPU-second: steadier when other processes share the cores); the whole process's wall time
+(interpreter start, imports, data generation, run) is reported beside it. Candidates alternate within each round
 and the order rotates between rounds, so a change of machine load hits all of them alike. The
 ratio of a candidate is the median over rounds of (its events/s / the first candidate's events/s
 in the same round).
@@ -73,9 +74,17 @@ def _walk(n: int, seed: int, sigma: float):
     return rng, 40_000.0 * np.exp(np.cumsum(rng.normal(0.0, sigma, n)))
 
 
-def _bar_arrays(n: int, seed: int):
-    """O/H/L/C/volume arrays of a seeded random walk, rounded to 2 decimals, consistent H/L."""
+def _bar_arrays(n: int, seed: int, flat: bool = False):
+    """O/H/L/C/volume arrays of a seeded random walk, rounded to 2 decimals, consistent H/L.
+    ``flat``: O = H = L = C at one price, so the exchange derives no synthetic trades from bars
+    after the first (isolates the per-synthetic-trade cost from the per-bar cost)."""
     import numpy as np
+
+    if flat:
+        price = np.full(n, 40_000.0)
+        volume = np.full(n, 10.0)
+        ts = START_NS + (np.arange(n, dtype=np.uint64) + 1) * np.uint64(60_000_000_000)
+        return price, price, price, price, volume, ts.astype(np.uint64)
 
     rng, close = _walk(n, seed, 0.0008)
     open_ = np.concatenate(([40_000.0], close[:-1]))
@@ -99,7 +108,7 @@ def _tick_arrays(n: int, seed: int):
     return price, size, side, ts.astype(np.uint64)
 
 
-def _run_v1(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | None) -> dict:
+def _run_v1(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | None, flat: bool = False) -> dict:
     """nautilus_trader 1.x (Cython core): ``nautilus_trader.backtest.engine.BacktestEngine``."""
     from decimal import Decimal
 
@@ -130,7 +139,7 @@ def _run_v1(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | Non
     t0 = time.perf_counter()
     if mode == "bars":
         bar_type = BarType.from_str(f"{iid}-1-MINUTE-LAST-EXTERNAL")
-        o, h, l, c, v, ts = _bar_arrays(n, seed)
+        o, h, l, c, v, ts = _bar_arrays(n, seed, flat)
         events = Bar.from_raw_arrays_to_list(bar_type, 2, 6, o, h, l, c, v, ts, ts)
     else:
         bar_type = BarType.from_str(f"{iid}-1-MINUTE-LAST-INTERNAL")
@@ -181,7 +190,7 @@ def _run_v1(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | Non
     return out
 
 
-def _run_v2(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | None) -> dict:
+def _run_v2(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | None, flat: bool = False) -> dict:
     """nautilus_trader 2.x (Rust core, PyO3): ``nautilus_trader.backtest.BacktestEngine``."""
     from decimal import Decimal
 
@@ -206,7 +215,7 @@ def _run_v2(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | Non
     t0 = time.perf_counter()
     if mode == "bars":
         bar_type = BarType.from_str(f"{iid}-1-MINUTE-LAST-EXTERNAL")
-        o, h, l, c, v, ts = _bar_arrays(n, seed)
+        o, h, l, c, v, ts = _bar_arrays(n, seed, flat)
         events = [
             Bar(bar_type, Price(o[i], 2), Price(h[i], 2), Price(l[i], 2), Price(c[i], 2), Quantity(v[i], 6),
                 int(ts[i]), int(ts[i]))
@@ -278,8 +287,13 @@ def _timed_run(run, profile: str | None) -> float:
         prof.dump_stats(profile)
         return seconds
     t0 = time.perf_counter()
+    c0 = time.process_time()
     run()
+    _CPU[0] = time.process_time() - c0
     return time.perf_counter() - t0
+
+
+_CPU = [None]  # CPU seconds of the last timed run (less sensitive than wall time to other load)
 
 
 def worker(argv: list[str]) -> int:
@@ -289,13 +303,15 @@ def worker(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--venue-kwargs", default="{}", help="JSON: extra add_venue keyword arguments")
     p.add_argument("--profile", default=None, help="write cProfile stats of engine.run() here")
+    p.add_argument("--flat", action="store_true", help="bars mode: O = H = L = C, one price throughout")
     args = p.parse_args(argv)
     import nautilus_trader
 
     major = int(nautilus_trader.__version__.split(".")[0])
     run = _run_v2 if major >= 2 else _run_v1
-    res = run(args.mode, args.n, args.seed, json.loads(args.venue_kwargs), args.profile)
-    res.update(mode=args.mode, n=args.n, events_per_s=args.n / res["run_seconds"],
+    res = run(args.mode, args.n, args.seed, json.loads(args.venue_kwargs), args.profile, args.flat)
+    res.update(mode=args.mode, flat=args.flat, n=args.n, events_per_s=args.n / res["run_seconds"], cpu_seconds=_CPU[0],
+               events_per_cpu_s=(args.n / _CPU[0]) if _CPU[0] else None,
                us_per_event=1e6 * res["run_seconds"] / args.n, versions=_versions())
     print("RESULT " + json.dumps(res), flush=True)
     return 0
@@ -312,9 +328,9 @@ def parse_candidate(text: str) -> tuple[str, str, dict]:
 
 
 def run_worker(python: str, mode: str, n: int, seed: int = 42, venue_kwargs: dict | None = None,
-               profile: str | None = None, timeout: float = 3600) -> dict:
+               profile: str | None = None, timeout: float = 3600, flat: bool = False) -> dict:
     cmd = [python, str(HERE), "--worker", "--mode", mode, "--n", str(n), "--seed", str(seed),
-           "--venue-kwargs", json.dumps(venue_kwargs or {})]
+           "--venue-kwargs", json.dumps(venue_kwargs or {})] + (["--flat"] if flat else [])
     if profile:
         cmd += ["--profile", profile]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -331,7 +347,7 @@ def run_worker(python: str, mode: str, n: int, seed: int = 42, venue_kwargs: dic
 
 
 def compare(candidates: list[tuple[str, str, dict]], modes=MODES, n: int = 200_000, rounds: int = 3,
-            log=lambda s: print(s, file=sys.stderr, flush=True)) -> dict:
+            log=lambda s: print(s, file=sys.stderr, flush=True), flat: bool = False) -> dict:
     """Run every candidate in every mode for ``rounds`` rounds, alternating; return the raw runs
     and a summary (median events/s, median paired ratio vs the first candidate)."""
     runs = []
@@ -340,7 +356,7 @@ def compare(candidates: list[tuple[str, str, dict]], modes=MODES, n: int = 200_0
         order = candidates[r % len(candidates):] + candidates[:r % len(candidates)]
         for mode in modes:
             for name, python, kwargs in order:
-                res = run_worker(python, mode, n, venue_kwargs=kwargs)
+                res = run_worker(python, mode, n, venue_kwargs=kwargs, flat=flat)
                 res.update(candidate=name, round=r, load1=os.getloadavg()[0])
                 runs.append(res)
                 shown = f"{res['events_per_s']:,.0f} events/s" if "events_per_s" in res else f"ERROR {res['error']}"
@@ -350,17 +366,20 @@ def compare(candidates: list[tuple[str, str, dict]], modes=MODES, n: int = 200_0
     for mode in modes:
         for name, python, kwargs in candidates:
             mine = [x for x in runs if x["candidate"] == name and x["mode"] == mode and "events_per_s" in x]
-            ratios = []
+            ratios, cpu_ratios = [], []
             for r in range(rounds):
                 a = [x for x in mine if x["round"] == r]
                 b = [x for x in runs if x["candidate"] == base and x["mode"] == mode and x["round"] == r
                      and "events_per_s" in x]
                 if a and b:
                     ratios.append(a[0]["events_per_s"] / b[0]["events_per_s"])
+                    cpu_ratios.append(a[0]["events_per_cpu_s"] / b[0]["events_per_cpu_s"])
             summary.append({
                 "candidate": name, "mode": mode, "python": python, "venue_kwargs": kwargs,
                 "events_per_s": statistics.median([x["events_per_s"] for x in mine]) if mine else None,
                 "ratio_vs_" + base: statistics.median(ratios) if ratios else None,
+                "events_per_cpu_s": statistics.median([x["events_per_cpu_s"] for x in mine]) if mine else None,
+                "cpu_ratio_vs_" + base: statistics.median(cpu_ratios) if cpu_ratios else None,
                 "process_wall_s": statistics.median([x["process_wall_seconds"] for x in mine]) if mine else None,
                 "versions": mine[0]["versions"] if mine else None,
                 "errors": [x["error"] for x in runs if x["candidate"] == name and x["mode"] == mode and "error" in x],
@@ -371,16 +390,20 @@ def compare(candidates: list[tuple[str, str, dict]], modes=MODES, n: int = 200_0
 
 def markdown(result: dict) -> str:
     base = result["baseline"]
-    lines = [f"| candidate | mode | python | numpy | pandas | nautilus | events/s | ratio vs {base} | process wall s |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [f"| candidate | mode | python | numpy | pandas | nautilus | events/s (wall) | ratio vs {base} "
+             f"| events per CPU-s | CPU ratio vs {base} | process wall s |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in result["summary"]:
         v = s["versions"] or {}
         eps = f"{s['events_per_s']:,.0f}" if s["events_per_s"] else "error"
         ratio = s["ratio_vs_" + base]
         ratio = "" if ratio is None else f"{ratio:.2f}"
         wall = "" if s["process_wall_s"] is None else f"{s['process_wall_s']:.1f}"
+        cpu = f"{s['events_per_cpu_s']:,.0f}" if s["events_per_cpu_s"] else ""
+        cpu_ratio = s["cpu_ratio_vs_" + base]
+        cpu_ratio = "" if cpu_ratio is None else f"{cpu_ratio:.2f}"
         lines.append(f"| {s['candidate']} | {s['mode']} | {v.get('python')} | {v.get('numpy')} | {v.get('pandas')} | "
-                     f"{v.get('nautilus_trader')} | {eps} | {ratio} | {wall} |")
+                     f"{v.get('nautilus_trader')} | {eps} | {ratio} | {cpu} | {cpu_ratio} | {wall} |")
     lb, la = result["loadavg_before"], result["loadavg_after"]
     lines.append(f"\nN = {result['n']:,} events per run, {result['rounds']} rounds, {result['cpus']} CPUs, "
                  f"load average before {lb[0]:.2f}/{lb[1]:.2f}/{lb[2]:.2f}, after {la[0]:.2f}/{la[1]:.2f}/{la[2]:.2f}")
@@ -425,8 +448,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=200_000)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", default=None, help="write all runs and the summary here")
+    p.add_argument("--flat", action="store_true", help="bars mode: flat bars (no synthetic trades)")
     args = p.parse_args(argv)
-    result = compare([parse_candidate(c) for c in args.candidate], args.modes, args.n, args.rounds)
+    result = compare([parse_candidate(c) for c in args.candidate], args.modes, args.n, args.rounds,
+                     flat=args.flat)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     print(markdown(result))
