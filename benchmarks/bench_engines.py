@@ -108,7 +108,25 @@ def _tick_arrays(n: int, seed: int):
     return price, size, side, ts.astype(np.uint64)
 
 
-def _run_v1(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | None, flat: bool = False) -> dict:
+class _EmaFlip:
+    """EMA(10/20) cross, always in the market with one unit: a market order of (target - net) on
+    every cross. Exercises the order path (risk engine, matching, fills, portfolio) at ~1 order
+    per 20 bars. Shared by the 1.x and 2.x strategies."""
+
+    def __init__(self, ema_cls) -> None:
+        self.fast, self.slow = ema_cls(10), ema_cls(20)
+        self.n_orders = 0
+
+    def target(self, bar) -> float | None:
+        self.fast.handle_bar(bar)
+        self.slow.handle_bar(bar)
+        if not self.slow.initialized:
+            return None
+        return 1.0 if self.fast.value >= self.slow.value else -1.0
+
+
+def _run_v1(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | None, flat: bool = False,
+            ema: bool = False, analysis: bool = True) -> dict:
     """nautilus_trader 1.x (Cython core): ``nautilus_trader.backtest.engine.BacktestEngine``."""
     from decimal import Decimal
 
@@ -148,15 +166,20 @@ def _run_v1(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | Non
             iid, 2, 6, price, size, side, [str(i) for i in range(n)], ts, ts)
     gen_seconds = time.perf_counter() - t0
 
+    from nautilus_trader.indicators import ExponentialMovingAverage
+    from nautilus_trader.model.enums import OrderSide
+
     class NoOpConfig(StrategyConfig, frozen=True):
         bar_type: BarType
         ticks: bool = False
+        ema: bool = False
 
     class NoOp(Strategy):
         def __init__(self, config: NoOpConfig) -> None:
             super().__init__(config)
             self.n_bars = 0
             self.n_ticks = 0
+            self.flip = _EmaFlip(ExponentialMovingAverage) if config.ema else None
 
         def on_start(self) -> None:
             self.subscribe_bars(self.config.bar_type)
@@ -165,11 +188,23 @@ def _run_v1(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | Non
 
         def on_bar(self, bar) -> None:
             self.n_bars += 1
+            if self.flip is None:
+                return
+            target = self.flip.target(bar)
+            if target is None:
+                return
+            delta = target - float(self.portfolio.net_position(bar.bar_type.instrument_id))
+            if delta != 0.0:
+                self.flip.n_orders += 1
+                self.submit_order(self.order_factory.market(
+                    bar.bar_type.instrument_id, OrderSide.BUY if delta > 0 else OrderSide.SELL,
+                    instrument.make_qty(abs(delta))))
 
         def on_trade_tick(self, tick) -> None:
             self.n_ticks += 1
 
-    engine = BacktestEngine(BacktestEngineConfig(logging=LoggingConfig(log_level="ERROR")))
+    engine = BacktestEngine(BacktestEngineConfig(
+        logging=LoggingConfig(log_level="ERROR"), run_analysis=analysis))
     kwargs = dict(bar_execution=True, trade_execution=(mode == "ticks"))
     kwargs.update(venue_kwargs)
     engine.add_venue(
@@ -180,17 +215,19 @@ def _run_v1(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | Non
     engine.add_instrument(instrument)
     engine.add_data(events)
     del events
-    strategy = NoOp(NoOpConfig(bar_type=bar_type, ticks=(mode == "ticks")))
+    strategy = NoOp(NoOpConfig(bar_type=bar_type, ticks=(mode == "ticks"), ema=ema))
     engine.add_strategy(strategy)
     run_seconds = _timed_run(engine.run, profile)
     out = {"gen_seconds": gen_seconds, "run_seconds": run_seconds,
-           "bars_seen": strategy.n_bars, "ticks_seen": strategy.n_ticks}
+           "bars_seen": strategy.n_bars, "ticks_seen": strategy.n_ticks,
+           "orders": strategy.flip.n_orders if strategy.flip else 0}
     engine.dispose()
     np.asarray(0)  # keep numpy imported in the profile's process
     return out
 
 
-def _run_v2(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | None, flat: bool = False) -> dict:
+def _run_v2(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | None, flat: bool = False,
+            ema: bool = False, analysis: bool = True) -> dict:
     """nautilus_trader 2.x (Rust core, PyO3): ``nautilus_trader.backtest.BacktestEngine``."""
     from decimal import Decimal
 
@@ -201,6 +238,8 @@ def _run_v2(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | Non
         AccountType, AggressorSide, Bar, BarType, Currency, CurrencyPair, InstrumentId, Money,
         OmsType, Price, Quantity, Symbol, TradeId, TradeTick, Venue,
     )
+    from nautilus_trader.indicators import ExponentialMovingAverage
+    from nautilus_trader.model import OrderSide
     from nautilus_trader.trading import Strategy
 
     usdt, btc = Currency.from_str("USDT"), Currency.from_str("BTC")
@@ -239,6 +278,7 @@ def _run_v2(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | Non
             self.ticks = False
             self.n_bars = 0
             self.n_ticks = 0
+            self.flip = None
 
         def on_start(self) -> None:
             self.subscribe_bars(self.bar_type)
@@ -247,6 +287,16 @@ def _run_v2(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | Non
 
         def on_bar(self, bar) -> None:
             self.n_bars += 1
+            if self.flip is None:
+                return
+            target = self.flip.target(bar)
+            if target is None:
+                return
+            delta = target - float(self.portfolio.net_position(iid))
+            if delta != 0.0:
+                self.flip.n_orders += 1
+                self.submit_order(self.order_factory.market(
+                    iid, OrderSide.BUY if delta > 0 else OrderSide.SELL, Quantity(abs(delta), 6)))
 
         def on_trade(self, trade) -> None:
             self.n_ticks += 1
@@ -265,10 +315,12 @@ def _run_v2(mode: str, n: int, seed: int, venue_kwargs: dict, profile: str | Non
     del events
     strategy = NoOp()
     strategy.bar_type, strategy.ticks = bar_type, mode == "ticks"
+    strategy.flip = _EmaFlip(ExponentialMovingAverage) if ema else None
     engine.add_strategy(strategy)
     run_seconds = _timed_run(engine.run, profile)
     out = {"gen_seconds": gen_seconds, "run_seconds": run_seconds,
-           "bars_seen": strategy.n_bars, "ticks_seen": strategy.n_ticks}
+           "bars_seen": strategy.n_bars, "ticks_seen": strategy.n_ticks,
+           "orders": strategy.flip.n_orders if strategy.flip else 0}
     engine.dispose()
     return out
 
@@ -304,13 +356,16 @@ def worker(argv: list[str]) -> int:
     p.add_argument("--venue-kwargs", default="{}", help="JSON: extra add_venue keyword arguments")
     p.add_argument("--profile", default=None, help="write cProfile stats of engine.run() here")
     p.add_argument("--flat", action="store_true", help="bars mode: O = H = L = C, one price throughout")
+    p.add_argument("--strategy", choices=("noop", "ema"), default="noop")
+    p.add_argument("--no-analysis", action="store_true", help="1.x: BacktestEngineConfig(run_analysis=False)")
     args = p.parse_args(argv)
     import nautilus_trader
 
     major = int(nautilus_trader.__version__.split(".")[0])
     run = _run_v2 if major >= 2 else _run_v1
-    res = run(args.mode, args.n, args.seed, json.loads(args.venue_kwargs), args.profile, args.flat)
-    res.update(mode=args.mode, flat=args.flat, n=args.n, events_per_s=args.n / res["run_seconds"], cpu_seconds=_CPU[0],
+    res = run(args.mode, args.n, args.seed, json.loads(args.venue_kwargs), args.profile, args.flat,
+              args.strategy == "ema", not args.no_analysis)
+    res.update(mode=args.mode, flat=args.flat, strategy=args.strategy, n=args.n, events_per_s=args.n / res["run_seconds"], cpu_seconds=_CPU[0],
                events_per_cpu_s=(args.n / _CPU[0]) if _CPU[0] else None,
                us_per_event=1e6 * res["run_seconds"] / args.n, versions=_versions())
     print("RESULT " + json.dumps(res), flush=True)
@@ -328,9 +383,11 @@ def parse_candidate(text: str) -> tuple[str, str, dict]:
 
 
 def run_worker(python: str, mode: str, n: int, seed: int = 42, venue_kwargs: dict | None = None,
-               profile: str | None = None, timeout: float = 3600, flat: bool = False) -> dict:
+               profile: str | None = None, timeout: float = 3600, flat: bool = False,
+               strategy: str = "noop") -> dict:
     cmd = [python, str(HERE), "--worker", "--mode", mode, "--n", str(n), "--seed", str(seed),
-           "--venue-kwargs", json.dumps(venue_kwargs or {})] + (["--flat"] if flat else [])
+           "--venue-kwargs", json.dumps(venue_kwargs or {}), "--strategy", strategy]
+    cmd += ["--flat"] if flat else []
     if profile:
         cmd += ["--profile", profile]
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
@@ -347,7 +404,8 @@ def run_worker(python: str, mode: str, n: int, seed: int = 42, venue_kwargs: dic
 
 
 def compare(candidates: list[tuple[str, str, dict]], modes=MODES, n: int = 200_000, rounds: int = 3,
-            log=lambda s: print(s, file=sys.stderr, flush=True), flat: bool = False) -> dict:
+            log=lambda s: print(s, file=sys.stderr, flush=True), flat: bool = False,
+            strategy: str = "noop") -> dict:
     """Run every candidate in every mode for ``rounds`` rounds, alternating; return the raw runs
     and a summary (median events/s, median paired ratio vs the first candidate)."""
     runs = []
@@ -356,7 +414,7 @@ def compare(candidates: list[tuple[str, str, dict]], modes=MODES, n: int = 200_0
         order = candidates[r % len(candidates):] + candidates[:r % len(candidates)]
         for mode in modes:
             for name, python, kwargs in order:
-                res = run_worker(python, mode, n, venue_kwargs=kwargs, flat=flat)
+                res = run_worker(python, mode, n, venue_kwargs=kwargs, flat=flat, strategy=strategy)
                 res.update(candidate=name, round=r, load1=os.getloadavg()[0])
                 runs.append(res)
                 shown = f"{res['events_per_s']:,.0f} events/s" if "events_per_s" in res else f"ERROR {res['error']}"
@@ -449,9 +507,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", default=None, help="write all runs and the summary here")
     p.add_argument("--flat", action="store_true", help="bars mode: flat bars (no synthetic trades)")
+    p.add_argument("--strategy", choices=("noop", "ema"), default="noop",
+                   help="noop (the baseline) or ema: an EMA cross flipping one unit with market orders")
     args = p.parse_args(argv)
     result = compare([parse_candidate(c) for c in args.candidate], args.modes, args.n, args.rounds,
-                     flat=args.flat)
+                     flat=args.flat, strategy=args.strategy)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
     print(markdown(result))
