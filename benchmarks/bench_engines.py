@@ -11,13 +11,20 @@ strategy on N synthetic events:
 
 Only ``engine.run()`` is timed, in wall time (events/s) and in the process's CPU time (events per
 CPU-second: steadier when other processes share the cores); the whole process's wall time
-(interpreter start, imports, data generation, run) is reported beside it. Candidates alternate within each round
-and the order rotates between rounds, so a change of machine load hits all of them alike. The
-ratio of a candidate is the median over rounds of (its events/s / the first candidate's events/s
-in the same round).
+(interpreter start, imports, data generation, run) is reported beside it. Candidates alternate
+within each round and the order rotates between rounds, so a change of machine load hits all of
+them alike. The ratio of a candidate is the median over rounds of (its rate / the first
+candidate's rate in the same round).
+
+Variants: ``--strategy ema`` replaces the no-op strategy by an EMA(10/20) cross that flips one unit
+with market orders (the order path: risk engine, matching, fills, portfolio); ``--flat`` makes every
+bar O = H = L = C at one price, so the exchange derives no synthetic trades from bars (separates the
+per-bar from the per-trade cost).
 
 The worker imports nothing from lbml (only numpy and nautilus_trader), so it runs in a venv that
-has nautilus alone: the file is executed by path, ``python bench_engines.py --worker ...``.
+has nautilus alone: the file is executed by path, ``python bench_engines.py --worker --mode bars
+--n N [--strategy ema] [--flat] [--profile FILE] [--no-analysis]``. nautilus 1.x (Cython core) and
+2.x (Rust core, different Python API) each have their own worker function.
 
 Command line (from the repository root)::
 
