@@ -99,7 +99,18 @@ class BinanceFeedConfig:
 
     def ws_url(self) -> str:
         """Return the websocket base URL (``url``, or Binance's for the market and network)."""
-        return self.url or get_ws_base_url(MARKETS[self.market], self.testnet, is_us=False)
+        return self.url or _ws_base_url(MARKETS[self.market], self.testnet)
+
+
+def _ws_base_url(account_type: BinanceAccountType, testnet: bool) -> str:
+    """Binance's websocket base URL on nautilus 1.221 (``is_testnet`` flag) and on 1.222+, whose
+    second argument is a ``BinanceEnvironment`` (a bool there silently means the live network)."""
+    try:
+        from nautilus_trader.adapters.binance.common.enums import BinanceEnvironment
+    except ImportError:  # nautilus 1.221
+        return get_ws_base_url(account_type, testnet, is_us=False)
+    environment = BinanceEnvironment.TESTNET if testnet else BinanceEnvironment.LIVE
+    return get_ws_base_url(account_type, environment, is_us=False)
 
 
 def binance_subscriptions(
