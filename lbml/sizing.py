@@ -111,9 +111,14 @@ def kelly_fraction(p_win: float, win: float, loss: float) -> float:
 
 
 def break_even_probability(win: float, loss: float, cost: float) -> float:
-    """The probability above which a bet of gross ``win``/``loss`` has positive value after ``cost``."""
+    """The probability above which a bet of gross ``win``/``loss`` has positive value after ``cost``.
+
+    1 (never) when the net win is not positive, or when the loss is not positive: a side that
+    "earns" even when the label goes against it is riding the training window's drift, which the
+    model does not predict.
+    """
     net_win, net_loss = win - cost, loss + cost
-    return net_loss / (net_win + net_loss) if net_win > 0.0 else 1.0
+    return net_loss / (net_win + net_loss) if net_win > 0.0 and loss > 0.0 else 1.0
 
 
 def decide(p_up: float, params: KellyParams, *, equity: float = math.inf, sigma_1m: float = 0.0) -> Decision:
