@@ -1,6 +1,7 @@
 """The ``lbml`` command line. Each command is a thin wrapper over ``lbml.workflows``.
 
-User errors (``LbmlError``) print one line and exit with code 2; no traceback.
+User errors (``LbmlError``) print one line and exit with code 2; no traceback. A broken invariant
+(``InvariantError``, e.g. a position above the exposure cap) prints one line and exits with code 3.
 """
 
 import argparse
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lbml import __version__
-from lbml.errors import ConfigError, LbmlError
+from lbml.errors import ConfigError, InvariantError, LbmlError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args, settings) or 0)
     except LbmlError as exc:
         print(f"lbml: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except InvariantError as exc:
+        print(f"lbml: invariant broken: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("lbml: interrupted", file=sys.stderr)

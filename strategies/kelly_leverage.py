@@ -91,9 +91,11 @@ class KellyLeverage(LeveragedPositionStrategy):
             return
         if self._busy:
             return
+        iid = self.config.instrument_id
+        if self.portfolio.is_flat(iid) and not self._may_enter():
+            return  # a leg or liquidation order of the last position is still live
         decision = decide(data.probability, self._params, equity=self._equity(), sigma_1m=self.config.sigma_1m)
         exposure = decision.exposure
-        iid = self.config.instrument_id
         if not self.portfolio.is_flat(iid):
             held_long = self.portfolio.is_net_long(iid)
             if (held_long and exposure < 0.0) or (not held_long and exposure > 0.0):
@@ -128,8 +130,7 @@ class KellyLeverage(LeveragedPositionStrategy):
             time_in_force=TimeInForce.GTC,
             **self._trailing_kwargs(),
         )
-        self._busy = True
-        self.submit_order_list(bracket)
+        self.submit_bracket(bracket)
         return True
 
     def _trailing_kwargs(self) -> dict:
@@ -143,6 +144,4 @@ class KellyLeverage(LeveragedPositionStrategy):
         }
 
     def _exit(self, reason: str) -> None:
-        self._busy = True
-        self.cancel_all_orders(self.config.instrument_id)
-        self.close_all_positions(self.config.instrument_id, tags=[reason.replace(" ", "_").upper()])
+        self.close_position(reason)

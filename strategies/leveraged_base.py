@@ -1,14 +1,22 @@
-"""What every lbml leveraged strategy shares: one position, its liquidation guard, its lifecycle.
+"""What every lbml leveraged strategy shares: one position, its orders, its liquidation guard.
 
 A subclass decides when to enter and exit; this base keeps the state nautilus events imply (entry
-time, an order in flight) and the ``LiquidationGuard`` (when the scenario has a leverage model) in
-step with fills and position events, the same way in backtests and live.
+time, which orders of which intent are live: ``lbml.engine.order_state.LiveOrders``) and the
+``LiquidationGuard`` (when the scenario has a leverage model) in step with fills and position
+events, the same way in backtests and live. Every order goes out through ``submit_tracked``.
 """
 
 from nautilus_trader.model.data import Bar
+from nautilus_trader.model.enums import OrderSide, OrderType, TimeInForce
+from nautilus_trader.model.identifiers import ClientOrderId
+from nautilus_trader.model.orders import OrderList
 from nautilus_trader.trading.strategy import Strategy
 
 from lbml.engine.liquidation import LiquidationGuard
+from lbml.engine.order_state import Intent, LiveOrders
+from lbml.engine.position_state import open_position
+
+_STOP_TYPES = (OrderType.STOP_MARKET, OrderType.TRAILING_STOP_MARKET)
 
 
 class LeveragedPositionStrategy(Strategy):
@@ -24,7 +32,7 @@ class LeveragedPositionStrategy(Strategy):
         self._instrument = None
         self._guard: LiquidationGuard | None = None
         self._entry_ts: int | None = None
-        self._busy = False  # an entry or exit is in flight: fills arrive asynchronously live
+        self.orders_live = LiveOrders()  # fills arrive asynchronously live: never decide on stale state
 
     def on_start(self) -> None:
         self._instrument = self.cache.instrument(self.config.instrument_id)
@@ -37,12 +45,83 @@ class LeveragedPositionStrategy(Strategy):
         self.subscribe_bars(self.config.bar_type)
 
     def on_bar(self, bar: Bar) -> None:
+        self._drop_closed_orders()
         if self._guard is not None and self._entry_ts is not None:
             self._guard.on_bar(bar)
 
+    # -- orders ----------------------------------------------------------------------------------
+    @property
+    def _busy(self) -> bool:
+        return self.orders_live.in_flight
+
+    def _may_enter(self) -> bool:
+        return self.orders_live.may_enter(self.portfolio.is_flat(self.config.instrument_id))
+
+    def submit_tracked(self, order, intent: Intent) -> None:
+        """Submit ``order`` and track it as ``intent`` until it is done."""
+        self.orders_live.add(order.client_order_id.value, intent, order.quantity.as_decimal())
+        self.submit_order(order)
+
+    def submit_bracket(self, bracket: OrderList) -> None:
+        """Submit an entry bracket (entry, stop-loss, take-profit), each leg tracked by its intent."""
+        entry, *legs = bracket.orders
+        self.orders_live.add(entry.client_order_id.value, Intent.ENTRY, entry.quantity.as_decimal())
+        for leg in legs:
+            intent = Intent.BRACKET_STOP if leg.order_type in _STOP_TYPES else Intent.BRACKET_TAKE
+            self.orders_live.add(leg.client_order_id.value, intent, leg.quantity.as_decimal())
+        self.submit_order_list(bracket)
+
+    def close_position(self, reason: str) -> None:
+        """Cancel the working orders and close the open position at market, tagged ``reason``."""
+        iid = self.config.instrument_id
+        self.cancel_all_orders(iid)
+        position = open_position(self.cache, iid)
+        if position is None:
+            return
+        order = self.order_factory.market(
+            instrument_id=iid,
+            order_side=OrderSide.BUY if position.is_short else OrderSide.SELL,
+            quantity=position.quantity,
+            time_in_force=TimeInForce.GTC,
+            reduce_only=True,
+            tags=[reason.replace(" ", "_").upper()],
+        )
+        self.submit_tracked(order, Intent.EXIT)
+
+    def _drop_closed_orders(self) -> None:
+        # Safety net: an order closed without an event reaching us (e.g. a bracket leg the venue
+        # dropped with its rejected parent) must not block entries forever.
+        for order_id in self.orders_live.live():
+            order = self.cache.order(ClientOrderId(order_id))
+            if order is None or order.is_closed:
+                self.orders_live.done(order_id)
+
+    # -- order events ----------------------------------------------------------------------------
+    def on_order_filled(self, event) -> None:
+        self.orders_live.filled(event.client_order_id.value, event.last_qty.as_decimal())
+        if self._guard is not None:
+            self._guard.on_fill(event)
+
+    def on_order_updated(self, event) -> None:
+        order = self.cache.order(event.client_order_id)
+        filled = order.filled_qty.as_decimal() if order is not None else 0
+        self.orders_live.updated(event.client_order_id.value, event.quantity.as_decimal(), filled)
+
+    def on_order_rejected(self, event) -> None:
+        self.orders_live.done(event.client_order_id.value)
+
+    def on_order_denied(self, event) -> None:
+        self.orders_live.done(event.client_order_id.value)
+
+    def on_order_canceled(self, event) -> None:
+        self.orders_live.done(event.client_order_id.value)
+
+    def on_order_expired(self, event) -> None:
+        self.orders_live.done(event.client_order_id.value)
+
+    # -- position events -------------------------------------------------------------------------
     def on_position_opened(self, event) -> None:
         self._entry_ts = event.ts_event
-        self._busy = False
         if self._guard is not None:
             self._guard.on_position_opened()
 
@@ -50,24 +129,13 @@ class LeveragedPositionStrategy(Strategy):
         if self._guard is not None:
             self._guard.refresh(None)
 
-    def on_order_filled(self, event) -> None:
-        if self._guard is not None:
-            self._guard.on_fill(event)
-
     def on_position_closed(self, event) -> None:
         self._entry_ts = None
-        self._busy = False
         if self._guard is not None:
             self._guard.on_position_closed()
         self._on_flat()
         # Cancel the surviving bracket leg or liquidation order, if any.
         self.cancel_all_orders(self.config.instrument_id)
-
-    def on_order_rejected(self, event) -> None:
-        self._busy = False
-
-    def on_order_denied(self, event) -> None:
-        self._busy = False
 
     def _on_flat(self) -> None:
         """Hook: the position has just closed."""

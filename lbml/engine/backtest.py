@@ -39,7 +39,7 @@ from lbml.engine.custom_data import (
 )
 from lbml.engine.instruments import infer_precision, make_instrument
 from lbml.engine.purge import CachePurger, CachePurgerConfig, purge_when_flat
-from lbml.engine.recorder import RunRecord, RunRecorder, RunRecorderConfig
+from lbml.engine.recorder import RunRecord, RunRecorder, check_invariants, recorder_config
 from lbml.engine.signal_actor import SignalActor, SignalActorConfig
 from lbml.engine.venue_modules import venue_modules
 from lbml.errors import ConfigError
@@ -205,9 +205,7 @@ def run_backtest(
         model,
         on_prediction=lambda p, _f: predictions.append((p.ts_event, p.probability)),
     )
-    recorder = RunRecorder(
-        RunRecorderConfig(component_id="RunRecorder", instrument_id=instrument.id, bar_type=bar_type, leverage=lev.spec)
-    )
+    recorder = RunRecorder(recorder_config(scenario, instrument.id, bar_type, lev.spec))
     strategy_cls, strategy_config_cls = load_strategy_class(scenario.strategy.class_path)
     strategy = strategy_cls(
         strategy_config_cls(
@@ -290,6 +288,7 @@ def run_backtest(
         decisions=list(getattr(strategy, "decisions", [])) if trade else [],
     )
     engine.dispose()
+    check_invariants(result.record)
     return result
 
 

@@ -1,0 +1,185 @@
+"""Trading never breaks its own limits: one entry per position, exposure within the cap.
+
+The engine tests run ``btc_perp_funding``'s KellyLeverage, venue and exchange-margin liquidation
+guard on its real Bybit bars of 2025-06-21 with a scripted prediction stream (``replay_support``).
+The property test drives ``LiveOrders`` with random partial fills and rejections, cancels, denials
+or expiries (in random order, late: a cancel is only a request) against a small model of a NETTING
+venue and the strategy's decisions.
+"""
+
+from decimal import Decimal
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lbml.data.sources import load_market
+from lbml.engine.order_state import Intent, LiveOrders
+from lbml.engine.recorder import EXPOSURE_TOLERANCE
+from lbml.errors import InvariantError
+from lbml.plugins import load_registry
+from lbml.scenario import load_scenario
+
+from .conftest import shared_file
+from .replay_support import replay
+
+BYBIT = ("klines_1m", "bybit_linear_2025-05-30_to_2025-06-29")
+
+
+@pytest.fixture(scope="module")
+def btc_perp():
+    scenario = load_scenario("scenarios/btc_perp_funding.toml").with_data(
+        paths=(shared_file(*BYBIT, "BTCUSDT_1m.csv"),),
+        reference_paths=(shared_file(*BYBIT, "ETHUSDT_1m.csv"),),
+        funding_paths=(shared_file("funding", "BTCUSDT_funding_rate_8h.csv.gz"),),
+    )
+    return scenario, load_market(scenario.data, load_registry())
+
+
+def _short_then_long(switch: str) -> dict[str, float]:
+    """A confident short signal on every bar before ``switch``, a confident long one from it on."""
+    times = pd.date_range("2025-06-21 01:30", "2025-06-21 04:00", freq="1min", tz="UTC")
+    return {str(t): (0.2 if t < pd.Timestamp(switch, tz="UTC") else 0.8) for t in times}
+
+
+@pytest.mark.timeout(300)
+def test_an_exit_filled_in_two_parts_is_followed_by_one_entry_only(btc_perp):
+    # The short opened at 01:31 is closed by the opposite signal at 02:18; the exit fills in two
+    # parts at 02:19 (0.8 BTC traded in that bar). Between the parts the liquidation guard places a
+    # reduce-only stop for the rest, which the venue rejects once the position is flat. That
+    # rejection used to clear the strategy's one "busy" flag while the next entry was on its way:
+    # it entered long at 02:21 and again at 02:22, 0.58 BTC, 6x against the 3x cap, two brackets.
+    scenario, market = btc_perp
+    run = replay(scenario, market, "2025-06-21 01:00", "2025-06-21 04:00", _short_then_long("2025-06-21 02:18"))
+    fills = run.recorder.record.fills_frame()
+    fills["ts"] = pd.to_datetime(fills["ts"], utc=True)
+    exit_fills = fills[(fills.side == "BUY") & (fills.ts == pd.Timestamp("2025-06-21 02:19", tz="UTC"))]
+    assert len(exit_fills) == 2, "the scenario no longer splits the exit: the test lost its point"
+    entries = fills[(fills.side == "BUY") & (fills.ts > pd.Timestamp("2025-06-21 02:19", tz="UTC"))
+                    & ~fills.order_type.isin(["STOP_MARKET", "LIMIT"])]
+    assert len(entries) == 1, entries
+    cap = scenario.strategy.max_leverage * scenario.strategy.max_position_fraction
+    record = run.recorder.record
+    assert 2.9 < record.max_exposure <= cap * (1.0 + EXPOSURE_TOLERANCE)
+    assert record.breach is None
+    assert len(run.strategy.orders_live.live(Intent.ENTRY)) == 0
+
+
+@pytest.mark.timeout(300)
+def test_a_position_above_the_cap_fails_the_run_at_its_first_bar(btc_perp):
+    # The strategy sizes to the scenario's 3x; checked against a 1x cap, the first bar of the
+    # position breaks it and the run raises one line saying where, what and against which cap.
+    scenario, market = btc_perp
+    with pytest.raises(InvariantError) as err:
+        replay(scenario, market, "2025-06-21 01:00", "2025-06-21 02:00", _short_then_long("2025-06-21 03:00"),
+               exposure_caps=(1.0, 1.0))
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith("exposure cap broken at 2025-06-21 01:32:00+00:00: short")  # filled 01:31
+    assert "cap 1x" in message
+
+
+# -- LiveOrders against random venue behaviour ---------------------------------------------------
+Q = Decimal(10)  # the one entry size: the cap
+
+
+class _Venue:
+    """A NETTING venue with one position, enough to exercise the strategy's order bookkeeping.
+
+    Orders: (intent, remaining quantity, reduces); bracket legs and liquidation orders reduce only.
+    A reduce-only order meeting a flat position is rejected, as the simulated exchange does.
+    """
+
+    def __init__(self) -> None:
+        self.position = Decimal(0)
+        self.orders: dict[str, tuple[Intent, Decimal]] = {}
+        self.live = LiveOrders()
+        self.n = 0
+        self.max_position = Decimal(0)
+
+    def submit(self, intent: Intent, quantity: Decimal) -> None:
+        self.n += 1
+        oid = f"O-{self.n}"
+        self.orders[oid] = (intent, quantity)
+        self.live.add(oid, intent, quantity)
+
+    # the strategy, as KellyLeverage decides on a signal or a bar
+    def decide(self, wants_exit: bool) -> None:
+        if self.live.in_flight:
+            return
+        if self.live.may_enter(self.position == 0):
+            self.submit(Intent.ENTRY, Q)
+            self.submit(Intent.BRACKET_STOP, Q)
+            self.submit(Intent.BRACKET_TAKE, Q)
+        elif self.position != 0 and wants_exit:  # cancels of the legs are requested: they arrive later
+            self.submit(Intent.EXIT, self.position)
+
+    # venue events
+    def fill(self, oid: str, fraction: float) -> None:
+        intent, leaves = self.orders[oid]
+        if intent != Intent.ENTRY and self.position == 0:
+            return self.close(oid)  # reduce-only against a flat position: rejected
+        if intent in (Intent.BRACKET_STOP, Intent.BRACKET_TAKE) and self.live.live(Intent.ENTRY):
+            return  # OTO children wait for their entry to fill
+        qty = max(Decimal(1), (leaves * Decimal(str(fraction))).quantize(Decimal(1)))
+        qty = min(qty, leaves) if intent == Intent.ENTRY else min(qty, leaves, self.position)
+        self.position += qty if intent == Intent.ENTRY else -qty
+        self.max_position = max(self.max_position, self.position)
+        self.orders[oid] = (intent, leaves - qty)
+        self.live.filled(oid, qty)
+        if self.orders[oid][1] == 0:
+            del self.orders[oid]
+        if self.position != 0 and not self.live.live(Intent.LIQUIDATION):
+            self.submit(Intent.LIQUIDATION, self.position)  # the guard (re)places its stop on a change
+
+    def close(self, oid: str) -> None:  # rejected, denied, canceled or expired
+        self.orders.pop(oid, None)
+        self.live.done(oid)
+
+
+EVENTS = st.lists(
+    st.tuples(st.sampled_from(["signal", "exit", "fill", "close"]),
+              st.integers(0, 50), st.floats(0.05, 1.0)),
+    max_size=120,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(EVENTS)
+def test_random_fills_rejections_cancels_and_denials_never_stack_entries(events):
+    venue = _Venue()
+    for kind, pick, fraction in events:
+        if kind in ("signal", "exit"):
+            venue.decide(wants_exit=kind == "exit")
+            continue
+        if not venue.orders:
+            continue
+        oid = sorted(venue.orders)[pick % len(venue.orders)]
+        if kind == "fill":
+            venue.fill(oid, fraction)
+        else:  # rejected, denied, canceled or expired: to the strategy's book they all end the order
+            venue.close(oid)
+        # the invariants: one entry's size at most, never two entries live, the book matches the venue
+        assert 0 <= venue.position <= Q
+        assert len(venue.live.live(Intent.ENTRY)) <= 1
+        assert sorted(venue.live.live()) == sorted(venue.orders)
+    assert venue.max_position <= Q
+
+
+def test_live_orders_lifecycle():
+    live = LiveOrders()
+    live.add("E", Intent.ENTRY, Decimal("0.5"))
+    live.add("L", Intent.LIQUIDATION, Decimal("0.5"))
+    assert live.in_flight and not live.may_enter(flat=True)
+    live.done("L")  # a rejected liquidation stop says nothing about the entry
+    assert live.in_flight and live.live(Intent.ENTRY) == ["E"]
+    live.filled("E", Decimal("0.2"))
+    assert live.in_flight
+    live.filled("E", Decimal("0.3"))
+    assert not live.in_flight and live.may_enter(flat=True) and not live.may_enter(flat=False)
+    live.add("S", Intent.BRACKET_STOP, Decimal("0.5"))
+    live.updated("S", Decimal("0.3"), Decimal("0.3"))  # modified down to what already filled: done
+    assert len(live) == 0
+    with pytest.raises(ValueError):
+        live.add("X", Intent.EXIT, Decimal(1)) or live.add("X", Intent.EXIT, Decimal(1))
