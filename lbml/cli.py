@@ -478,6 +478,9 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
         ("cost per round trip", f"{_money(metrics.get('cost_per_round_trip'))} "
                                 f"({_pct(metrics.get('cost_per_round_trip_pct'))} of notional), "
                                 f"turnover {_num(metrics.get('turnover'))}x equity"),
+        ("exit reasons", ", ".join(f"{k} {v}" for k, v in (metrics.get("exit_reasons") or {}).items() if v) or "none"),
+        ("max exposure / cap", f"{_num(metrics.get('max_exposure'))}x / {_num(metrics.get('exposure_cap'))}x "
+                               f"(short {_num(metrics.get('exposure_cap_short'))}x), at entry prices"),
         ("buy & hold", _pct(metrics.get("buy_and_hold_return"))),
         ("max drawdown", _pct(metrics.get("max_drawdown"))),
         ("sharpe (daily, ann.)", _num(metrics.get("sharpe"))),

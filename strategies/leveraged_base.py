@@ -12,6 +12,7 @@ from nautilus_trader.model.identifiers import ClientOrderId
 from nautilus_trader.model.orders import OrderList
 from nautilus_trader.trading.strategy import Strategy
 
+from lbml.engine.exit_reasons import reason_tag
 from lbml.engine.liquidation import LiquidationGuard
 from lbml.engine.order_state import Intent, LiveOrders
 from lbml.engine.position_state import open_position
@@ -55,7 +56,10 @@ class LeveragedPositionStrategy(Strategy):
         return self.orders_live.in_flight
 
     def _may_enter(self) -> bool:
-        return self.orders_live.may_enter(self.portfolio.is_flat(self.config.instrument_id))
+        return self.orders_live.may_enter(self._is_flat())
+
+    def _is_flat(self) -> bool:
+        return self.portfolio.is_flat(self.config.instrument_id)
 
     def submit_tracked(self, order, intent: Intent) -> None:
         """Submit ``order`` and track it as ``intent`` until it is done."""
@@ -72,7 +76,8 @@ class LeveragedPositionStrategy(Strategy):
         self.submit_order_list(bracket)
 
     def close_position(self, reason: str) -> None:
-        """Cancel the working orders and close the open position at market, tagged ``reason``."""
+        """Cancel the working orders and close the open position at market, tagged with ``reason``
+        (one of ``lbml.engine.exit_reasons``)."""
         iid = self.config.instrument_id
         self.cancel_all_orders(iid)
         position = open_position(self.cache, iid)
@@ -84,7 +89,7 @@ class LeveragedPositionStrategy(Strategy):
             quantity=position.quantity,
             time_in_force=TimeInForce.GTC,
             reduce_only=True,
-            tags=[reason.replace(" ", "_").upper()],
+            tags=[reason_tag(reason)],
         )
         self.submit_tracked(order, Intent.EXIT)
 

@@ -14,6 +14,7 @@ from nautilus_trader.model.enums import OrderSide, TimeInForce
 from nautilus_trader.model.identifiers import InstrumentId
 
 from lbml.cost_model import CostModel
+from lbml.engine.exit_reasons import MAX_HOLDING_TIME
 from lbml.engine.order_state import Intent
 from lbml.leverage.model import LeverageSpec
 from lbml.pricing import position_caps
@@ -63,7 +64,7 @@ class LeveragedHold(LeveragedPositionStrategy):
         if self._may_enter():
             self._enter(bar.close.as_double())
         elif self._held_too_long(bar):
-            self.close_position("max holding time")
+            self.close_position(MAX_HOLDING_TIME)
 
     def _on_flat(self) -> None:
         self._settling = True

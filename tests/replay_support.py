@@ -97,6 +97,7 @@ def replay(scenario, market, start: str, end: str, probabilities: dict[str, floa
     engine.add_data(to_bars(bars, bar_type, instrument))
     engine.run()
     engine.end()
+    recorder.record_end_of_data()
     engine.dispose()
     check_invariants(recorder.record)
     return Replay(strategy, recorder, bars)

@@ -181,3 +181,84 @@ def test_live_orders_lifecycle():
     assert len(live) == 0
     with pytest.raises(ValueError):
         live.add("X", Intent.EXIT, Decimal(1)) or live.add("X", Intent.EXIT, Decimal(1))
+
+
+# -- exit reasons ----------------------------------------------------------------------------------
+def _counts_match(record, metrics_like=None) -> pd.DataFrame:
+    from lbml.report.metrics import exit_reason_counts
+
+    trades = record.trades_frame()
+    counts = exit_reason_counts(trades)
+    assert sum(counts.values()) == len(trades)
+    return trades
+
+
+@pytest.mark.timeout(300)
+def test_every_trade_says_why_it_closed(btc_perp):
+    # Tight brackets and a 20-bar holding limit on a long signal held through the 23 June afternoon: stop-losses,
+    # take-profits and time exits; a short signal from 18:20 closes the last long (opposite signal)
+    # and its short is still open when the data ends at 19:00.
+    scenario, market = btc_perp
+    strategy = scenario.strategy.model_copy(update={"stop_loss_pct": 0.002, "take_profit_pct": 0.003,
+                                                    "max_holding_bars": 20})
+    scenario = scenario.model_copy(update={"strategy": strategy})
+    times = pd.date_range("2025-06-23 14:00", "2025-06-23 19:00", freq="1min", tz="UTC")
+    probs = {str(t): (0.8 if t < pd.Timestamp("2025-06-23 18:20", tz="UTC") else 0.2) for t in times}
+    run = replay(scenario, market, "2025-06-23 14:00", "2025-06-23 19:00", probs)
+    trades = _counts_match(run.recorder.record)
+    reasons = set(trades["exit_reason"])
+    assert {"stop_loss", "take_profit", "max_holding_time", "opposite_signal", "end_of_data"} <= reasons, reasons
+    assert trades["exit_reason"].iloc[-1] == "end_of_data" and trades["side"].iloc[-1] == "SHORT"
+    fills = run.recorder.record.fills_frame()
+    # each closing fill carries its trade's reason; the order types agree with it
+    by_type = fills[fills.exit_reason != ""].groupby("exit_reason")["order_type"].agg(set).to_dict()
+    assert by_type["stop_loss"] == {"STOP_MARKET"} and by_type["take_profit"] == {"LIMIT"}
+    assert by_type["max_holding_time"] == by_type["opposite_signal"] == {"MARKET"}
+    assert (fills.exit_reason == "").sum() == len(trades)  # one entry fill per trade here
+
+
+@pytest.mark.timeout(300)
+def test_a_liquidated_position_says_liquidation(tmp_path):
+    # LeveragedHold at 5x through the 12-13 May 2021 BNB sell-off: the liquidation guard's stop.
+    import gzip
+
+    src = shared_file("klines_1m", "binance_spot_2021-04-02_to_2021-05-14", "BNBUSDT-1m.csv.gz")
+    frame = pd.read_csv(src)
+    ts = pd.to_datetime(frame["open_time"], unit="ms")
+    cut = tmp_path / "BNBUSDT.csv.gz"
+    with gzip.open(cut, "wt") as fh:
+        frame[(ts >= "2021-05-11") & (ts < "2021-05-14")].to_csv(fh, index=False)
+    scenario = load_scenario("scenarios/crash_may2021.toml").with_data(paths=(cut,), reference_paths=())
+    market = load_market(scenario.data, load_registry())
+    run = replay(scenario, market, "2021-05-12 00:00", "2021-05-13 23:00", {})
+    trades = _counts_match(run.recorder.record)
+    assert trades["exit_reason"].iloc[0] == "liquidation", trades
+    assert set(trades["exit_reason"]) <= {"liquidation", "max_holding_time", "end_of_data"}
+
+
+# -- shipped scenarios -----------------------------------------------------------------------------
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("name", ["default", "planted_edge"])  # the ones whose model trades on 4 days
+def test_shipped_scenarios_count_every_exit_and_stay_within_the_cap(name, tmp_path):
+    import json
+
+    from lbml.workflows import run_scenario
+
+    from .conftest import without_calibration, without_edge_gate
+
+    scenario = load_scenario(f"scenarios/{name}.toml").with_data(days=4)
+    model = scenario.model.model_copy(update={"params": {**scenario.model.params, "n_estimators": 40}})
+    robustness = scenario.robustness.model_copy(update={"enabled": False})
+    scenario = without_edge_gate(without_calibration(scenario.model_copy(update={"model": model,
+                                                                                  "robustness": robustness})))
+    run_dir, _ = run_scenario(scenario, load_registry(), tmp_path)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    trades = pd.read_csv(run_dir / "trades.csv")
+    assert metrics["n_trades"] == len(trades) > 0
+    assert trades["exit_reason"].notna().all()
+    assert sum(metrics["exit_reasons"].values()) == metrics["n_trades"]
+    assert metrics["exit_reasons"] == {r: int((trades["exit_reason"] == r).sum()) for r in metrics["exit_reasons"]}
+    assert 0 < metrics["max_exposure"] <= metrics["exposure_cap"] * (1 + metrics["exposure_tolerance"])
+    fills = pd.read_csv(run_dir / "fills.csv", keep_default_na=False)
+    closing = fills[fills["exit_reason"] != ""]
+    assert set(closing["exit_reason"]) <= set(trades["exit_reason"])

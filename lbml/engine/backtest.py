@@ -263,6 +263,7 @@ def run_backtest(
 
     account = engine.cache.account_for_venue(venue)
     _close_the_curve(recorder.record, engine, instrument.id, account.balance_total(quote).as_double())
+    recorder.record_end_of_data()  # a position still open is a trade closed by the end of the data
     result = BacktestResult(
         record=recorder.record,
         borrow=lev.ledger(lev.borrow),

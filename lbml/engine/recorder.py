@@ -18,6 +18,7 @@ from nautilus_trader.model.identifiers import InstrumentId
 
 from lbml.engine.columns import Rows
 from lbml.engine.position_state import position_state
+from lbml.engine.exit_reasons import END_OF_DATA, OTHER, reason_of
 from lbml.errors import InvariantError
 from lbml.leverage.model import LIQUIDATION_TAG, LeverageSpec, build_leverage_model
 from lbml.pricing import position_caps
@@ -83,9 +84,11 @@ class RunRecord:
 
 FILL_COLUMNS = (
     "ts", "order_id", "side", "quantity", "price", "commission", "liquidity", "order_type", "liquidation",
+    "exit_reason",  # empty for an entry (lbml.engine.exit_reasons)
 )
 TRADE_COLUMNS = (
     "opened", "closed", "side", "quantity", "entry_price", "exit_price", "realized_pnl", "duration_min",
+    "exit_reason",
 )
 
 
@@ -165,6 +168,7 @@ class RunRecorder(Actor):
                 self._on_breach(record.breach)
 
     def _on_fill(self, fill: OrderFilled) -> None:
+        tags = self._tags(fill.client_order_id)
         self.record.fills.append(
             {
                 "ts": fill.ts_event,
@@ -175,13 +179,14 @@ class RunRecorder(Actor):
                 "commission": fill.commission.as_double(),
                 "liquidity": "MAKER" if fill.liquidity_side == LiquiditySide.MAKER else "TAKER",
                 "order_type": order_type_to_str(fill.order_type),
-                "liquidation": self._is_liquidation(fill),
+                "liquidation": LIQUIDATION_TAG in tags,
+                "exit_reason": reason_of(tags) or "",
             }
         )
 
-    def _is_liquidation(self, fill: OrderFilled) -> bool:
-        order = self.cache.order(fill.client_order_id)
-        return order is not None and LIQUIDATION_TAG in (order.tags or [])
+    def _tags(self, client_order_id) -> list[str]:
+        order = self.cache.order(client_order_id) if client_order_id is not None else None
+        return (order.tags or []) if order is not None else []
 
     def _on_position_event(self, event) -> None:
         if isinstance(event, PositionOpened):
@@ -200,5 +205,28 @@ class RunRecorder(Actor):
                 "exit_price": event.avg_px_close,
                 "realized_pnl": event.realized_pnl.as_double(),
                 "duration_min": event.duration_ns / 60e9,
+                "exit_reason": reason_of(self._tags(event.closing_order_id)) or OTHER,
             }
         )
+
+    def record_end_of_data(self) -> None:
+        """Book the position still open at the end of the data as a trade marked at the last close."""
+        if not self.record.equity:
+            return
+        ts, _, _, close = self.record.equity[-1]
+        instrument = self.cache.instrument(self.config.instrument_id)
+        mark = instrument.make_price(close)
+        for position in self.cache.positions_open(instrument_id=self.config.instrument_id):
+            self.record.positions.append(
+                {
+                    "opened": position.ts_opened,
+                    "closed": ts,
+                    "side": "LONG" if position.entry == OrderSide.BUY else "SHORT",
+                    "quantity": position.peak_qty.as_double(),
+                    "entry_price": position.avg_px_open,
+                    "exit_price": mark.as_double(),
+                    "realized_pnl": position.realized_pnl.as_double() + position.unrealized_pnl(mark).as_double(),
+                    "duration_min": (ts - position.ts_opened) / 60e9,
+                    "exit_reason": END_OF_DATA,
+                }
+            )
