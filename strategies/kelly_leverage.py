@@ -121,7 +121,7 @@ class KellyLeverage(LeveragedPositionStrategy):
         if notional < self._params.min_notional or price <= 0.0:
             return False
         instrument = self._instrument
-        quantity = instrument.make_qty(Decimal(str(notional / price)))
+        quantity = instrument.make_qty(Decimal(str(notional / price)), round_down=True)  # never above the cap
         if quantity.as_double() <= 0.0:
             return False
         long = exposure > 0.0

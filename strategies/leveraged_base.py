@@ -12,7 +12,7 @@ from nautilus_trader.model.identifiers import ClientOrderId
 from nautilus_trader.model.orders import OrderList
 from nautilus_trader.trading.strategy import Strategy
 
-from lbml.engine.exit_reasons import reason_tag
+from lbml.engine.exit_reasons import OTHER, reason_of, reason_tag
 from lbml.engine.liquidation import LiquidationGuard
 from lbml.engine.order_state import Intent, LiveOrders
 from lbml.engine.position_state import open_position
@@ -34,6 +34,7 @@ class LeveragedPositionStrategy(Strategy):
         self._guard: LiquidationGuard | None = None
         self._entry_ts: int | None = None
         self.orders_live = LiveOrders()  # fills arrive asynchronously live: never decide on stale state
+        self._last_exit_reason: str | None = None
 
     def on_start(self) -> None:
         self._instrument = self.cache.instrument(self.config.instrument_id)
@@ -59,7 +60,13 @@ class LeveragedPositionStrategy(Strategy):
         return self.orders_live.may_enter(self._is_flat())
 
     def _is_flat(self) -> bool:
-        return self.portfolio.is_flat(self.config.instrument_id)
+        position = open_position(self.cache, self.config.instrument_id)
+        return position is None or self._is_dust(position)
+
+    def _is_dust(self, position) -> bool:
+        """A remainder below the smallest order the venue takes (size step or ``min_notional``) is flat."""
+        qty = position.quantity
+        return qty < self._instrument.min_quantity or qty.as_double() * position.avg_px_open < self.config.min_notional
 
     def submit_tracked(self, order, intent: Intent) -> None:
         """Submit ``order`` and track it as ``intent`` until it is done."""
@@ -104,6 +111,8 @@ class LeveragedPositionStrategy(Strategy):
     # -- order events ----------------------------------------------------------------------------
     def on_order_filled(self, event) -> None:
         self.orders_live.filled(event.client_order_id.value, event.last_qty.as_decimal())
+        order = self.cache.order(event.client_order_id)
+        self._last_exit_reason = reason_of(order.tags if order is not None else None) or self._last_exit_reason
         if self._guard is not None:
             self._guard.on_fill(event)
 
@@ -131,6 +140,12 @@ class LeveragedPositionStrategy(Strategy):
             self._guard.on_position_opened()
 
     def on_position_changed(self, event) -> None:
+        position = open_position(self.cache, self.config.instrument_id)
+        if position is not None and self._is_dust(position) and not self._busy:
+            # An exit left dust: close it with the same reason (a venue that refuses an order this
+            # small leaves it, and the strategy treats it as flat).
+            self.close_position(self._last_exit_reason or OTHER)
+            return
         if self._guard is not None:
             self._guard.refresh(None)
 

@@ -236,6 +236,34 @@ def test_a_liquidated_position_says_liquidation(tmp_path):
     assert set(trades["exit_reason"]) <= {"liquidation", "max_holding_time", "end_of_data"}
 
 
+# -- dust ------------------------------------------------------------------------------------------
+@pytest.mark.timeout(300)
+def test_exits_leave_no_dust_on_adabtc():
+    # README's ADABTC example (default scenario, 100,000 BTC of equity: positions of ~5e9 ADA).
+    # With a 1e-6 size step such quantities exceed what nautilus' double-valued position holds
+    # exactly: an exit left 1e-6 ADA open, the position never closed (trades.csv empty) and every
+    # later signal met a "position" it could not trade. A long/short signal flipping every 30 min
+    # must give one closed trade per flip.
+    ref = ("klines_format_reference",)
+    paths = tuple(shared_file(*ref, f"ADABTC-1m-2021-11-{day}.csv") for day in (27, 28))
+    scenario = load_scenario("scenarios/default.toml").with_data(
+        source="files", paths=paths, symbol="ADABTC", reference_symbol=None, reference_paths=())
+    market = load_market(scenario.data, load_registry())
+    times = pd.date_range("2021-11-27 12:00", "2021-11-28 23:00", freq="1min", tz="UTC")
+    probs = {str(t): (0.8 if (t.minute // 30) % 2 == 0 else 0.2) for t in times}
+    run = replay(scenario, market, "2021-11-27 11:00", "2021-11-28 23:30", probs)
+    record = run.recorder.record
+    trades, fills = _counts_match(record), record.fills_frame()
+    assert len(trades) >= 60  # 70 half-hours: one trade each, give or take the bars an exit takes
+    assert trades["quantity"].min() > 1e6 and fills["quantity"].min() >= 0.001
+    assert "opposite_signal" in set(trades["exit_reason"])
+    step = 10.0 ** -run.strategy._instrument.size_precision
+    assert step >= 1e-3
+    # time in market: flat between trades, never stuck in one position
+    risk = record.risk_frame()
+    assert 0.5 < (risk["exposure"] != 0).mean() < 0.99
+
+
 # -- shipped scenarios -----------------------------------------------------------------------------
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("name", ["default", "planted_edge"])  # the ones whose model trades on 4 days

@@ -314,11 +314,14 @@ def instrument_for(data: InstrumentData, venue: str, scenario: Scenario, known_u
     """
     if data.has_ticks:
         trades = data.trades.loc[:known_until]
-        prices = trades["price"].to_numpy()
-        size_precision = min(max(infer_precision(trades["size"].to_numpy(), 8), 3), 8)
-    else:
-        prices = data.bars.loc[:known_until, "close"].to_numpy()
-        size_precision = 6
+        prices, sizes = trades["price"].to_numpy(), trades["size"].to_numpy()
+    else:  # a bar's volume is a sum of trade sizes: it has no more decimals than the size step
+        bars = data.bars.loc[:known_until]
+        prices, sizes = bars["close"].to_numpy(), bars["volume"].to_numpy()
+    # The size step: quantities are rounded to it on both legs. A finer step than the market's makes
+    # large positions (billions of ADA) exceed what a double holds exactly, and nautilus' position
+    # (a double) then leaves a one-step remainder after an exact exit.
+    size_precision = min(max(infer_precision(sizes, 8), 3), 8)
     return make_instrument(data.symbol, venue, infer_precision(prices), size_precision, scenario.costs)
 
 
