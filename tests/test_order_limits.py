@@ -290,3 +290,32 @@ def test_shipped_scenarios_count_every_exit_and_stay_within_the_cap(name, tmp_pa
     fills = pd.read_csv(run_dir / "fills.csv", keep_default_na=False)
     closing = fills[fills["exit_reason"] != ""]
     assert set(closing["exit_reason"]) <= set(trades["exit_reason"])
+
+
+# -- paper -----------------------------------------------------------------------------------------
+@pytest.mark.timeout(600)
+def test_a_paper_session_stops_at_the_first_bar_above_the_cap(tmp_path, monkeypatch):
+    # The paper node's recorder checks the same cap on every bar; checked against a cap below what
+    # the strategy trades (0.5x), the session stops at the first bar of the first position.
+    import msgspec
+
+    import lbml.live.node as node
+    from lbml.live.session import PaperOptions, run_paper
+    from lbml.workflows import prepare, train_model
+
+    from .conftest import without_edge_gate
+    from .paper_support import state_rows
+
+    scenario = without_edge_gate(load_scenario("scenarios/default.toml").with_data(days=4, edge=0.3))
+    registry = load_registry()
+    train_model(prepare(scenario, registry), registry, tmp_path / "model")
+    real = node.recorder_config
+    monkeypatch.setattr(node, "recorder_config",
+                        lambda *a: msgspec.structs.replace(real(*a), exposure_caps=(0.5, 0.5)))
+    with pytest.raises(InvariantError) as err:
+        run_paper(scenario, registry, tmp_path / "state", PaperOptions(speed=1e9, bars=200, console=False),
+                  model_dir=tmp_path / "model")
+    assert "exposure cap broken at" in str(err.value) and "cap 0.5x" in str(err.value)
+    first_fill = state_rows(tmp_path / "state", "SELECT MIN(ts) FROM fills")[0][0]
+    last_bar = state_rows(tmp_path / "state", "SELECT MAX(ts) FROM equity")[0][0]
+    assert first_fill is not None and last_bar - first_fill <= 2 * 60_000_000_000  # stopped right there
