@@ -184,7 +184,7 @@ def test_live_orders_lifecycle():
 
 
 # -- exit reasons ----------------------------------------------------------------------------------
-def _counts_match(record, metrics_like=None) -> pd.DataFrame:
+def _counts_match(record) -> pd.DataFrame:
     from lbml.report.metrics import exit_reason_counts
 
     trades = record.trades_frame()

@@ -2,6 +2,10 @@
 
 The backtest purges closed orders and positions from the nautilus cache to keep its cost linear, so
 reports are built from this record rather than from the cache. Works the same in a live node.
+
+It also checks the exposure cap on every bar (``EXPOSURE_TOLERANCE``; a breach is recorded and, via
+``check_invariants`` or ``on_breach``, fails the run) and records why each position closed (the
+closing order's reason tag, ``lbml.engine.exit_reasons``).
 """
 
 from collections.abc import Callable
