@@ -319,3 +319,24 @@ def test_a_paper_session_stops_at_the_first_bar_above_the_cap(tmp_path, monkeypa
     first_fill = state_rows(tmp_path / "state", "SELECT MIN(ts) FROM fills")[0][0]
     last_bar = state_rows(tmp_path / "state", "SELECT MAX(ts) FROM equity")[0][0]
     assert first_fill is not None and last_bar - first_fill <= 2 * 60_000_000_000  # stopped right there
+
+
+@pytest.mark.timeout(600)
+def test_the_cli_reports_a_cap_breach_in_one_line_with_exit_code_3(tmp_path, monkeypatch, capsys):
+    import msgspec
+
+    import lbml.engine.backtest as backtest
+    from lbml.cli import main
+
+    scenario = load_scenario("scenarios/default.toml").with_data(days=4, edge=0.3)
+    path = tmp_path / "four_days.toml"
+    path.write_text(scenario.to_toml())
+    real = backtest.recorder_config
+    monkeypatch.setattr(backtest, "recorder_config",
+                        lambda *a: msgspec.structs.replace(real(*a), exposure_caps=(0.5, 0.5)))
+    monkeypatch.setenv("LBML_PATHS__RUNS_DIR", str(tmp_path / "runs"))
+    code = main(["backtest", str(path), "--ignore-edge-gate"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3
+    assert err[-1].startswith("lbml: invariant broken: exposure cap broken at ") and "cap 0.5x" in err[-1]
+    assert "Traceback" not in "\n".join(err)
