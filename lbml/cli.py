@@ -1,6 +1,7 @@
 """The ``lbml`` command line. Each command is a thin wrapper over ``lbml.workflows``.
 
-User errors (``LbmlError``) print one line and exit with code 2; no traceback.
+User errors (``LbmlError``) print one line and exit with code 2; no traceback. A broken invariant
+(``InvariantError``, e.g. a position above the exposure cap) prints one line and exits with code 3.
 """
 
 import argparse
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lbml import __version__
-from lbml.errors import ConfigError, LbmlError
+from lbml.errors import ConfigError, InvariantError, LbmlError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,6 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args, settings) or 0)
     except LbmlError as exc:
         print(f"lbml: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except InvariantError as exc:
+        print(f"lbml: invariant broken: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("lbml: interrupted", file=sys.stderr)
@@ -474,6 +478,9 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
         ("cost per round trip", f"{_money(metrics.get('cost_per_round_trip'))} "
                                 f"({_pct(metrics.get('cost_per_round_trip_pct'))} of notional), "
                                 f"turnover {_num(metrics.get('turnover'))}x equity"),
+        ("exit reasons", ", ".join(f"{k} {v}" for k, v in (metrics.get("exit_reasons") or {}).items() if v) or "none"),
+        ("max exposure / cap", f"{_num(metrics.get('max_exposure'))}x / {_num(metrics.get('exposure_cap'))}x "
+                               f"(short {_num(metrics.get('exposure_cap_short'))}x), at entry prices"),
         ("buy & hold", _pct(metrics.get("buy_and_hold_return"))),
         ("max drawdown", _pct(metrics.get("max_drawdown"))),
         ("sharpe (daily, ann.)", _num(metrics.get("sharpe"))),

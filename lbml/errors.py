@@ -26,3 +26,10 @@ class PluginError(LbmlError):
 
 class ArtifactError(LbmlError):
     """A model artifact is missing, tampered with, or does not match the scenario."""
+
+
+class InvariantError(Exception):
+    """A guarantee lbml makes was broken while running (a bug, not a user error, e.g. a position
+    above the exposure cap). The CLI prints it as one line and exits with code 3."""
+
+    exit_code = 3

@@ -51,6 +51,13 @@ def exposure_caps(max_leverage: float, leverage_spec) -> tuple[float, float]:
     return min(max_leverage, model.max_exposure), min(max_leverage, model.max_short_exposure)
 
 
+def position_caps(max_leverage: float, max_position_fraction: float, leverage_spec) -> tuple[float, float]:
+    """``(long, short)`` caps on a position's exposure (multiples of equity): the leverage caps times
+    ``max_position_fraction``. No lbml strategy sizes above them; the run recorder checks it."""
+    long_cap, short_cap = exposure_caps(max_leverage, leverage_spec)
+    return long_cap * max_position_fraction, short_cap * max_position_fraction
+
+
 def scenario_cost_model(scenario, pricing: Pricing | None) -> CostModel:
     if pricing is None:
         return cost_model_for(scenario)

@@ -25,6 +25,14 @@ from nautilus_trader.model.identifiers import InstrumentId
 from nautilus_trader.model.orders import OrderList
 
 from lbml.cost_model import CostModel
+from lbml.engine.exit_reasons import (
+    MAX_HOLDING_TIME,
+    OPPOSITE_SIGNAL,
+    STOP_LOSS,
+    TAKE_PROFIT,
+    TRAILING_STOP,
+    reason_tag,
+)
 from lbml.engine.messages import PREDICTION_TYPE, Prediction
 from lbml.leverage.model import LeverageSpec
 from lbml.pricing import kelly_params
@@ -86,20 +94,22 @@ class KellyLeverage(LeveragedPositionStrategy):
     def on_bar(self, bar: Bar) -> None:
         super().on_bar(bar)
         if not self._busy and self._held_too_long(bar):
-            self._exit("max holding time")
+            self.close_position(MAX_HOLDING_TIME)
 
     def on_data(self, data) -> None:
         if not isinstance(data, Prediction) or data.instrument_id != self.config.instrument_id:
             return
         if self._busy:
             return
+        flat = self._is_flat()
+        if flat and not self._may_enter():
+            return  # a leg or liquidation order of the last position is still live
         decision = decide(data.probability, self._params, equity=self._equity(), sigma_1m=self.config.sigma_1m)
         exposure = decision.exposure
-        iid = self.config.instrument_id
-        if not self.portfolio.is_flat(iid):
-            held_long = self.portfolio.is_net_long(iid)
+        if not flat:
+            held_long = self.portfolio.is_net_long(self.config.instrument_id)
             if (held_long and exposure < 0.0) or (not held_long and exposure > 0.0):
-                self._exit("opposite signal")
+                self.close_position(OPPOSITE_SIGNAL)
             return
         if exposure == 0.0:
             return
@@ -113,7 +123,7 @@ class KellyLeverage(LeveragedPositionStrategy):
         if notional < self._params.min_notional or price <= 0.0:
             return False
         instrument = self._instrument
-        quantity = instrument.make_qty(Decimal(str(notional / price)))
+        quantity = instrument.make_qty(Decimal(str(notional / price)), round_down=True)  # never above the cap
         if quantity.as_double() <= 0.0:
             return False
         long = exposure > 0.0
@@ -128,10 +138,11 @@ class KellyLeverage(LeveragedPositionStrategy):
             sl_trigger_price=instrument.make_price(stop),
             tp_price=instrument.make_price(take),
             time_in_force=TimeInForce.GTC,
+            sl_tags=[reason_tag(TRAILING_STOP if self.config.trailing_stop else STOP_LOSS)],
+            tp_tags=[reason_tag(TAKE_PROFIT)],
             **self._trailing_kwargs(),
         )
-        self._busy = True
-        self.submit_order_list(bracket)
+        self.submit_bracket(bracket)
         return True
 
     def _trailing_kwargs(self) -> dict:
@@ -143,8 +154,3 @@ class KellyLeverage(LeveragedPositionStrategy):
             "sl_trailing_offset": Decimal(str(round(self.config.stop_loss_pct * 1e4, 4))),
             "sl_trailing_offset_type": TrailingOffsetType.BASIS_POINTS,
         }
-
-    def _exit(self, reason: str) -> None:
-        self._busy = True
-        self.cancel_all_orders(self.config.instrument_id)
-        self.close_all_positions(self.config.instrument_id, tags=[reason.replace(" ", "_").upper()])

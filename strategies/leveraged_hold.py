@@ -14,7 +14,10 @@ from nautilus_trader.model.enums import OrderSide, TimeInForce
 from nautilus_trader.model.identifiers import InstrumentId
 
 from lbml.cost_model import CostModel
-from lbml.leverage.model import LeverageSpec, build_leverage_model
+from lbml.engine.exit_reasons import MAX_HOLDING_TIME
+from lbml.engine.order_state import Intent
+from lbml.leverage.model import LeverageSpec
+from lbml.pricing import position_caps
 from lbml.sizing import Payoff
 from strategies.leveraged_base import LeveragedPositionStrategy
 
@@ -49,11 +52,8 @@ class LeveragedHold(LeveragedPositionStrategy):
 
     def __init__(self, config: LeveragedHoldConfig) -> None:
         super().__init__(config)
-        cap = config.max_leverage
-        if config.leverage is not None:
-            model = build_leverage_model(config.leverage)
-            cap = min(cap, model.max_short_exposure if config.short else model.max_exposure)
-        self._exposure = cap * config.max_position_fraction
+        long_cap, short_cap = position_caps(config.max_leverage, config.max_position_fraction, config.leverage)
+        self._exposure = short_cap if config.short else long_cap
         self._settling = False  # the bar after a close: let the venue book its charges first
 
     def on_bar(self, bar: Bar) -> None:
@@ -63,12 +63,10 @@ class LeveragedHold(LeveragedPositionStrategy):
         if self._settling:
             self._settling = False
             return
-        if self._entry_ts is None:
+        if self._may_enter():
             self._enter(bar.close.as_double())
         elif self._held_too_long(bar):
-            self._busy = True
-            self.cancel_all_orders(self.config.instrument_id)
-            self.close_all_positions(self.config.instrument_id, tags=["MAX_HOLDING_TIME"])
+            self.close_position(MAX_HOLDING_TIME)
 
     def _on_flat(self) -> None:
         self._settling = True
@@ -86,5 +84,4 @@ class LeveragedHold(LeveragedPositionStrategy):
             quantity=quantity,
             time_in_force=TimeInForce.GTC,
         )
-        self._busy = True
-        self.submit_order(order)
+        self.submit_tracked(order, Intent.ENTRY)

@@ -39,7 +39,7 @@ from lbml.engine.custom_data import (
 )
 from lbml.engine.instruments import infer_precision, make_instrument
 from lbml.engine.purge import CachePurger, CachePurgerConfig, purge_when_flat
-from lbml.engine.recorder import RunRecord, RunRecorder, RunRecorderConfig
+from lbml.engine.recorder import RunRecord, RunRecorder, check_invariants, recorder_config
 from lbml.engine.signal_actor import SignalActor, SignalActorConfig
 from lbml.engine.venue_modules import venue_modules
 from lbml.errors import ConfigError
@@ -205,9 +205,7 @@ def run_backtest(
         model,
         on_prediction=lambda p, _f: predictions.append((p.ts_event, p.probability)),
     )
-    recorder = RunRecorder(
-        RunRecorderConfig(component_id="RunRecorder", instrument_id=instrument.id, bar_type=bar_type, leverage=lev.spec)
-    )
+    recorder = RunRecorder(recorder_config(scenario, instrument.id, bar_type, lev.spec))
     strategy_cls, strategy_config_cls = load_strategy_class(scenario.strategy.class_path)
     strategy = strategy_cls(
         strategy_config_cls(
@@ -265,6 +263,7 @@ def run_backtest(
 
     account = engine.cache.account_for_venue(venue)
     _close_the_curve(recorder.record, engine, instrument.id, account.balance_total(quote).as_double())
+    recorder.record_end_of_data()  # a position still open is a trade closed by the end of the data
     result = BacktestResult(
         record=recorder.record,
         borrow=lev.ledger(lev.borrow),
@@ -290,6 +289,7 @@ def run_backtest(
         decisions=list(getattr(strategy, "decisions", [])) if trade else [],
     )
     engine.dispose()
+    check_invariants(result.record)
     return result
 
 
@@ -314,11 +314,14 @@ def instrument_for(data: InstrumentData, venue: str, scenario: Scenario, known_u
     """
     if data.has_ticks:
         trades = data.trades.loc[:known_until]
-        prices = trades["price"].to_numpy()
-        size_precision = min(max(infer_precision(trades["size"].to_numpy(), 8), 3), 8)
-    else:
-        prices = data.bars.loc[:known_until, "close"].to_numpy()
-        size_precision = 6
+        prices, sizes = trades["price"].to_numpy(), trades["size"].to_numpy()
+    else:  # a bar's volume is a sum of trade sizes: it has no more decimals than the size step
+        bars = data.bars.loc[:known_until]
+        prices, sizes = bars["close"].to_numpy(), bars["volume"].to_numpy()
+    # The size step: quantities are rounded to it on both legs. A finer step than the market's makes
+    # large positions (billions of ADA) exceed what a double holds exactly, and nautilus' position
+    # (a double) then leaves a one-step remainder after an exact exit.
+    size_precision = min(max(infer_precision(sizes, 8), 3), 8)
     return make_instrument(data.symbol, venue, infer_precision(prices), size_precision, scenario.costs)
 
 

@@ -23,6 +23,7 @@ from nautilus_trader.model.enums import OrderSide, OrderType, TimeInForce
 from nautilus_trader.model.events import OrderFilled
 
 from lbml.engine.costs import FillChargeModule
+from lbml.engine.order_state import Intent
 from lbml.engine.position_state import position_state
 from lbml.leverage.model import (
     LIQUIDATION_TAG,
@@ -186,7 +187,7 @@ class LiquidationGuard:
         )
         self._order = order
         self._state_at_order = state
-        s.submit_order(order)
+        s.submit_tracked(order, Intent.LIQUIDATION)
 
     def _market_close(self, state: PositionState, quantity: float) -> None:
         s = self._strategy
@@ -203,7 +204,7 @@ class LiquidationGuard:
         )
         self._order = order
         self._state_at_order = state
-        s.submit_order(order)
+        s.submit_tracked(order, Intent.LIQUIDATION)
 
     def _cancel(self) -> None:
         order = self._order

@@ -31,7 +31,7 @@ from nautilus_trader.model.identifiers import TraderId, Venue
 from lbml.data.frames import MarketData
 from lbml.live.status import status_pricing
 from lbml.engine.backtest import instrument_for, load_strategy_class, strategy_config_kwargs
-from lbml.engine.recorder import RunRecorder, RunRecorderConfig
+from lbml.engine.recorder import RunRecorder, recorder_config
 from lbml.engine.signal_actor import SignalActor, SignalActorConfig
 from lbml.engine.venue_modules import VenueModules, venue_modules
 from lbml.features.base import FeatureInput
@@ -128,9 +128,7 @@ def build_paper_node(
     )
     venue_mods = venue_modules(scenario, market, split)
     lev = venue_mods.leverage
-    recorder = RunRecorder(
-        RunRecorderConfig(component_id="RunRecorder", instrument_id=instrument.id, bar_type=bar_type, leverage=lev.spec)
-    )
+    recorder = RunRecorder(recorder_config(scenario, instrument.id, bar_type, lev.spec), on_breach=on_error)
     keeper = StateKeeper(
         StateKeeperConfig(component_id="StateKeeper", instrument_id=instrument.id, journal_events=journal_events),
         store, recorder, venue_mods, status, drift=drift, on_error=on_error, guard=guard,

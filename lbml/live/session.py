@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Literal
 
 from lbml.engine.backtest import instrument_for, load_strategy_class
-from lbml.errors import ArtifactError, ConfigError, DataError
+from lbml.errors import ArtifactError, ConfigError, DataError, InvariantError
 from lbml.features.guard import LookAheadPolicy
 from lbml.features.pipeline import compute_features
 from lbml.live.binance import BinanceFeedConfig, BinanceSource, binance_subscriptions
@@ -153,6 +153,8 @@ def run_paper(
             node.dispose()
         if options.console:
             print(file=__import__("sys").stderr)
+        if paper.recorder.record.breach is not None:  # the node was stopped at the bar that broke the cap
+            raise InvariantError(f"{state_dir}: {paper.recorder.record.breach}")
         if errors:
             raise StateError(f"{state_dir}: {errors[0]}")
         if plan.error is not None:  # everything processed before the failure is committed

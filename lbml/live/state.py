@@ -26,7 +26,7 @@ from lbml.engine.recorder import FILL_COLUMNS, TRADE_COLUMNS
 from lbml.errors import LbmlError
 
 DB_NAME = "state.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: fills and trades say why a position closed (exit_reason)
 EQUITY_COLUMNS = ("ts", "equity", "balance", "close", "borrow", "slippage",
                   "exposure", "leverage", "health", "liquidation_price")
 COST_COLUMNS = ("ts", "kind", "amount")
@@ -36,10 +36,10 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS fills (
     i INTEGER PRIMARY KEY, pos INTEGER, ts INTEGER, order_id TEXT, side TEXT, quantity REAL,
-    price REAL, commission REAL, liquidity TEXT, order_type TEXT, liquidation INTEGER);
+    price REAL, commission REAL, liquidity TEXT, order_type TEXT, liquidation INTEGER, exit_reason TEXT);
 CREATE TABLE IF NOT EXISTS trades (
     i INTEGER PRIMARY KEY, opened INTEGER, closed INTEGER, side TEXT, quantity REAL,
-    entry_price REAL, exit_price REAL, realized_pnl REAL, duration_min REAL);
+    entry_price REAL, exit_price REAL, realized_pnl REAL, duration_min REAL, exit_reason TEXT);
 CREATE TABLE IF NOT EXISTS equity (
     i INTEGER PRIMARY KEY, ts INTEGER, equity REAL, balance REAL, close REAL,
     borrow REAL, slippage REAL, exposure REAL, leverage REAL, health REAL, liquidation_price REAL);
@@ -168,7 +168,7 @@ class StateStore:
             if fills:
                 db.executemany(f"INSERT INTO fills(pos, {', '.join(FILL_COLUMNS)}) VALUES ({', '.join('?' * (len(FILL_COLUMNS) + 1))})", fills)
             if trades:
-                db.executemany(f"INSERT INTO trades({', '.join(TRADE_COLUMNS)}) VALUES (?,?,?,?,?,?,?,?)", trades)
+                db.executemany(f"INSERT INTO trades({', '.join(TRADE_COLUMNS)}) VALUES ({', '.join('?' * len(TRADE_COLUMNS))})", trades)
             if equity:
                 db.executemany(f"INSERT INTO equity({', '.join(EQUITY_COLUMNS)}) VALUES ({', '.join('?' * len(EQUITY_COLUMNS))})", equity)
             if costs:

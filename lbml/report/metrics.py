@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from lbml.engine.backtest import BacktestResult
+from lbml.engine.exit_reasons import EXIT_REASONS
+from lbml.engine.recorder import EXPOSURE_TOLERANCE
 from lbml.report.reconcile import Reconciliation, reconcile
 from lbml.report.trade_costs import cost_summary, trade_cost_table
 
@@ -191,7 +193,12 @@ def compute_metrics(result: BacktestResult, periods_per_year: int = 365) -> dict
         "unrealized_pnl": rec.unrealized_pnl,
         "reconciliation_error": rec.error,
         "backtest_seconds": result.run_seconds,
+        "exit_reasons": exit_reason_counts(trades),
     }
+    caps = result.record.exposure_caps
+    if caps is not None:  # the cap invariant (lbml.engine.recorder): entry notional / balance at entry
+        metrics |= {"max_exposure": result.record.max_exposure, "exposure_cap": caps[0],
+                    "exposure_cap_short": caps[1], "exposure_tolerance": EXPOSURE_TOLERANCE}
     fills = result.record.fills_frame()
     table = trade_cost_table(trades, fills, ledger_frame(result))
     metrics |= cost_summary(table, fills, equity["equity"] if len(equity) else pd.Series(dtype=float))
@@ -204,6 +211,14 @@ def compute_metrics(result: BacktestResult, periods_per_year: int = 365) -> dict
                 "p99": float(np.percentile(lat, 99)),
             }
     return metrics
+
+
+def exit_reason_counts(trades: pd.DataFrame) -> dict[str, int]:
+    """How many trades each exit reason closed (every reason listed; they sum to the trades)."""
+    counts = trades["exit_reason"].value_counts() if "exit_reason" in trades else pd.Series(dtype=int)
+    out = {reason: int(counts.get(reason, 0)) for reason in EXIT_REASONS}
+    out |= {str(reason): int(n) for reason, n in counts.items() if reason not in out}
+    return out
 
 
 def _finite(value: Any) -> float | None:

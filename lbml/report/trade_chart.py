@@ -28,8 +28,8 @@ OTHER_STYLES = [("s", "tab:purple"), ("D", "tab:brown"), ("v", "tab:pink"), ("^"
 def exit_reasons(trades: pd.DataFrame, fills: pd.DataFrame) -> pd.Series:
     """Return each trade's exit reason: ``exit_reason`` if the trades table has it, else the type of the
     order whose fill closed the trade (stop-loss, take-profit, liquidation, market order), else "exit"."""
-    if "exit_reason" in trades.columns:
-        return trades["exit_reason"].fillna("exit").astype(str)
+    if "exit_reason" in trades.columns and trades["exit_reason"].notna().all():  # recorded by the run
+        return trades["exit_reason"].astype(str)
     if not len(trades) or not {"order_type", "ts", "side"} <= set(fills.columns):
         return pd.Series("exit", index=trades.index)
     closing = fills.assign(order_type=fills["order_type"].astype(str)).sort_values("ts")

@@ -5,21 +5,24 @@ opened last before it: trade k owns the fills and ledger charges stamped in
 ``[opened_k, closed_k]`` (fills) and ``[opened_k, end_k)`` (ledger charges), where ``end_k`` is the
 next fill after the close or one minute after it, whichever comes first. That catches the exit's
 slippage (debited by the venue module on the event after the fill) and every borrow/funding
-charge while the position was open; charges of a position still open at the end belong to no
-closed trade. ``gross_pnl`` is
-the price move alone, ``side × Σ fill quantity × price``; ``net_pnl`` subtracts every cost, and the
+charge while the position was open. A position still open when the data ends is a trade closed by
+``end_of_data``, marked at the last close: its gross PnL adds the quantity it still holds at that
+price. ``gross_pnl`` is the price move alone, ``side × Σ fill quantity × price``; ``net_pnl`` subtracts every cost, and the
 trades' net PnL sums to the run's PnL (up to the costs charged before the first trade: none).
 """
 
 import numpy as np
 import pandas as pd
 
+from lbml.engine.exit_reasons import END_OF_DATA
+
 COST_KINDS = ("fees", "slippage", "borrow", "funding", "gas", "liquidation_penalty")
 
 
 def trade_cost_table(trades: pd.DataFrame, fills: pd.DataFrame, ledgers: pd.DataFrame) -> pd.DataFrame:
     """Per trade: entry notional, gross PnL, each cost, total cost, net PnL and cost as a fraction of notional."""
-    out = trades[["opened", "closed", "side", "quantity", "entry_price", "exit_price"]].copy()
+    out = trades[[c for c in ("opened", "closed", "side", "quantity", "entry_price", "exit_price", "exit_reason")
+                  if c in trades]].copy()
     n = len(out)
     if n == 0:
         for col in ("notional", "gross_pnl", *COST_KINDS, "total_cost", "net_pnl", "cost_pct"):
@@ -36,9 +39,14 @@ def trade_cost_table(trades: pd.DataFrame, fills: pd.DataFrame, ledgers: pd.Data
     signed_qty = np.where(fills["side"].to_numpy() == "BUY", 1.0, -1.0) * fills["quantity"].to_numpy(np.float64)
     cash_flow = -signed_qty * fills["price"].to_numpy(np.float64)
     gross = np.zeros(n)
+    held = np.zeros(n)
     fees = np.zeros(n)
     ok = fill_owner >= 0
     np.add.at(gross, fill_owner[ok], cash_flow[ok])
+    np.add.at(held, fill_owner[ok], signed_qty[ok])
+    if "exit_reason" in out:  # a trade closed by the end of the data still holds its quantity
+        still_held = out["exit_reason"].to_numpy() == END_OF_DATA
+        gross += np.where(still_held, held, 0.0) * out["exit_price"].to_numpy(np.float64)
     np.add.at(fees, fill_owner[ok], fills["commission"].to_numpy(np.float64)[ok])
     out["notional"] = out["quantity"].to_numpy(np.float64) * out["entry_price"].to_numpy(np.float64)
     out["gross_pnl"] = gross
