@@ -19,14 +19,18 @@ from lbml.report.metrics import compute_metrics
 from lbml.scenario import load_scenario
 from lbml.workflows import backtest, prepare, train_model
 
-from .conftest import shared_file
+from .conftest import shared_file, without_edge_gate
 
 CRASH_DIR = ("klines_1m", "binance_spot_2021-04-02_to_2021-05-14")
 
 
-def _cut(src, dst, start, end, shift_from=None, factor=1.0):
+def _cut(src, dst, start, end, shift_from=None, factor=1.0, hole=None):
     frame = pd.read_csv(src)
     ts = pd.to_datetime(frame["open_time"], unit="ms")
+    if hole is not None:  # a gap in the data; the window is extended by as many bars (same split)
+        missing = (ts >= hole[0]) & (ts < hole[1])
+        frame, ts = frame[~missing], ts[~missing]
+        end = pd.Timestamp(end) + pd.Timedelta(minutes=int(missing.sum()))
     frame = frame[(ts >= start) & (ts < end)].copy()
     if shift_from is not None:
         # keep the price precision of the original window (the instrument's tick is inferred from it)
@@ -45,7 +49,7 @@ def _scenario(tmp, bnb, btc, **sections):
     update = {"split": base.split.model_copy(update={"train_fraction": 0.51})}
     for name, changes in sections.items():
         update[name] = getattr(base, name).model_copy(update=changes)
-    return base.model_copy(update=update)
+    return without_edge_gate(base.model_copy(update=update))  # these tests check mechanics, not the model
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +216,45 @@ def test_leverage_engine_has_no_look_ahead(crash, registry_module, tmp_path):
     assert len(moved.record.risk) == len(base.record.risk)
     assert not np.array_equal(np.array(base.record.risk, dtype=float), np.array(moved.record.risk, dtype=float),
                               equal_nan=True)
+
+
+NS_PER_HOUR = 3_600_000_000_000
+
+
+def test_borrow_is_charged_on_the_loan_for_every_hour_held_across_a_data_gap(crash, registry_module, tmp_path):
+    """``[leverage] model = none``: a 2.9x long pays ``borrow_apr_quote`` on its loan, notional − equity
+    (q·E − cash), for every hour boundary it is held over, the 3h12m hole in the data included (the
+    2021 files have 151- and 285-minute gaps), and each equity row marked at a boundary already has
+    that boundary's interest posted. The ledger is rebuilt by hand from the run's fills."""
+    tmp, _, _ = crash
+    hole = (pd.Timestamp("2021-05-12 10:17"), pd.Timestamp("2021-05-12 13:29"))
+    bnb, btc = (_cut(shared_file(*CRASH_DIR, f"{s}-1m.csv.gz"), tmp_path / f"{s}.csv.gz", "2021-05-10", "2021-05-14",
+                     hole=hole) for s in ("BNBUSDT", "BTCUSDT"))
+    apr = 0.5
+    result, _ = _run((tmp, bnb, btc), registry_module, bnb=bnb, strategy={"max_leverage": 2.9},
+                     costs={"borrow_apr_quote": apr}, leverage={"model": "none", "funding": True})
+    assert len(result.record.fills) == 1  # one long, held to the end (no liquidation without a model)
+    entry = result.record.fills[0]
+    assert entry["side"] == "BUY"
+    loan_basis = entry["quantity"] * entry["price"]  # q·E: the notional at entry
+    cash = result.starting_balance - entry["commission"] - result.slippage.total
+    per_year = apr / (365 * 24)
+    last, intervals, charged = entry["ts"], [], {}
+    for ts, amount in result.borrow.entries:
+        n = ts // NS_PER_HOUR - last // NS_PER_HOUR  # hour boundaries in (last, ts]
+        assert amount == pytest.approx((loan_basis - cash) * per_year * n, rel=1e-9)
+        cash -= amount
+        intervals.append(n)
+        charged[ts] = cash
+        last = ts
+    end = result.record.equity[-1][0]
+    assert sum(intervals) == end // NS_PER_HOUR - entry["ts"] // NS_PER_HOUR
+    assert max(intervals) >= 3  # the hole's hours were charged when the data came back
+    # every equity row after the entry carries exactly the interest posted up to its time
+    balance = result.starting_balance - entry["commission"] - result.slippage.total
+    rows = [(ts, b) for ts, _, b, _ in result.record.equity if ts > entry["ts"]]
+    for ts, recorded in rows:
+        balance = charged.get(ts, balance)
+        assert recorded == pytest.approx(balance, rel=0, abs=1e-6), pd.Timestamp(ts, tz="UTC")
+    assert sum(1 for ts, _ in rows if ts in charged) > 20
+
