@@ -106,12 +106,11 @@ class KellyLeverage(LeveragedPositionStrategy):
 
     # -- actions ----------------------------------------------------------------------------------
     def _enter(self, exposure: float, price: float) -> bool:
-        equity = self._equity()
-        notional = abs(exposure) * equity
+        notional = self.config.costs.entry_notional(exposure, self._equity(), self.config.sigma_1m)
         if notional < self._params.min_notional or price <= 0.0:
             return False
         instrument = self._instrument
-        quantity = instrument.make_qty(Decimal(str(notional / price)))
+        quantity = instrument.make_qty(Decimal(str(notional / price)), round_down=True)
         if quantity.as_double() <= 0.0:
             return False
         long = exposure > 0.0

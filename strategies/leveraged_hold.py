@@ -28,13 +28,13 @@ class LeveragedHoldConfig(StrategyConfig, frozen=True):
     bar_minutes: int = 1
     short: bool = False
     leverage: LeverageSpec | None = None
+    costs: CostModel | None = None  # entries are sized net of their own costs
     # Accepted for interface parity with KellyLeverageConfig (the scenario passes them); unused.
     kelly_fraction: float = 0.25
     min_notional: float = 10.0
     stop_loss_pct: float = 0.01
     take_profit_pct: float = 0.015
     payoff: Payoff | None = None
-    costs: CostModel | None = None
     sigma_1m: float = 0.0
     probability_shrinkage: float = 1.0
     probability_n_eff: float = 0.0
@@ -72,7 +72,9 @@ class LeveragedHold(LeveragedPositionStrategy):
         self._settling = True
 
     def _enter(self, price: float) -> None:
-        notional = self._exposure * self._equity()
+        costs = self.config.costs
+        equity = self._equity()
+        notional = costs.entry_notional(self._exposure, equity) if costs is not None else self._exposure * equity
         if notional < self.config.min_notional or price <= 0.0:
             return
         quantity = self._instrument.make_qty(Decimal(str(notional / price)), round_down=True)

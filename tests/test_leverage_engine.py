@@ -258,3 +258,47 @@ def test_borrow_is_charged_on_the_loan_for_every_hour_held_across_a_data_gap(cra
         assert recorded == pytest.approx(balance, rel=0, abs=1e-6), pd.Timestamp(ts, tz="UTC")
     assert sum(1 for ts, _ in rows if ts in charged) > 20
 
+
+def test_an_isolated_entry_is_sized_net_of_its_costs_and_the_crash_leaves_equity_positive(crash, registry_module):
+    """The shipped crash at 5x on isolated margin (it used to end at -100.17%): the entry is sized so that
+    its margin (notional / 5) at the close it was decided on, plus its own fee and slippage, is the cash."""
+    result, metrics = _run(crash, registry_module)
+    entry = result.record.fills[0]
+    decided_at = [close for ts, _, _, close in result.record.equity if ts < entry["ts"]][-1]
+    assert entry["side"] == "BUY" and result.n_liquidations >= 1
+    assert 0.9999 < entry["quantity"] * decided_at * (1 / 5.0 + 0.0004 + 0.0002) / result.starting_balance <= 1.0
+    assert min(e for _, e, _, _ in result.record.equity) >= 0.0 and metrics["negative_equity"] is None
+
+
+def test_an_isolated_position_loses_at_most_its_margin_through_a_gap(crash, registry_module, tmp_path):
+    """A 20% gap through the 5x liquidation price: the stop fills at the gap's open, which takes more than
+    the margin. The account keeps the cash after the entry minus the margin (never below zero); the
+    insurance fund absorbs the rest, booked as a negative penalty. Rebuilt by hand from fills and ledgers."""
+    tmp, _, _ = crash
+    gapped = _cut(shared_file(*CRASH_DIR, "BNBUSDT-1m.csv.gz"), tmp_path / "BNBUSDT.csv.gz", "2021-05-10",
+                  "2021-05-14", shift_from=pd.Timestamp("2021-05-12 12:00"), factor=0.8)
+    result, metrics = _run(crash, registry_module, bnb=gapped)
+    entry, *later = result.record.fills
+    held, exits = entry["quantity"], []
+    for fill in later:  # the fills that closed the first position
+        exits.append(fill)
+        held -= fill["quantity"]
+        if held <= 1e-9:
+            break
+    assert entry["side"] == "BUY" and exits and all(f["liquidation"] for f in exits) and abs(held) <= 1e-9
+    closed = exits[-1]["ts"]
+    slippage = dict(result.slippage.entries)  # one charge per fill time
+    entry_cash = result.starting_balance - entry["commission"] - slippage[entry["ts"]]
+    margin = entry["quantity"] * entry["price"] / 5.0
+    pnl = sum(f["quantity"] * (f["price"] - entry["price"]) for f in exits)
+    penalties = sum(e["penalty"] for e in result.liquidations if e["ts"] <= closed)
+    charged = (sum(f["commission"] for f in exits) + sum(slippage.get(f["ts"], 0.0) for f in exits)
+               + sum(a for ts, a in result.gap_slippage.entries if ts <= closed) + penalties)
+    uncapped = entry_cash + pnl - charged
+    floor = max(0.0, entry_cash - margin)
+    assert uncapped < floor - 100.0  # the gap takes far more than the margin before the cap ...
+    after = next(balance for ts, _, balance, _ in result.record.equity if ts > closed)
+    assert after == pytest.approx(floor, rel=0, abs=1e-6)  # ... and the cap holds the cash there
+    booked = sum(a for ts, a in result.liquidation.entries if ts <= closed)
+    assert booked == pytest.approx(penalties - (floor - uncapped), rel=1e-9)
+    assert min(e for _, e, _, _ in result.record.equity) >= 0.0 and metrics["negative_equity"] is None

@@ -27,7 +27,10 @@ class VenueModules:
 
     @property
     def modules(self) -> list:
-        return [*self.leverage.modules, self.slippage, self.gaps, self.gas]
+        # Liquidation last: an isolated position's loss is capped after every charge of its closing fill.
+        liquidation = self.leverage.liquidation
+        first = [m for m in self.leverage.modules if m is not liquidation]
+        return [*first, self.slippage, self.gaps, self.gas, *([liquidation] if liquidation is not None else [])]
 
     @property
     def borrow(self):
