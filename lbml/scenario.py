@@ -173,6 +173,12 @@ class VenueConfig(_Section):
     starting_balance: float = Field(
         100_000.0, gt=0, description="in the traded pair's quote currency (USDT for *USDT pairs)"
     )
+    bar_fill: Literal["next_open", "next_close"] = Field(
+        "next_open", description="bar data: an order decided on a bar's close fills at the next bar's open (or close)"
+    )
+    max_participation: float = Field(
+        1.0, gt=0, le=1, description="an entry takes at most this fraction of the last bar's volume"
+    )
 
 
 class LeverageConfig(_Section):

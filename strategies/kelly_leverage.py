@@ -51,6 +51,7 @@ class KellyLeverageConfig(StrategyConfig, frozen=True):
     probability_n_eff: float = 0.0
     trailing_stop: bool = False
     ev_margin: float = 0.0
+    max_participation: float = 1.0  # an entry takes at most this share of the last bar's volume
 
 
 class KellyLeverage(LeveragedPositionStrategy):
@@ -110,7 +111,7 @@ class KellyLeverage(LeveragedPositionStrategy):
         if notional < self._params.min_notional or price <= 0.0:
             return False
         instrument = self._instrument
-        quantity = instrument.make_qty(Decimal(str(notional / price)), round_down=True)
+        quantity = self._entry_quantity(notional, price)
         if quantity.as_double() <= 0.0:
             return False
         long = exposure > 0.0

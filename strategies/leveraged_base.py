@@ -5,6 +5,8 @@ time, an order in flight) and the ``LiquidationGuard`` (when the scenario has a 
 step with fills and position events, the same way in backtests and live.
 """
 
+from decimal import Decimal
+
 from nautilus_trader.model.data import Bar
 from nautilus_trader.trading.strategy import Strategy
 
@@ -14,8 +16,8 @@ from lbml.engine.liquidation import LiquidationGuard
 class LeveragedPositionStrategy(Strategy):
     """Base for strategies holding one leveraged position in ``config.instrument_id``.
 
-    The config needs ``instrument_id``, ``bar_type``, ``max_holding_bars``, ``bar_minutes`` and
-    ``leverage`` (a ``LeverageSpec`` or None).
+    The config needs ``instrument_id``, ``bar_type``, ``max_holding_bars``, ``bar_minutes``,
+    ``max_participation`` and ``leverage`` (a ``LeverageSpec`` or None).
     """
 
     def __init__(self, config) -> None:
@@ -25,6 +27,7 @@ class LeveragedPositionStrategy(Strategy):
         self._guard: LiquidationGuard | None = None
         self._entry_ts: int | None = None
         self._busy = False  # an entry or exit is in flight: fills arrive asynchronously live
+        self._last_volume: float | None = None  # the last bar's volume: entries take at most a share of it
 
     def on_start(self) -> None:
         self._instrument = self.cache.instrument(self.config.instrument_id)
@@ -37,6 +40,7 @@ class LeveragedPositionStrategy(Strategy):
         self.subscribe_bars(self.config.bar_type)
 
     def on_bar(self, bar: Bar) -> None:
+        self._last_volume = bar.volume.as_double()
         if self._guard is not None and self._entry_ts is not None:
             self._guard.on_bar(bar)
 
@@ -74,6 +78,13 @@ class LeveragedPositionStrategy(Strategy):
 
     def _held_too_long(self, bar: Bar) -> bool:
         return self._entry_ts is not None and bar.ts_event - self._entry_ts >= self._max_hold_ns
+
+    def _entry_quantity(self, notional: float, price: float):
+        """``notional / price`` in base units, rounded down, at most ``max_participation`` × the last bar's volume."""
+        units = notional / price
+        if self._last_volume is not None:
+            units = min(units, self.config.max_participation * self._last_volume)
+        return self._instrument.make_qty(Decimal(str(units)), round_down=True)
 
     def _equity(self) -> float:
         account = self.portfolio.account(self.config.instrument_id.venue)

@@ -302,3 +302,26 @@ def test_an_isolated_position_loses_at_most_its_margin_through_a_gap(crash, regi
     booked = sum(a for ts, a in result.liquidation.entries if ts <= closed)
     assert booked == pytest.approx(penalties - (floor - uncapped), rel=1e-9)
     assert min(e for _, e, _, _ in result.record.equity) >= 0.0 and metrics["negative_equity"] is None
+
+
+def _bars(path) -> pd.DataFrame:
+    raw = pd.read_csv(path)
+    return raw.set_index(pd.to_datetime(raw["open_time"], unit="ms", utc=True) + pd.Timedelta(minutes=1))
+
+
+def test_bar_orders_fill_at_the_next_bar_open_and_take_at_most_a_share_of_its_volume(crash, registry_module):
+    """Bar data: an order decided on bar t's close fills at bar t+1's open (``[venue] bar_fill``), not a
+    whole bar later at its close, and an entry takes at most ``max_participation`` of the last bar's volume."""
+    _, bnb, _ = crash
+    bars = _bars(bnb)
+    opened, _ = _run(crash, registry_module, venue={"max_participation": 0.002})
+    closed, _ = _run(crash, registry_module, venue={"bar_fill": "next_close"})
+    for result, column in ((opened, "open"), (closed, "close")):
+        entry = result.record.fills[0]
+        ts = pd.Timestamp(entry["ts"], tz="UTC")
+        assert entry["price"] == pytest.approx(bars.loc[ts, column], rel=1e-12), column
+    entry = opened.record.fills[0]
+    decided = [ts for ts, *_ in opened.record.equity if ts < entry["ts"]][-1]
+    cap = 0.002 * bars.loc[pd.Timestamp(decided, tz="UTC"), "volume"]
+    assert cap - 1e-6 <= entry["quantity"] <= cap  # the cap binds: 5x would buy far more
+    assert closed.record.fills[0]["quantity"] > 10 * cap
