@@ -36,14 +36,19 @@ def test_scenario_is_frozen():
     ],
 )
 def test_bad_scenarios_name_file_key_and_reason(tmp_path, body, expected):
+    path, message = _load_error(tmp_path, body)
+    assert expected in message
+
+
+def _load_error(tmp_path, body: str):
+    """Write a scenario with ``body``; return its path and the one-line ``ConfigError`` loading it raises."""
     path = tmp_path / "bad.toml"
     path.write_text('name = "bad"\n' + body)
     with pytest.raises(ConfigError) as err:
         load_scenario(path)
     message = str(err.value)
-    assert message.startswith(str(path))
-    assert expected in message
-    assert "\n" not in message
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    return path, message
 
 
 def test_cli_rejects_unknown_key_with_exit_2_and_one_line(tmp_path):
@@ -110,12 +115,8 @@ def test_settings_reject_unknown_key(tmp_path, monkeypatch):
     ],
 )
 def test_a_setting_the_chosen_model_ignores_is_an_error(tmp_path, body, key):
-    path = tmp_path / "ineffective.toml"
-    path.write_text('name = "ineffective"\n' + body)
-    with pytest.raises(ConfigError) as err:
-        load_scenario(path)
-    message = str(err.value)
-    assert message.startswith(f"{path}: {key} = ") and "has no effect" in message and "\n" not in message
+    path, message = _load_error(tmp_path, body)
+    assert message.startswith(f"{path}: {key} = ") and "has no effect" in message
     proc = subprocess.run([sys.executable, "-m", "lbml", "config", "show", str(path)], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.strip() == f"lbml: error: {message}"
 
