@@ -325,3 +325,33 @@ def test_bar_orders_fill_at_the_next_bar_open_and_take_at_most_a_share_of_its_vo
     cap = 0.002 * bars.loc[pd.Timestamp(decided, tz="UTC"), "volume"]
     assert cap - 1e-6 <= entry["quantity"] <= cap  # the cap binds: 5x would buy far more
     assert closed.record.fills[0]["quantity"] > 10 * cap
+
+
+def test_with_ticks_the_equity_marked_at_an_hour_already_has_that_hours_interest(tmp_path, registry_module):
+    """Tick data (the paper-trading path: bars built by the engine from trades): the interest due at an
+    hour boundary is posted before the bar closing there is marked, so every equity row rebuilds from
+    the fills and ledgers up to its time (a session ending on the hour reconciles)."""
+    from .conftest import without_calibration
+
+    base = load_scenario("scenarios/default.toml").with_data(days=3)
+    scenario = without_edge_gate(without_calibration(base.model_copy(update={
+        "strategy": base.strategy.model_copy(update={"class_path": "strategies.leveraged_hold:LeveragedHold",
+                                                     "max_leverage": 2.9, "max_position_fraction": 1.0,
+                                                     "max_holding_bars": 10080}),
+        "costs": base.costs.model_copy(update={"borrow_apr_quote": 0.5}),
+        "venue": base.venue.model_copy(update={"starting_balance": 3_000.0}),  # 2.9x within a bar's volume
+        "model": base.model.model_copy(update={"params": {**base.model.params, "n_estimators": 20}}),
+    })))
+    prepared = prepare(scenario, registry_module)
+    train_model(prepared, registry_module, tmp_path / "model")
+    result, _ = backtest(prepared, registry_module, tmp_path / "model")
+    fills = result.record.fills
+    assert result.mode == "ticks" and fills and len({f["order_id"] for f in fills}) == 1  # one entry, held
+    commission, entered = sum(f["commission"] for f in fills), max(f["ts"] for f in fills)
+    costs = sorted(result.borrow.entries + result.slippage.entries + result.gas.entries)
+    hours = [ts for ts, _ in result.borrow.entries]
+    assert len(hours) > 10
+    for ts, _, balance, _ in result.record.equity:
+        if ts in hours and ts > entered:  # after the entry only the ledgers move the cash
+            paid = sum(a for t, a in costs if t <= ts)
+            assert balance == pytest.approx(result.starting_balance - commission - paid, rel=0, abs=1e-6)
