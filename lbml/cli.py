@@ -498,6 +498,8 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
         rows.insert(0, ("*** IN-SAMPLE ***", "model trained inside the backtest window: not evidence of anything"))
     if gate.get("status") == "overridden":
         rows.insert(0, ("*** EDGE GATE OVERRIDDEN ***", "traded with --ignore-edge-gate: " + gate.get("reason", "")))
+    if metrics.get("negative_equity"):
+        rows.insert(0, ("*** NEGATIVE EQUITY ***", metrics["negative_equity"]))
     if metrics.get("look_ahead_check", {}).get("status") == "overridden":
         rows.insert(0, ("*** LOOK-AHEAD CHECK OVERRIDDEN ***", "a feature leaks (--allow-look-ahead): not evidence of anything"))
     width = max(len(k) for k, _ in rows)

@@ -63,6 +63,17 @@ class CostModel:
             return max(self.slippage_rate, self.slippage_vol_k * sigma_1m)
         return self.slippage_rate
 
+    def entry_notional(self, exposure: float, equity: float, sigma_1m: float = 0.0) -> float:
+        """The notional that puts ``exposure`` × the equity left after the entry's own costs to work.
+
+        ``N = x·(E − gas) / (1 + x·c)`` with ``c`` the entry leg's taker fee and slippage per unit of
+        notional, so ``N·c + gas + N/x = E``: the margin a position posts at exposure ``x`` (``N/x``
+        at the venue's leverage ``x``) is never more than the cash left after paying for the entry.
+        """
+        x = abs(exposure)
+        c = self.taker_fee + self.slippage_per_leg(sigma_1m)
+        return max(0.0, x * (equity - self.gas_per_tx) / (1.0 + x * c))
+
     def financing(self, side: int, exposure: float, hold_minutes: float) -> float:
         """Borrow interest and funding for ``hold_minutes``, as a fraction of the notional."""
         years = hold_minutes / MINUTES_PER_YEAR

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from lbml.errors import ConfigError
 from lbml.settings import format_validation_error
@@ -172,6 +173,12 @@ class VenueConfig(_Section):
     starting_balance: float = Field(
         100_000.0, gt=0, description="in the traded pair's quote currency (USDT for *USDT pairs)"
     )
+    bar_fill: Literal["next_open", "next_close"] = Field(
+        "next_open", description="bar data: an order decided on a bar's close fills at the next bar's open (or close)"
+    )
+    max_participation: float = Field(
+        1.0, gt=0, le=1, description="an entry takes at most this fraction of the last bar's volume"
+    )
 
 
 class LeverageConfig(_Section):
@@ -248,6 +255,32 @@ class ReportConfig(_Section):
     periods_per_year: int = Field(365, ge=1)
 
 
+# Fields that only some configurations read: (section, fields, is it read?, by what). A field the chosen
+# configuration does not read, set away from its default, would silently do nothing: it is an error.
+_USERS: tuple[tuple[str, tuple[str, ...], Any, str], ...] = (
+    ("costs", ("borrow_apr_quote", "borrow_apr_base", "borrow_interval_minutes"),
+     lambda s: s.leverage.model == "none",
+     "only leverage.model = 'none' charges venue borrow (exchange_margin pays funding, aave_lending its "
+     "leverage.borrow_rate)"),
+    ("costs", ("slippage_vol_k",), lambda s: s.costs.slippage_model == "volatility",
+     "only costs.slippage_model = 'volatility' reads it"),
+    ("leverage", ("margin_leverage", "maintenance_margin_rate", "liquidation_fee", "funding"),
+     lambda s: s.leverage.model == "exchange_margin", "only leverage.model = 'exchange_margin' reads it"),
+    ("leverage", ("funding_multiplier",), lambda s: s.leverage.model == "exchange_margin" and s.leverage.funding,
+     "only leverage.model = 'exchange_margin' with funding = true reads it"),
+    ("leverage", ("ltv", "liquidation_threshold", "liquidation_bonus", "close_factor", "full_close_hf", "borrow_rate",
+                  "stress_multiplier", "accrual_minutes"),
+     lambda s: s.leverage.model == "aave_lending", "only leverage.model = 'aave_lending' reads it"),
+    ("leverage", ("borrow_apr",), lambda s: s.leverage.model == "aave_lending" and s.leverage.borrow_rate != "utilisation",
+     "only aave_lending with borrow_rate 'constant' or 'schedule' reads it"),
+    ("leverage", ("rate_schedule",), lambda s: s.leverage.model == "aave_lending" and s.leverage.borrow_rate != "constant",
+     "only aave_lending with borrow_rate 'schedule' or 'utilisation' reads it"),
+    ("leverage", ("utilisation", "curve_base", "curve_slope1", "curve_slope2", "optimal_utilisation"),
+     lambda s: s.leverage.model == "aave_lending" and s.leverage.borrow_rate == "utilisation",
+     "only aave_lending with borrow_rate = 'utilisation' reads it"),
+)
+
+
 class Scenario(_Section):
     """One experiment, fully described."""
 
@@ -267,6 +300,22 @@ class Scenario(_Section):
     leverage: LeverageConfig = LeverageConfig()
     robustness: RobustnessConfig = RobustnessConfig()
     gate: GateConfig = GateConfig()
+
+    @model_validator(mode="after")
+    def _no_ineffective_settings(self) -> "Scenario":
+        for section, names, used, why in _USERS:
+            if used(self):
+                continue
+            values = getattr(self, section)
+            for name in names:
+                value, default = getattr(values, name), type(values).model_fields[name].default
+                if value != default:
+                    raise PydanticCustomError(
+                        "ineffective_setting",
+                        "{key} = {value} has no effect here: {why}; remove it or choose a configuration that uses it",
+                        {"key": f"{section}.{name}", "value": repr(value), "why": why},
+                    )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", exclude_none=True)

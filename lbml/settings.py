@@ -112,4 +112,4 @@ def format_validation_error(exc: ValidationError) -> str:
         msg = "unknown key"
     more = len(exc.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-    return f"{loc}: {msg}{suffix}"
+    return f"{loc}: {msg}{suffix}" if err["loc"] else f"{msg}{suffix}"

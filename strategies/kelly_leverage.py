@@ -59,6 +59,7 @@ class KellyLeverageConfig(StrategyConfig, frozen=True):
     probability_n_eff: float = 0.0
     trailing_stop: bool = False
     ev_margin: float = 0.0
+    max_participation: float = 1.0  # an entry takes at most this share of the last bar's volume
 
 
 class KellyLeverage(LeveragedPositionStrategy):
@@ -118,12 +119,11 @@ class KellyLeverage(LeveragedPositionStrategy):
 
     # -- actions ----------------------------------------------------------------------------------
     def _enter(self, exposure: float, price: float) -> bool:
-        equity = self._equity()
-        notional = abs(exposure) * equity
+        notional = self.config.costs.entry_notional(exposure, self._equity(), self.config.sigma_1m)
         if notional < self._params.min_notional or price <= 0.0:
             return False
         instrument = self._instrument
-        quantity = instrument.make_qty(Decimal(str(notional / price)), round_down=True)  # never above the cap
+        quantity = self._entry_quantity(notional, price)
         if quantity.as_double() <= 0.0:
             return False
         long = exposure > 0.0

@@ -6,6 +6,8 @@ time, which orders of which intent are live: ``lbml.engine.order_state.LiveOrder
 events, the same way in backtests and live. Every order goes out through ``submit_tracked``.
 """
 
+from decimal import Decimal
+
 from nautilus_trader.model.data import Bar
 from nautilus_trader.model.enums import OrderSide, OrderType, TimeInForce
 from nautilus_trader.model.identifiers import ClientOrderId
@@ -23,8 +25,8 @@ _STOP_TYPES = (OrderType.STOP_MARKET, OrderType.TRAILING_STOP_MARKET)
 class LeveragedPositionStrategy(Strategy):
     """Base for strategies holding one leveraged position in ``config.instrument_id``.
 
-    The config needs ``instrument_id``, ``bar_type``, ``max_holding_bars``, ``bar_minutes`` and
-    ``leverage`` (a ``LeverageSpec`` or None).
+    The config needs ``instrument_id``, ``bar_type``, ``max_holding_bars``, ``bar_minutes``,
+    ``max_participation`` and ``leverage`` (a ``LeverageSpec`` or None).
     """
 
     def __init__(self, config) -> None:
@@ -35,6 +37,7 @@ class LeveragedPositionStrategy(Strategy):
         self._entry_ts: int | None = None
         self.orders_live = LiveOrders()  # fills arrive asynchronously live: never decide on stale state
         self._last_exit_reason: str | None = None
+        self._last_volume: float | None = None  # the last bar's volume: entries take at most a share of it
 
     def on_start(self) -> None:
         self._instrument = self.cache.instrument(self.config.instrument_id)
@@ -48,6 +51,7 @@ class LeveragedPositionStrategy(Strategy):
 
     def on_bar(self, bar: Bar) -> None:
         self._drop_closed_orders()
+        self._last_volume = bar.volume.as_double()
         if self._guard is not None and self._entry_ts is not None:
             self._guard.on_bar(bar)
 
@@ -162,6 +166,13 @@ class LeveragedPositionStrategy(Strategy):
 
     def _held_too_long(self, bar: Bar) -> bool:
         return self._entry_ts is not None and bar.ts_event - self._entry_ts >= self._max_hold_ns
+
+    def _entry_quantity(self, notional: float, price: float):
+        """``notional / price`` in base units, rounded down, at most ``max_participation`` × the last bar's volume."""
+        units = notional / price
+        if self._last_volume is not None:
+            units = min(units, self.config.max_participation * self._last_volume)
+        return self._instrument.make_qty(Decimal(str(units)), round_down=True)
 
     def _equity(self) -> float:
         account = self.portfolio.account(self.config.instrument_id.venue)

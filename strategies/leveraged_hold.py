@@ -6,8 +6,6 @@ shows what a leveraged position does through a market move, with the same venue,
 liquidation guard as ``KellyLeverage``. No stop-loss: liquidation is the only protection.
 """
 
-from decimal import Decimal
-
 from nautilus_trader.config import StrategyConfig
 from nautilus_trader.model.data import Bar, BarType
 from nautilus_trader.model.enums import OrderSide, TimeInForce
@@ -31,13 +29,14 @@ class LeveragedHoldConfig(StrategyConfig, frozen=True):
     bar_minutes: int = 1
     short: bool = False
     leverage: LeverageSpec | None = None
+    costs: CostModel | None = None  # entries are sized net of their own costs
+    max_participation: float = 1.0  # an entry takes at most this share of the last bar's volume
     # Accepted for interface parity with KellyLeverageConfig (the scenario passes them); unused.
     kelly_fraction: float = 0.25
     min_notional: float = 10.0
     stop_loss_pct: float = 0.01
     take_profit_pct: float = 0.015
     payoff: Payoff | None = None
-    costs: CostModel | None = None
     sigma_1m: float = 0.0
     probability_shrinkage: float = 1.0
     probability_n_eff: float = 0.0
@@ -72,10 +71,12 @@ class LeveragedHold(LeveragedPositionStrategy):
         self._settling = True
 
     def _enter(self, price: float) -> None:
-        notional = self._exposure * self._equity()
+        costs = self.config.costs
+        equity = self._equity()
+        notional = costs.entry_notional(self._exposure, equity) if costs is not None else self._exposure * equity
         if notional < self.config.min_notional or price <= 0.0:
             return
-        quantity = self._instrument.make_qty(Decimal(str(notional / price)), round_down=True)
+        quantity = self._entry_quantity(notional, price)
         if quantity.as_double() <= 0.0:
             return
         order = self.order_factory.market(

@@ -127,3 +127,14 @@ def test_pricing_round_trips_through_the_manifest_and_builds_the_strategy_rule()
     assert params.max_short_exposure <= params.cap(1) + 1e-12  # a lending market lends less to shorts
     assert params.costs == cost_model_for(scenario)
     assert math.isclose(params.ev_margin, 0.02)
+
+
+def test_an_entry_is_sized_net_of_its_own_costs():
+    """At exposure x the margin N/x plus the entry's fee, slippage and gas is exactly the equity."""
+    cm = CostModel(taker_fee=0.0004, slippage_rate=0.0002, gas_per_tx=0.5)
+    for x in (1.0, 2.9, 5.0):
+        n = cm.entry_notional(x, 10_000.0)
+        assert n / x + n * (0.0004 + 0.0002) + 0.5 == pytest.approx(10_000.0, rel=1e-12)
+    assert cm.entry_notional(-3.0, 10_000.0) == cm.entry_notional(3.0, 10_000.0)  # a short's notional too
+    vol = CostModel(taker_fee=0.0, slippage_rate=0.0001, slippage_vol_k=0.5)
+    assert vol.entry_notional(2.0, 1_000.0, sigma_1m=0.002) == pytest.approx(2_000.0 / (1.0 + 2.0 * 0.001))

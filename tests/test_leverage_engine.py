@@ -24,9 +24,13 @@ from .conftest import shared_file, without_edge_gate
 CRASH_DIR = ("klines_1m", "binance_spot_2021-04-02_to_2021-05-14")
 
 
-def _cut(src, dst, start, end, shift_from=None, factor=1.0):
+def _cut(src, dst, start, end, shift_from=None, factor=1.0, hole=None):
     frame = pd.read_csv(src)
     ts = pd.to_datetime(frame["open_time"], unit="ms")
+    if hole is not None:  # a gap in the data; the window is extended by as many bars (same split)
+        missing = (ts >= hole[0]) & (ts < hole[1])
+        frame, ts = frame[~missing], ts[~missing]
+        end = pd.Timestamp(end) + pd.Timedelta(minutes=int(missing.sum()))
     frame = frame[(ts >= start) & (ts < end)].copy()
     if shift_from is not None:
         # keep the price precision of the original window (the instrument's tick is inferred from it)
@@ -215,3 +219,142 @@ def test_leverage_engine_has_no_look_ahead(crash, registry_module, tmp_path):
     assert len(moved.record.risk) == len(base.record.risk)
     assert not np.array_equal(np.array(base.record.risk, dtype=float), np.array(moved.record.risk, dtype=float),
                               equal_nan=True)
+
+
+NS_PER_HOUR = 3_600_000_000_000
+
+
+def test_borrow_is_charged_on_the_loan_for_every_hour_held_across_a_data_gap(crash, registry_module, tmp_path):
+    """``[leverage] model = none``: a 2.9x long pays ``borrow_apr_quote`` on its loan, notional − equity
+    (q·E − cash), for every hour boundary it is held over, the 3h12m hole in the data included (the
+    2021 files have 151- and 285-minute gaps), and each equity row marked at a boundary already has
+    that boundary's interest posted. The ledger is rebuilt by hand from the run's fills."""
+    tmp, _, _ = crash
+    hole = (pd.Timestamp("2021-05-12 10:17"), pd.Timestamp("2021-05-12 13:29"))
+    bnb, btc = (_cut(shared_file(*CRASH_DIR, f"{s}-1m.csv.gz"), tmp_path / f"{s}.csv.gz", "2021-05-10", "2021-05-14",
+                     hole=hole) for s in ("BNBUSDT", "BTCUSDT"))
+    apr = 0.5
+    result, _ = _run((tmp, bnb, btc), registry_module, bnb=bnb, strategy={"max_leverage": 2.9},
+                     costs={"borrow_apr_quote": apr}, leverage={"model": "none", "funding": True})
+    assert len(result.record.fills) == 1  # one long, held to the end (no liquidation without a model)
+    entry = result.record.fills[0]
+    assert entry["side"] == "BUY"
+    loan_basis = entry["quantity"] * entry["price"]  # q·E: the notional at entry
+    cash = result.starting_balance - entry["commission"] - result.slippage.total
+    per_year = apr / (365 * 24)
+    last, intervals, charged = entry["ts"], [], {}
+    for ts, amount in result.borrow.entries:
+        n = ts // NS_PER_HOUR - last // NS_PER_HOUR  # hour boundaries in (last, ts]
+        assert amount == pytest.approx((loan_basis - cash) * per_year * n, rel=1e-9)
+        cash -= amount
+        intervals.append(n)
+        charged[ts] = cash
+        last = ts
+    end = result.record.equity[-1][0]
+    assert sum(intervals) == end // NS_PER_HOUR - entry["ts"] // NS_PER_HOUR
+    assert max(intervals) >= 3  # the hole's hours were charged when the data came back
+    # every equity row after the entry carries exactly the interest posted up to its time
+    balance = result.starting_balance - entry["commission"] - result.slippage.total
+    rows = [(ts, b) for ts, _, b, _ in result.record.equity if ts > entry["ts"]]
+    for ts, recorded in rows:
+        balance = charged.get(ts, balance)
+        assert recorded == pytest.approx(balance, rel=0, abs=1e-6), pd.Timestamp(ts, tz="UTC")
+    assert sum(1 for ts, _ in rows if ts in charged) > 20
+
+
+def test_an_isolated_entry_is_sized_net_of_its_costs_and_the_crash_leaves_equity_positive(crash, registry_module):
+    """The shipped crash at 5x on isolated margin (it used to end at -100.17%): the entry is sized so that
+    its margin (notional / 5) at the close it was decided on, plus its own fee and slippage, is the cash."""
+    result, metrics = _run(crash, registry_module)
+    entry = result.record.fills[0]
+    decided_at = [close for ts, _, _, close in result.record.equity if ts < entry["ts"]][-1]
+    assert entry["side"] == "BUY" and result.n_liquidations >= 1
+    assert 0.9999 < entry["quantity"] * decided_at * (1 / 5.0 + 0.0004 + 0.0002) / result.starting_balance <= 1.0
+    assert min(e for _, e, _, _ in result.record.equity) >= 0.0 and metrics["negative_equity"] is None
+
+
+def test_an_isolated_position_loses_at_most_its_margin_through_a_gap(crash, registry_module, tmp_path):
+    """A 20% gap through the 5x liquidation price: the stop fills at the gap's open, which takes more than
+    the margin. The account keeps the cash after the entry minus the margin (never below zero); the
+    insurance fund absorbs the rest, booked as a negative penalty. Rebuilt by hand from fills and ledgers."""
+    tmp, _, _ = crash
+    gapped = _cut(shared_file(*CRASH_DIR, "BNBUSDT-1m.csv.gz"), tmp_path / "BNBUSDT.csv.gz", "2021-05-10",
+                  "2021-05-14", shift_from=pd.Timestamp("2021-05-12 12:00"), factor=0.8)
+    result, metrics = _run(crash, registry_module, bnb=gapped)
+    entry, *later = result.record.fills
+    held, exits = entry["quantity"], []
+    for fill in later:  # the fills that closed the first position
+        exits.append(fill)
+        held -= fill["quantity"]
+        if held <= 1e-9:
+            break
+    assert entry["side"] == "BUY" and exits and all(f["liquidation"] for f in exits) and abs(held) <= 1e-9
+    closed = exits[-1]["ts"]
+    slippage = dict(result.slippage.entries)  # one charge per fill time
+    entry_cash = result.starting_balance - entry["commission"] - slippage[entry["ts"]]
+    margin = entry["quantity"] * entry["price"] / 5.0
+    pnl = sum(f["quantity"] * (f["price"] - entry["price"]) for f in exits)
+    penalties = sum(e["penalty"] for e in result.liquidations if e["ts"] <= closed)
+    charged = (sum(f["commission"] for f in exits) + sum(slippage.get(f["ts"], 0.0) for f in exits)
+               + sum(a for ts, a in result.gap_slippage.entries if ts <= closed) + penalties)
+    uncapped = entry_cash + pnl - charged
+    floor = max(0.0, entry_cash - margin)
+    assert uncapped < floor - 100.0  # the gap takes far more than the margin before the cap ...
+    after = next(balance for ts, _, balance, _ in result.record.equity if ts > closed)
+    assert after == pytest.approx(floor, rel=0, abs=1e-6)  # ... and the cap holds the cash there
+    booked = sum(a for ts, a in result.liquidation.entries if ts <= closed)
+    assert booked == pytest.approx(penalties - (floor - uncapped), rel=1e-9)
+    assert min(e for _, e, _, _ in result.record.equity) >= 0.0 and metrics["negative_equity"] is None
+
+
+def _bars(path) -> pd.DataFrame:
+    raw = pd.read_csv(path)
+    return raw.set_index(pd.to_datetime(raw["open_time"], unit="ms", utc=True) + pd.Timedelta(minutes=1))
+
+
+def test_bar_orders_fill_at_the_next_bar_open_and_take_at_most_a_share_of_its_volume(crash, registry_module):
+    """Bar data: an order decided on bar t's close fills at bar t+1's open (``[venue] bar_fill``), not a
+    whole bar later at its close, and an entry takes at most ``max_participation`` of the last bar's volume."""
+    _, bnb, _ = crash
+    bars = _bars(bnb)
+    opened, _ = _run(crash, registry_module, venue={"max_participation": 0.002})
+    closed, _ = _run(crash, registry_module, venue={"bar_fill": "next_close"})
+    for result, column in ((opened, "open"), (closed, "close")):
+        entry = result.record.fills[0]
+        ts = pd.Timestamp(entry["ts"], tz="UTC")
+        assert entry["price"] == pytest.approx(bars.loc[ts, column], rel=1e-12), column
+    entry = opened.record.fills[0]
+    decided = [ts for ts, *_ in opened.record.equity if ts < entry["ts"]][-1]
+    cap = 0.002 * bars.loc[pd.Timestamp(decided, tz="UTC"), "volume"]
+    assert cap - 1e-6 <= entry["quantity"] <= cap  # the cap binds: 5x would buy far more
+    assert closed.record.fills[0]["quantity"] > 10 * cap
+
+
+def test_with_ticks_the_equity_marked_at_an_hour_already_has_that_hours_interest(tmp_path, registry_module):
+    """Tick data (the paper-trading path: bars built by the engine from trades): the interest due at an
+    hour boundary is posted before the bar closing there is marked, so every equity row rebuilds from
+    the fills and ledgers up to its time (a session ending on the hour reconciles)."""
+    from .conftest import without_calibration
+
+    base = load_scenario("scenarios/default.toml").with_data(days=3)
+    scenario = without_edge_gate(without_calibration(base.model_copy(update={
+        "strategy": base.strategy.model_copy(update={"class_path": "strategies.leveraged_hold:LeveragedHold",
+                                                     "max_leverage": 2.9, "max_position_fraction": 1.0,
+                                                     "max_holding_bars": 10080}),
+        "costs": base.costs.model_copy(update={"borrow_apr_quote": 0.5}),
+        "venue": base.venue.model_copy(update={"starting_balance": 3_000.0}),  # 2.9x within a bar's volume
+        "model": base.model.model_copy(update={"params": {**base.model.params, "n_estimators": 20}}),
+    })))
+    prepared = prepare(scenario, registry_module)
+    train_model(prepared, registry_module, tmp_path / "model")
+    result, _ = backtest(prepared, registry_module, tmp_path / "model")
+    fills = result.record.fills
+    assert result.mode == "ticks" and fills and len({f["order_id"] for f in fills}) == 1  # one entry, held
+    commission, entered = sum(f["commission"] for f in fills), max(f["ts"] for f in fills)
+    costs = sorted(result.borrow.entries + result.slippage.entries + result.gas.entries)
+    hours = [ts for ts, _ in result.borrow.entries]
+    assert len(hours) > 10
+    for ts, _, balance, _ in result.record.equity:
+        if ts in hours and ts > entered:  # after the entry only the ledgers move the cash
+            paid = sum(a for t, a in costs if t <= ts)
+            assert balance == pytest.approx(result.starting_balance - commission - paid, rel=0, abs=1e-6)

@@ -36,14 +36,19 @@ def test_scenario_is_frozen():
     ],
 )
 def test_bad_scenarios_name_file_key_and_reason(tmp_path, body, expected):
+    path, message = _load_error(tmp_path, body)
+    assert expected in message
+
+
+def _load_error(tmp_path, body: str):
+    """Write a scenario with ``body``; return its path and the one-line ``ConfigError`` loading it raises."""
     path = tmp_path / "bad.toml"
     path.write_text('name = "bad"\n' + body)
     with pytest.raises(ConfigError) as err:
         load_scenario(path)
     message = str(err.value)
-    assert message.startswith(str(path))
-    assert expected in message
-    assert "\n" not in message
+    assert message.startswith(f"{path}: ") and "\n" not in message
+    return path, message
 
 
 def test_cli_rejects_unknown_key_with_exit_2_and_one_line(tmp_path):
@@ -90,3 +95,35 @@ def test_settings_reject_unknown_key(tmp_path, monkeypatch):
     monkeypatch.setenv("LBML_CONFIG", str(config))
     with pytest.raises(ConfigError, match=r"signals.endpont: unknown key"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    "body, key",
+    [
+        # the issue's case: a perpetual on exchange margin pays funding, never borrow interest
+        ("[leverage]\nmodel = 'exchange_margin'\n[costs]\nborrow_apr_quote = 0.5\n", "costs.borrow_apr_quote"),
+        ("[leverage]\nmodel = 'aave_lending'\n[costs]\nborrow_apr_base = 0.2\n", "costs.borrow_apr_base"),
+        ("[costs]\nslippage_vol_k = 2.0\n", "costs.slippage_vol_k"),  # fixed slippage model
+        ("[leverage]\nmargin_leverage = 10.0\n", "leverage.margin_leverage"),  # model none
+        ("[leverage]\nmodel = 'exchange_margin'\nfunding = false\nfunding_multiplier = 3.0\n",
+         "leverage.funding_multiplier"),
+        ("[leverage]\nmodel = 'exchange_margin'\nltv = 0.5\n", "leverage.ltv"),
+        ("[leverage]\nmodel = 'aave_lending'\nborrow_rate = 'utilisation'\nborrow_apr = 0.3\n", "leverage.borrow_apr"),
+        ("[leverage]\nmodel = 'aave_lending'\ncurve_slope2 = 2.0\n", "leverage.curve_slope2"),  # constant rate
+        ("[leverage]\nmodel = 'aave_lending'\nrate_schedule = [[2024-01-01T00:00:00Z, 0.1]]\n",
+         "leverage.rate_schedule"),
+    ],
+)
+def test_a_setting_the_chosen_model_ignores_is_an_error(tmp_path, body, key):
+    path, message = _load_error(tmp_path, body)
+    assert message.startswith(f"{path}: {key} = ") and "has no effect" in message
+    proc = subprocess.run([sys.executable, "-m", "lbml", "config", "show", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"lbml: error: {message}"
+
+
+def test_a_used_setting_or_an_explicit_default_is_accepted(tmp_path):
+    path = tmp_path / "fine.toml"
+    path.write_text('name = "fine"\n[leverage]\nmodel = "exchange_margin"\nmargin_leverage = 10.0\nfunding = false\n'
+                    '[costs]\nborrow_apr_quote = 0.08\nslippage_model = "volatility"\nslippage_vol_k = 2.0\n')
+    scenario = load_scenario(path)
+    assert scenario.leverage.margin_leverage == 10.0 and scenario.costs.slippage_vol_k == 2.0

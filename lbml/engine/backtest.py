@@ -124,6 +124,7 @@ def strategy_config_kwargs(scenario: Scenario, bar_minutes: int, ev_margin: floa
         "probability_n_eff": s.probability_n_eff,
         "trailing_stop": s.trailing_stop,
         "ev_margin": ev_margin,
+        "max_participation": scenario.venue.max_participation,
     }
 
 
@@ -344,7 +345,9 @@ class _Stream:
 def _event_streams(market, symbols, instruments, split: Split, tick_mode, bar_type, ref_bar_type) -> list[_Stream]:
     lo, hi = split.test_start, split.test_end
     streams: list[_Stream] = []
-    for symbol in symbols:
+    # Bars: the traded symbol's bar first at equal times, so the venue reaches its open (NextOpenFillModule)
+    # before a reference bar at the same instant runs the venue.
+    for symbol in (symbols if tick_mode else symbols[::-1]):
         data, inst = market[symbol], instruments[symbol]
         if tick_mode:
             trades = data.trades.loc[(data.trades.index > lo) & (data.trades.index <= hi)]

@@ -9,9 +9,12 @@ module also keeps its own ledger for the cost breakdown and the equity reconcili
 from dataclasses import dataclass, field
 
 from nautilus_trader.backtest.modules import SimulationModule, SimulationModuleConfig
-from nautilus_trader.model.enums import LiquiditySide, PositionSide
+from nautilus_trader.model.enums import LiquiditySide
 from nautilus_trader.model.events import OrderFilled
 from nautilus_trader.model.objects import Money
+
+from lbml.engine.position_state import position_state
+from lbml.leverage.lending import LendingState
 
 NS_PER_YEAR = 365 * 24 * 3600 * 1_000_000_000
 
@@ -31,8 +34,9 @@ class CostLedger:
 class BorrowInterestConfig(SimulationModuleConfig, frozen=True):
     """Simple interest on borrowed funds, charged every ``interval_minutes`` (like exchange margin).
 
-    A long position borrows the quote currency beyond the account's equity; a short position
-    borrows its whole base-asset notional.
+    A long position borrows the quote currency beyond the account's equity (its loan: notional −
+    equity, i.e. q·E − cash at average entry price E); a short position borrows its whole
+    base-asset notional.
     """
 
     quote_apr: float = 0.08
@@ -40,8 +44,33 @@ class BorrowInterestConfig(SimulationModuleConfig, frozen=True):
     interval_minutes: int = 60
 
 
-class BorrowInterestModule(SimulationModule):
-    """Charges borrow interest on open positions at each interval boundary."""
+class BoundaryModule(SimulationModule):
+    """A module that settles something at interval boundaries, at the first moment it can see one.
+
+    ``_settle(ts)`` runs before each market event is matched (``pre_process``: the position held up
+    to the event pays for the boundaries it spanned, even across a data gap or when the event's
+    fill closes it), on every bar before the strategy and the recorder see it (a bar subscription
+    with a priority above theirs: the equity marked at a boundary has that boundary's charge
+    posted) and in ``process`` (the venue's own step, e.g. after a timer).
+    """
+
+    BAR_PRIORITY = 10
+
+    def _settle(self, ts: int) -> None:
+        raise NotImplementedError
+
+    def _on_bar(self, bar) -> None:
+        self._settle(bar.ts_event)
+
+    def _subscribe(self) -> None:
+        self.msgbus.subscribe(topic="data.bars.*", handler=self._on_bar, priority=self.BAR_PRIORITY)
+
+    def pre_process(self, data) -> None:
+        self._settle(data.ts_init)
+
+
+class BorrowInterestModule(BoundaryModule):
+    """Charges borrow interest on open positions for every interval boundary they are held over."""
 
     def __init__(self, config: BorrowInterestConfig) -> None:
         super().__init__(config)
@@ -51,34 +80,39 @@ class BorrowInterestModule(SimulationModule):
         self._base_apr = config.base_apr
         self.ledger = CostLedger()
         self._next_ns = 0
+        self._subscribed = False
 
     def process(self, ts_now: int) -> None:
-        if ts_now < self._next_ns:
+        if not self._subscribed:
+            self._subscribe()
+            self._subscribed = True
+        self._settle(ts_now)
+
+    def _settle(self, ts: int) -> None:
+        if ts < self._next_ns:
             return
         if self._next_ns:
-            self._charge(ts_now)
+            # Every boundary since the last charge (a data gap spans several), at the loan held over them.
+            self._charge(ts, (ts - self._next_ns) // self._interval_ns + 1)
         # Next boundary computed arithmetically (the live sandbox first calls process(0)).
-        self._next_ns = (ts_now // self._interval_ns + 1) * self._interval_ns
+        self._next_ns = (ts // self._interval_ns + 1) * self._interval_ns
 
-    def _charge(self, ts_now: int) -> None:
+    def _charge(self, ts_now: int, intervals: int) -> None:
         exchange = self.exchange
         account = exchange.get_account()
         if account is None:
             return
-        currency = account.base_currency
-        equity = account.balance_total(currency).as_double()
         charge = 0.0
         for position in exchange.cache.positions_open(venue=exchange.id):
+            state = position_state(exchange.cache, account, position.instrument_id, None)
             price = _mark_price(exchange, position.instrument_id)
-            if price is None:
+            if state is None or price is None:
                 continue
-            notional = position.quantity.as_double() * price
-            if position.side == PositionSide.LONG:
-                charge += max(0.0, notional - equity) * self._quote_apr * self._years
-            elif position.side == PositionSide.SHORT:
-                charge += notional * self._base_apr * self._years
+            debt = LendingState(state.long, state.quantity, state.avg_price, state.balance).debt_value(price)
+            charge += max(0.0, debt) * (self._quote_apr if state.long else self._base_apr)
+        charge *= self._years * intervals
         if charge > 0.0:
-            exchange.adjust_account(Money(-charge, currency))
+            exchange.adjust_account(Money(-charge, account.base_currency))
             self.ledger.add(ts_now, charge)
 
     def log_diagnostics(self, logger) -> None:

@@ -10,11 +10,11 @@ a debt D0 held for T costs exactly D0·(e^{r·T} − 1).
 
 from dataclasses import dataclass
 
-from nautilus_trader.backtest.modules import SimulationModule, SimulationModuleConfig
+from nautilus_trader.backtest.modules import SimulationModuleConfig
 from nautilus_trader.model.events import OrderFilled
 from nautilus_trader.model.objects import Money
 
-from lbml.engine.costs import CostLedger, _mark_price
+from lbml.engine.costs import BoundaryModule, CostLedger, _mark_price
 from lbml.engine.position_state import position_state
 from lbml.leverage.model import LeverageSpec, build_leverage_model
 from lbml.leverage.rates import BorrowRate, UtilisationCurve, accrued_interest
@@ -47,7 +47,7 @@ class Accrual:
     charge: float
 
 
-class LendingInterestModule(SimulationModule):
+class LendingInterestModule(BoundaryModule):
     """Accrues and debits continuously compounded interest on the position's debt."""
 
     def __init__(self, config: LendingInterestConfig) -> None:
@@ -91,12 +91,16 @@ class LendingInterestModule(SimulationModule):
         self._next_ns = 0
 
     def process(self, ts_now: int) -> None:
-        if ts_now < self._next_ns:
-            return
         if not self._subscribed:
             self.msgbus.subscribe(topic="events.fills.*", handler=self._on_fill)
+            self._subscribe()
             self._subscribed = True
             self._since = ts_now
+        self._settle(ts_now)
+
+    def _settle(self, ts_now: int) -> None:
+        if ts_now < self._next_ns or not self._subscribed:
+            return
         self._accrue(ts_now)
         exchange = self.exchange
         account = exchange.get_account()

@@ -14,6 +14,11 @@ Two halves that run the same in a backtest and in paper trading:
   the worse of the fill price and the open of the bar the liquidation happened in.)
 - ``LiquidationModule`` (a venue ``SimulationModule``) debits the penalty of every fill of a
   ``LIQUIDATION`` order (Aave: repaid × bonus; exchange: the liquidation fee) into its ledger.
+  On exchange (isolated) margin it also caps what a position can lose at its margin: it runs after
+  every other module, so when a position closes every charge of the closing fill (fee, slippage,
+  gap-through, penalty) is booked; if the cash is then below the cash right after the entry minus
+  the margin ``q·E / L`` (never below zero), the exchange's insurance fund absorbs the difference,
+  credited as a negative penalty (the ledger holds penalties net of that absorption).
 """
 
 from decimal import Decimal
@@ -21,6 +26,7 @@ from decimal import Decimal
 from nautilus_trader.backtest.modules import SimulationModuleConfig
 from nautilus_trader.model.enums import OrderSide, OrderType, TimeInForce
 from nautilus_trader.model.events import OrderFilled
+from nautilus_trader.model.objects import Money
 
 from lbml.engine.costs import FillChargeModule
 from lbml.engine.order_state import Intent
@@ -44,8 +50,48 @@ class LiquidationModule(FillChargeModule):
     def __init__(self, config: LiquidationConfig) -> None:
         super().__init__(config)
         self._model = build_leverage_model(config.leverage)
+        self._isolated = isinstance(self._model, ExchangeMarginModel)
         self.events: list[dict] = []
+        self.absorbed: list[tuple[int, float]] = []  # (ts, loss beyond the margin the insurance fund took)
         self._orders: set[str] = set()
+        self._reset_isolation()
+
+    def _reset_isolation(self) -> None:
+        self._filled = False
+        self._entry_cash: float | None = None
+        self._margin = 0.0
+
+    def _on_fill(self, fill: OrderFilled) -> None:
+        if self._isolated and fill.position_id is not None:
+            position = self.exchange.cache.position(fill.position_id)
+            if position is not None:  # the state before this fill: the entry's quantity and price
+                self._margin = position.peak_qty.as_double() * position.avg_px_open / self._model.max_exposure
+            self._filled = True
+        super()._on_fill(fill)
+
+    def process(self, ts_now: int) -> None:
+        super().process(ts_now)
+        if self._filled:
+            self._filled = False
+            self._cap_loss_at_margin(ts_now)
+
+    def _cap_loss_at_margin(self, ts_now: int) -> None:
+        exchange = self.exchange
+        account = exchange.get_account()
+        currency = account.base_currency
+        cash = account.balance_total(currency).as_double()
+        if exchange.cache.positions_open(venue=exchange.id):
+            if self._entry_cash is None:
+                self._entry_cash = cash  # after the entry's fee, slippage and gas (this module runs last)
+            return
+        if self._entry_cash is None:
+            return
+        floor = max(0.0, self._entry_cash - self._margin)
+        self._entry_cash = None
+        if cash < floor:
+            exchange.adjust_account(Money(floor - cash, currency))
+            self.ledger.add(ts_now, cash - floor)
+            self.absorbed.append((ts_now, floor - cash))
 
     @property
     def n_liquidations(self) -> int:
@@ -77,7 +123,9 @@ class LiquidationModule(FillChargeModule):
     def reset(self) -> None:
         super().reset()
         self.events = []
+        self.absorbed = []
         self._orders = set()
+        self._reset_isolation()
 
 
 class LiquidationGuard:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from lbml.cost_model import cost_model_for
 from lbml.data.frames import MarketData
+from lbml.engine.bar_fills import NextOpenFillConfig, NextOpenFillModule
 from lbml.engine.cost_modules import GasConfig, GasModule, slippage_module
 from lbml.engine.costs import BorrowInterestConfig, BorrowInterestModule
 from lbml.engine.gaps import GapThroughModule
@@ -24,10 +25,17 @@ class VenueModules:
     slippage: object
     gaps: GapThroughModule
     gas: GasModule
+    next_open: NextOpenFillModule | None = None  # bar data with [venue] bar_fill = "next_open"
 
     @property
     def modules(self) -> list:
-        return [*self.leverage.modules, self.slippage, self.gaps, self.gas]
+        # Gap-through sees a bar's open before the next-open fills it prices, volatility slippage after
+        # them (σ known before the fill); liquidation last: an isolated position's loss is capped after
+        # every charge of its closing fill.
+        liquidation = self.leverage.liquidation
+        first = [m for m in self.leverage.modules if m is not liquidation]
+        return [*first, self.gaps, *([self.next_open] if self.next_open is not None else []), self.slippage, self.gas,
+                *([liquidation] if liquidation is not None else [])]
 
     @property
     def borrow(self):
@@ -48,9 +56,15 @@ def venue_modules(scenario: Scenario, market: MarketData, split: Split) -> Venue
             interval_minutes=scenario.costs.borrow_interval_minutes,
         )
     )
+    symbol = scenario.data.symbol
+    bars = symbol in market.instruments and not market[symbol].has_ticks
+    next_open = None
+    if bars and scenario.venue.bar_fill == "next_open":
+        next_open = NextOpenFillModule(NextOpenFillConfig(instrument_id=f"{symbol}.{scenario.data.venue}"))
     return VenueModules(
         leverage=venue_leverage(scenario, market, split, borrow),
         slippage=slippage_module(rates),
         gaps=GapThroughModule(),
         gas=GasModule(GasConfig(per_transaction=rates.gas_per_tx)),
+        next_open=next_open,
     )

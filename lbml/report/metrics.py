@@ -159,6 +159,22 @@ def reconciliation_for(result: BacktestResult) -> Reconciliation:
     )
 
 
+_NEGATIVE_EQUITY_WHY = {
+    "none": "leverage.model = 'none' has no liquidation, so nothing caps a leveraged loss at the account",
+    "aave_lending": "bad debt: the collateral was worth less than the debt before a liquidation closed it",
+    "exchange_margin": "a charge outside any position (isolated positions lose at most their margin)",
+}
+
+
+def negative_equity(equity: pd.Series, leverage_model: str) -> str | None:
+    """One line saying when and why the equity went below zero (None if it never did)."""
+    if not len(equity) or equity.min() >= 0.0:
+        return None
+    ts = equity.idxmin()
+    why = _NEGATIVE_EQUITY_WHY.get(leverage_model, f"leverage.model = {leverage_model!r}")
+    return f"equity reached {equity.min():,.2f} at {ts}: {why}"
+
+
 def compute_metrics(result: BacktestResult, periods_per_year: int = 365) -> dict[str, Any]:
     logging.getLogger("matplotlib.font_manager").setLevel(logging.ERROR)
     equity = result.record.equity_frame()
@@ -194,6 +210,8 @@ def compute_metrics(result: BacktestResult, periods_per_year: int = 365) -> dict
         "reconciliation_error": rec.error,
         "backtest_seconds": result.run_seconds,
         "exit_reasons": exit_reason_counts(trades),
+        "negative_equity": negative_equity(equity["equity"] if len(equity) else pd.Series(dtype=float),
+                                           result.leverage_model),
     }
     caps = result.record.exposure_caps
     if caps is not None:  # the cap invariant (lbml.engine.recorder): entry notional / balance at entry
