@@ -34,6 +34,9 @@ def btc_perp():
         reference_paths=(shared_file(*BYBIT, "ETHUSDT_1m.csv"),),
         funding_paths=(shared_file("funding", "BTCUSDT_funding_rate_8h.csv.gz"),),
     )
+    # nautilus' own bar fills (at the next bar's close): the fill model under which the reported
+    # exit filled in two parts and the strategy entered twice (issue #18 item 1).
+    scenario = scenario.model_copy(update={"venue": scenario.venue.model_copy(update={"bar_fill": "next_close"})})
     return scenario, load_market(scenario.data, load_registry())
 
 
@@ -255,8 +258,10 @@ def test_exits_leave_no_dust_on_adabtc():
     record = run.recorder.record
     trades, fills = _counts_match(record), record.fills_frame()
     assert len(trades) >= 60  # 70 half-hours: one trade each, give or take the bars an exit takes
-    assert trades["quantity"].min() > 1e6 and fills["quantity"].min() >= 0.001
-    assert "opposite_signal" in set(trades["exit_reason"])
+    # (Entries now take at most the last bar's volume, [venue] max_participation, so positions are
+    # thousands of ADA rather than billions; the step rounding is what this test pins.)
+    assert fills["quantity"].min() >= 0.001
+    assert trades["exit_reason"].notna().all() and (trades["exit_reason"] != "").all()
     step = 10.0 ** -run.strategy._instrument.size_precision
     assert step >= 1e-3
     # time in market: flat between trades, never stuck in one position
@@ -296,7 +301,7 @@ def test_shipped_scenarios_count_every_exit_and_stay_within_the_cap(name, tmp_pa
 @pytest.mark.timeout(600)
 def test_a_paper_session_stops_at_the_first_bar_above_the_cap(tmp_path, monkeypatch):
     # The paper node's recorder checks the same cap on every bar; checked against a cap below what
-    # the strategy trades (0.5x), the session stops at the first bar of the first position.
+    # the strategy trades (0.05x), the session stops at the first bar of the first position.
     import msgspec
 
     import lbml.live.node as node
@@ -311,11 +316,11 @@ def test_a_paper_session_stops_at_the_first_bar_above_the_cap(tmp_path, monkeypa
     train_model(prepare(scenario, registry), registry, tmp_path / "model")
     real = node.recorder_config
     monkeypatch.setattr(node, "recorder_config",
-                        lambda *a: msgspec.structs.replace(real(*a), exposure_caps=(0.5, 0.5)))
+                        lambda *a: msgspec.structs.replace(real(*a), exposure_caps=(0.05, 0.05)))
     with pytest.raises(InvariantError) as err:
         run_paper(scenario, registry, tmp_path / "state", PaperOptions(speed=1e9, bars=200, console=False),
                   model_dir=tmp_path / "model")
-    assert "exposure cap broken at" in str(err.value) and "cap 0.5x" in str(err.value)
+    assert "exposure cap broken at" in str(err.value) and "cap 0.05x" in str(err.value)
     first_fill = state_rows(tmp_path / "state", "SELECT MIN(ts) FROM fills")[0][0]
     last_bar = state_rows(tmp_path / "state", "SELECT MAX(ts) FROM equity")[0][0]
     assert first_fill is not None and last_bar - first_fill <= 2 * 60_000_000_000  # stopped right there
@@ -333,10 +338,10 @@ def test_the_cli_reports_a_cap_breach_in_one_line_with_exit_code_3(tmp_path, mon
     path.write_text(scenario.to_toml())
     real = backtest.recorder_config
     monkeypatch.setattr(backtest, "recorder_config",
-                        lambda *a: msgspec.structs.replace(real(*a), exposure_caps=(0.5, 0.5)))
+                        lambda *a: msgspec.structs.replace(real(*a), exposure_caps=(0.05, 0.05)))
     monkeypatch.setenv("LBML_PATHS__RUNS_DIR", str(tmp_path / "runs"))
     code = main(["backtest", str(path), "--ignore-edge-gate"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 3
-    assert err[-1].startswith("lbml: invariant broken: exposure cap broken at ") and "cap 0.5x" in err[-1]
+    assert err[-1].startswith("lbml: invariant broken: exposure cap broken at ") and "cap 0.05x" in err[-1]
     assert "Traceback" not in "\n".join(err)

@@ -33,6 +33,8 @@ class NextOpenFillModule(SimulationModule):
     def pre_process(self, data) -> None:
         if not isinstance(data, Bar) or data.bar_type.instrument_id != self._instrument_id:
             return
+        if data.volume.as_double() <= 0.0:  # nothing traded: no open to fill at (a trade needs a size)
+            return
         engine = self.exchange.get_matching_engine(self._instrument_id)
         if engine is None:
             return
