@@ -75,7 +75,8 @@ def test_paper_agrees_with_the_backtest_bar_for_bar(setup):
     pipeline.load_fitted_state(artifact.feature_state)
     warm_up(pipeline, prepared)
     split = dataclasses.replace(prepared.split, test_end=end)
-    bt = run_backtest(scenario, prepared.market, split, pipeline, artifact.model, ev_margin=artifact.ev_margin)
+    bt = run_backtest(scenario, prepared.market, split, pipeline, artifact.model, ev_margin=artifact.ev_margin,
+                     pricing=artifact.pricing)
     funding = prepared.market.funding[scenario.data.symbol].index
     assert ((funding > split.test_start) & (funding <= end)).sum() == 1  # a settlement is delivered to both
     assert {"funding", "depth"} <= {p.plugin for p in scenario.features.plugins}

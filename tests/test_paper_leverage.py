@@ -78,7 +78,8 @@ def session(request, tmp_path_factory):
     artifact = load_artifact(model, registry, pipeline.schema())
     pipeline.load_fitted_state(artifact.feature_state)
     warm_up(pipeline, prepared)
-    backtest = run_backtest(scenario, prepared.market, split, pipeline, artifact.model, ev_margin=artifact.ev_margin)
+    backtest = run_backtest(scenario, prepared.market, split, pipeline, artifact.model, ev_margin=artifact.ev_margin,
+                            pricing=artifact.pricing)
     return {"kind": kind, "root": root, "scenario": scenario, "registry": registry, "prepared": prepared,
             "model": model, "state": state, "summary": summary, "backtest": backtest}
 
