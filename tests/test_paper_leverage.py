@@ -27,6 +27,9 @@ from lbml.workflows import prepare, train_model, warm_up
 from .conftest import without_edge_gate
 from .paper_support import state_rows as _rows
 
+# Each test waits on a node, a socket or a subprocess: it fails after 300 s instead of hanging.
+pytestmark = pytest.mark.timeout(300)
+
 BARS = 300
 KINDS = ("exchange_margin", "aave_lending")
 

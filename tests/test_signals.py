@@ -24,6 +24,9 @@ from nautilus_trader.model.identifiers import InstrumentId
 
 from .signals_support import ROOT, Subscriber, config, make_signal
 
+# Each test waits on a node, a socket or a subprocess: it fails after 120 s instead of hanging.
+pytestmark = pytest.mark.timeout(120)
+
 SCHEMA = json.loads((ROOT / "schemas" / "signal.schema.json").read_text())
 
 
