@@ -1,10 +1,12 @@
 """The signal publisher: an XPUB socket that never blocks the caller, plus a heartbeat thread.
 
 ``publish`` runs on the trading thread. It commits the next sequence number, encodes the payload
-and sends it with ``zmq.NOBLOCK``. The socket is an XPUB with ``XPUB_NODROP``: when a subscriber's
-queue is full (``SNDHWM`` messages) the send fails at once instead of silently dropping, so the
-message is counted in ``dropped`` and reported in every heartbeat; subscribers see the jump in
-``seq``. A slow or absent subscriber therefore costs the caller one failed non-blocking send.
+and sends it with ``zmq.NOBLOCK``. The socket is an XPUB with ZeroMQ's PUB semantics: each
+subscriber has its own queue of ``SNDHWM`` messages, and when one is full *that* subscriber loses
+the message (it sees the jump in ``seq``, or heartbeats' ``last_seq`` ahead of it) while the others
+receive it. ``XPUB_NODROP`` was used before: one stalled subscriber then made every send fail, so
+healthy subscribers lost messages too (8,237 of 20,000 delivered in issue #18). Sending never
+blocks the caller. ``dropped`` counts sends the socket refused as a whole (none in normal operation).
 
 A background thread sends a heartbeat every ``heartbeat_interval_s`` seconds of wall-clock time
 (also when no bars arrive, which is what lets subscribers detect a stale feed). ZeroMQ sockets are
@@ -92,7 +94,6 @@ class SignalPublisher:
         self._seq: SequenceStore | None = None
         try:
             self._socket = self._ctx.socket(zmq.XPUB)
-            self._socket.setsockopt(zmq.XPUB_NODROP, 1)
             self._socket.setsockopt(zmq.SNDHWM, config.sndhwm)
             self._socket.setsockopt(zmq.LINGER, 500)
             if config.curve is not None:
@@ -126,10 +127,21 @@ class SignalPublisher:
         """The bound endpoint (resolves a wildcard port such as ``tcp://127.0.0.1:*``)."""
         return self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
-    def publish(self, signal: Signal) -> int:
-        """Send one signal without blocking; return its sequence number (also when dropped)."""
+    def publish(self, signal: Signal, seq: int | None = None) -> int:
+        """Send one signal without blocking; return its sequence number (also when dropped).
+
+        Without ``seq`` the next number of the sequence file is used. A caller that numbers its
+        signals durably itself (a paper session: the n-th prediction of the session) passes ``seq``:
+        a signal re-published after a crash then goes out with the number it had, and a subscriber
+        that keeps the last seq it processed drops the copy.
+        """
+        if seq is not None and seq < 1:
+            raise SignalsError(f"signals: seq must be >= 1, got {seq}")
         with self._lock:
-            seq = self._seq.next()
+            if seq is None:
+                seq = self._seq.next()
+            else:
+                self._seq.advance_to(seq)
             payload = {
                 "schema_version": SCHEMA_VERSION,
                 "kind": "signal",
