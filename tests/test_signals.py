@@ -248,6 +248,38 @@ def test_tail_prints_messages_and_flags_gaps_stale_and_recovery(tmp_path):
     assert sum(1 for l in lines if l.startswith("signal.BTCUSDT ")) == 3
 
 
+def test_tail_flags_a_bar_sent_under_two_seqs_and_a_resent_seq(tmp_path):
+    """Issue #18: a publisher that renumbered a re-sent bar (seq 50 and 51, one bar) passed every
+    check of ``lbml signals tail``. A bar under a second seq is flagged; a copy with its own seq
+    (what a restarted paper session sends) is a REPEAT."""
+    from .signals_support import free_port
+
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "lbml", "signals", "tail", "--endpoint", endpoint, "--count", "3", "--duration", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    lines: list[str] = []
+    try:
+        with SignalPublisher(config(tmp_path, endpoint=endpoint)) as pub:
+            for line in tail.stdout:  # the subscription is live once a heartbeat arrives
+                lines.append(line)
+                if "heartbeat" in line:
+                    break
+            bar = make_signal(0)
+            pub.publish(bar)  # seq 1
+            pub.publish(bar)  # seq 2: the same bar renumbered
+            pub.publish(bar, seq=2)  # seq 2 again: a re-sent copy
+            assert tail.wait(timeout=60) == 0
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+    lines += tail.stdout.read().splitlines()
+    flags = [line for line in lines if line.startswith("!!")]
+    assert any("RENUMBERED BTCUSDT bar" in f and "seq 2 after seq 1" in f for f in flags), flags
+    assert any("REPEAT seq 2" in f for f in flags), flags
+
+
 def test_heartbeat_status_follows_the_age_of_the_last_bar(tmp_path):
     cfg = config(tmp_path, degraded_after_s=0.5, stale_after_s=1.5, heartbeat_interval_s=0.05)
     with SignalPublisher(cfg) as pub:
