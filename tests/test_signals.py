@@ -280,6 +280,26 @@ def test_tail_flags_a_bar_sent_under_two_seqs_and_a_resent_seq(tmp_path):
     assert any("REPEAT seq 2" in f for f in flags), flags
 
 
+def test_a_late_joiner_gets_the_latest_signal_and_others_see_only_a_repeat(tmp_path):
+    """Issue #18: the first signal was lost to subscribers that connect at start-up. The latest
+    signal of each symbol is sent again, unchanged, when a subscription arrives (last-value cache)."""
+    with SignalPublisher(config(tmp_path, heartbeat_interval_s=0.05)) as pub:
+        early = Subscriber(pub.endpoint)
+        early.wait(lambda: early.heartbeats(), "heartbeat")
+        pub.publish(make_signal(0, symbol="ETHUSDT"))  # seq 1
+        pub.publish(make_signal(1))  # seq 2
+        pub.publish(make_signal(2))  # seq 3: the latest BTCUSDT signal
+        early.wait(lambda: len(early.signals()) >= 3, "the live signals")
+        late = Subscriber(pub.endpoint, topics=(b"signal.BTC",))
+        late.wait(lambda: late.signals(), "the cached signal")
+        early.wait(lambda: len(early.signals()) >= 4, "the re-sent copy")
+    late.close()
+    early.close()
+    assert [(m["seq"], m["symbol"]) for m in late.signals()] == [(3, "BTCUSDT")]
+    copies = early.signals()[3:]
+    assert [m["seq"] for m in copies] == [3] and copies[0] == early.signals()[2]
+
+
 def test_heartbeat_status_follows_the_age_of_the_last_bar(tmp_path):
     cfg = config(tmp_path, degraded_after_s=0.5, stale_after_s=1.5, heartbeat_interval_s=0.05)
     with SignalPublisher(cfg) as pub:
