@@ -10,7 +10,6 @@ import os
 import random
 import signal
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
@@ -27,8 +26,12 @@ from lbml.scenario import load_scenario
 from lbml.workflows import prepare, train_model, warm_up
 
 from .conftest import without_edge_gate
+from .paper_support import bars_done, run_cli
 from .paper_support import state_rows as _rows
 from .report_support import assert_tearsheet_matches
+
+# Each test waits on a node, a socket or a subprocess: it fails after 300 s instead of hanging.
+pytestmark = pytest.mark.timeout(300)
 
 BARS = 200
 FILL_COLS = ("pos", "ts", "side", "quantity", "price", "commission", "liquidity", "order_type")
@@ -58,13 +61,6 @@ def setup(tmp_path_factory):
             "prepared": prepared, "model": model, "state": state, "summary": summary}
 
 
-def _bars_done(state: Path) -> int:
-    try:
-        return _rows(state, "SELECT COUNT(*) FROM equity")[0][0]
-    except sqlite3.Error:
-        return 0
-
-
 def test_paper_agrees_with_the_backtest_bar_for_bar(setup):
     """Same data, model and costs: identical signals, fills, costs and equity on every common bar."""
     scenario, registry, prepared = setup["scenario"], setup["registry"], setup["prepared"]
@@ -76,7 +72,7 @@ def test_paper_agrees_with_the_backtest_bar_for_bar(setup):
     warm_up(pipeline, prepared)
     split = dataclasses.replace(prepared.split, test_end=end)
     bt = run_backtest(scenario, prepared.market, split, pipeline, artifact.model, ev_margin=artifact.ev_margin,
-                      pricing=artifact.pricing)
+                     pricing=artifact.pricing)
     funding = prepared.market.funding[scenario.data.symbol].index
     assert ((funding > split.test_start) & (funding <= end)).sum() == 1  # a settlement is delivered to both
     assert {"funding", "depth"} <= {p.plugin for p in scenario.features.plugins}
@@ -114,18 +110,6 @@ def _free_endpoint() -> str:
         return f"tcp://127.0.0.1:{sock.getsockname()[1]}"
 
 
-def _run_cli(argv: list[str], out: str) -> None:
-    """Run ``lbml`` in a forked child, stdout/stderr to ``out``; exits with the CLI's code."""
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    os.dup2(fd, 1)
-    os.dup2(fd, 2)
-    from lbml.cli import main
-
-    code = main(argv)
-    sys.stdout.flush()
-    os._exit(code)
-
-
 def test_sigkill_at_random_points_resumes_to_the_uninterrupted_state(setup, tmp_path):
     """Kill a real `lbml paper` process with SIGKILL 5 times; the final state equals the reference.
 
@@ -144,17 +128,17 @@ def test_sigkill_at_random_points_resumes_to_the_uninterrupted_state(setup, tmp_
     rng = random.Random(20261121)
     kills, final = [], None
     while final is None:
-        proc = ctx.Process(target=_run_cli, args=(argv, str(out)))
+        proc = ctx.Process(target=run_cli, args=(argv, str(out)))
         proc.start()
-        target = _bars_done(state) + rng.randint(20, 35)
-        while proc.is_alive() and _bars_done(state) < target:
+        target = bars_done(state) + rng.randint(20, 35)
+        while proc.is_alive() and bars_done(state) < target:
             time.sleep(0.02)
         if proc.is_alive() and len(kills) < 5:
             time.sleep(rng.random() * 0.05)  # land between bars, mid-fill or mid-commit
             os.kill(proc.pid, signal.SIGKILL)
             proc.join()
             assert proc.exitcode == -signal.SIGKILL
-            kills.append(_bars_done(state))
+            kills.append(bars_done(state))
             continue
         proc.join()
         text = out.read_text()

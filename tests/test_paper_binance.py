@@ -11,6 +11,9 @@ from lbml.errors import ConfigError
 from lbml.live.binance import BinanceFeedConfig, BinanceMessages, binance_subscriptions
 from lbml.live.events import DEPTH, FUNDING, QUOTE, TRADE, MarketEvent, first_bars
 
+# Each test waits on a node, a socket or a subprocess: it fails after 120 s instead of hanging.
+pytestmark = pytest.mark.timeout(120)
+
 MS = 1_000_000
 HOUR_MS = 3_600_000
 

@@ -18,6 +18,9 @@ from lbml.live.events import DEPTH, FUNDING, QUOTE, TRADE, MarketEvent, decode_e
 
 from .conftest import without_calibration, without_edge_gate
 
+# Each test waits on a node, a socket or a subprocess: it fails after 300 s instead of hanging.
+pytestmark = pytest.mark.timeout(300)
+
 
 @pytest.fixture(scope="module")
 def market():

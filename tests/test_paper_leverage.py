@@ -27,6 +27,9 @@ from lbml.workflows import prepare, train_model, warm_up
 from .conftest import without_edge_gate
 from .paper_support import state_rows as _rows
 
+# Each test waits on a node, a socket or a subprocess: it fails after 300 s instead of hanging.
+pytestmark = pytest.mark.timeout(300)
+
 BARS = 300
 KINDS = ("exchange_margin", "aave_lending")
 
@@ -81,7 +84,7 @@ def session(request, tmp_path_factory):
     pipeline.load_fitted_state(artifact.feature_state)
     warm_up(pipeline, prepared)
     backtest = run_backtest(scenario, prepared.market, split, pipeline, artifact.model, ev_margin=artifact.ev_margin,
-                      pricing=artifact.pricing)
+                            pricing=artifact.pricing)
     return {"kind": kind, "root": root, "scenario": scenario, "registry": registry, "prepared": prepared,
             "model": model, "state": state, "summary": summary, "backtest": backtest}
 

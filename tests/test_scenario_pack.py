@@ -21,6 +21,19 @@ COSTS = {"fees", "slippage", "borrow", "funding", "liquidation_penalty", "gas", 
 BYBIT = ("klines_1m", "bybit_linear_2025-05-30_to_2025-06-29")
 
 
+@pytest.fixture(autouse=True)
+def no_engine_errors(capfd):
+    """A shipped scenario runs without one ERROR line in nautilus' log (issue #18: the perpetual
+    logged 'Cannot apply event ... not found in the cache' 78 times and still passed).
+
+    nautilus' logger writes to the process's stdout from Rust, so it is captured at the descriptor.
+    """
+    yield
+    out, err = capfd.readouterr()
+    errors = [line for line in (out + err).splitlines() if "[ERROR]" in line]
+    assert not errors, f"{len(errors)} engine ERROR line(s), first: {errors[0][:300]}"
+
+
 def test_every_shipped_scenario_parses():
     names = sorted(p.stem for p in (ROOT / "scenarios").glob("*.toml"))
     assert {"aave_wbnb_3x", "btc_perp_funding", "crash_may2021", "random_walk", "planted_edge"} <= set(names)
@@ -38,7 +51,7 @@ def _quick(scenario, **robustness):
 
 
 def _check_run(run_dir: Path, metrics: dict) -> pd.DataFrame:
-    assert set(metrics["costs"]) == COSTS
+    assert COSTS <= set(metrics["costs"])  # plus gas and the total
     assert "n_liquidations" in metrics
     assert metrics["reconciliation_error"] < 1e-6 * metrics["initial_equity"]
     on_disk = json.loads((run_dir / "metrics.json").read_text())

@@ -11,6 +11,9 @@ from lbml.workflows import run_scenario
 from .conftest import without_calibration
 from .signals_support import Subscriber, free_port
 
+# Each test waits on a node, a socket or a subprocess: it fails after 180 s instead of hanging.
+pytestmark = pytest.mark.timeout(180)
+
 
 def test_backtest_publishes_each_prediction_with_consecutive_sequence_numbers(tmp_path):
     endpoint = f"tcp://127.0.0.1:{free_port()}"

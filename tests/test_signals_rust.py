@@ -18,6 +18,9 @@ from lbml.signals.publisher import SignalPublisher
 from .signals_support import ROOT, RUST_CRATE, RustClient, config, free_port, make_signal
 from .test_signals import _curve_setup
 
+# Each test waits on a node, a socket or a subprocess: it fails after 300 s instead of hanging.
+pytestmark = pytest.mark.timeout(300)
+
 
 def _cargo() -> str:
     found = shutil.which("cargo") or next(

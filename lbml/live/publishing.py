@@ -1,8 +1,12 @@
 """Paper trading always publishes its predictions over ZeroMQ (``lbml.signals``).
 
-The publisher's sequence file lives in the session's state folder, so a restarted session continues
-the sequence. While a restarted session replays what it had already processed, the predictions it
-regenerates were published by the previous run and are not sent again. The heartbeat reports the
+Each signal's ``seq`` is the prediction's number in the session, the ``seq`` of the state database's
+``signals`` table, so the wire and the state agree across restarts. While a restarted session replays
+what it had already committed, the predictions it regenerates were published by the previous run and
+are not sent again; a prediction published but not committed when the process died is regenerated
+identically and published again *with the same seq* (at-least-once on the wire, exactly-once for a
+subscriber that drops a seq it has already processed). The sequence file in the state folder keeps
+the highest seq sent (heartbeats report it as ``last_seq``). The heartbeat reports the
 session's own health: ``degraded`` while the model guard withholds predictions, ``stale`` while the
 feed is stalled.
 """
@@ -39,7 +43,10 @@ class PaperSignalPublisherActor(SignalPublisherActor):
         self._seen += 1
         if self._status.replaying and self._seen <= self._status.last_durable_signal_seq:
             return  # published by the run before the restart
-        super().on_data(data)
+        # The wire seq is the prediction's number in the session, the state database's signal seq:
+        # a prediction published but not committed before a crash is regenerated (deterministically)
+        # after the restart and goes out again with the same seq, never as a new one.
+        self._publish(data, seq=self._seen)
 
     def on_dispose(self) -> None:
         self._owned.close()

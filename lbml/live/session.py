@@ -27,6 +27,7 @@ from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, first_bars
 from lbml.live.feeds import FeedPlan
 from lbml.live.guard import ModelGuard
 from lbml.live.node import build_paper_node, paper_custom_inputs, paper_symbols
+from lbml.live.runner import NodeRunner
 from lbml.live.state import StateError, StateStore
 from lbml.live.status import PaperStatus
 from lbml.models.artifact import load_artifact
@@ -134,21 +135,26 @@ def run_paper(
         speed = options.speed if options.feed == "replay" else 0.0
         plan = FeedPlan(sources=_sources(prepared, symbols, store, options, custom), speed=speed)
         errors: list[str] = []
+        runner: NodeRunner | None = None
+
+        def on_error(msg: str) -> None:
+            errors.append(msg)
+            runner.request_stop("state error")
+
         paper = build_paper_node(
             scenario, prepared.market, pipeline, model, split=prepared.split, plan=plan, store=store,
             status=status,
             state_dir=state_dir, extra_actors=[make(status) for make in extra_actors], drift=drift,
-            on_error=lambda msg: (errors.append(msg), paper.node.stop()),
+            on_error=on_error,
             journal_events=options.feed in ("zmq", "binance"), console=options.console, stall_after_s=options.stall_after_s,
             guard=guard,
         )
         plan.resume_pos = paper.keeper.resume_pos
         node = paper.node
-        plan.on_end = node.stop
-        if options.duration_s is not None:
-            node.get_event_loop().call_later(options.duration_s, node.stop)
+        runner = NodeRunner(node)
+        plan.on_end = partial(runner.request_stop, "feed ended")
         try:
-            node.run()
+            runner.run(options.duration_s)
         finally:
             node.dispose()
         if options.console:
@@ -157,6 +163,8 @@ def run_paper(
             raise InvariantError(f"{state_dir}: {paper.recorder.record.breach}")
         if errors:
             raise StateError(f"{state_dir}: {errors[0]}")
+        if runner.errors:  # the node stopped, but not cleanly: what was committed is consistent
+            raise StateError(f"{state_dir}: {runner.errors[0]}")
         if plan.error is not None:  # everything processed before the failure is committed
             raise DataError(f"{state_dir}: the feed failed after item {plan.pos} (state committed): {plan.error}")
         if status.replaying:  # stopped (e.g. --duration) while rebuilding: the state is untouched

@@ -10,6 +10,7 @@ that were already published (``last_durable_signal_seq``) and must not be sent a
 import json
 import os
 import sys
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -73,13 +74,19 @@ class StatusActorConfig(ActorConfig, frozen=True):
 
 
 class StatusActor(Actor):
-    """Prints the status line, writes ``status.json`` and reports a stalled feed, on a timer."""
+    """Prints the status line, writes ``status.json`` and reports a stalled feed, on a timer.
+
+    nautilus (1.221) runs live timer callbacks on its own thread, so ``_tick`` can run at the same
+    moment as ``on_stop`` on the event loop: the file is written under a lock (two writers sharing the
+    temporary file made one ``os.replace`` fail, and a failing ``on_stop`` used to hang the node).
+    """
 
     def __init__(self, config: StatusActorConfig, status: PaperStatus, feed_plan, state_dir: Path) -> None:
         super().__init__(config)
         self._status = status
         self._plan = feed_plan
         self._path = Path(state_dir) / "status.json"
+        self._write_lock = threading.Lock()
 
     def on_start(self) -> None:
         self.clock.set_timer("lbml-status", _seconds(self.config.interval_s), callback=self._tick)
@@ -100,9 +107,10 @@ class StatusActor(Actor):
         self._write()
 
     def _write(self) -> None:
-        tmp = self._path.with_suffix(".json.tmp")
-        tmp.write_text(self._status.to_json())
-        os.replace(tmp, self._path)
+        with self._write_lock:
+            tmp = self._path.with_suffix(".json.tmp")
+            tmp.write_text(self._status.to_json())
+            os.replace(tmp, self._path)
 
 
 def _seconds(value: float):

@@ -94,9 +94,12 @@ class SignalPublisherActor(Actor):
 
     def on_data(self, data) -> None:
         if isinstance(data, Prediction):
-            self._publisher.publish(
-                signal_from_prediction(data, self._params, self.config.bar_seconds, self.config.sigma_1m, self._bracket)
-            )
+            self._publish(data)
+
+    def _publish(self, prediction: Prediction, seq: int | None = None) -> None:
+        signal = signal_from_prediction(prediction, self._params, self.config.bar_seconds, self.config.sigma_1m,
+                                        self._bracket)
+        self._publisher.publish(signal, seq=seq)
 
 
 _SIZING_FIELDS = (

@@ -1,10 +1,19 @@
 """The signal publisher: an XPUB socket that never blocks the caller, plus a heartbeat thread.
 
 ``publish`` runs on the trading thread. It commits the next sequence number, encodes the payload
-and sends it with ``zmq.NOBLOCK``. The socket is an XPUB with ``XPUB_NODROP``: when a subscriber's
-queue is full (``SNDHWM`` messages) the send fails at once instead of silently dropping, so the
-message is counted in ``dropped`` and reported in every heartbeat; subscribers see the jump in
-``seq``. A slow or absent subscriber therefore costs the caller one failed non-blocking send.
+and sends it with ``zmq.NOBLOCK``. The socket is an XPUB with ZeroMQ's PUB semantics: each
+subscriber has its own queue of ``SNDHWM`` messages, and when one is full *that* subscriber loses
+the message (it sees the jump in ``seq``, or heartbeats' ``last_seq`` ahead of it) while the others
+receive it. ``XPUB_NODROP`` was used before: one stalled subscriber then made every send fail, so
+healthy subscribers lost messages too (8,237 of 20,000 delivered in issue #18). Sending never
+blocks the caller. ``dropped`` counts sends the socket refused as a whole (none in normal operation).
+
+Late joiners: the publisher keeps the latest signal of each topic (a last-value cache). The socket
+reports every subscription (``XPUB_VERBOSE``); when one arrives, the cached signals it matches are
+sent again, unchanged (same ``seq``), within one heartbeat interval or at the next publish. So a
+subscriber that connects at start-up, or after a restart of its own, gets the current signal at
+once instead of waiting for the next bar; subscribers that already had it see a repeated ``seq`` and
+ignore it.
 
 A background thread sends a heartbeat every ``heartbeat_interval_s`` seconds of wall-clock time
 (also when no bars arrive, which is what lets subscribers detect a stale feed). ZeroMQ sockets are
@@ -92,8 +101,8 @@ class SignalPublisher:
         self._seq: SequenceStore | None = None
         try:
             self._socket = self._ctx.socket(zmq.XPUB)
-            self._socket.setsockopt(zmq.XPUB_NODROP, 1)
             self._socket.setsockopt(zmq.SNDHWM, config.sndhwm)
+            self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)  # every subscription, for the last-value cache
             self._socket.setsockopt(zmq.LINGER, 500)
             if config.curve is not None:
                 self._auth = start_authenticator(self._ctx, config.curve.authorized_keys_dir)
@@ -111,6 +120,7 @@ class SignalPublisher:
         self._dropped = 0
         self._dropped_reported = 0
         self._heartbeats = 0
+        self._latest: dict[bytes, bytes] = {}  # topic -> encoded payload of its latest signal
         self._last_bar_ts: int | None = None
         self._last_bar_wall: float | None = None
         self._stop = threading.Event()
@@ -126,10 +136,21 @@ class SignalPublisher:
         """The bound endpoint (resolves a wildcard port such as ``tcp://127.0.0.1:*``)."""
         return self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
-    def publish(self, signal: Signal) -> int:
-        """Send one signal without blocking; return its sequence number (also when dropped)."""
+    def publish(self, signal: Signal, seq: int | None = None) -> int:
+        """Send one signal without blocking; return its sequence number (also when dropped).
+
+        Without ``seq`` the next number of the sequence file is used. A caller that numbers its
+        signals durably itself (a paper session: the n-th prediction of the session) passes ``seq``:
+        a signal re-published after a crash then goes out with the number it had, and a subscriber
+        that keeps the last seq it processed drops the copy.
+        """
+        if seq is not None and seq < 1:
+            raise SignalsError(f"signals: seq must be >= 1, got {seq}")
         with self._lock:
-            seq = self._seq.next()
+            if seq is None:
+                seq = self._seq.next()
+            else:
+                self._seq.advance_to(seq)
             payload = {
                 "schema_version": SCHEMA_VERSION,
                 "kind": "signal",
@@ -151,7 +172,11 @@ class SignalPublisher:
             }
             self._last_bar_ts = signal.ts_event
             self._last_bar_wall = time.monotonic()
-            if self._send(signal_topic(signal.symbol), payload):
+            self._drain_subscriptions()
+            topic = signal_topic(signal.symbol).encode()
+            data = encode(payload, self._config.encoding)
+            self._latest[topic] = data
+            if self._send_frames(topic, data):
                 self._published += 1
             return seq
 
@@ -178,9 +203,11 @@ class SignalPublisher:
 
     # -- internals (callers hold self._lock) ------------------------------------------------------
     def _send(self, topic: str, payload: dict[str, Any]) -> bool:
-        data = encode(payload, self._config.encoding)
+        return self._send_frames(topic.encode(), encode(payload, self._config.encoding))
+
+    def _send_frames(self, topic: bytes, data: bytes) -> bool:
         try:
-            self._socket.send_multipart([topic.encode(), data], flags=zmq.NOBLOCK)
+            self._socket.send_multipart([topic, data], flags=zmq.NOBLOCK)
             return True
         except zmq.Again:
             self._dropped += 1
@@ -218,12 +245,19 @@ class SignalPublisher:
         self._heartbeats += 1
 
     def _drain_subscriptions(self) -> None:
-        # XPUB queues (un)subscription notices for the application; read them so they never pile up.
+        # XPUB queues (un)subscription notices for the application: answer each subscription with
+        # the cached signals it matches (the last-value cache), and never let the notices pile up.
         while True:
             try:
-                self._socket.recv(flags=zmq.NOBLOCK)
+                notice = self._socket.recv(flags=zmq.NOBLOCK)
             except zmq.Again:
                 return
+            if notice[:1] != b"\x01":
+                continue
+            prefix = notice[1:]
+            for topic, data in self._latest.items():
+                if topic.startswith(prefix):
+                    self._send_frames(topic, data)
 
     def _heartbeat_loop(self) -> None:
         interval = self._config.heartbeat_interval_s

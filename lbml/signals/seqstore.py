@@ -57,12 +57,18 @@ class SequenceStore:
 
     def next(self) -> int:
         """Persist and return the next sequence number."""
-        seq = self._last + 1
+        self.advance_to(self._last + 1)
+        return self._last
+
+    def advance_to(self, seq: int) -> None:
+        """Persist ``seq`` as the last number if it is beyond it (a number given by the caller:
+        a re-publication after a restart reuses its earlier number and leaves the record as is)."""
+        if seq <= self._last:
+            return
         os.pwrite(self._fd, _RECORD.pack(seq, seq ^ _MASK), 0)
         if self._fsync:
             os.fsync(self._fd)
         self._last = seq
-        return seq
 
     def close(self) -> None:
         if self._fd >= 0:

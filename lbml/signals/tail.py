@@ -30,6 +30,7 @@ class StreamWatcher:
         self._stale_after_s = stale_after_s
         self._heartbeat_gaps = heartbeat_gaps
         self._last_seq: int | None = None
+        self._last_bar: dict[str, tuple[int, int]] = {}  # symbol -> (ts_event, seq) of its latest signal
         self._last_heartbeat: float | None = None
         self._stale = False
 
@@ -43,6 +44,15 @@ class StreamWatcher:
             if self._last_seq is not None and seq > self._last_seq + 1:
                 flags.append(f"GAP missed seq {self._last_seq + 1}..{seq - 1}")
             self._last_seq = seq
+            # One bar, one seq: a bar's signal sent again under a new number (a publisher that
+            # renumbered after a crash) would pass every seq check and be acted on twice.
+            symbol, ts = message["symbol"], int(message["ts_event"])
+            previous = self._last_bar.get(symbol)
+            if previous is not None and ts <= previous[0]:
+                flags.append(f"RENUMBERED {symbol} bar {ts} sent as seq {seq} after seq {previous[1]} "
+                             f"(bar {previous[0]})")
+            else:
+                self._last_bar[symbol] = (ts, seq)
             return flags
         if self._stale:
             flags.append("RECOVERED heartbeat received")

@@ -1,0 +1,143 @@
+"""A paper session given ``--duration`` or ``--bars`` stops on time, whatever the timing.
+
+Regression tests for the hang of issue #18: nautilus' ``TradingNode.stop()`` forgot the stop task,
+so a stop that raised (the status file written by the timer thread and by ``on_stop`` at the same
+moment) left the engines running and ``node.run()`` idle for good; a stop landing while the node was
+still starting waited for the connection timeout or started the trader after the stop.
+Everything runs the real node; the random delays come from a real (slow) actor and the stop moment.
+"""
+
+import os
+import random
+import threading
+import time
+
+import pytest
+from nautilus_trader.common.actor import Actor
+from nautilus_trader.config import ActorConfig
+
+from lbml.engine.messages import PREDICTION_TYPE
+from lbml.live.feeds import FeedPlan
+from lbml.live.session import PaperOptions, run_paper
+from lbml.live.state import StateError
+from lbml.live.status import PaperStatus, StatusActor, StatusActorConfig
+from lbml.plugins import load_registry
+from lbml.scenario import load_scenario
+from lbml.workflows import prepare, train_model
+
+from .conftest import without_edge_gate
+from .paper_support import state_rows
+
+BARS = 60
+# `LBML_STOP_RUNS=300 pytest tests/test_paper_stop.py` for the long stress run.
+RUNS = int(os.environ.get("LBML_STOP_RUNS", "12"))
+STOP_SLACK_S = 6.0  # start-up, the engines' post-stop grace and the disconnection, on a loaded machine
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("stop")
+    scenario = without_edge_gate(load_scenario("scenarios/default.toml").with_data(days=4, edge=0.3))
+    registry = load_registry()
+    prepared = prepare(scenario, registry)
+    train_model(prepared, registry, root / "model")
+    return {"scenario": scenario, "registry": registry, "prepared": prepared, "model": root / "model"}
+
+
+class SlowActorConfig(ActorConfig, frozen=True):
+    seed: int = 0
+    fail_on_stop: bool = False
+
+
+class SlowActor(Actor):
+    """A third-party actor that takes a random while to start and to handle predictions (a slow
+    model or plugin on a loaded machine), and optionally fails when stopped."""
+
+    def __init__(self, config: SlowActorConfig) -> None:
+        super().__init__(config)
+        self._rng = random.Random(config.seed)
+
+    def on_start(self) -> None:
+        time.sleep(self._rng.choice([0.0, 0.0, 0.01, 0.05, 0.2]))
+        self.subscribe_data(PREDICTION_TYPE)
+
+    def on_data(self, data) -> None:
+        if self._rng.random() < 0.3:
+            time.sleep(self._rng.choice([0.001, 0.01, 0.05]))
+
+    def on_stop(self) -> None:
+        if self.config.fail_on_stop:
+            raise OSError("disk full")
+
+
+def _run(setup, state, options: PaperOptions, actor: SlowActorConfig | None = None) -> dict:
+    extra = [] if actor is None else [lambda status: SlowActor(actor)]
+    return run_paper(setup["scenario"], setup["registry"], state, options, model_dir=setup["model"],
+                     prepared=setup["prepared"], extra_actors=extra)
+
+
+@pytest.mark.timeout(900)
+def test_a_duration_stops_the_session_on_time_at_any_moment(setup, tmp_path):
+    """Stops drawn from 'before the node has started' to 'mid-feed', with slow components: every
+    session returns on time, with a checkpoint that counts exactly what it stored."""
+    rng = random.Random(18)
+    late = []
+    for i in range(RUNS):
+        duration = rng.choice([1e-4, 1e-3, 0.01, 0.05, 0.2, 0.5, 1.0, 1.5])
+        speed = rng.choice([600.0, 2000.0, 6000.0])
+        state = tmp_path / f"s{i}"
+        t0 = time.monotonic()
+        summary = _run(setup, state, PaperOptions(speed=speed, bars=BARS, duration_s=duration, console=False),
+                       SlowActorConfig(component_id="SlowActor", seed=i))
+        elapsed = time.monotonic() - t0
+        if elapsed > duration + STOP_SLACK_S:
+            late.append((duration, round(elapsed, 2)))
+        stored = state_rows(state, "SELECT COUNT(*) FROM equity")[0][0]
+        assert stored == summary["bars"] <= BARS
+    assert not late, f"sessions that did not stop on time (duration, seconds): {late}"
+
+
+@pytest.mark.timeout(300)
+def test_a_stop_during_start_up_is_kept_and_the_session_resumes(setup, tmp_path):
+    state = tmp_path / "early"
+    t0 = time.monotonic()
+    first = _run(setup, state, PaperOptions(speed=1e9, bars=BARS, duration_s=1e-4, console=False))
+    assert time.monotonic() - t0 < STOP_SLACK_S and not first["feed_finished"]
+    final = _run(setup, state, PaperOptions(speed=1e9, bars=BARS, console=False))
+    assert final["feed_finished"] and final["bars"] == BARS
+
+
+@pytest.mark.timeout(300)
+def test_a_component_failing_on_stop_cannot_hang_the_session(setup, tmp_path):
+    """The stop goes on past the failure (engines stopped, other components stopped) and the session
+    reports it in one line; what was committed resumes."""
+    state = tmp_path / "failing"
+    t0 = time.monotonic()
+    with pytest.raises(StateError, match="stopping the node failed: OSError"):
+        _run(setup, state, PaperOptions(speed=1e9, bars=BARS, console=False),
+             SlowActorConfig(component_id="SlowActor", fail_on_stop=True))
+    assert time.monotonic() - t0 < 60
+    final = _run(setup, state, PaperOptions(speed=1e9, bars=BARS, console=False))
+    assert final["recovery_complete"] and final["bars"] == BARS
+
+
+@pytest.mark.timeout(120)
+def test_the_status_file_survives_the_timer_thread_and_on_stop_writing_at_once(tmp_path):
+    """nautilus runs timer callbacks on its own thread: ``_tick`` and ``on_stop`` write concurrently."""
+    actor = StatusActor(StatusActorConfig(component_id="StatusActor", console=False), PaperStatus(),
+                        FeedPlan(sources=[]), tmp_path)
+    errors: list[BaseException] = []
+
+    def hammer() -> None:
+        try:
+            for _ in range(3000):
+                actor._write()
+        except OSError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
