@@ -185,16 +185,18 @@ def test_real_binance_klines_backtest_via_cli(tmp_path):
     assert metrics["reconciliation_error"] < 1e-6 * metrics["initial_equity"]
     fills = pd.read_csv(out / "fills.csv", parse_dates=["ts"])
     preds = pd.read_csv(out / "predictions.csv", parse_dates=["ts"])
-    # Bar execution with latency: a market order decided at bar t fills at a later bar's close
-    # (give or take the spread nautilus puts around bar prices: an order larger than the bar's
-    # synthetic top level takes a second level, two ticks; ADABTC's tick is 1e-8).
-    closes = pd.read_csv(out / "equity.csv", index_col=0, parse_dates=True)["close"]
+    # Bar execution with latency ([venue] bar_fill = "next_open"): a market order decided at bar t's
+    # close fills at bar t+1's open, stamped with bar t+1's close time (give or take the spread
+    # nautilus puts around a trade price and a second level for an order larger than the first:
+    # two ticks; ADABTC's tick is 1e-8). Opens read from the files.
+    raw = pd.concat(pd.read_csv(day, header=None) for day in (day1, day2))
+    opens = pd.Series(raw[1].to_numpy(), index=pd.to_datetime(raw[0] + 60_000, unit="ms", utc=True))
     market = fills[fills.order_type == "MARKET"]
     assert len(market) > 0
     for ts, price in zip(market["ts"], market["price"]):
         decided = preds.loc[preds["ts"] < ts, "ts"].max()
         assert pd.notna(decided) and ts > decided
-        assert abs(price - closes.loc[ts]) <= 2e-8 + 1e-15
+        assert abs(price - opens.loc[ts]) <= 2e-8 + 1e-15
 
 
 def test_corrupt_data_row_fails_with_exit_2_and_one_line(tmp_path):
