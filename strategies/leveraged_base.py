@@ -169,9 +169,10 @@ class LeveragedPositionStrategy(Strategy):
 
     def _entry_quantity(self, notional: float, price: float):
         """``notional / price`` in base units, rounded down, at most ``max_participation`` × the last bar's volume."""
-        units = notional / price
-        if self._last_volume is not None:
-            units = min(units, self.config.max_participation * self._last_volume)
+        # Before the strategy has seen a bar (a prediction can arrive first) the volume is unknown:
+        # no entry, rather than an uncapped one.
+        volume = self._last_volume if self._last_volume is not None else 0.0
+        units = min(notional / price, self.config.max_participation * volume)
         return self._instrument.make_qty(Decimal(str(units)), round_down=True)
 
     def _equity(self) -> float:
