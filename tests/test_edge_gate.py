@@ -136,3 +136,11 @@ def test_paper_refuses_a_model_the_gate_rejects(tmp_path, capsys, monkeypatch):
     code = main(["paper", str(path), "--state", str(state), "--bars", "5", "--speed", "1000", "--quiet"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "edge gate closed" in err and "\n" not in err
+    # Traded anyway: the session runs, and its report is stamped like a backtest's.
+    code = main(["paper", str(path), "--state", str(state), "--model", str(state / "model"), "--bars", "30",
+                 "--speed", "1000", "--quiet", "--ignore-edge-gate"])
+    assert code == 0, capsys.readouterr().err
+    assert main(["report", str(state)]) == 0
+    metrics = json.loads((state / "report" / "metrics.json").read_text())
+    assert metrics["edge_gate"]["status"] == "overridden" and metrics["report_stamp"] == "EDGE-GATE-OVERRIDDEN"
+    assert (state / "report" / "EDGE-GATE-OVERRIDDEN").is_file()

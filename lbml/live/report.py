@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from lbml.atomic import atomic_folder
+from lbml.gate import OVERRIDDEN, OVERRIDE_STAMP
 from lbml.engine.backtest import BacktestResult
 from lbml.engine.costs import CostLedger
 from lbml.engine.recorder import RunRecord
@@ -85,6 +86,7 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
     try:
         result, session = result_from_state(store)
         look_ahead = store.get("look_ahead_check")
+        edge_gate = store.get("edge_gate")
     finally:
         store.close()
     final = Path(state_dir) / "report"
@@ -103,8 +105,15 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
         }
         if look_ahead is not None:
             metrics["look_ahead_check"] = look_ahead
+        title = f"{session['scenario']} (paper)"
+        if edge_gate is not None:
+            metrics["edge_gate"] = edge_gate
+            if edge_gate["status"] == OVERRIDDEN:
+                metrics["report_stamp"] = OVERRIDE_STAMP
+                (tmp / OVERRIDE_STAMP).write_text(edge_gate["reason"] + "\n")
+                title = f"{OVERRIDE_STAMP}: {title}"
         # Sessions shorter than a few days get an hourly returns histogram (a daily one needs whole days).
         short = len(equity) < 2 or equity.index[-1] - equity.index[0] < pd.Timedelta(days=3)
-        write_reports(tmp, result, metrics, f"{session['scenario']} (paper)", tearsheet=session.get("tearsheet", True),
+        write_reports(tmp, result, metrics, title, tearsheet=session.get("tearsheet", True),
                       periods_per_year=periods, freq="1h" if short else "1D")
     return final, metrics

@@ -112,6 +112,7 @@ def run_paper(
         if not gate.trades:
             raise ArtifactError(gate.line())
         _check_session(store, scenario, artifact.model_id, options, currency)
+        store.put("edge_gate", gate.to_dict())  # the report says whether the model traded past a closed gate
         if prepared.look_ahead is not None:
             store.put("look_ahead_check", prepared.look_ahead)
         pipeline.load_fitted_state(artifact.feature_state)
