@@ -7,13 +7,22 @@ from typing import Any
 
 
 def new_run_path(runs_dir: Path, name: str) -> Path:
+    """A run folder of its own: ``NAME-YYYYmmdd-HHMMSS[-n]``, reserved by creating it empty.
+
+    ``mkdir`` either creates the folder or fails, so two runs started in the same second get two
+    folders; the run's atomic writer then renames its finished output onto the empty reservation.
+    """
+    runs_dir = Path(runs_dir)
+    runs_dir.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    path = runs_dir / f"{name}-{stamp}"
     n = 1
-    while path.exists():
-        n += 1
-        path = runs_dir / f"{name}-{stamp}-{n}"
-    return path
+    while True:
+        path = runs_dir / (f"{name}-{stamp}" if n == 1 else f"{name}-{stamp}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            n += 1
 
 
 def write_run_tables(folder: Path, result) -> None:

@@ -1,0 +1,54 @@
+"""Run folders never collide and an atomic writer never deletes what it did not write (issue #19 item 5)."""
+
+import multiprocessing as mp
+from pathlib import Path
+
+import pytest
+
+from lbml.atomic import atomic_folder
+from lbml.report.runfolder import new_run_path
+
+
+def _reserve(args):
+    runs, name = args
+    return str(new_run_path(Path(runs), name))
+
+
+@pytest.mark.timeout(120)
+def test_runs_started_together_get_their_own_folders(tmp_path):
+    with mp.get_context("spawn").Pool(4) as pool:
+        paths = pool.map(_reserve, [(str(tmp_path), "default")] * 8)
+    assert len(set(paths)) == 8
+    assert all(Path(p).is_dir() for p in paths)
+
+
+def test_a_folder_filled_by_another_run_is_never_deleted(tmp_path):
+    final = new_run_path(tmp_path, "default")
+    with pytest.raises(FileExistsError, match="written by another run"):
+        with atomic_folder(final) as tmp:
+            (tmp / "metrics.json").write_text("ours")
+            # meanwhile another run (same second, same name, old code) finishes into the same folder
+            (final / "metrics.json").write_text("theirs")
+    assert (final / "metrics.json").read_text() == "theirs"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # our partial output is gone
+
+
+def test_a_reservation_is_filled_and_replace_still_overwrites(tmp_path):
+    final = new_run_path(tmp_path, "default")
+    with atomic_folder(final) as tmp:
+        (tmp / "metrics.json").write_text("run")
+    assert (final / "metrics.json").read_text() == "run"
+    with pytest.raises(FileExistsError):
+        with atomic_folder(final):
+            pass
+    with atomic_folder(final, replace=True) as tmp:
+        (tmp / "metrics.json").write_text("again")
+    assert (final / "metrics.json").read_text() == "again"
+
+
+def test_a_failed_run_leaves_no_folder(tmp_path):
+    final = new_run_path(tmp_path, "default")
+    with pytest.raises(RuntimeError):
+        with atomic_folder(final):
+            raise RuntimeError("the backtest failed")
+    assert list(tmp_path.iterdir()) == []
