@@ -138,7 +138,8 @@ class StrategyConfig(_Section):
     """Fractional-Kelly leveraged strategy with stop-loss/take-profit brackets."""
 
     class_path: str = Field(
-        "strategies.kelly_leverage:KellyLeverage", pattern=r"^[\w.]+:\w+$"
+        "strategies.kelly_leverage:KellyLeverage", pattern=r"^strategies(\.\w+)+:\w+$",
+        description="a class in lbml's `strategies` package (module:Class); nothing outside it is imported",
     )
     kelly_fraction: float = Field(0.25, gt=0, le=1)
     max_leverage: float = Field(3.0, ge=1, le=20)

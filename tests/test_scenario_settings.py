@@ -127,3 +127,21 @@ def test_a_used_setting_or_an_explicit_default_is_accepted(tmp_path):
                     '[costs]\nborrow_apr_quote = 0.08\nslippage_model = "volatility"\nslippage_vol_k = 2.0\n')
     scenario = load_scenario(path)
     assert scenario.leverage.margin_leverage == 10.0 and scenario.costs.slippage_vol_k == 2.0
+
+
+def test_a_scenario_names_only_strategies_of_the_strategies_package(tmp_path, capsys):
+    # "this:Nope" used to import the `this` module (printing the Zen of Python) before failing.
+    from lbml.cli import main
+    from lbml.engine.backtest import load_strategy_class
+    from lbml.errors import ConfigError
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[strategy]\nclass_path = "this:Nope"\n')
+    code = main(["config", "show", str(bad)])
+    captured = capsys.readouterr()
+    assert code == 2 and "strategy.class_path" in captured.err and "\n" not in captured.err.strip()
+    assert "Beautiful is better than ugly" not in captured.out + captured.err
+    for path in ("this:Nope", "os:system", "strategies.kelly_leverage:KellyLeverageConfig"):
+        with pytest.raises(ConfigError, match="strategy.class_path"):
+            load_strategy_class(path)
+    assert load_strategy_class("strategies.kelly_leverage:KellyLeverage")[0].__name__ == "KellyLeverage"

@@ -90,14 +90,25 @@ def bar_type_for(instrument_id, minutes: int, internal: bool) -> BarType:
 
 
 def load_strategy_class(class_path: str) -> tuple[type, type]:
-    """Resolve ``module:Class`` and its ``ClassConfig`` companion."""
-    module_name, class_name = class_path.split(":")
+    """Resolve ``strategies.<module>:Class`` and its ``ClassConfig`` companion.
+
+    A scenario is trusted input (like Qlib's ``module_path``), but it names only classes of the
+    ``strategies`` package: nothing else is imported, and the class must be a nautilus ``Strategy``.
+    """
+    from nautilus_trader.trading.strategy import Strategy
+
+    module_name, _, class_name = class_path.partition(":")
+    if not (module_name.startswith("strategies.") and class_name.isidentifier()):
+        raise ConfigError(f"strategy.class_path: {class_path!r} is not a class of the strategies package "
+                          "(strategies.<module>:<Class>)")
     try:
         module = importlib.import_module(module_name)
         cls = getattr(module, class_name)
         config_cls = getattr(module, f"{class_name}Config")
     except (ImportError, AttributeError) as exc:
         raise ConfigError(f"strategy.class_path: cannot load {class_path!r}: {exc}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Strategy)):
+        raise ConfigError(f"strategy.class_path: {class_path!r} is not a nautilus Strategy")
     return cls, config_cls
 
 
