@@ -108,6 +108,10 @@ def test_btc_perpetual_pays_funding_at_settlements(tmp_path):
     scenario = load_scenario("scenarios/btc_perp_funding.toml").with_data(
         paths=(cut[btc.name],), reference_paths=(cut[eth.name],), funding_paths=(funding,)
     )
+    # Funding mechanics: a position held through the settlements (the 3-day model's EV rule and gate
+    # rightly trade little), so every settlement in the window is charged.
+    scenario = scenario.model_copy(update={"strategy": scenario.strategy.model_copy(
+        update={"class_path": "strategies.leveraged_hold:LeveragedHold"})})
     run_dir, metrics = run_scenario(_quick(scenario), load_registry(), tmp_path / "runs")
     ledgers = _check_run(run_dir, metrics)
     paid = ledgers[ledgers.kind == "funding"].copy()
@@ -122,7 +126,9 @@ def test_btc_perpetual_pays_funding_at_settlements(tmp_path):
         # charged at the first bar at or after a settlement time, with that settlement's rate (as-of)
         settle = rates.index[rates.index <= ts].max()
         assert ts - settle < pd.Timedelta(minutes=2)
-        assert amount == pytest.approx(rates[settle] * risk.loc[ts, "exposure"], rel=1e-6)
+        # the venue marks the position when the settlement bar's first price (its open) reaches it;
+        # the risk table marks at the bar's close: the two differ by that bar's move (< 0.2 %)
+        assert amount == pytest.approx(rates[settle] * risk.loc[ts, "exposure"], rel=2e-3)
     assert np.sign(metrics["costs"]["funding"]) in (-1.0, 0.0, 1.0)
 
 
