@@ -1,6 +1,8 @@
 """Atomic output folders: written under a hidden temporary name, renamed into place when complete.
 
-A crash or an error leaves no partial folder that looks complete.
+A crash or an error leaves no partial folder that looks complete. The temporary name carries the
+writer's process id (``.NAME.partial-PID-XXXX``), so the next writer in the same folder removes the
+partial folders of writers that no longer run (a ``kill -9`` leaves one behind).
 """
 
 import contextlib
@@ -23,9 +25,10 @@ def atomic_folder(final: Path, *, replace: bool = False) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_partials(final.parent)
     if not replace and final.exists() and (not final.is_dir() or any(final.iterdir())):
         raise FileExistsError(f"{final}: output folder already exists")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}{PARTIAL}{os.getpid()}-", dir=final.parent))
     try:
         yield tmp
         _make_public(tmp)
@@ -41,6 +44,30 @@ def atomic_folder(final: Path, *, replace: bool = False) -> Iterator[Path]:
             with contextlib.suppress(OSError):  # an empty reservation: nothing to keep (rmdir never deletes content)
                 final.rmdir()
         raise
+
+
+PARTIAL = ".partial-"
+
+
+def remove_stale_partials(folder: Path) -> list[Path]:
+    """Delete ``.NAME.partial-PID-*`` folders in ``folder`` whose writer process is gone; return them."""
+    removed = []
+    for path in folder.glob(f".*{PARTIAL}*"):
+        pid_text = path.name.rsplit(PARTIAL, 1)[1].split("-", 1)[0]
+        if path.is_dir() and pid_text.isdigit() and not _alive(int(pid_text)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _make_public(folder: Path) -> None:

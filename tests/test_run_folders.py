@@ -52,3 +52,32 @@ def test_a_failed_run_leaves_no_folder(tmp_path):
         with atomic_folder(final):
             raise RuntimeError("the backtest failed")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.timeout(120)
+def test_a_killed_writers_partial_folder_is_removed_by_the_next_run(tmp_path):
+    # A backtest killed mid-run used to leave its hidden .NAME.partial-* folder forever.
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from pathlib import Path; from lbml.atomic import atomic_folder\n"
+            "with atomic_folder(Path(sys.argv[1])) as tmp:\n"
+            "    (tmp / 'half.csv').write_text('x'); print('writing', flush=True); time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "run-a")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    left = [p for p in tmp_path.iterdir() if p.name.startswith(".run-a.partial-")]
+    assert len(left) == 1
+    live = tmp_path / f".run-c.partial-{os.getpid()}-abcd"  # a live writer's partial folder stays
+    live.mkdir()
+    with atomic_folder(tmp_path / "run-b") as tmp:
+        (tmp / "done").write_text("ok")
+    assert not left[0].exists() and live.is_dir()
+    assert (tmp_path / "run-b" / "done").read_text() == "ok"
