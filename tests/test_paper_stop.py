@@ -141,3 +141,17 @@ def test_the_status_file_survives_the_timer_thread_and_on_stop_writing_at_once(t
     for t in threads:
         t.join()
     assert not errors
+
+
+def test_status_json_names_its_writer_and_when_it_wrote(tmp_path):
+    # After a kill -9, status.json said "live" with nothing to tell a dead session from a live one.
+    import json
+    import os
+    import time
+
+    from lbml.live.status import PaperStatus
+
+    before = time.time()
+    status = json.loads(PaperStatus(state="live").to_json())
+    assert status["state"] == "live" and status["pid"] == os.getpid()
+    assert before <= status["heartbeat"] <= time.time()

@@ -57,7 +57,9 @@ class PaperStatus:
                 + (" " + " ".join(flags) if flags else ""))
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        """The status, with the writer's pid and the wall-clock time of writing (``heartbeat``): a
+        monitor tells a dead session (pid gone, heartbeat old) from a live one whatever ``state`` says."""
+        return json.dumps(asdict(self) | {"pid": os.getpid(), "heartbeat": time.time()}, sort_keys=True)
 
 
 def status_pricing(status: PaperStatus):
