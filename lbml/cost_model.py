@@ -23,6 +23,8 @@ position's notional:
 import math
 from dataclasses import dataclass
 
+from lbml.leverage.rates import expected_borrow_apr
+
 MINUTES_PER_YEAR = 365 * 24 * 60
 
 
@@ -105,8 +107,6 @@ def cost_model_for(scenario, funding_per_settlement: float = 0.0, funding_interv
     ``funding_per_settlement`` is the expected funding rate of a perpetual (e.g. the training
     window's mean); only ``exchange_margin`` with funding pays it.
     """
-    from lbml.leverage.rates import expected_borrow_apr
-
     c, lev = scenario.costs, scenario.leverage
     if lev.model == "exchange_margin":
         long_apr = short_apr = 0.0  # a perpetual pays funding instead of interest

@@ -33,6 +33,11 @@ class TradeOutcomes:
     long_bars: np.ndarray
     short_bars: np.ndarray
 
+    def take(self, rows) -> "TradeOutcomes":
+        """The outcomes of ``rows`` (a mask or positions)."""
+        return TradeOutcomes(self.long_return[rows], self.short_return[rows], self.long_bars[rows],
+                             self.short_bars[rows])
+
 
 def simulate_brackets(bars: pd.DataFrame, stop_loss_pct: float, take_profit_pct: float, max_bars: int) -> TradeOutcomes:
     """Simulate a long and a short from every bar's close (see the module docstring)."""

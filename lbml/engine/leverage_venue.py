@@ -12,7 +12,6 @@ from lbml.engine.lending import LendingInterestConfig, LendingInterestModule
 from lbml.engine.liquidation import LiquidationConfig, LiquidationModule
 from lbml.errors import DataError
 from lbml.leverage.model import LeverageSpec, leverage_spec
-from lbml.leverage.rates import expected_borrow_apr  # noqa: F401  (re-exported)
 from lbml.scenario import LeverageConfig, Scenario
 from lbml.split import Split
 

@@ -136,7 +136,7 @@ def training_set(
     y[labelled] = labels.y.reindex(X.index[labelled]).to_numpy()
     t1 = horizon_end[ok].copy()
     t1[labelled] = labels.t1.reindex(X.index[labelled]).to_numpy()
-    outcomes = TradeOutcomes(*(a[ok] for a in (sim.long_return, sim.short_return, sim.long_bars, sim.short_bars)))
+    outcomes = sim.take(ok)
     return TrainingSet(X, y, t1, pd.Series(fwd[ok], index=X.index), bars.index, labelled, outcomes)
 
 
@@ -446,8 +446,7 @@ def _sample_weights(kind: str, y, index, t1, bar_index, labelled) -> np.ndarray 
 
 def _path_sharpes(paths, outcomes: TradeOutcomes, t0n, bar_ns: int, rule, rows) -> dict[str, float]:
     """CPCV: the distribution of per-path trade Sharpe ratios, not one number."""
-    sub = TradeOutcomes(*(a[rows] for a in (outcomes.long_return, outcomes.short_return, outcomes.long_bars,
-                                            outcomes.short_bars)))
+    sub = outcomes.take(rows)
     srs = []
     for j in range(paths.shape[1]):
         traded = trade_grid(paths[:, j], sub, t0n, bar_ns, rule).traded
