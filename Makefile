@@ -18,17 +18,19 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-venv: system-deps $(STAMP)
+venv: $(STAMP)
 
-# apt packages: fonts for matplotlib/quantstats (avoids Arial fallback noise); libzmq, Debian's
-# Rust crates (and cargo when absent) for the reference client in clients/rust.
+# apt packages, per target (scripts/install-system-deps.sh): `demo` only wants fonts for the plots
+# and needs no root; `test` installs what the suite starts for real (Debian's Rust crates and cargo
+# for clients/rust, PostgreSQL, Chromium).
 system-deps:
-	@sh scripts/install-system-deps.sh
+	@sh scripts/install-system-deps.sh test
 
 demo: venv
+	@sh scripts/install-system-deps.sh demo
 	$(VENV)/bin/lbml demo
 
-test: venv
+test: system-deps venv
 	cd clients/rust && $(CARGO) test --release --quiet
 	$(PY) -m pytest -q
 
