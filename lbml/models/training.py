@@ -16,6 +16,7 @@ from lbml.data.frames import InstrumentData, MarketData
 from lbml.errors import DataError
 from lbml.features.folds import fold_features_for
 from lbml.features.pipeline import FeaturePipeline, available_inputs, build_pipeline, compute_features
+from lbml.features.sequence import pipeline_for_window
 from lbml.importance import fold_permutation_importance
 from lbml.calibration import calibration_method, fit_calibrator
 from lbml.evaluation import choose_margin, grid_hash, oos_statistics, trade_grid
@@ -45,10 +46,19 @@ class TrainResult:
     metrics: dict[str, float]
 
 
-def scenario_pipeline(scenario: Scenario, market: MarketData, registry: PluginRegistry) -> FeaturePipeline:
-    """Build the scenario's feature pipeline for the inputs this market can provide."""
+def scenario_pipeline(
+    scenario: Scenario, market: MarketData, registry: PluginRegistry, model_params: dict | None = None
+) -> FeaturePipeline:
+    """Build the scenario's feature pipeline for the inputs this market can provide.
+
+    A sequence model (``ModelPlugin.input_window`` > 1) gets rows over its window of past bars
+    (``lbml.features.sequence``); ``model_params`` replaces the scenario's (e.g. a search trial).
+    """
     available = available_inputs(market, scenario.data.symbol, scenario.data.reference_symbol)
-    return build_pipeline(registry, scenario.features.plugins, available)
+    pipeline = build_pipeline(registry, scenario.features.plugins, available)
+    params = scenario.model.params if model_params is None else model_params
+    window = registry.model(scenario.model.plugin)(**params).input_window()
+    return pipeline_for_window(pipeline.plugins, window)
 
 
 def reference_bars(scenario: Scenario, market: MarketData) -> pd.DataFrame | None:
@@ -207,7 +217,8 @@ def train(
     4. The trial is recorded in ``trials`` (study defaults to the scenario name).
     """
     v = scenario.validation
-    pipeline = scenario_pipeline(scenario, market, registry)
+    params = scenario.model.params if model_params is None else model_params
+    pipeline = scenario_pipeline(scenario, market, registry, params)
     ts = training_set(scenario, market, pipeline, split)
     X_frame, y_s, t1_s, lab = ts.X, ts.y, ts.t1, ts.labelled
     if lab.sum() < 200 or y_s[lab].nunique() < 2:
@@ -225,7 +236,6 @@ def train(
     n_cal = max(100, int(len(labelled_rows) * v.calibration_fraction)) if calibrating else 0
     cal = np.arange(labelled_rows[-n_cal], n) if calibrating else np.arange(0)
     dev = purge_train(np.arange(n - len(cal)), cal, t0n, t1n, int(embargo.value)) if calibrating else np.arange(n)
-    params = scenario.model.params if model_params is None else model_params
     model_cls = registry.model(scenario.model.plugin)
     weights = _sample_weights(v.sample_weights, y, X_frame.index, t1_s, ts.bar_index, lab)
 
