@@ -129,9 +129,30 @@ class WalkForwardConfig(_Section):
     train_days: float = Field(14.0, gt=0, le=3650, description="first training span; the sliding window's length")
 
 
+class ResamplingConfig(_Section):
+    """Class-imbalance resampling of each fold's training rows only (``lbml.models.resampling``)."""
+
+    method: Literal["none", "smote", "undersample"] = "none"
+    sampling_strategy: float = Field(
+        1.0, gt=0, le=1, description="minority / majority count after resampling (a fold already as balanced is left as is)"
+    )
+    k_neighbors: int = Field(5, ge=1, le=100, description="smote: minority neighbours to interpolate towards")
+    random_state: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _effective(self) -> "ResamplingConfig":
+        unused = ("sampling_strategy", "k_neighbors", "random_state") if self.method == "none" else (
+            ("k_neighbors",) if self.method == "undersample" else ())
+        for name in unused:
+            if getattr(self, name) != type(self).model_fields[name].default:
+                raise ValueError(f"{name} has no effect with method = {self.method!r}")
+        return self
+
+
 class ModelConfig(_Section):
     plugin: str = "xgboost"
     params: dict[str, Any] = {}
+    resampling: ResamplingConfig = ResamplingConfig()
 
 
 class StrategyConfig(_Section):

@@ -16,7 +16,7 @@ from lbml.data.frames import InstrumentData, MarketData
 from lbml.errors import DataError
 from lbml.features.folds import fold_features_for
 from lbml.features.pipeline import FeaturePipeline, available_inputs, build_pipeline, compute_features
-from lbml.features.sequence import pipeline_for_window
+from lbml.features.sequence import feature_groups, pipeline_for_window
 from lbml.importance import fold_permutation_importance
 from lbml.calibration import calibration_method, fit_calibrator
 from lbml.evaluation import choose_margin, grid_hash, oos_statistics, trade_grid
@@ -27,6 +27,7 @@ from lbml.pricing import Pricing, kelly_params_for
 from lbml.sizing import Payoff
 from lbml.models.artifact import TrainingWindow, save_artifact
 from lbml.models.degenerate import require_varying_output
+from lbml.models.resampling import ResampledModel, ResampleReport, resampling_effect, with_resampling
 from lbml.registry_trials import StudyKey, TrialRegistry, configuration_hash, trial_evidence
 from lbml.stats import sharpe
 from lbml.validation import cpcv, cross_val_predict_purged, early_stopping_block, purge_train, purged_walk_forward
@@ -245,9 +246,12 @@ def train(
     fold_features = fold_features_for(
         pipeline, inputs.data, inputs.bars, inputs.reference_bars, inputs.funding, X[dev], t0_dev, t1_dev,
     )
+    resampling = scenario.model.resampling
+    fold_resampled: list[ResampleReport] = []
     oof, plan = _purged_out_of_fold(
-        lambda: model_cls(**params), X[dev], y[dev], t0_dev, t1_dev, v, embargo,
-        None if weights is None else weights[dev], on_fold, fold_features, lab[dev], importance=reports,
+        lambda: with_resampling(model_cls(**params), resampling, fold_resampled), X[dev], y[dev], t0_dev, t1_dev,
+        v, embargo, None if weights is None else weights[dev], on_fold, fold_features, lab[dev],
+        importance=feature_groups(pipeline) if reports else False,
     )
     pricing = training_pricing(scenario, market, split, ts, dev)
     base_params = kelly_params_for(scenario, pricing)
@@ -287,17 +291,31 @@ def train(
         if oof.paths.shape[1] > 1:
             stats |= _path_sharpes(oof.paths, ts.outcomes, t0n[dev], int(bar.value), rule, dev)
     stats |= _rule_summary(rule)
+    resampling_report = None
+    if resampling.method != "none":
+        # the same splits without resampling: what it did to the out-of-fold log loss
+        plain = None
+        if oof is not None:
+            plain, _ = _purged_out_of_fold(
+                lambda: model_cls(**params), X[dev], y[dev], t0_dev, t1_dev, v, embargo,
+                None if weights is None else weights[dev], None, fold_features, lab[dev],
+            )
+        resampling_report = resampling_effect(resampling, fold_resampled, y[dev], lab[dev], oof, plain)
 
     # 3. final fit on the development span, calibration on the final block
     fit_pos, val_pos = early_stopping_block(dev, t0n, t1n, v.early_stopping_fraction, int(embargo.value))
     fit_pos, val_pos = fit_pos[lab[fit_pos]], val_pos[lab[val_pos]]
     cal_l = cal[lab[cal]]
-    model = model_cls(**params)
-    extra = {"t0": t0n[fit_pos], "t1": t1n[fit_pos]} if model.uses_label_times else {}
-    model.fit(
+    final_resampled: list[ResampleReport] = []
+    fitting = with_resampling(model_cls(**params), resampling, final_resampled)
+    extra = {"t0": t0n[fit_pos], "t1": t1n[fit_pos]} if fitting.uses_label_times else {}
+    fitting.fit(
         X[fit_pos], y[fit_pos], sample_weight=None if weights is None else weights[fit_pos],
         eval_set=(X[val_pos], y[val_pos]) if len(np.unique(y[val_pos])) > 1 else None, **extra,
     )
+    model = fitting.base if isinstance(fitting, ResampledModel) else fitting  # the artifact holds the model
+    if resampling_report is not None:
+        resampling_report["final_fit"] = final_resampled[-1].to_dict()
     p_val = _up(model, X[val_pos])
     calibrator = None
     calibration_report: dict[str, Any] = {}
@@ -318,7 +336,7 @@ def train(
         "label_balance": float(y[lab].mean()),
         "calibration": calibrator.method if calibrator is not None else None,
         "pricing": pricing.to_dict(),
-    } | stats
+    } | stats | ({"resampling": resampling_report} if resampling_report is not None else {})
     metrics["edge_gate"] = edge_evidence(metrics, scenario.gate)
     artifact = save_artifact(
         out_dir,
@@ -400,7 +418,7 @@ def _purged_out_of_fold(
                 early_stopping_fraction=v.early_stopping_fraction,
                 calibration=v.calibration if v.fold_calibration and v.calibration != "none" else None,
                 on_fold=on_fold, fold_features=fold_features, trainable=trainable,
-                fold_report=fold_permutation_importance if importance else None,
+                fold_report=_importance_report(importance),
             )
         except DataError as exc:
             reasons.append(str(exc))
@@ -410,6 +428,17 @@ def _purged_out_of_fold(
             log.warning("purged CV fell back to %s: %s", label, reasons[0])
         return oof, label
     return None, reasons[-1] if reasons else "no split"
+
+
+def _importance_report(importance):
+    """``fold_report`` for CV: permutation importance, per column group for a sequence model's rows."""
+    from functools import partial
+
+    if importance is False:
+        return None
+    if isinstance(importance, dict):
+        return partial(fold_permutation_importance, groups=importance)
+    return fold_permutation_importance
 
 
 def _write_oof_trades(path: Path, times: pd.DatetimeIndex, trades) -> None:
