@@ -174,6 +174,10 @@ class StrategyConfig(_Section):
         0.0, ge=0, description="samples behind the calibrated probability: shrink its edge by one standard error (0 = off)"
     )
     trailing_stop: bool = Field(False, description="stop-loss trails the price by stop_loss_pct (TRAILING_STOP_MARKET)")
+    params: dict[str, Any] = Field(
+        {}, description="further fields of the strategy class's own config (e.g. HybridFilterConfig's filters); "
+        "a name the class does not have is refused when the run starts"
+    )
 
 
 class CostsConfig(_Section):

@@ -81,6 +81,7 @@ class BacktestResult:
     gap_slippage: CostLedger = field(default_factory=CostLedger)
     gas: CostLedger = field(default_factory=CostLedger)
     decisions: list = field(default_factory=list)  # (prediction ts, lbml.sizing.Decision) of every entry
+    strategy_report: dict = field(default_factory=dict)  # the strategy's own counters (``report()``), if any
     edge_gate: dict | None = None  # the edge gate's decision (lbml.gate), set by the workflow
 
 
@@ -136,7 +137,7 @@ def strategy_config_kwargs(scenario: Scenario, bar_minutes: int, ev_margin: floa
         "trailing_stop": s.trailing_stop,
         "ev_margin": ev_margin,
         "max_participation": scenario.venue.max_participation,
-    }
+    } | {k: tuple(v) if isinstance(v, list) else v for k, v in s.params.items()}  # TOML arrays: frozen configs
 
 
 def run_backtest(
@@ -299,6 +300,7 @@ def run_backtest(
         gap_slippage=gaps.ledger,
         gas=gas.ledger,
         decisions=list(getattr(strategy, "decisions", [])) if trade else [],
+        strategy_report=strategy.report() if trade and hasattr(strategy, "report") else {},
     )
     engine.dispose()
     check_invariants(result.record)

@@ -72,6 +72,7 @@ def result_from_state(store: StateStore) -> tuple[BacktestResult, dict]:
         n_predictions=len(signals),
         predictions=[(ts, p) for ts, p, _ in signals],
         latencies_ns=[int(lat * 1e3) for _, _, lat in signals if lat is not None],
+        strategy_report=store.get("strategy_report") or {},
     )
     return result, session
 
@@ -105,6 +106,8 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
         }
         if look_ahead is not None:
             metrics["look_ahead_check"] = look_ahead
+        if result.strategy_report:
+            metrics["strategy_report"] = result.strategy_report
         title = f"{session['scenario']} (paper)"
         if edge_gate is not None:
             metrics["edge_gate"] = edge_gate

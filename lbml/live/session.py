@@ -158,6 +158,8 @@ def run_paper(
             runner.run(options.duration_s)
         finally:
             node.dispose()
+        if hasattr(paper.strategy, "report"):  # the strategy's own counters, for `lbml report`
+            store.put("strategy_report", paper.strategy.report())
         if options.console:
             print(file=__import__("sys").stderr)
         if paper.recorder.record.breach is not None:  # the node was stopped at the bar that broke the cap
@@ -185,6 +187,7 @@ def run_paper(
             "position": status.position,
             "degraded": status.degraded,
             "withheld_predictions": len(guard.decisions),
+            "strategy_report": store.get("strategy_report"),
         } | ({} if prepared.look_ahead is None else {"look_ahead_check": prepared.look_ahead})
     finally:
         store.close()
