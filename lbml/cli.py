@@ -424,6 +424,10 @@ def _check_model(scenario, source, settings) -> None:
     from lbml.models.params import check_model_config
 
     check_model_config(scenario.model.plugin, scenario.model.params, _registry(settings), str(source))
+    if scenario.strategy.params:
+        from lbml.engine.backtest import check_strategy_params
+
+        check_strategy_params(scenario, str(source))
 
 
 def _registry(settings):

@@ -25,7 +25,7 @@ from nautilus_trader.model.data import Bar
 from lbml.engine.exit_reasons import MAX_HOLDING_TIME, OPPOSITE_SIGNAL
 from lbml.engine.messages import Prediction
 from lbml.sizing import decide
-from strategies.entry_filters import EntryFilters
+from strategies.entry_filters import FILTERS, EntryFilters
 from strategies.kelly_leverage import KellyLeverage, KellyLeverageConfig
 
 HEALTHY, MISSING, LATE, DEGRADED = "healthy", "missing", "late", "degraded"
@@ -48,6 +48,8 @@ class HybridFilterConfig(KellyLeverageConfig, frozen=True):
 
     def __post_init__(self) -> None:
         problems = []
+        if not set(self.filters) <= set(FILTERS) or not {"trend", "rsi"} & set(self.filters):
+            problems.append(f"filters must be among {', '.join(FILTERS)} and include trend or rsi")
         if not 1 <= self.trend_fast < self.trend_slow:
             problems.append("trend_fast must be >= 1 and below trend_slow")
         if not 2 <= self.vol_fast < self.vol_slow:

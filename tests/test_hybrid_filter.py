@@ -65,6 +65,23 @@ def test_config_refuses_inconsistent_filter_settings():
         HybridFilterConfig(instrument_id=iid, bar_type=bar_type, rsi_long=(70.0, 50.0))
 
 
+@pytest.mark.parametrize(("params", "message"), [
+    ({"filtrs": ["trend"]}, "strategy.params.filtrs: not a field of HybridFilterConfig"),
+    ({"filters": ["volume"]}, "filters must be among trend, rsi, volatility, volume and include trend or rsi"),
+    ({"vol_fast": 500}, "vol_fast must be >= 2 and below vol_slow"),
+])
+def test_strategy_params_are_checked_when_the_scenario_loads(params, message):
+    from lbml.engine.backtest import check_strategy_params
+    from lbml.errors import ConfigError
+
+    scenario = load_scenario("scenarios/hybrid_filter.toml")
+    check_strategy_params(scenario, "hybrid_filter.toml")
+    bad = scenario.model_copy(update={"strategy": scenario.strategy.model_copy(
+        update={"params": scenario.strategy.params | params})})
+    with pytest.raises(ConfigError, match=f"^hybrid_filter.toml: .*{message}"):
+        check_strategy_params(bad, "hybrid_filter.toml")
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """The shipped hybrid scenario on 3 days, with filter windows short enough for short sessions."""

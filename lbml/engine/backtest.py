@@ -22,7 +22,7 @@ from nautilus_trader.backtest.models import LatencyModel, MakerTakerFeeModel
 from nautilus_trader.config import BacktestEngineConfig, LoggingConfig
 from nautilus_trader.model.data import BarType
 from nautilus_trader.model.enums import AccountType, OmsType
-from nautilus_trader.model.identifiers import TraderId, Venue
+from nautilus_trader.model.identifiers import InstrumentId, TraderId, Venue
 from nautilus_trader.model.objects import Money
 
 from lbml.data.frames import InstrumentData, MarketData
@@ -111,6 +111,21 @@ def load_strategy_class(class_path: str) -> tuple[type, type]:
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise ConfigError(f"strategy.class_path: {class_path!r} is not a nautilus Strategy")
     return cls, config_cls
+
+
+def check_strategy_params(scenario: Scenario, source: str) -> None:
+    """Raise ``ConfigError`` unless every ``[strategy.params]`` name is a field of the strategy's config class."""
+    _, config_cls = load_strategy_class(scenario.strategy.class_path)
+    fields = set(getattr(config_cls, "__struct_fields__", ()))
+    for key in scenario.strategy.params:
+        if key not in fields:
+            raise ConfigError(f"{source}: strategy.params.{key}: not a field of {config_cls.__name__}")
+    iid = InstrumentId.from_str(f"{scenario.data.symbol}.{scenario.data.venue}")
+    try:  # the config's own checks (e.g. HybridFilterConfig.__post_init__), before any data loads
+        config_cls(instrument_id=iid, bar_type=bar_type_for(iid, scenario.data.bar_minutes, internal=False),
+                   **strategy_config_kwargs(scenario, scenario.data.bar_minutes))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {exc}".splitlines()[0]) from None
 
 
 def strategy_config_kwargs(scenario: Scenario, bar_minutes: int, ev_margin: float = 0.0, pricing: Pricing | None = None) -> dict:
