@@ -9,8 +9,9 @@ does (purged walk-forward CV with early stopping inside each training fold, per-
 final fit, calibration block; ``scenarios/default.toml``'s features, labels, validation and costs)
 with no trial registry, so the DSR's N is the 4 EV margins that model tried, not the whole table.
 
-- training time: wall-clock seconds of ``train`` (2 shared cores; the feature matrix is computed
-  once per dataset beforehand, so this is CV + fits + calibration + statistics).
+- training time: wall-clock seconds of ``train`` on 2 shared cores: the feature replay of the
+  training window (the same for every model; GARCH refitted per fold), purged CV, final fit,
+  calibration and statistics.
 - per-bar inference: the model as the engine calls it (``SignalActor`` → ``predict_up_one`` on the
   artifact's calibrated model, compiled trees when they apply: ``lbml.models.compiled.accelerate``)
   on ``N_INFERENCE`` feature rows of the backtest window, timed one call at a time; median and p99.
@@ -32,7 +33,7 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 REAL_FILE = ("klines_1m", "binance_spot_2026-03-23_to_2026-04-22", "BNBUSDT-1m.csv.gz")
-SIZES = {"smoke": {"days": 4, "lstm_epochs": 3}, "full": {"days": 10, "lstm_epochs": 20}}
+SIZES = {"smoke": {"days": 4, "lstm_epochs": 3}, "full": {"days": 8, "lstm_epochs": 10}}
 N_INFERENCE = 2_000
 
 
@@ -75,8 +76,12 @@ def _with_model(scenario, plugin: str, params: dict):
     return scenario.model_copy(update={"model": scenario.model.model_copy(update={"plugin": plugin, "params": params})})
 
 
-def per_bar_cost(scenario, prepared, registry, model_dir: Path) -> tuple[float, float]:
-    """Median and p99 µs of one ``predict_up_one`` call, as the engine makes it."""
+def per_bar_cost(scenario, prepared, registry, model_dir: Path, cache: dict) -> tuple[float, float]:
+    """Median and p99 µs of one ``predict_up_one`` call, as the engine makes it.
+
+    The rows are the backtest window's first ``N_INFERENCE`` finite feature rows (replayed once per
+    feature layout and fitted state, ``cache``).
+    """
     from lbml.features.market import market_features
     from lbml.models.artifact import load_artifact
     from lbml.models.compiled import accelerate
@@ -84,11 +89,16 @@ def per_bar_cost(scenario, prepared, registry, model_dir: Path) -> tuple[float, 
 
     pipeline = scenario_pipeline(scenario, prepared.market, registry)
     artifact = load_artifact(model_dir, registry, pipeline.schema())
-    pipeline.load_fitted_state(artifact.feature_state)
-    cfg = scenario.data
-    X = market_features(pipeline, prepared.market, cfg.symbol, cfg.reference_symbol)
-    rows = X.loc[X.index > prepared.split.test_start].to_numpy()
-    rows = rows[np.isfinite(rows).all(axis=1)][:N_INFERENCE]
+    key = (pipeline.schema().hash, json.dumps(artifact.feature_state, sort_keys=True, default=str))
+    if key not in cache:
+        pipeline.load_fitted_state(artifact.feature_state)
+        cfg = scenario.data
+        end = prepared.market[cfg.symbol].bars.index[prepared.market[cfg.symbol].bars.index > prepared.split.test_start]
+        X = market_features(pipeline, prepared.market, cfg.symbol, cfg.reference_symbol,
+                            end=end[min(len(end) - 1, N_INFERENCE + pipeline.warmup_bars)])
+        rows = X.loc[X.index > prepared.split.test_start].to_numpy()
+        cache[key] = rows[np.isfinite(rows).all(axis=1)][:N_INFERENCE]
+    rows = cache[key]
     model = accelerate(artifact.model)
     model.predict_up_one(rows[0])
     times = np.empty(len(rows))
@@ -115,18 +125,19 @@ def measure(size: str, shared_data: Path | None) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for data_name, base in datasets(spec["days"], shared_data, Path(tmp)):
             prepared = prepare(base, registry)
+            rows_cache: dict = {}
             for kind, (plugin, params) in model_kinds(spec["lstm_epochs"]).items():
                 scenario = _with_model(base, plugin, params)
                 out = Path(tmp) / f"{len(records)}"
                 started = time.perf_counter()
                 try:
                     result = train(scenario, prepared.market, registry, prepared.split, out, reports=False)
-                except DataError as exc:  # e.g. a degenerate (constant) model: refused, and said so
-                    records.append({"dataset": data_name, "model": kind, "refused": str(exc)})
+                except (DataError, ValueError) as exc:  # a degenerate model, a fold too small for the plugin: said so
+                    records.append({"dataset": data_name, "model": kind, "refused": str(exc).splitlines()[0]})
                     print(f"{data_name} | {kind}: refused: {exc}", file=sys.stderr)
                     continue
                 seconds = time.perf_counter() - started
-                median_us, p99_us = per_bar_cost(scenario, prepared, registry, out)
+                median_us, p99_us = per_bar_cost(scenario, prepared, registry, out, rows_cache)
                 m = result.metrics
                 records.append({
                     "dataset": data_name, "model": kind, "train_s": seconds, "n_samples": result.n_samples,
