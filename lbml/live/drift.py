@@ -67,6 +67,7 @@ class DriftMonitor:
         flagged = share > self.config.max_share
         if self._status is not None:
             self._status.drift_flagged = flagged
+            self._status.drift_features = drifted
         report = {"ts": ts, "n_features": n, "n_drifted": drifted, "share": share, "flagged": flagged,
                   "alpha": self.config.alpha, "max_share": self.config.max_share, "window": len(live),
                   "features": detail}

@@ -47,6 +47,7 @@ class PaperSignalPublisherActor(SignalPublisherActor):
         # a prediction published but not committed before a crash is regenerated (deterministically)
         # after the restart and goes out again with the same seq, never as a new one.
         self._publish(data, seq=self._seen)
+        self._status.signals_published = self._owned.stats().published
 
     def on_dispose(self) -> None:
         self._owned.close()
