@@ -261,6 +261,19 @@ def _cmd_report(args, settings) -> int:
     return 0
 
 
+def _cmd_dashboard(args, settings) -> int:
+    from lbml.live.dashboard import DashboardConfig, DashboardServer
+
+    server = DashboardServer(Path(args.state_dir), DashboardConfig(port=args.port, host=args.host,
+                                                                   interval_s=args.interval))
+    print(f"dashboard of {args.state_dir}: {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.close()
+    return 0
+
+
 def _cmd_feed_serve(args, settings) -> int:
     from lbml.live.serve import serve_feed
 
@@ -601,6 +614,13 @@ def _parser() -> argparse.ArgumentParser:
                        help="address the metrics endpoint binds (default loopback)")
     _add_look_ahead_flag(paper)
     paper.set_defaults(func=_cmd_paper)
+
+    dashboard = sub.add_parser("dashboard", help="watch a paper session in a browser (reads its state folder only)")
+    dashboard.add_argument("state_dir", help="a paper state folder (running, finished or crashed)")
+    dashboard.add_argument("--port", type=int, default=8050, help="HTTP port (0: any free port)")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    dashboard.add_argument("--interval", type=float, default=1.0, metavar="S", help="the page polls every S seconds")
+    dashboard.set_defaults(func=_cmd_dashboard)
 
     report = sub.add_parser(
         "report", help="`report STATE_DIR`: a paper session's report; `report pbo STUDY`: PBO of a study"
