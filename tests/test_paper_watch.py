@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import zmq
 from prometheus_client.parser import text_string_to_metric_families
 
 from lbml.errors import ConfigError
@@ -68,7 +69,13 @@ def test_metrics_of_a_running_session_equal_its_state_database(session_setup, tm
     port = free_port()
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     feed = ControlledFeed(endpoint)
-    proc = start_paper(s["file"], s["model"], state, endpoint, tmp_path / "paper.log", "--metrics-port", str(port))
+    publish = f"tcp://127.0.0.1:{free_port()}"
+    proc = start_paper(s["file"], s["model"], state, endpoint, tmp_path / "paper.log", "--metrics-port", str(port),
+                       publish=publish)
+    ctx = zmq.Context()
+    subscriber = ctx.socket(zmq.SUB)  # a subscriber of the signal stream, connected before the session binds
+    subscriber.setsockopt(zmq.SUBSCRIBE, b"")
+    subscriber.connect(publish)
     try:
         feed.wait_subscriber(120)
         n = events_through_bar(s["events"], s["scenario"].data.symbol, s["bar_ns"], BARS)
@@ -119,6 +126,11 @@ def test_metrics_of_a_running_session_equal_its_state_database(session_setup, tm
         assert m["lbml_paper_bad_feed_messages_total"] == status["bad_messages"] == 0
         assert m["lbml_paper_degraded"] == 0 and m["lbml_paper_feed_stalled"] == 0
 
+        # Subscribers: the connected one, then none once it leaves (counted at each heartbeat).
+        assert m["lbml_paper_signal_subscribers"] == 1
+        subscriber.close(0)
+        wait_for(lambda: _samples(scrape(url))["lbml_paper_signal_subscribers"] == 0, 60, "the subscriber to leave")
+
         feed.send(s["events"][n:])
         feed.end()
         assert proc.wait(timeout=180) == 0, (tmp_path / "paper.log").read_text()[-2000:]
@@ -127,6 +139,8 @@ def test_metrics_of_a_running_session_equal_its_state_database(session_setup, tm
             proc.kill()
             proc.wait()
         feed.close()
+        subscriber.close(0)
+        ctx.term()
 
 
 def test_metrics_settings_are_checked():

@@ -87,12 +87,14 @@ class ControlledFeed:
         self._ctx.term()
 
 
-def start_paper(scenario_file: Path, model: Path, state: Path, feed: str, log: Path, *extra: str) -> subprocess.Popen:
-    """``lbml paper SCENARIO --feed zmq`` in a child process (its own runs folder, quiet console)."""
+def start_paper(scenario_file: Path, model: Path, state: Path, feed: str, log: Path, *extra: str,
+                publish: str | None = None) -> subprocess.Popen:
+    """``lbml paper SCENARIO --feed zmq`` in a child process (its own runs folder, quiet console),
+    publishing its signals on ``publish`` (default: a free loopback port)."""
     env = os.environ | {"PYTHONPATH": str(ROOT), "LBML_PATHS__RUNS_DIR": str(state.parent / "runs")}
     argv = [sys.executable, "-m", "lbml", "paper", str(scenario_file), "--model", str(model), "--feed", "zmq",
             "--endpoint", feed, "--state", str(state), "--quiet", "--stall-after", "3600",
-            "--publish-endpoint", f"tcp://127.0.0.1:{free_port()}", *extra]
+            "--publish-endpoint", publish or f"tcp://127.0.0.1:{free_port()}", *extra]
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 

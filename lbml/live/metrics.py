@@ -108,6 +108,8 @@ class _StatusCollector:
         yield _counter("fills", "Fills committed to the state database", s.fills)
         yield _counter("signals", "Predictions made (the signals table's last seq)", s.last_signal_seq)
         yield _counter("signals_published", "Signals this process sent on the ZeroMQ stream", s.signals_published)
+        if s.signal_peers is not None:
+            yield _gauge("signal_subscribers", "Connections to the signal stream's socket (subscribers)", s.signal_peers)
         yield _counter("bad_feed_messages", "Feed messages refused by the feed validation", s.bad_messages)
         yield _gauge("market_timestamp_seconds", "Event time of the last committed bar (Unix seconds)",
                      s.market_ts / 1e9)

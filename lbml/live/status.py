@@ -39,6 +39,7 @@ class PaperStatus:
     health_factor: float | None = None
     last_signal_seq: int = 0
     signals_published: int = 0  # signals this process sent on the ZeroMQ stream (replayed ones are not resent)
+    signal_peers: int | None = None  # connections to the signal stream's socket (None: no publisher)
     last_durable_signal_seq: int = 0
     last_probability: float | None = None
     bar_latency_us: float | None = None
