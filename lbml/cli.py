@@ -212,6 +212,7 @@ def _cmd_demo(args, settings) -> int:
 
 def _cmd_paper(args, settings) -> int:
     from lbml.live.binance import BinanceFeedConfig
+    from lbml.live.dashboard import DashboardConfig
     from lbml.live.metrics import MetricsConfig
     from lbml.live.session import PaperOptions, run_paper
 
@@ -223,6 +224,8 @@ def _cmd_paper(args, settings) -> int:
         console=not args.quiet, model_budget_s=args.model_budget, stall_after_s=args.stall_after,
         binance=binance, ignore_edge_gate=args.ignore_edge_gate,
         metrics=None if args.metrics_port is None else MetricsConfig(port=args.metrics_port, host=args.metrics_host),
+        dashboard=None if args.dashboard_port is None else DashboardConfig(port=args.dashboard_port,
+                                                                           host=args.metrics_host),
     )
     from lbml.live.publishing import paper_publisher
 
@@ -610,8 +613,10 @@ def _parser() -> argparse.ArgumentParser:
     paper.add_argument("--ignore-edge-gate", action="store_true", help=IGNORE_GATE_HELP)
     paper.add_argument("--metrics-port", type=int, default=None, metavar="P",
                        help="serve Prometheus metrics on http://HOST:P/metrics while the session runs (0: any free port)")
+    paper.add_argument("--dashboard-port", type=int, default=None, metavar="P",
+                       help="serve the dashboard (as `lbml dashboard STATE_DIR`) on http://HOST:P/ while the session runs")
     paper.add_argument("--metrics-host", default="127.0.0.1", metavar="IP",
-                       help="address the metrics endpoint binds (default loopback)")
+                       help="address the metrics endpoint and the dashboard bind (default loopback)")
     _add_look_ahead_flag(paper)
     paper.set_defaults(func=_cmd_paper)
 

@@ -70,8 +70,9 @@ def test_metrics_of_a_running_session_equal_its_state_database(session_setup, tm
     endpoint = f"tcp://127.0.0.1:{free_port()}"
     feed = ControlledFeed(endpoint)
     publish = f"tcp://127.0.0.1:{free_port()}"
+    dashboard_port = free_port()
     proc = start_paper(s["file"], s["model"], state, endpoint, tmp_path / "paper.log", "--metrics-port", str(port),
-                       publish=publish)
+                       "--dashboard-port", str(dashboard_port), publish=publish)
     ctx = zmq.Context()
     subscriber = ctx.socket(zmq.SUB)  # a subscriber of the signal stream, connected before the session binds
     subscriber.setsockopt(zmq.SUBSCRIBE, b"")
@@ -125,6 +126,11 @@ def test_metrics_of_a_running_session_equal_its_state_database(session_setup, tm
         assert m["lbml_paper_drift_flagged"] == drift[-1][1] == int(status["drift_flagged"])
         assert m["lbml_paper_bad_feed_messages_total"] == status["bad_messages"] == 0
         assert m["lbml_paper_degraded"] == 0 and m["lbml_paper_feed_stalled"] == 0
+
+        # The session serves the dashboard's data too: the same numbers.
+        served = json.loads(scrape(f"http://127.0.0.1:{dashboard_port}/api/state"))
+        assert served["counts"]["bars"] == BARS and served["counts"]["fills"] == fills
+        assert served["summary"]["equity"] == equity and served["condition"] == "live"
 
         # Subscribers: the connected one, then none once it leaves (counted at each heartbeat).
         assert m["lbml_paper_signal_subscribers"] == 1
