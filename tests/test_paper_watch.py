@@ -31,8 +31,9 @@ from .watch_support import (
     wait_for,
 )
 
-# The test waits on a child process and sockets: it fails after 300 s instead of hanging.
-pytestmark = pytest.mark.timeout(300)
+# The tests wait on child processes, sockets and a browser: each fails after 600 s instead of hanging
+# (the first one also trains the shared model).
+pytestmark = pytest.mark.timeout(600)
 
 BARS = 250  # past the first drift check (every 240 predictions)
 
