@@ -137,3 +137,6 @@ def test_lstm_backtest_predictions_equal_the_model_on_batch_sequences(lstm_run, 
     window = batch.index[batch.index > prepared.split.test_start]
     assert list(preds.index) == list(window)  # bar data: every bar of the backtest window
     assert np.isfinite(metrics["oos_logloss"])
+    # out-of-fold permutation importance: one row per feature, permuted at every lag of the window
+    importance = pd.read_csv(run_dir / "feature_importance.csv", index_col=0)
+    assert sorted(importance.index) == sorted(pipeline.bar_names)
