@@ -300,7 +300,8 @@ def train(
                 lambda: model_cls(**params), X[dev], y[dev], t0_dev, t1_dev, v, embargo,
                 None if weights is None else weights[dev], None, fold_features, lab[dev],
             )
-        resampling_report = resampling_effect(resampling, fold_resampled, y[dev], lab[dev], oof, plain)
+        fits = fold_resampled[-oof.n_splits:] if oof is not None else fold_resampled  # the plan that succeeded
+        resampling_report = resampling_effect(resampling, fits, y[dev], lab[dev], oof, plain)
 
     # 3. final fit on the development span, calibration on the final block
     fit_pos, val_pos = early_stopping_block(dev, t0n, t1n, v.early_stopping_fraction, int(embargo.value))
