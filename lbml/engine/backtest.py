@@ -413,7 +413,10 @@ def _chunk_boundaries(streams: list[_Stream], chunk_events: int) -> list[int]:
     if len(main) == 0:
         return [0, 0]
     per_stream = max(1, chunk_events // len(streams))
-    cuts = [int(main[0]) - 1]
+    # The first chunk starts before the earliest event of any stream, not of the main one: events of
+    # other streams (the traded symbol's ticks, quotes, depth, funding) before the main stream's first
+    # event would otherwise never reach the engine.
+    cuts = [min(int(s.index[0]) for s in streams if len(s.index)) - 1]
     cuts += [int(main[i]) for i in range(per_stream - 1, len(main), per_stream)]
     if cuts[-1] != int(main[-1]):
         cuts.append(int(main[-1]))
