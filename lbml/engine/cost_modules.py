@@ -11,14 +11,10 @@ slippage model a scenario's ``[costs]`` asks for.
 
 import math
 
-from nautilus_trader.backtest.modules import SimulationModuleConfig
-from nautilus_trader.model.data import Bar, TradeTick
-from nautilus_trader.model.enums import LiquiditySide
-from nautilus_trader.model.events import OrderFilled
-
 from lbml.engine.costs import FillChargeModule, SlippageConfig, SlippageModule
-
-NS_PER_MINUTE = 60_000_000_000
+from lbml.nautilus.backtest import SimulationModuleConfig
+from lbml.nautilus.clock import NS_PER_MINUTE
+from lbml.nautilus.model import Bar, LiquiditySide, OrderFilled, TradeTick
 
 
 class VolatilitySlippageConfig(SimulationModuleConfig, frozen=True):

@@ -19,13 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nautilus_trader.common.actor import Actor
-from nautilus_trader.config import ActorConfig
-from nautilus_trader.model.enums import PositionSide, order_side_to_str, order_status_to_str, order_type_to_str
-from nautilus_trader.model.identifiers import InstrumentId
-
 from lbml.live.events import MarketEvent
 from lbml.live.state import COST_COLUMNS, EQUITY_COLUMNS, FILL_COLUMNS, LIQUIDATION_COLUMNS, TRADE_COLUMNS, StateStore
+from lbml.nautilus.model import InstrumentId, PositionSide, order_side_to_str, order_status_to_str, order_type_to_str
+from lbml.nautilus.trading import Actor, ActorConfig
 
 
 class StateKeeperConfig(ActorConfig, frozen=True):
