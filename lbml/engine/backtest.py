@@ -41,7 +41,7 @@ from lbml.models.compiled import accelerate
 from lbml.nautilus.backtest import BacktestEngine, add_margin_venue, new_backtest_engine
 from lbml.nautilus.clock import engine_now_ns, ms_to_ns
 from lbml.nautilus.model import Venue, bar_type_for, make_price
-from lbml.nautilus.trading import Strategy
+from lbml.nautilus.trading import Strategy, cash_balance
 from lbml.pricing import Pricing, scenario_cost_model
 from lbml.scenario import Scenario
 from lbml.split import Split
@@ -257,14 +257,14 @@ def run_backtest(
     run_seconds = time.perf_counter() - started
 
     account = engine.cache.account_for_venue(venue)
-    _close_the_curve(recorder.record, engine, instrument.id, account.balance_total(quote).as_double())
+    _close_the_curve(recorder.record, engine, instrument.id, cash_balance(account))
     recorder.record_end_of_data()  # a position still open is a trade closed by the end of the data
     result = BacktestResult(
         record=recorder.record,
         borrow=lev.ledger(lev.borrow),
         slippage=slippage.ledger,
         starting_balance=scenario.venue.starting_balance,
-        final_balance=account.balance_total(quote).as_double(),
+        final_balance=cash_balance(account),
         currency=quote.code,
         mode="ticks" if tick_mode else "bars",
         n_events=n_events,

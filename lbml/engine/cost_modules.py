@@ -5,7 +5,7 @@
   (sampled from the bars, or from the last trade of each minute when the venue sees ticks).
 - ``GasModule`` charges a fixed amount of the account currency per fill (a DEX transaction).
 
-Both debit through ``exchange.adjust_account`` and keep a ledger; ``slippage_module`` picks the
+Both debit the venue account (``VenueModule.adjust_balance``) and keep a ledger; ``slippage_module`` picks the
 slippage model a scenario's ``[costs]`` asks for.
 """
 

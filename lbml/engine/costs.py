@@ -2,8 +2,9 @@
 
 Both are ``SimulationModule``s attached to the simulated exchange (the backtest venue, or the
 sandbox exchange in paper trading), so backtest and live charge them identically. Charges go
-through ``exchange.adjust_account`` and therefore show up in the account's balance history; each
-module also keeps its own ledger for the cost breakdown and the equity reconciliation.
+through the venue's account (``VenueModule.adjust_balance``, ``lbml.nautilus.backtest``) and
+therefore show up in the account's balance history; each module also keeps its own ledger for the
+cost breakdown and the equity reconciliation.
 """
 
 from dataclasses import dataclass, field

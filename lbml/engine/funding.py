@@ -1,9 +1,9 @@
 """Perpetual funding payments at funding times, from a funding-rate series (as-of), on the venue.
 
 At each settlement time every open position pays ``rate × quantity × mark`` (longs pay a positive
-rate, shorts receive it). The module is a ``SimulationModule``: the charge goes through
-``exchange.adjust_account`` at the first market event at or after the settlement time, using the
-position held at that moment. The ledger holds net payments (negative = received).
+rate, shorts receive it). The module is a ``SimulationModule``: the charge goes to the venue
+account (``VenueModule.adjust_balance``) at the first market event at or after the settlement
+time, using the position held at that moment. The ledger holds net payments (negative = received).
 """
 
 import numpy as np

@@ -4,8 +4,8 @@ The debt is read from the account and the open position through the leverage mod
 q·E − cash; a short owes its base units at the mark), so every cost already charged is part of the
 debt, as it is on a lending market. Interest is accrued at every ``interval_minutes`` boundary, at
 every step of a rate schedule and at every fill (so a position pays for exactly the time it held
-debt), and debited through ``exchange.adjust_account``. With a constant rate and no other cash flow
-a debt D0 held for T costs exactly D0·(e^{r·T} − 1).
+debt), and debited from the venue account (``VenueModule.adjust_balance``). With a constant rate and
+no other cash flow a debt D0 held for T costs exactly D0·(e^{r·T} − 1).
 """
 
 from dataclasses import dataclass
