@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from lbml import __version__
+from lbml import __version__, outputs
 from lbml.errors import ConfigError, InvariantError, LbmlError
 
 
@@ -58,9 +58,10 @@ def _cmd_plugins(args, settings) -> int:
 def _cmd_data_generate(args, settings) -> int:
     from lbml.data.synthetic import SyntheticMarketConfig, generate_market, write_market
 
+    out = outputs.folder(args.out, "--out")
     config = SyntheticMarketConfig(days=args.days, seed=args.seed)
     market = generate_market(config, progress=sys.stderr.isatty())
-    for path in write_market(market, Path(args.out), config=config):
+    for path in write_market(market, out, config=config):
         print(path)
     return 0
 
@@ -90,10 +91,11 @@ def _cmd_data_validate(args, settings) -> int:
 def _cmd_train(args, settings) -> int:
     from lbml.workflows import prepare, train_model, trial_registry
 
+    out = outputs.new_folder(args.out, "--out") if args.out else None
     scenario = _scenario(args, settings)
     registry = _registry(settings)
     prepared = prepare(scenario, registry, progress=_progress(), look_ahead=_look_ahead(args, settings))
-    out = Path(args.out) if args.out else settings.paths.models_dir / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    out = out or settings.paths.models_dir / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     trials = trial_registry(settings.paths.runs_dir)
     try:
         result = train_model(prepared, registry, out, trials=trials)
@@ -103,6 +105,8 @@ def _cmd_train(args, settings) -> int:
     print(f"trained on {result.n_samples} samples x {result.n_features} features, window "
           f"{prepared.split.train_start} .. {prepared.split.train_end}")
     print(f"look-ahead check: {_look_ahead_line(prepared.look_ahead)}")
+    for line in _data_lines(prepared.data):
+        print(f"data: {line}")
     print(json.dumps(result.metrics, indent=2))
     return 0
 
@@ -110,14 +114,16 @@ def _cmd_train(args, settings) -> int:
 def _cmd_backtest(args, settings) -> int:
     from lbml.workflows import run_scenario
 
+    out = outputs.new_folder(args.out, "--out") if args.out else None
+    model_dir = _model_dir(args.model)
     scenario = _scenario(args, settings)
     registry = _registry(settings)
     run_dir, metrics = run_scenario(
         scenario,
         registry,
         settings.paths.runs_dir,
-        model_dir=Path(args.model) if args.model else None,
-        out=Path(args.out) if args.out else None,
+        model_dir=model_dir,
+        out=out,
         progress=_progress(),
         publish=_publish_settings(args, settings),
         allow_in_sample=args.allow_in_sample,
@@ -147,7 +153,7 @@ def _publish_settings(args, settings):
 def _cmd_signals_keygen(args, settings) -> int:
     from lbml.signals.security import generate_keypair
 
-    public, secret = generate_keypair(Path(args.out), args.name)
+    public, secret = generate_keypair(outputs.folder(args.out, "--out"), args.name)
     print(f"public key: {public}")
     print(f"secret key: {secret}")
     return 0
@@ -192,14 +198,18 @@ def _cmd_demo(args, settings) -> int:
     from lbml.scenario import load_scenario
     from lbml.workflows import run_scenario
 
-    scenario = load_scenario(args.scenario)
-    _check_model(scenario, args.scenario, settings)
-    if args.days:
-        scenario = scenario.with_data(days=args.days)
+    scenario_file = args.scenario or Path(__file__).resolve().parents[1] / "scenarios" / "default.toml"
+    scenario = load_scenario(scenario_file)
+    _check_model(scenario, scenario_file, settings)
+    if args.days is not None:
+        scenario = _with_days(scenario, args.days)
     registry = _registry(settings)
     print(f"lbml demo: {scenario.description or scenario.name}")
-    print(f"generating the embedded market ({scenario.data.days} days, seed {scenario.data.seed}), "
-          "training on the first part, backtesting the rest ...")
+    if scenario.data.source == "synthetic":
+        where = f"generating the embedded synthetic market ({scenario.data.days} days, seed {scenario.data.seed})"
+    else:
+        where = f"loading {', '.join(map(str, scenario.data.paths))}"
+    print(f"{where}, training on the first part, backtesting the rest ...")
     started = time.perf_counter()
     run_dir, metrics = run_scenario(
         scenario, registry, settings.paths.runs_dir, progress=True, ignore_edge_gate=args.ignore_edge_gate,
@@ -214,6 +224,8 @@ def _cmd_paper(args, settings) -> int:
     from lbml.live.binance import BinanceFeedConfig
     from lbml.live.session import PaperOptions, run_paper
 
+    state = outputs.folder(args.state, "--state") if args.state else None
+    model_dir = _model_dir(args.model)
     scenario = _scenario(args, settings)
     binance = BinanceFeedConfig(market=args.binance_market, testnet=args.binance_testnet, url=args.binance_url,
                                 agg_trades=args.binance_agg_trades)
@@ -224,15 +236,17 @@ def _cmd_paper(args, settings) -> int:
     )
     from lbml.live.publishing import paper_publisher
 
-    state_dir = Path(args.state) if args.state else settings.paths.runs_dir / f"paper-{scenario.name}"
+    state_dir = state or outputs.folder(settings.paths.runs_dir / f"paper-{scenario.name}", "paths.runs_dir")
     signals = settings.signals
     if args.publish_endpoint:
         signals = signals.model_copy(update={"endpoint": args.publish_endpoint})
     publisher = paper_publisher(signals, state_dir, scenario)
     summary = run_paper(
-        scenario, _registry(settings), state_dir, options, model_dir=Path(args.model) if args.model else None,
+        scenario, _registry(settings), state_dir, options, model_dir=model_dir,
         extra_actors=[publisher], look_ahead=_look_ahead(args, settings),
     )
+    for line in _data_lines(summary["data"]):
+        print(f"data: {line}")
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -311,6 +325,7 @@ def _cmd_report_pbo(args, settings) -> int:
 def _cmd_walkforward(args, settings) -> int:
     from lbml.walkforward import run_walkforward
 
+    out = outputs.new_folder(args.out, "--out") if args.out else None
     scenario = _scenario(args, settings)
     updates = {k: v for k, v in (("retrain_every_days", args.every_days), ("window", args.window),
                                  ("train_days", args.train_days)) if v is not None}
@@ -321,7 +336,7 @@ def _cmd_walkforward(args, settings) -> int:
         raw["walkforward"] = raw.get("walkforward", {}) | updates
         scenario = parse_scenario(raw, source="command line")
     run_dir, metrics = run_walkforward(
-        scenario, _registry(settings), settings.paths.runs_dir, out=Path(args.out) if args.out else None,
+        scenario, _registry(settings), settings.paths.runs_dir, out=out,
         progress=_progress(), look_ahead=_look_ahead(args, settings),
     )
     print(f"run folder: {run_dir}")
@@ -340,7 +355,7 @@ def _cmd_bench(args, settings) -> int:
     for name in args.only or []:
         argv += ["--only", name]
     if args.out:
-        argv += ["--out", args.out]
+        argv += ["--out", str(outputs.folder(args.out, "--out"))]
     return bench_main(argv)
 def _cmd_features_check(args, settings) -> int:
     from lbml.features.commands import run_check
@@ -360,10 +375,9 @@ def _cmd_features_check(args, settings) -> int:
 def _cmd_features_compute(args, settings) -> int:
     from lbml.features.commands import run_compute
 
-    if not Path(args.out).parent.is_dir():
-        raise ConfigError(f"--out: directory {Path(args.out).parent} does not exist")
+    out = outputs.file(args.out, "--out")
     scenario = _features_scenario(args, settings)
-    meta = run_compute(scenario, _registry(settings), Path(args.out), progress=_progress())
+    meta = run_compute(scenario, _registry(settings), out, progress=_progress())
     schema = meta["schema"]
     print(f"{args.out}: {len(schema['names'])} features, schema hash {schema['hash']}")
     for item in meta["unavailable"]:
@@ -375,9 +389,10 @@ def _cmd_features_docs(args, settings) -> int:
     from lbml.features.reference import render_reference
     from lbml.plugins import load_registry
 
+    out = outputs.file(args.out, "--out") if args.out else None
     text = render_reference(load_registry())
-    if args.out:
-        Path(args.out).write_text(text)
+    if out is not None:
+        out.write_text(text)
         print(args.out)
     else:
         print(text, end="")
@@ -386,17 +401,32 @@ def _cmd_features_docs(args, settings) -> int:
 
 def _features_scenario(args, settings):
     scenario = _scenario(args, settings)
-    if args.days is not None:
-        if scenario.data.source != "synthetic":
-            raise ConfigError("--days: only applies to the synthetic market")
-        try:
-            scenario = scenario.with_data(days=args.days)
-        except ValueError as exc:
-            raise ConfigError(f"--days: {exc}") from None
-    return scenario
+    return scenario if args.days is None else _with_days(scenario, args.days)
+
+
+def _with_days(scenario, days: int):
+    if scenario.data.source != "synthetic":
+        raise ConfigError("--days: only applies to the synthetic market (data.source = 'synthetic')")
+    from pydantic import ValidationError
+
+    from lbml.settings import format_validation_error
+
+    try:
+        return scenario.with_data(days=days)
+    except ValidationError as exc:
+        raise ConfigError(f"--days: {format_validation_error(exc)}") from None
 
 
 # -- helpers --------------------------------------------------------------------------------------
+def _model_dir(model: str | None) -> Path | None:
+    """``--model``: an existing model folder, checked before any data loads."""
+    if model is None:
+        return None
+    if not Path(model).is_dir():
+        raise ConfigError(f"--model {model}: no such model folder")
+    return Path(model)
+
+
 def _scenario(args, settings):
     """Load ``args.scenario`` and check its model parameters against the plugin (before any data)."""
     from lbml.scenario import load_scenario
@@ -463,6 +493,7 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
     rows = [
         ("run folder", str(run_dir)),
         ("backtest window", f"{metrics['backtest_window']['start']} .. {metrics['backtest_window']['end']}"),
+        *(("data", line) for line in _data_lines(metrics["data"])),
         ("mode / events", f"{metrics['mode']} / {metrics['n_events']:,}"),
         ("bars / predictions", f"{metrics['n_bars']:,} / {metrics['n_predictions']:,}"),
         ("edge gate", f"{gate.get('status', 'n/a')}: {gate.get('reason', '')}"),
@@ -507,6 +538,12 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
         print(f"  {key:<{width}}  {value}")
 
 
+def _data_lines(description: dict) -> list[str]:
+    from lbml.data.provenance import summary_lines
+
+    return summary_lines(description)
+
+
 def _money(value) -> str:
     return "n/a" if value is None or value != value else f"{value:,.2f}"
 
@@ -522,8 +559,15 @@ def _num(value) -> str:
 IGNORE_GATE_HELP = "trade the model even when its out-of-fold evidence shows no edge after costs; every report is stamped"
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2, no usage block); subcommand parsers inherit it."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lbml", description="ML-driven leveraged crypto trading on nautilus_trader")
+    parser = _Parser(prog="lbml", description="ML-driven leveraged crypto trading on nautilus_trader")
     parser.add_argument("--version", action="version", version=f"lbml {__version__}")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"], default=None)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -642,7 +686,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_features_parser(sub)
 
     demo = sub.add_parser("demo", help="generate the embedded market, train, backtest, report")
-    demo.add_argument("--scenario", default="scenarios/default.toml")
+    demo.add_argument("--scenario", help="default: the shipped scenarios/default.toml (the embedded synthetic market)")
     demo.add_argument("--days", type=int, default=None)
     demo.add_argument("--ignore-edge-gate", action="store_true", help=IGNORE_GATE_HELP)
     _add_look_ahead_flag(demo)

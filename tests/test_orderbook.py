@@ -411,9 +411,9 @@ def test_depth_paths_attach_real_depth_to_the_traded_symbol(tmp_path: Path, capl
     both = _files_config(tmp_path, symbol="BTCUSDT", paths=(path,), depth_paths=tardis)
     with pytest.raises(DataError, match="depth overlaps"):
         FilesSource().load(both)
-    assert DataConfig().depth_paths == ()
+    assert DataConfig(source="synthetic").depth_paths == ()
     with pytest.raises(ValueError, match="depth_paths needs source = 'files'"):
-        DataConfig(depth_paths=(path,))
+        DataConfig(source="synthetic", depth_paths=(path,))
 
 
 def test_depth_features_on_real_depth_and_trades(capture) -> None:
