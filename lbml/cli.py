@@ -7,6 +7,7 @@ User errors (``LbmlError``) print one line and exit with code 2; no traceback. A
 import argparse
 import json
 import logging
+import math
 import sys
 import time
 from collections.abc import Sequence
@@ -186,11 +187,11 @@ def _add_signals_commands(sub) -> None:
     tail = signals.add_parser("tail", help="print decoded messages; flag sequence gaps and stale heartbeats")
     tail.add_argument("--endpoint", help="default: signals.endpoint from the settings")
     tail.add_argument("--topic", action="append", help="topic prefix (repeatable; default: all signals + heartbeat)")
-    tail.add_argument("--stale-after", type=float, help="seconds without heartbeat before STALE (default 3 intervals)")
+    tail.add_argument("--stale-after", type=_positive_float, help="seconds without heartbeat before STALE (default 3 intervals)")
     tail.add_argument("--server-key", help="CURVE: the publisher's public certificate")
     tail.add_argument("--client-key", help="CURVE: this subscriber's secret certificate")
-    tail.add_argument("--count", type=int, help="exit after this many signals")
-    tail.add_argument("--duration", type=float, help="exit after this many seconds")
+    tail.add_argument("--count", type=_positive_int, help="exit after this many signals")
+    tail.add_argument("--duration", type=_positive_float, help="exit after this many seconds")
     tail.set_defaults(func=_cmd_signals_tail)
 
 
@@ -304,7 +305,10 @@ def _cmd_report_pbo(args, settings) -> int:
     from lbml.registry_trials import TrialRegistry
     from lbml.stats import probability_of_backtest_overfitting
 
-    registry = TrialRegistry(args.storage or settings.paths.runs_dir / "trials.sqlite")
+    storage = args.storage or settings.paths.runs_dir / "trials.sqlite"
+    if "://" not in str(storage) and not Path(storage).is_file():  # reading must not create an empty registry
+        raise ConfigError(f"{storage}: no trial registry (run `lbml search` or `lbml train` first)")
+    registry = TrialRegistry(storage)
     try:
         key = registry.study_key(args.study, args.dataset)
         matrix = registry.return_matrix(key)
@@ -334,7 +338,7 @@ def _cmd_walkforward(args, settings) -> int:
 
         raw = scenario.to_dict()
         raw["walkforward"] = raw.get("walkforward", {}) | updates
-        scenario = parse_scenario(raw, source="command line")
+        scenario = parse_scenario(raw, source="--every-days/--window/--train-days")
     run_dir, metrics = run_walkforward(
         scenario, _registry(settings), settings.paths.runs_dir, out=out,
         progress=_progress(), look_ahead=_look_ahead(args, settings),
@@ -615,9 +619,9 @@ def _parser() -> argparse.ArgumentParser:
     paper.add_argument("scenario")
     paper.add_argument("--model", help="a model artifact folder (default: train on the training window)")
     paper.add_argument("--feed", choices=["replay", "zmq", "binance"], default="replay")
-    paper.add_argument("--speed", type=float, default=1.0, help="replay speed, multiple of real time")
-    paper.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S wall-clock seconds")
-    paper.add_argument("--bars", type=int, default=None,
+    paper.add_argument("--speed", type=_positive_float, default=1.0, help="replay speed, multiple of real time")
+    paper.add_argument("--duration", type=_positive_float, default=None, metavar="S", help="stop after S wall-clock seconds")
+    paper.add_argument("--bars", type=_positive_int, default=None,
                        help="replay: only the first N bars after the training window; zmq/binance: stop after N bar periods")
     paper.add_argument("--state", help="state folder (default: <runs_dir>/paper-<scenario>)")
     paper.add_argument("--endpoint", default="tcp://127.0.0.1:5560", help="ZeroMQ endpoint for --feed zmq")
@@ -632,9 +636,9 @@ def _parser() -> argparse.ArgumentParser:
     paper.add_argument("--reference-data", action="append", metavar="PATH", help="data file(s) for the reference symbol")
     paper.add_argument("--quiet", action="store_true", help="no console status line")
     paper.add_argument("--publish-endpoint", help="ZeroMQ endpoint for the published signals (default: signals.endpoint)")
-    paper.add_argument("--model-budget", type=float, default=1.0, metavar="S",
+    paper.add_argument("--model-budget", type=_positive_float, default=1.0, metavar="S",
                        help="a prediction slower than S seconds is withheld and degrades the session")
-    paper.add_argument("--stall-after", type=float, default=30.0, metavar="S",
+    paper.add_argument("--stall-after", type=_positive_float, default=30.0, metavar="S",
                        help="report the feed as stalled after S seconds without a market event")
     paper.add_argument("--ignore-edge-gate", action="store_true", help=IGNORE_GATE_HELP)
     _add_look_ahead_flag(paper)
@@ -654,16 +658,16 @@ def _parser() -> argparse.ArgumentParser:
     serve = feed.add_parser("serve", help="replay a scenario's data (after its training window) on a ZeroMQ PUB socket")
     serve.add_argument("scenario")
     serve.add_argument("--endpoint", default="tcp://127.0.0.1:5560")
-    serve.add_argument("--speed", type=float, default=1.0)
-    serve.add_argument("--bars", type=int, default=None)
-    serve.add_argument("--wait", type=float, default=30.0, help="longest wait for a first subscriber (seconds)")
+    serve.add_argument("--speed", type=_positive_float, default=1.0)
+    serve.add_argument("--bars", type=_positive_int, default=None)
+    serve.add_argument("--wait", type=_positive_float, default=30.0, help="longest wait for a first subscriber (seconds)")
     serve.add_argument("--data", action="append", metavar="PATH")
     serve.add_argument("--reference-data", action="append", metavar="PATH")
     serve.set_defaults(func=_cmd_feed_serve)
 
     search = sub.add_parser("search", help="Optuna search over purged out-of-fold log loss; every trial is registered")
     search.add_argument("scenario")
-    search.add_argument("--trials", type=int, required=True)
+    search.add_argument("--trials", type=_positive_int, required=True)
     search.add_argument("--storage", help="database URL or SQLite file (default: trials.sqlite in the runs folder)")
     search.add_argument("--study", help="study name (default: the scenario name)")
     search.add_argument("--seed", type=int, default=0)
@@ -675,9 +679,9 @@ def _parser() -> argparse.ArgumentParser:
 
     wf = sub.add_parser("walkforward", help="retrain every K days, trade the next period, stitch one OOS curve")
     wf.add_argument("scenario")
-    wf.add_argument("--every-days", type=float, help="retraining interval K (default: scenario walkforward.retrain_every_days)")
+    wf.add_argument("--every-days", type=_positive_float, help="retraining interval K (default: scenario walkforward.retrain_every_days)")
     wf.add_argument("--window", choices=["expanding", "sliding"])
-    wf.add_argument("--train-days", type=float, help="first training span / sliding window length")
+    wf.add_argument("--train-days", type=_positive_float, help="first training span / sliding window length")
     wf.add_argument("--data", action="append", metavar="PATH", help="real data file(s) for the traded symbol")
     wf.add_argument("--reference-data", action="append", metavar="PATH")
     wf.add_argument("--out", help="output folder")
@@ -722,6 +726,16 @@ def _add_features_parser(sub) -> None:
     docs = fsub.add_parser("docs", help="print (or write) the feature reference generated from the plugins")
     docs.add_argument("--out", help="file to write, e.g. docs/FEATURES.md")
     docs.set_defaults(func=_cmd_features_docs)
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
 
 
 def _positive_int(text: str) -> int:

@@ -67,8 +67,8 @@ def check_file_symbol(path: object, named: str | None, expected: str, field: str
     """Refuse a file that names another symbol than the one it is loaded for."""
     if named is not None and not same_symbol(named, expected):
         raise DataError(
-            f"{path}: the file is {named} data but {field} belongs to symbol {expected} "
-            "(give the file to the right symbol, or fix data.symbol)"
+            f"{path}: the file's name or symbol column says {named}, but it is listed in {field} for {expected} "
+            "(list it under the right symbol, or fix the symbol)"
         )
 
 
