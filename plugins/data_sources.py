@@ -9,7 +9,7 @@ import pandas as pd
 from lbml.data.frames import InstrumentData, MarketData, bars_from_trades
 from lbml.data.importers import ImportedFile, load_file
 from lbml.data.orderbook import load_depth
-from lbml.data.plausibility import check_file_symbol, check_price_level
+from lbml.data.plausibility import check_file_symbol, check_price_level, same_symbol
 from lbml.data.sources import DataSource, data_paths_exist
 from lbml.data.synthetic import SyntheticMarketConfig, generate_market
 from lbml.data.validate import validate
@@ -61,7 +61,12 @@ class FilesSource(DataSource):
         for path in config.funding_paths:
             data_paths_exist((path,))
             imported = load_file(path, kind="funding")
-            funding[imported.symbol or config.symbol] = imported.frame.sort_index()
+            symbols = tuple(filter(None, (config.symbol, config.reference_symbol)))
+            if imported.symbol is not None and not any(same_symbol(imported.symbol, s) for s in symbols):
+                raise DataError(f"{path}: the file's name or symbol column says {imported.symbol}, but data.funding_paths "
+                                f"are for {' or '.join(symbols)}")
+            owner = next((s for s in symbols if imported.symbol and same_symbol(imported.symbol, s)), config.symbol)
+            funding[owner] = imported.frame.sort_index()
         return MarketData(instruments, funding, config.bar_minutes)
 
 

@@ -58,6 +58,18 @@ def test_an_ethusdt_file_for_bnbusdt_is_refused(registry):
     assert load_market(_config(symbol="BTCUSDT", paths=(btc,)), registry)
 
 
+def test_a_funding_file_of_another_symbol_is_refused(registry):
+    bnb = shared_file(*SPOT_2021, "BNBUSDT-1m.csv.gz")
+    btc = shared_file(*SPOT_2021, "BTCUSDT-1m.csv.gz")
+    eth_funding = shared_file("funding", "ETHUSDT_funding_rate_8h.csv.gz")
+    btc_funding = shared_file("funding", "BTCUSDT_funding_rate_8h.csv.gz")
+    config = _config(symbol="BNBUSDT", paths=(bnb,), reference_symbol="BTCUSDT", reference_paths=(btc,))
+    with pytest.raises(DataError, match=r"says ETHUSDT, but data.funding_paths are for BNBUSDT or BTCUSDT"):
+        load_market(config.model_copy(update={"funding_paths": (eth_funding,)}), registry)
+    market = load_market(config.model_copy(update={"funding_paths": (btc_funding,)}), registry)
+    assert set(market.funding) == {"BTCUSDT"}  # the reference symbol's funding
+
+
 def test_a_file_without_a_symbol_is_checked_by_its_price_level(registry, tmp_path):
     eth = _rewrite(shared_file(*SPOT_2021, "ETHUSDT-1m.csv.gz"), tmp_path / "prices.csv", lambda rows: rows)
     with pytest.raises(DataError, match=r"median price 2431.24 in 2021 is not plausible for BNBUSDT"):

@@ -7,7 +7,7 @@ in one line, data that would silently produce a wrong run:
 - **Symbol.** A file whose name or ``symbol`` column names a symbol must name the one it is loaded
   for (``ETHUSDT-1m.csv`` given as ``data.paths`` of ``BNBUSDT`` is refused). Names are compared
   without separators and case (``BNB_USDT`` = ``BNBUSDT``); ``X-PERP`` matches any ``X`` +
-  stablecoin pair.
+  stablecoin pair. A funding file must name the traded or the reference symbol.
 - **Price level**, only for files that name no symbol: each calendar year's median close must lie
   within a factor :data:`PRICE_BAND_FACTOR` of that year's recorded low-high range of the symbol
   (:data:`YEARLY_RANGES`, USD-stablecoin pairs of BTC, ETH and BNB, 2017-2025, rounded from public
