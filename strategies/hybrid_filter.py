@@ -20,7 +20,7 @@ Exits, brackets, leverage caps, the liquidation guard and the cost model are ``K
 
 from collections import Counter
 
-from nautilus_trader.model.data import Bar
+from lbml.nautilus.model import Bar
 
 from lbml.engine.exit_reasons import MAX_HOLDING_TIME, OPPOSITE_SIGNAL
 from lbml.engine.messages import Prediction

@@ -54,8 +54,7 @@ def test_every_enabled_filter_must_allow_the_side():
 
 
 def test_config_refuses_inconsistent_filter_settings():
-    from nautilus_trader.model.data import BarType
-    from nautilus_trader.model.identifiers import InstrumentId
+    from lbml.nautilus.model import BarType, InstrumentId
 
     iid = InstrumentId.from_str("BNBUSDT.BINANCE")
     bar_type = BarType.from_str("BNBUSDT.BINANCE-1-MINUTE-LAST-EXTERNAL")

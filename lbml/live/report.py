@@ -88,6 +88,7 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
         result, session = result_from_state(store)
         look_ahead = store.get("look_ahead_check")
         edge_gate = store.get("edge_gate")
+        data = store.get("data")
     finally:
         store.close()
     final = Path(state_dir) / "report"
@@ -108,6 +109,8 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
             metrics["look_ahead_check"] = look_ahead
         if result.strategy_report:
             metrics["strategy_report"] = result.strategy_report
+        if data is not None:
+            metrics["data"] = data
         title = f"{session['scenario']} (paper)"
         if edge_gate is not None:
             metrics["edge_gate"] = edge_gate
