@@ -2,6 +2,8 @@
 
 User errors (``LbmlError``) print one line and exit with code 2; no traceback. A broken invariant
 (``InvariantError``, e.g. a position above the exposure cap) prints one line and exits with code 3.
+Output refused for lack of space (``StorageError``, or any write failing with ENOSPC / EFBIG /
+EDQUOT) prints one line and exits with code 4.
 """
 
 import argparse
@@ -13,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lbml import __version__
-from lbml.errors import ConfigError, InvariantError, LbmlError
+from lbml.errors import ConfigError, InvariantError, LbmlError, StorageError, is_no_space
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -32,6 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvariantError as exc:
         print(f"lbml: invariant broken: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if not is_no_space(exc):
+            raise
+        print(f"lbml: error: {exc.filename or 'output'}: {exc.strerror}", file=sys.stderr)
+        return StorageError.exit_code
     except KeyboardInterrupt:
         print("lbml: interrupted", file=sys.stderr)
         return 130

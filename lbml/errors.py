@@ -2,8 +2,11 @@
 
 Every error a user can cause (a bad scenario field, a malformed data file, a tampered model) is an
 ``LbmlError``. The CLI prints it as one line and exits with code 2; anything else is a bug and keeps
-its traceback.
+its traceback. Output that cannot be written for lack of space (a full disk, a quota, a file-size
+limit) is a ``StorageError``: one line, exit code 4, and nothing partial left looking complete.
 """
+
+import errno
 
 
 class LbmlError(Exception):
@@ -26,6 +29,20 @@ class PluginError(LbmlError):
 
 class ArtifactError(LbmlError):
     """A model artifact is missing, tampered with, or does not match the scenario."""
+
+
+class StorageError(LbmlError):
+    """Output could not be written for lack of space; printed as one line, exit code 4."""
+
+    exit_code = 4
+
+
+NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})  # full disk, file-size limit, quota
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write refused for lack of space."""
+    return isinstance(exc, OSError) and exc.errno in NO_SPACE
 
 
 class InvariantError(Exception):

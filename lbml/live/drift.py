@@ -7,12 +7,13 @@ Reports go to the state database (``drift`` table) and ``drift.json`` in the sta
 """
 
 import json
-import os
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from lbml.atomic import write_atomic
 
 
 @dataclass(frozen=True)
@@ -70,9 +71,7 @@ class DriftMonitor:
         report = {"ts": ts, "n_features": n, "n_drifted": drifted, "share": share, "flagged": flagged,
                   "alpha": self.config.alpha, "max_share": self.config.max_share, "window": len(live),
                   "features": detail}
-        tmp = self._path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(report, indent=2, sort_keys=True))
-        os.replace(tmp, self._path)
+        write_atomic(self._path, json.dumps(report, indent=2, sort_keys=True))
         return ts, n, drifted, share, int(flagged), json.dumps(detail, sort_keys=True)
 
     def take_reports(self) -> list[tuple]:
