@@ -94,6 +94,25 @@ def _cmd_data_validate(args, settings) -> int:
     return 0
 
 
+def _cmd_data_download(args, settings) -> int:
+    from lbml.data.binance_vision import BinanceDataRequest, binance_files, parse_date
+    from lbml.data.download import DownloadConfig, download_files
+
+    request = BinanceDataRequest(
+        kind=args.kind, symbol=args.symbol, start=parse_date(args.start, "--start"),
+        end=parse_date(args.end or args.start, "--end", end=True), period=args.period, interval=args.interval,
+        market="usdt_futures" if args.kind == "funding" and args.market is None else args.market or "spot",
+    )
+    config = DownloadConfig(
+        base_url=args.base_url or settings.download.base_url, out_dir=Path(args.out or settings.download.dir),
+        progress=_progress() and not args.quiet,
+    )
+    for item in download_files(binance_files(request), config):
+        print(f"{item.path}  {'already verified' if item.skipped else 'verified'}"
+              + (f" (resumed at byte {item.resumed_from:,})" if item.resumed_from else ""))
+    return 0
+
+
 def _cmd_train(args, settings) -> int:
     from lbml.workflows import prepare, train_model, trial_registry
 
@@ -549,6 +568,19 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--days", type=int, default=30)
     gen.add_argument("--seed", type=int, default=7)
     gen.set_defaults(func=_cmd_data_generate)
+    dl = data.add_parser("download", help="download Binance public data (data.binance.vision layout), verified")
+    dl.add_argument("kind", choices=["klines", "trades", "funding"])
+    dl.add_argument("symbol", help="exchange symbol, e.g. BTCUSDT")
+    dl.add_argument("--start", required=True, metavar="DATE", help="first day YYYY-MM-DD or month YYYY-MM")
+    dl.add_argument("--end", metavar="DATE", help="last day or month, inclusive (default: --start)")
+    dl.add_argument("--period", choices=["monthly", "daily"], default="monthly", help="monthly or daily files")
+    dl.add_argument("--interval", default="1m", help="klines: bar interval (default 1m)")
+    dl.add_argument("--market", choices=["spot", "usdt_futures"], default=None,
+                    help="spot (default) or USD-M futures (funding: always usdt_futures)")
+    dl.add_argument("--out", help="folder (default: download.dir from the settings); the site's layout below it")
+    dl.add_argument("--base-url", help="server with the data.binance.vision layout (default: download.base_url)")
+    dl.add_argument("--quiet", action="store_true", help="no progress bars")
+    dl.set_defaults(func=_cmd_data_download)
     val = data.add_parser("validate", help="check data files and print a report")
     val.add_argument("paths", nargs="+")
     val.set_defaults(func=_cmd_data_validate)
