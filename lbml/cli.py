@@ -114,6 +114,7 @@ def _cmd_data_download(args, settings) -> int:
 
 
 def _cmd_train(args, settings) -> int:
+    from lbml.models.summary import training_rows
     from lbml.workflows import prepare, train_model, trial_registry
 
     scenario = _scenario(args, settings)
@@ -122,14 +123,20 @@ def _cmd_train(args, settings) -> int:
     out = Path(args.out) if args.out else settings.paths.models_dir / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     trials = trial_registry(settings.paths.runs_dir)
     try:
-        result = train_model(prepared, registry, out, trials=trials)
+        result = train_model(prepared, registry, out, trials=trials, progress=_progress())
     finally:
         trials.close()
-    print(f"model: {result.artifact_dir}")
-    print(f"trained on {result.n_samples} samples x {result.n_features} features, window "
-          f"{prepared.split.train_start} .. {prepared.split.train_end}")
-    print(f"look-ahead check: {_look_ahead_line(prepared.look_ahead)}")
-    print(json.dumps(result.metrics, indent=2))
+    if args.json:
+        print(json.dumps({"model": str(result.artifact_dir), "n_samples": result.n_samples,
+                          "n_features": result.n_features, "look_ahead_check": prepared.look_ahead,
+                          "metrics": result.metrics}, indent=2))
+        return 0
+    _print_rows([
+        ("model", str(result.artifact_dir)),
+        ("training window", f"{prepared.split.train_start} .. {prepared.split.train_end}"),
+        ("samples x features", f"{result.n_samples:,} x {result.n_features}"),
+        ("look-ahead check", _look_ahead_line(prepared.look_ahead)),
+    ] + training_rows(result.metrics))
     return 0
 
 
@@ -228,7 +235,7 @@ def _cmd_demo(args, settings) -> int:
           "training on the first part, backtesting the rest ...")
     started = time.perf_counter()
     run_dir, metrics = run_scenario(
-        scenario, registry, settings.paths.runs_dir, progress=True, ignore_edge_gate=args.ignore_edge_gate,
+        scenario, registry, settings.paths.runs_dir, progress=_progress(), ignore_edge_gate=args.ignore_edge_gate,
         look_ahead=_look_ahead(args, settings),
     )
     _print_summary(run_dir, metrics)
@@ -528,6 +535,10 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
         rows.insert(0, ("*** NEGATIVE EQUITY ***", metrics["negative_equity"]))
     if metrics.get("look_ahead_check", {}).get("status") == "overridden":
         rows.insert(0, ("*** LOOK-AHEAD CHECK OVERRIDDEN ***", "a feature leaks (--allow-look-ahead): not evidence of anything"))
+    _print_rows(rows)
+
+
+def _print_rows(rows: list[tuple[str, str]]) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
@@ -594,6 +605,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--data", action="append", metavar="PATH", help="real data file(s) for the traded symbol")
         cmd.add_argument("--reference-data", action="append", metavar="PATH", help="data file(s) for the reference symbol")
         cmd.add_argument("--out", help="output folder")
+        if name == "train":
+            cmd.add_argument("--json", action="store_true", help="print the training metrics as JSON instead of a table")
         if name == "backtest":
             cmd.add_argument("--model", help="a model artifact folder from `lbml train`")
             cmd.add_argument("--publish", action="store_true", help="publish predictions over ZeroMQ while backtesting")
