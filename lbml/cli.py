@@ -704,7 +704,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run the benchmark suite (every figure with a same-run baseline)")
     bench.add_argument("--size", choices=["smoke", "full"], default="full")
     bench.add_argument("--only", action="append", metavar="NAME", help="run only bench_NAME (repeatable)")
-    bench.add_argument("--out", help="folder for latest.json and latest.md (default benchmarks/results)")
+    bench.add_argument("--out", help="folder for latest.json and latest.md (default runs/bench, git-ignored)")
     bench.set_defaults(func=_cmd_bench)
     return parser
 
