@@ -3,7 +3,7 @@
 User errors (``LbmlError``) print one line and exit with code 2; no traceback. A broken invariant
 (``InvariantError``, e.g. a position above the exposure cap) prints one line and exits with code 3.
 Output refused for lack of space (``StorageError``, or any write failing with ENOSPC / EFBIG /
-EDQUOT) prints one line and exits with code 4.
+EDQUOT, or SQLite's "database or disk is full") prints one line and exits with code 4.
 """
 
 import argparse
@@ -34,10 +34,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvariantError as exc:
         print(f"lbml: invariant broken: {exc}", file=sys.stderr)
         return exc.exit_code
-    except OSError as exc:
+    except Exception as exc:  # a write the disk refused, wherever it happened: one line, exit 4
         if not is_no_space(exc):
             raise
-        print(f"lbml: error: {exc.filename or 'output'}: {exc.strerror}", file=sys.stderr)
+        where = getattr(exc, "filename", None) or "output"
+        print(f"lbml: error: {where}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
         return StorageError.exit_code
     except KeyboardInterrupt:
         print("lbml: interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ limit) is a ``StorageError``: one line, exit code 4, and nothing partial left lo
 """
 
 import errno
+import sqlite3
 
 
 class LbmlError(Exception):
@@ -38,11 +39,19 @@ class StorageError(LbmlError):
 
 
 NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})  # full disk, file-size limit, quota
+# SQLite's codes for a write the disk refused: SQLITE_FULL, and SQLITE_IOERR (how a file-size limit shows).
+_SQLITE_NO_SPACE = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
 
 
 def is_no_space(exc: BaseException) -> bool:
-    """Whether ``exc`` is a write refused for lack of space."""
-    return isinstance(exc, OSError) and exc.errno in NO_SPACE
+    """Whether ``exc`` is a write refused for lack of space: an ``OSError``, an SQLite error, or a
+    SQLAlchemy error wrapping one (in ``orig``)."""
+    if isinstance(exc, OSError):
+        return exc.errno in NO_SPACE
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", 0) & 0xFF in _SQLITE_NO_SPACE
+    orig = getattr(exc, "orig", None)
+    return isinstance(orig, BaseException) and orig is not exc and is_no_space(orig)
 
 
 class InvariantError(Exception):

@@ -171,3 +171,27 @@ def test_a_paper_session_on_a_full_tmpfs_stops_with_one_line_and_resumes(setup, 
         assert not list(state.glob("*.tmp")) and not list(state.glob(".*.tmp"))
         subprocess.run(["mount", "-o", "remount,size=20m", str(disk)], check=True, timeout=30)  # space again
         _assert_resumes_to_the_uninterrupted_state(setup, tmp_path, state, line)
+
+
+def test_a_paper_session_that_cannot_write_its_state_at_all_is_one_line(setup, tmp_path):
+    state = tmp_path / "state"
+    proc = _lbml(_paper_argv(setup, state), tmp_path, 1_000)  # not even the database's first page
+    line = _one_line(proc)
+    assert proc.returncode == STORAGE_EXIT and str(state) in line, line
+    assert not (state / "status.json").exists() and not list(state.glob("*.tmp"))
+
+
+@pytest.mark.parametrize("registry_exists", [False, True])  # the registry cannot open / the model cannot be written
+def test_training_on_a_full_disk_ends_with_one_line_and_leaves_no_model(setup, tmp_path, registry_exists):
+    if registry_exists:
+        from lbml.registry_trials import TrialRegistry
+        from lbml.workflows import TRIALS_FILE
+
+        (tmp_path / "runs").mkdir()
+        TrialRegistry(tmp_path / "runs" / TRIALS_FILE).close()
+    out = tmp_path / "models" / "m"
+    proc = _lbml(["train", str(setup["file"]), "--out", str(out)], tmp_path, 20_000)
+    line = _one_line(proc)
+    assert proc.returncode == STORAGE_EXIT, line
+    assert ("models/m" in line) == registry_exists and ("trials.sqlite" in line) != registry_exists, line
+    assert not out.exists() and (not out.parent.exists() or list(out.parent.iterdir()) == [])

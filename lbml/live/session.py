@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
+from lbml.atomic import write_atomic
 from lbml.engine.backtest import instrument_for, load_strategy_class
 from lbml.errors import ArtifactError, ConfigError, DataError, InvariantError, LbmlError
 from lbml.features.guard import LookAheadPolicy
@@ -215,7 +216,7 @@ def _check_session(store: StateStore, scenario: Scenario, model_id: str, options
                                          "currency": currency,
                                          "leverage_model": scenario.leverage.model,
                                          "tearsheet": scenario.report.tearsheet})
-        (store.dir / "scenario.toml").write_text(scenario.to_toml())
+        write_atomic(store.dir / "scenario.toml", scenario.to_toml())
         return
     for key, value in identity.items():
         if stored.get(key) != value:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lbml.engine.recorder import FILL_COLUMNS, TRADE_COLUMNS
-from lbml.errors import LbmlError, StorageError
+from lbml.errors import LbmlError, StorageError, is_no_space
 
 DB_NAME = "state.sqlite"
 SCHEMA_VERSION = 3  # 3: fills and trades say why a position closed (exit_reason)
@@ -65,10 +65,6 @@ _ORDER_KEYS = {"signals": "seq", "journal": "pos", "model_guard": "call"}
 _SPARSE_KEYS = {"journal", "model_guard"}  # keyed by item / call number, with gaps
 
 
-# SQLite's codes for a write refused by the disk: SQLITE_FULL, and SQLITE_IOERR (a file-size limit).
-_NO_SPACE_CODES = (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
-
-
 class StateError(LbmlError):
     """A state folder is unusable: another session's, corrupt, or its recovery diverged."""
 
@@ -86,6 +82,8 @@ class StateStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
+            if is_no_space(exc):
+                raise StorageError(f"{self.path}: cannot open the state database ({exc})") from None
             raise StateError(f"{self.path}: not a usable state database ({exc})") from None
         version = self.get("schema_version")
         if version is None and self.get("session") is None:
@@ -209,7 +207,7 @@ class StateStore:
                 except sqlite3.Error:
                     last = None
                 kept = f"item {last['pos']}" if last else "no checkpoint yet"
-                error = StorageError if getattr(exc, "sqlite_errorcode", 0) & 0xFF in _NO_SPACE_CODES else StateError
+                error = StorageError if is_no_space(exc) else StateError
                 raise error(f"{self.path}: {what} failed ({exc}); nothing of it was written, the state "
                             f"keeps its last commit ({kept})") from None
             raise
