@@ -1,8 +1,10 @@
-"""Atomic output folders and files: written under a hidden temporary name, renamed into place when complete.
+"""Atomic output folders and files: written under a hidden temporary name, renamed into place when
+complete.
 
-A crash or an error (a full disk) leaves no partial folder or file that looks complete. The temporary name carries the
-writer's process id (``.NAME.partial-PID-XXXX``), so the next writer in the same folder removes the
-partial folders of writers that no longer run (a ``kill -9`` leaves one behind).
+A crash or an error (a full disk) leaves no partial folder or file that looks complete. A temporary
+folder's name carries the writer's process id (``.NAME.partial-PID-XXXX``), so the next writer in the
+same folder removes the partial folders of writers that no longer run (a ``kill -9`` leaves one
+behind).
 """
 
 import contextlib
@@ -21,8 +23,8 @@ def atomic_folder(final: Path, *, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``final``; rename it to ``final`` on success.
 
     On failure the temporary folder is deleted; a write refused for lack of space (a full disk, a
-    file-size limit) becomes one ``StorageError`` naming ``final``. ``replace`` allows overwriting an existing folder;
-    without it, only an empty folder (a reservation, see ``lbml.report.runfolder.new_run_path``) may
+    file-size limit) becomes one ``StorageError`` naming ``final``. ``replace`` allows overwriting an
+    existing folder; without it, only an empty folder (a reservation, see ``lbml.report.runfolder.new_run_path``) may
     stand at ``final``, and a folder that another writer filled in the meantime is never deleted: the
     rename fails instead.
     """

@@ -58,7 +58,8 @@ class BinanceDataRequest:
         if self.end < self.start:
             raise ConfigError(f"--end {self.end} is before --start {self.start}")
         if self.kind == "funding" and (self.market != "usdt_futures" or self.period != "monthly"):
-            raise ConfigError("funding: Binance publishes funding rates for --market usdt_futures, --period monthly only")
+            raise ConfigError("funding: Binance publishes funding rates for --market usdt_futures, "
+                              "--period monthly only")
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,8 @@ cost ledgers, signal number) with the stored checkpoint. Any difference stops th
 ``StateError``: resuming from a state that cannot be reproduced would be silent corruption.
 Client order ids are excluded from the comparison: nautilus derives them from the wall clock.
 
-A commit that fails (a full disk: ``StateError`` from the store, ``OSError`` from a file next to it)
-stops the session through ``on_error`` and nothing more is committed: the database keeps the last
+A commit that fails (a full disk: ``StorageError`` from the store, ``OSError`` from a file next to
+it) stops the session through ``on_error`` and nothing more is committed: the database keeps the last
 good checkpoint, and a restart resumes from there.
 """
 
