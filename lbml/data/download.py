@@ -45,8 +45,6 @@ class DownloadConfig:
     def __post_init__(self) -> None:
         if not re.match(r"^https?://[^/\s]+", self.base_url):
             raise ConfigError(f"--base-url: expected an http(s) URL, got {self.base_url!r}")
-        if Path(self.out_dir).exists() and not Path(self.out_dir).is_dir():
-            raise ConfigError(f"--out: {self.out_dir} exists and is not a folder")
         if self.timeout_s <= 0 or self.chunk_bytes <= 0:
             raise ConfigError("download: timeout and chunk size must be > 0")
 
