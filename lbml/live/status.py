@@ -16,12 +16,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nautilus_trader.common.actor import Actor
-from nautilus_trader.config import ActorConfig
-
 from lbml.atomic import write_atomic
 from lbml.errors import LbmlError, StorageError, is_no_space
 from lbml.live.state import StateError
+from lbml.nautilus.trading import Actor, ActorConfig
 
 
 @dataclass
