@@ -251,6 +251,9 @@ def test_exits_leave_no_dust_on_adabtc():
     paths = tuple(shared_file(*ref, f"ADABTC-1m-2021-11-{day}.csv") for day in (27, 28))
     scenario = load_scenario("scenarios/default.toml").with_data(
         source="files", paths=paths, symbol="ADABTC", reference_symbol=None, reference_paths=())
+    # The default's smallest order, 10 of the quote currency, is 10 BTC here: more than a minute of
+    # ADABTC trades, so every entry would be dust (refused). 0.001 BTC is the market's own floor.
+    scenario = scenario.model_copy(update={"strategy": scenario.strategy.model_copy(update={"min_notional": 0.001})})
     market = load_market(scenario.data, load_registry())
     times = pd.date_range("2021-11-27 12:00", "2021-11-28 23:00", freq="1min", tz="UTC")
     probs = {str(t): (0.8 if (t.minute // 30) % 2 == 0 else 0.2) for t in times}
