@@ -302,7 +302,7 @@ def test_shipped_scenarios_count_every_exit_and_stay_within_the_cap(name, tmp_pa
 
 # -- paper -----------------------------------------------------------------------------------------
 @pytest.mark.timeout(600)
-def test_a_paper_session_stops_at_the_first_bar_above_the_cap(tmp_path, monkeypatch):
+def test_a_paper_session_stops_at_the_first_bar_above_the_cap(tmp_path, monkeypatch, capsys):
     # The paper node's recorder checks the same cap on every bar; checked against a cap below what
     # the strategy trades (0.05x), the session stops at the first bar of the first position.
     import msgspec
@@ -327,6 +327,14 @@ def test_a_paper_session_stops_at_the_first_bar_above_the_cap(tmp_path, monkeypa
     first_fill = state_rows(tmp_path / "state", "SELECT MIN(ts) FROM fills")[0][0]
     last_bar = state_rows(tmp_path / "state", "SELECT MAX(ts) FROM equity")[0][0]
     assert first_fill is not None and last_bar - first_fill <= 2 * 60_000_000_000  # stopped right there
+    # Its report fails the same way (one line, exit 3) and writes nothing: the breach is in the state.
+    from lbml.cli import main
+
+    monkeypatch.undo()
+    code = main(["report", str(tmp_path / "state")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3 and err[-1].startswith("lbml: invariant broken: ") and "cap 0.05x" in err[-1], err
+    assert "Traceback" not in "\n".join(err) and not (tmp_path / "state" / "report").exists()
 
 
 @pytest.mark.timeout(600)

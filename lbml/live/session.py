@@ -23,7 +23,7 @@ from lbml.features.guard import LookAheadPolicy
 from lbml.features.pipeline import compute_features
 from lbml.live.binance import BinanceFeedConfig, BinanceSource, binance_subscriptions
 from lbml.live.drift import DriftConfig, DriftMonitor
-from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, first_bars, replay_events
+from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, first_bars, replay_events, require_ticks
 from lbml.live.feeds import FeedPlan
 from lbml.live.guard import ModelGuard
 from lbml.live.node import build_paper_node, paper_custom_inputs, paper_symbols
@@ -97,6 +97,8 @@ def run_paper(
     custom = _feed_custom_inputs(scenario, pipeline, options)
     if options.feed == "binance":  # refuse streams Binance cannot give before touching the state folder
         binance_subscriptions(symbols, options.binance, **custom)
+    if options.feed == "replay":  # bar data cannot be replayed: refused before anything is written
+        require_ticks(prepared.market, symbols)
     store = StateStore(state_dir)
     try:
         artifact_dir = _model(prepared, registry, state_dir, model_dir)
