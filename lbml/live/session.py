@@ -200,6 +200,7 @@ def run_paper(
             "recovery_complete": not status.replaying,
             "items": plan.pos,
             "feed_finished": plan.finished,
+            "stop_reason": runner.stop_reason,  # "duration", "feed ended", "interrupted", ...
             "feed_seconds": plan.feed_seconds,
             "bars": status.bars,
             "fills": status.fills,
