@@ -27,11 +27,9 @@ custom data), the only clock the engine has at that point.
 import numpy as np
 import pandas as pd
 
-from nautilus_trader.backtest.modules import SimulationModule, SimulationModuleConfig
-from nautilus_trader.model.data import Bar, TradeTick
-from nautilus_trader.model.enums import AggressorSide
-from nautilus_trader.model.identifiers import InstrumentId, TradeId
-from nautilus_trader.model.objects import Price, Quantity
+from lbml.nautilus.backtest import SimulationModuleConfig, VenueModule
+from lbml.nautilus.bus import subscribe_all_data
+from lbml.nautilus.model import AggressorSide, Bar, InstrumentId, TradeId, TradeTick, make_price, make_qty
 
 
 class NextOpenFillConfig(SimulationModuleConfig, frozen=True):
@@ -39,7 +37,7 @@ class NextOpenFillConfig(SimulationModuleConfig, frozen=True):
     bar_minutes: int = 1
 
 
-class NextOpenFillModule(SimulationModule):
+class NextOpenFillModule(VenueModule):
     """Executes the commands due at a bar's open against that open (bar execution only).
 
     ``bars`` are the traded instrument's bars as the engine receives them (index: close time,
@@ -55,9 +53,17 @@ class NextOpenFillModule(SimulationModule):
         self._open = bars["open"].to_numpy(dtype=np.float64)
         self._volume = bars["volume"].to_numpy(dtype=np.float64)
         self._opened = -1  # index of the last bar whose open was applied
-        self._before: list[SimulationModule] = []  # modules that see a market event before this one
+        self._before: list = []  # modules that see a market event before this one
         self.n_bars = 0
         self.n_early = 0  # opens applied on another event than the traded bar itself
+
+    def precede_with(self, modules: list) -> None:
+        """The venue's modules ahead of this one: they pre-process an open applied early."""
+        self._before = list(modules)
+
+    def register_base(self, portfolio, msgbus, cache, clock) -> None:
+        super().register_base(portfolio, msgbus, cache, clock)
+        subscribe_all_data(msgbus, self._on_data)  # before any data is published (see the function)
 
     def pre_process(self, data) -> None:
         if isinstance(data, Bar):
@@ -73,34 +79,21 @@ class NextOpenFillModule(SimulationModule):
             return  # no bar left, already opened, or the bar has not started at ts (a data gap)
         if self._volume[i] <= 0.0:  # nothing traded: no open to fill at (a trade needs a size)
             return
-        engine = self.exchange.get_matching_engine(self._instrument_id)
-        if engine is None:
+        instrument = self.venue_cache.instrument(self._instrument_id)
+        if instrument is None:
             return
-        instrument = engine.instrument
-        self._opened = i
-        self.n_bars += 1
-        self.n_early += not own
-        tick = TradeTick(self._instrument_id, Price(self._open[i], instrument.price_precision),
-                         Quantity(self._volume[i], instrument.size_precision), AggressorSide.NO_AGGRESSOR,
-                         TradeId(f"OPEN-{self.n_bars}"), ts, ts)
+        price, size = make_price(instrument, self._open[i]), make_qty(instrument, self._volume[i])
+        trade_id = f"OPEN-{self.n_bars + 1}"
         if not own:  # the traded bar itself went through them already
+            tick = TradeTick(self._instrument_id, price, size, AggressorSide.NO_AGGRESSOR, TradeId(trade_id), ts, ts)
             for module in self._before:
                 module.pre_process(tick)
-        engine.process_trade_tick(tick)
-        if own:  # the traded bar's high, low and close follow: run what is due at its open first
-            self.exchange.process(ts)
-        # otherwise the engine runs the venue right after this event
-
-    def precede_with(self, modules: list[SimulationModule]) -> None:
-        """The venue's modules ahead of this one: they pre-process an open applied early."""
-        self._before = list(modules)
-
-    def register_base(self, portfolio, msgbus, cache, clock) -> None:
-        super().register_base(portfolio, msgbus, cache, clock)
-        # Subscribed before any data is published: nautilus 1.221's MessageBus.subscribe matches a
-        # wildcard against the topics already published with its arguments swapped, so a pattern
-        # subscribed later never receives those topics.
-        msgbus.subscribe(topic="data.*", handler=self._on_data)
+        # Match resting and due orders against the open and run the venue: for the traded bar before
+        # its high, low and close; otherwise right before the engine would run it after this event.
+        self._opened = i
+        if self.fill_at_trade(self._instrument_id, price, size, trade_id, ts):
+            self.n_bars += 1
+            self.n_early += not own
 
     def process(self, ts_now: int) -> None:
         pass

@@ -20,10 +20,10 @@ outstanding from ``OrderPendingUpdate`` to ``OrderUpdated`` or ``OrderModifyReje
 from ``OrderPendingCancel`` to ``OrderCanceled`` or ``OrderCancelRejected``.
 """
 
-from nautilus_trader.common.actor import Actor
-from nautilus_trader.config import ActorConfig, PositiveInt
-from nautilus_trader.model.data import Bar, BarType
-from nautilus_trader.model.events import (
+from lbml.nautilus.clock import component_now_ns
+from lbml.nautilus.model import (
+    Bar,
+    BarType,
     OrderCanceled,
     OrderCancelRejected,
     OrderModifyRejected,
@@ -31,6 +31,7 @@ from nautilus_trader.model.events import (
     OrderPendingUpdate,
     OrderUpdated,
 )
+from lbml.nautilus.trading import Actor, ActorConfig, PositiveInt
 
 
 class CachePurgerConfig(ActorConfig, frozen=True):
@@ -73,7 +74,7 @@ class CachePurger(Actor):
         self._bars += 1
         if self._bars < self._every:
             return
-        if self.purge(self.clock.timestamp_ns()):
+        if self.purge(component_now_ns(self)):
             self._bars = 0
 
     def purge(self, ts_now: int) -> bool:
