@@ -29,7 +29,7 @@ from lbml.engine.custom_data import (
     to_funding_rates,
 )
 from lbml.engine.instruments import infer_precision, make_instrument
-from lbml.engine.purge import CachePurger, CachePurgerConfig, purge_when_flat
+from lbml.engine.purge import CachePurger, CachePurgerConfig
 from lbml.engine.recorder import RunRecord, RunRecorder, check_invariants, recorder_config
 from lbml.engine.signal_actor import SignalActor, SignalActorConfig
 from lbml.engine.venue_modules import venue_modules
@@ -234,10 +234,10 @@ def run_backtest(
         from lbml.signals.actor import publisher_actor
 
         engine.add_actor(publisher_actor(publisher, strategy_config_kwargs(scenario, minutes, ev_margin, pricing)))
+    purger = None
     if purge_every_bars is not None:  # flat cost per bar (lbml.engine.purge); results unchanged
-        engine.add_actor(
-            CachePurger(CachePurgerConfig(component_id="CachePurger", bar_type=bar_type, every_bars=purge_every_bars))
-        )
+        purger = CachePurger(CachePurgerConfig(component_id="CachePurger", bar_type=bar_type, every_bars=purge_every_bars))
+        engine.add_actor(purger)
 
     streams = _event_streams(market, symbols, instruments, split, tick_mode, bar_type, ref_bar_type)
     if sends_funding:
@@ -266,7 +266,8 @@ def run_backtest(
             if count:
                 engine.run(streaming=True)
                 engine.clear_data()
-                purge_when_flat(engine.cache, engine_now_ns(engine))
+                if purger is not None:
+                    purger.purge(engine_now_ns(engine))
             chunk_seconds.append((count, time.perf_counter() - t0))
             bar.update(count)
     engine.end()
