@@ -6,8 +6,9 @@ trades.csv and equity.csv agrees), equity never below zero on isolated margin, a
 error below 1e-6, exit-reason counts that sum to the trades (every trade with a named reason), and
 not one ERROR line in nautilus' log. Bar-mode runs also put every fill where the fill model says
 (``tests/fill_support.py``). The same checks run on ``lbml report`` of a paper session replaying
-the scenario's data with the backtest's model; scenarios with bar data only cannot be replayed (the
-paper sandbox matches trade ticks) and are refused in one line, which is checked too.
+the scenario's data with the backtest's model. Bar-only data is replayed as bars plus the trades the
+venue matches (``lbml.live.bar_ticks``): the replay must make the backtest's prediction on every bar
+and put its own fills where the bar-fill model says.
 
 Windows: synthetic markets on 3 days; real files cut to their last 3 days (``train_fraction`` kept).
 Trading mechanics, not the model: the edge gate is off, 40 trees, no calibration block, no robustness
@@ -26,7 +27,6 @@ import pytest
 
 from lbml.engine.backtest import instrument_for
 from lbml.engine.exit_reasons import EXIT_REASONS
-from lbml.errors import DataError
 from lbml.live.report import write_report
 from lbml.live.session import PaperOptions, run_paper
 from lbml.plugins import load_registry
@@ -123,32 +123,51 @@ def _bars(paths: tuple[Path, ...]) -> pd.DataFrame:
     return pd.concat(frames)
 
 
-def _both_modes(scenario, registry, tmp: Path) -> tuple[int, int | None]:
-    """Backtest and paper-replay ``scenario``, check every guarantee; return the trades of each
-    (``None``: bar data, which is refused for replay)."""
+def _both_modes(scenario, registry, tmp: Path) -> tuple[int, int]:
+    """Backtest and paper-replay ``scenario``, check every guarantee; return the backtest's trades and
+    the replay's fills (a short replay may end holding its only position). On bar data the replay
+    makes the backtest's decisions, bar for bar (``_same_decisions_on_bars``)."""
     run_dir, metrics = run_scenario(scenario, registry, tmp / "runs")
     on_disk = json.loads((run_dir / "metrics.json").read_text())
     check_guarantees(run_dir, on_disk, scenario.leverage.model)
     assert on_disk["max_exposure"] == pytest.approx(metrics["max_exposure"])
     prepared = prepare(scenario, registry)
     traded = prepared.market[scenario.data.symbol]
+    instrument = instrument_for(traded, scenario.data.venue, scenario, prepared.split.test_start)
     if not traded.has_ticks:  # bar data: every fill where the fill model puts it
         fills = pd.read_csv(run_dir / "fills.csv", parse_dates=["ts"])
         ledgers = pd.read_csv(run_dir / "ledgers.csv", parse_dates=["ts"])
-        instrument = instrument_for(traded, scenario.data.venue, scenario, prepared.split.test_start)
         check_bar_fills(fills, ledgers, _bars(scenario.data.paths), instrument.price_increment.as_double())
-        with pytest.raises(DataError, match="paper replay needs trade ticks"):
-            run_paper(scenario, registry, tmp / "state", PaperOptions(speed=1e9, bars=PAPER_BARS, console=False),
-                      model_dir=run_dir / "model", prepared=prepared)
-        assert not (tmp / "state").exists()  # refused before anything was written
-        return metrics["n_trades"], None
     state = tmp / "state"
     summary = run_paper(scenario, registry, state, PaperOptions(speed=1e9, bars=PAPER_BARS, console=False),
                         model_dir=run_dir / "model", prepared=prepared)
-    assert summary["feed_finished"] and summary["bars"] >= PAPER_BARS - 1
+    available = int((traded.bars.index > prepared.split.test_start).sum())  # a short window may hold fewer
+    assert summary["feed_finished"] and summary["bars"] >= min(PAPER_BARS, available) - 1
     report_dir, paper = write_report(state)
     check_guarantees(report_dir, paper, scenario.leverage.model)
-    return metrics["n_trades"], paper["n_trades"]
+    if not traded.has_ticks:
+        _same_decisions_on_bars(run_dir, report_dir, scenario, instrument.price_increment.as_double())
+    return metrics["n_trades"], summary["fills"]
+
+
+def _same_decisions_on_bars(run_dir: Path, report_dir: Path, scenario, tick: float) -> None:
+    """A paper replay of bar data sees the backtest's bars: the same prediction on every bar it
+    replayed, and its fills follow the same bar-fill model (``tests/fill_support.py``)."""
+    backtest = pd.read_csv(run_dir / "predictions.csv", parse_dates=["ts"]).set_index("ts")["probability_up"]
+    paper = pd.read_csv(report_dir / "predictions.csv", parse_dates=["ts"]).set_index("ts")["probability_up"]
+    assert len(paper) > 0
+    backtest = backtest.loc[backtest.index <= paper.index[-1]]  # the bars the replay covered
+    assert paper.index.tolist() == backtest.index.tolist()
+    assert paper.to_numpy().tolist() == backtest.to_numpy().tolist()
+    fills = pd.read_csv(report_dir / "fills.csv", parse_dates=["ts"])
+    ledgers = pd.read_csv(report_dir / "ledgers.csv", parse_dates=["ts"])
+    check_bar_fills(fills, ledgers, _bars(scenario.data.paths), tick)
+    # and the same fills: orders decided on the replay's last bar would fill after it
+    same = ["ts", "side", "quantity", "price", "order_type", "exit_reason"]
+    ran = pd.read_csv(run_dir / "fills.csv", parse_dates=["ts"])
+    ran = ran.loc[ran["ts"] <= paper.index[-1], same].reset_index(drop=True)
+    assert len(fills) > 0 or len(ran) == 0
+    pd.testing.assert_frame_equal(fills[same].reset_index(drop=True), ran, check_dtype=False)
 
 
 @pytest.mark.timeout(1200)
@@ -164,4 +183,4 @@ def test_a_shipped_scenario_keeps_its_guarantees_in_backtest_and_paper(name, tmp
         hold = scenario.model_copy(update={"strategy": scenario.strategy.model_copy(
             update={"class_path": "strategies.leveraged_hold:LeveragedHold"})})
         held = _both_modes(hold, registry, tmp_path / "hold")
-        assert all(n is None or n > 0 for n in held), held
+        assert all(n > 0 for n in held), held

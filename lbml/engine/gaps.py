@@ -13,6 +13,9 @@ from lbml.nautilus.backtest import SimulationModuleConfig
 from lbml.nautilus.model import Bar, OrderFilled, OrderSide, OrderType, TradeTick
 
 _STOPS = (OrderType.STOP_MARKET, OrderType.TRAILING_STOP_MARKET)
+# A trade inside a bar of bar-only data (its high, low or close step, replayed to the paper venue by
+# ``lbml.live.bar_ticks``): the market moved to it within the bar, it did not open there.
+INSIDE_BAR_TRADE = "BARSTEP-"
 
 
 class GapThroughConfig(SimulationModuleConfig, frozen=True):
@@ -30,7 +33,7 @@ class GapThroughModule(FillChargeModule):
     def pre_process(self, data) -> None:
         if isinstance(data, Bar):
             self._open[data.bar_type.instrument_id] = data.open.as_double()
-        elif isinstance(data, TradeTick):
+        elif isinstance(data, TradeTick) and not data.trade_id.value.startswith(INSIDE_BAR_TRADE):
             self._open[data.instrument_id] = data.price.as_double()
 
     def charge_for(self, fill: OrderFilled) -> float:

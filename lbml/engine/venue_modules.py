@@ -42,11 +42,13 @@ class VenueModules:
         return self.leverage.borrow
 
 
-def venue_modules(scenario: Scenario, market: MarketData, split: Split) -> VenueModules:
+def venue_modules(scenario: Scenario, market: MarketData, split: Split, *, bar_execution: bool = True) -> VenueModules:
     """Build the scenario's venue modules (funding series are cut to the backtest window).
 
     The rates come from the scenario's ``CostModel`` (``lbml.cost_model``), the one the EV rule
-    prices trades with.
+    prices trades with. ``bar_execution=False`` (the paper sandbox, which matches a bar's trades
+    built by the feed: ``lbml.live.bar_ticks``) leaves out ``NextOpenFillModule``: the feed's open
+    trade of each bar does its job there.
     """
     rates = cost_model_for(scenario)
     borrow = BorrowInterestModule(
@@ -57,7 +59,7 @@ def venue_modules(scenario: Scenario, market: MarketData, split: Split) -> Venue
         )
     )
     symbol = scenario.data.symbol
-    bars = symbol in market.instruments and not market[symbol].has_ticks
+    bars = bar_execution and symbol in market.instruments and not market[symbol].has_ticks
     next_open = None
     if bars and scenario.venue.bar_fill == "next_open":
         next_open = NextOpenFillModule(

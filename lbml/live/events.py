@@ -45,6 +45,9 @@ TRADE = 0
 QUOTE = 1
 FUNDING = 2
 DEPTH = 3
+BAR = 4  # a bar of bar-only data (replay only): open, high, low, close, volume (``e``)
+BAR_TRADE = 5  # a trade a bar of bar-only data is made of, for the venue only (``lbml.live.bar_ticks``)
+BAR_FLOW = 6  # the traded bar's taker-buy volume (``a``), when the bar data has it (as the backtest's BarFlow)
 JOURNAL_COLUMNS = ("kind", "symbol", "ts", "a", "b", "c", "d")
 
 
@@ -52,7 +55,7 @@ class MarketEvent(NamedTuple):
     """One market event; the meaning of ``a, b, c, d`` depends on ``kind``.
 
     Trade: price, size, side. Quote: bid, ask, bid size, ask size. Funding: rate. Depth: bid depth,
-    ask depth.
+    ask depth. Bar: open, high, low, close, volume (``e``).
     """
 
     kind: int
@@ -62,6 +65,7 @@ class MarketEvent(NamedTuple):
     b: float
     c: float
     d: float = 0.0
+    e: float = 0.0
 
 
 def require_ticks(market: MarketData, symbols: list[str]) -> None:
@@ -79,6 +83,7 @@ def replay_events(
     *,
     funding: bool = False,
     depth: bool = False,
+    bars: bool = False,
 ) -> Iterator[MarketEvent]:
     """Yield the events of ``symbols`` in ``(start, end]`` in backtest processing order.
 
@@ -89,8 +94,14 @@ def replay_events(
     funding, depth
         Also yield the traded symbol's funding settlements / depth summaries (when the data has
         them), as the backtest does for a pipeline with the ``FUNDING`` / ``DEPTH`` inputs.
+    bars
+        Replay a symbol that has bars only as ``BAR`` events at each bar's close, the traded
+        symbol's bar preceded by the ``BAR_TRADE``s the venue matches on (``lbml.live.bar_ticks``:
+        stamped with the bar's close, before any other event of that instant). Without it, bar-only
+        data is refused (the ZeroMQ format carries no bars).
     """
-    require_ticks(market, symbols)
+    if not bars:
+        require_ticks(market, symbols)
     traded = symbols[-1]
     # The backtest adds custom data (funding, then depth) before ticks and the engine sorts by time
     # with a stable sort, so at equal timestamps funding comes first, then depth, then ticks.
@@ -101,7 +112,15 @@ def replay_events(
         streams.append((traded, DEPTH, market[traded].depth))
     for symbol in symbols:
         data = market[symbol]
-        streams += [(symbol, TRADE, data.trades), (symbol, QUOTE, data.quotes)]
+        if data.has_ticks:
+            streams += [(symbol, TRADE, data.trades), (symbol, QUOTE, data.quotes)]
+        else:  # the traded bar's trades first (stamped 1 ns earlier), then every bar at its close
+            if symbol == traded:
+                streams.insert(0, (symbol, BAR_TRADE, data.bars))
+                if "taker_buy_volume" in data.bars:  # custom data: before the bars of its time
+                    flow = data.bars["taker_buy_volume"]
+                    streams.insert(1, (symbol, BAR_FLOW, data.bars.loc[np.isfinite(flow.to_numpy(dtype=np.float64))]))
+            streams.append((symbol, BAR, data.bars))
     stamps, order, rows = [], [], []
     frames = []
     for symbol, kind, frame in streams:
@@ -131,14 +150,31 @@ def replay_events(
             columns.append((window["rate"].to_numpy(), None, None, None))
         elif kind == DEPTH:
             columns.append((window["bid_depth"].to_numpy(), window["ask_depth"].to_numpy(), None, None))
+        elif kind == BAR_FLOW:
+            columns.append((window["taker_buy_volume"].to_numpy(), None, None, None))
+        elif kind in (BAR, BAR_TRADE):
+            columns.append(tuple(window[k].to_numpy() for k in ("open", "high", "low", "close", "volume")))
         else:
             columns.append((window["bid"].to_numpy(), window["ask"].to_numpy(),
                             window["bid_size"].to_numpy(), window["ask_size"].to_numpy()))
+    last: dict[str, float] = {}  # a bar's trades follow the previous bar's last price (nautilus' steps)
     for i in perm:
         f = int(stream[i])
         r = int(row[i])
         symbol, kind, _ = frames[f]
+        if kind == BAR_TRADE:
+            o, h, lo, cl, v = (float(x[r]) for x in columns[f])
+            trades, last[symbol] = bar_trades(symbol, int(ts[i]), o, h, lo, cl, v, last.get(symbol))
+            yield from trades
+            continue
+        if kind == BAR:
+            o, h, lo, cl, v = (float(x[r]) for x in columns[f])
+            yield MarketEvent(BAR, symbol, int(ts[i]), o, h, lo, cl, v)
+            continue
         a, b, c, d = columns[f]
+        if kind == BAR_FLOW:
+            yield MarketEvent(BAR_FLOW, symbol, int(ts[i]), float(a[r]), 0.0, 0.0)
+            continue
         if kind == TRADE:
             yield MarketEvent(TRADE, symbol, int(ts[i]), float(a[r]), float(b[r]), float(c[r]))
         elif kind == FUNDING:
@@ -151,6 +187,8 @@ def replay_events(
 
 def encode_event(event: MarketEvent) -> bytes:
     """Render an event in the documented ZeroMQ JSON format."""
+    if event.kind in (BAR, BAR_TRADE, BAR_FLOW):
+        raise DataError("the ZeroMQ feed format carries trades, quotes, funding and depth, not bars")
     if event.kind == TRADE:
         msg = {"type": "trade", "symbol": event.symbol, "ts": event.ts,
                "price": event.a, "size": event.b, "side": int(event.c)}
@@ -255,3 +293,6 @@ async def first_bars(
             if event.ts > end:
                 return
             yield event
+
+
+from lbml.live.bar_ticks import bar_trades  # noqa: E402 - it builds this module's MarketEvent

@@ -4,7 +4,9 @@
 (replay, journal, ZeroMQ, Binance), turns them into ``TradeTick``/``QuoteTick`` objects and funding / depth
 events into the same custom data the backtest delivers (``FundingRate`` / ``DepthSummary``), builds
 EXTERNAL time bars from the trades by event time (``TickBarAggregator``) and hands each item to the
-data engine.
+data engine. Bar-only data arrives as bars (published as they are, as the backtest's) preceded by the
+trades the traded bar is made of, which go to the paper venue only (``plan.venue``; see
+``lbml.live.bar_ticks`` for the order, sizes and the no-look-ahead rule).
 After every item it waits until the node is idle (every engine queue empty), so the strategy's
 orders reach the paper venue before the next event: processing does not depend on thread or
 wall-clock timing, and the same events always give the same orders and fills. That is what lets a
@@ -27,10 +29,11 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
-from lbml.engine.custom_data import DEPTH_TYPE, FUNDING_TYPE, DepthSummary, FundingRate
+from lbml.engine.gaps import INSIDE_BAR_TRADE
+from lbml.engine.custom_data import BAR_FLOW_TYPE, DEPTH_TYPE, FUNDING_TYPE, BarFlow, DepthSummary, FundingRate
 from lbml.errors import LbmlError
 from lbml.live.bars import TickBarAggregator
-from lbml.live.events import DEPTH, FUNDING, TRADE, MarketEvent
+from lbml.live.events import BAR, BAR_FLOW, BAR_TRADE, DEPTH, FUNDING, TRADE, MarketEvent
 from lbml.nautilus.clock import minutes_to_ns
 from lbml.nautilus.custom_data import custom_data
 from lbml.nautilus.live import InstrumentProvider, LiveMarketDataClient
@@ -52,6 +55,7 @@ class FeedPlan:
     quiesce: Callable[[], object] | None = None
     after_bar: Callable[[int], None] | None = None
     running: Callable[[], bool] | None = None  # the trader is running: items may be delivered
+    venue: Callable[[object], None] | None = None  # takes a bar's trades (bar-only data): the paper venue
     pos: int = 0  # items fully processed (delivered while the trader ran, and quiesced)
     last_event_wall: float = field(default_factory=time.monotonic)
     last_event_ts: int = 0
@@ -132,7 +136,15 @@ class FeedDataClient(LiveMarketDataClient):
         try:
             while plan.running is not None and not plan.running():  # the trader starts after connect
                 await asyncio.sleep(STARTUP_POLL_S)
+            bars: list = []  # bars of bar-only data closing at one instant, delivered together
             async for event in self._events():
+                if bars and (event.kind != BAR or event.ts != bars[-1][1]):
+                    if not await self._deliver_bars(bars):
+                        return self._halted(started)
+                    bars = []
+                if event.kind == BAR:
+                    bars.append((event.symbol, event.ts, event.a, event.b, event.c, event.d, event.e))
+                    continue
                 if not await self._deliver_bars(self._aggregator.due(event.ts)):
                     return self._halted(started)
                 if event.kind == TRADE:
@@ -143,9 +155,9 @@ class FeedDataClient(LiveMarketDataClient):
                     delay = wall0 + (event.ts - ts0) / 1e9 / plan.speed - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                if not await self._deliver(self._tick(event), event):
+                if not await self._deliver(self._tick(event), event, to_venue=event.kind == BAR_TRADE):
                     return self._halted(started)
-            if not await self._deliver_bars(self._aggregator.flush()):
+            if not await self._deliver_bars(bars + self._aggregator.flush()):
                 return self._halted(started)
         except asyncio.CancelledError:
             plan.feed_seconds = time.monotonic() - started
@@ -191,14 +203,18 @@ class FeedDataClient(LiveMarketDataClient):
                 return False
         return True
 
-    async def _deliver(self, item, event: MarketEvent | None, run_venue: bool = True) -> bool:
-        """Hand ``item`` over and wait until it is processed; False (item not counted) if stopped."""
+    async def _deliver(self, item, event: MarketEvent | None, run_venue: bool = True, to_venue: bool = False) -> bool:
+        """Hand ``item`` over (to the venue alone: ``to_venue``) and wait until it is processed; False
+        (item not counted) if stopped."""
         plan = self.plan
         if not self._accepting():
             return False
         plan.last_event_wall = time.monotonic()
         plan.last_event_ts = item.ts_event
-        self._handle_data(item)
+        if to_venue:
+            plan.venue(item)
+        else:
+            self._handle_data(item)
         if plan.quiesce is not None:
             await plan.quiesce()
         if event is None and run_venue and plan.after_bar is not None and self._accepting():
@@ -215,15 +231,19 @@ class FeedDataClient(LiveMarketDataClient):
     def _tick(self, event: MarketEvent):
         if event.kind == FUNDING:
             return custom_data(FUNDING_TYPE, FundingRate(ts_event=event.ts, ts_init=event.ts, rate=event.a))
+        if event.kind == BAR_FLOW:
+            return custom_data(BAR_FLOW_TYPE, BarFlow(ts_event=event.ts, ts_init=event.ts, taker_buy_volume=event.a))
         if event.kind == DEPTH:
             return custom_data(
                 DEPTH_TYPE, DepthSummary(ts_event=event.ts, ts_init=event.ts, bid_depth=event.a, ask_depth=event.b)
             )
         instrument = self._instruments[event.symbol]
-        if event.kind == TRADE:
+        if event.kind in (TRADE, BAR_TRADE):
             self._trade_seq += 1
             size = max(event.b, 10.0**-instrument.size_precision)
-            return make_trade_tick(instrument, event.a, size, event.c > 0, str(self._trade_seq), event.ts)
+            inside = event.kind == BAR_TRADE and event.d != 1.0  # a bar's high, low or close step
+            trade_id = f"{INSIDE_BAR_TRADE if inside else ''}{self._trade_seq}"
+            return make_trade_tick(instrument, event.a, size, event.c > 0, trade_id, event.ts)
         return make_quote_tick(instrument, event.a, event.b, event.c, event.d, event.ts)
 
     def _bar(self, bar) -> Bar:

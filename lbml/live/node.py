@@ -131,7 +131,7 @@ def build_paper_node(
             timeout_post_stop=0.5,
         ),
     )
-    venue_mods = venue_modules(scenario, market, split)
+    venue_mods = venue_modules(scenario, market, split, bar_execution=False)
     lev = venue_mods.leverage
 
     def on_breach(message: str) -> None:
@@ -147,7 +147,7 @@ def build_paper_node(
     signal_actor = SignalActor(
         SignalActorConfig(component_id="SignalActor", instrument_id=instrument.id, bar_type=bar_type,
                           reference_bar_type=ref_bar_type, horizon_bars=scenario.labels.horizon_bars,
-                          **paper_custom_inputs(pipeline)),
+                          bar_flow=_bar_flow(market[cfg.symbol]), **paper_custom_inputs(pipeline)),
         pipeline,
         guard if guard is not None else model,
         on_prediction=keeper.on_prediction,
@@ -186,7 +186,10 @@ def build_paper_node(
             oms_type="NETTING",
             account_type="MARGIN",
             default_leverage=Decimal(str(scenario.strategy.max_leverage)),
-            trade_execution=True,
+            # Bar-only data: the bar's trades move both sides of the one-level book, as the backtest's
+            # bar steps and next-open fill do (aggressor-side matching would leave a BUY at the ask
+            # of the previous close after a lower open).
+            trade_execution=market[cfg.symbol].has_ticks,
             bar_execution=False,
             latency_ns=ms_to_ns(scenario.costs.latency_ms),
         ),
@@ -204,9 +207,15 @@ def build_paper_node(
     plan.quiesce = make_quiesce(node)
     plan.on_item = keeper.on_item
     plan.after_bar = exec_client.on_bar_closed
+    plan.venue = exec_client.on_data  # a bar's trades (bar-only data): matched, never published
     trader = node.trader
     plan.running = lambda: trader.is_running
     return PaperNode(node, signal_actor, recorder, strategy, keeper, exec_client, data_client, venue_mods, symbols)
+
+
+def _bar_flow(data) -> bool:
+    """Bar-only data with taker-buy volume: the replay sends it as ``BarFlow``, as the backtest does."""
+    return not data.has_ticks and "taker_buy_volume" in data.bars
 
 
 def _apply_venue_events_synchronously(kernel) -> None:

@@ -25,7 +25,7 @@ from lbml.features.guard import LookAheadPolicy
 from lbml.features.pipeline import compute_features
 from lbml.live.binance import BinanceFeedConfig, BinanceSource, binance_subscriptions
 from lbml.live.drift import DriftConfig, DriftMonitor
-from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, first_bars, replay_events, require_ticks
+from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, first_bars, replay_events
 from lbml.live.feeds import FeedPlan
 from lbml.live.guard import ModelGuard
 from lbml.live.dashboard import DashboardConfig, DashboardServer
@@ -103,8 +103,8 @@ def run_paper(
     custom = _feed_custom_inputs(scenario, pipeline, options)
     if options.feed == "binance":  # refuse streams Binance cannot give before touching the state folder
         binance_subscriptions(symbols, options.binance, **custom)
-    if options.feed == "replay":  # bar data cannot be replayed: refused before anything is written
-        require_ticks(prepared.market, symbols)
+    if options.feed == "replay":  # refused before anything is written
+        _require_next_open(scenario, prepared, symbols)
     store = StateStore(state_dir)
     try:
         artifact_dir = _model(prepared, registry, state_dir, model_dir)
@@ -271,6 +271,14 @@ def _training_features(prepared: Prepared, registry: PluginRegistry, feature_sta
     return compute_features(pipeline, clipped, bars, ref).to_numpy()
 
 
+def _require_next_open(scenario: Scenario, prepared: Prepared, symbols: list[str]) -> None:
+    """A replay of bar-only data fills at the next bar's open (``lbml.live.bar_ticks``): the sandbox
+    matches a bar's trades as they come, so ``bar_fill = "next_close"`` has no paper equivalent."""
+    if scenario.venue.bar_fill != "next_open" and not prepared.market[symbols[-1]].has_ticks:
+        raise ConfigError(f"paper replay of bar data fills at the next bar's open; [venue] bar_fill = "
+                          f"{scenario.venue.bar_fill!r} is for backtests only")
+
+
 def _feed_custom_inputs(scenario: Scenario, pipeline, options: PaperOptions) -> dict[str, bool]:
     """Which custom data the feed must carry: what the pipeline uses (as in the backtest) and, from a
     live exchange feed, funding settlements for an ``exchange_margin`` session that pays funding
@@ -292,7 +300,7 @@ def _sources(
             bars = prepared.market[prepared.scenario.data.symbol].bars
             after = bars.index[bars.index > split.test_start]
             end = after[min(options.bars, len(after)) - 1]
-        return [replay_events(prepared.market, symbols, split.test_start, end, **custom)]
+        return [replay_events(prepared.market, symbols, split.test_start, end, bars=True, **custom)]
     journal = (MarketEvent(*row) for row in store.iter_rows("journal", JOURNAL_COLUMNS))
     first_ts, last_ts = store.first_and_last("journal", "ts")
     if options.feed == "binance":
