@@ -256,6 +256,10 @@ def _cmd_report(args, settings) -> int:
     print(f"  tearsheet: {report_dir / tearsheet if tearsheet else 'none: ' + str(metrics.get('tearsheet_skipped'))}")
     if "look_ahead_check" in metrics:
         print(f"  look-ahead check: {_look_ahead_line(metrics['look_ahead_check'])}")
+    quarantine = metrics["feed_quarantine"]
+    if quarantine["total"]:
+        reasons = ", ".join(f"{r} {n}" for r, n in quarantine["by_reason"].items())
+        print(f"  feed guard: {quarantine['total']} messages quarantined ({reasons}), see {quarantine['journal']}")
     return 0
 
 

@@ -114,11 +114,12 @@ class TrialEvidence:
 
 
 def configuration_hash(scenario: Scenario, model_params: Mapping[str, Any] | None = None) -> str:
-    """Hash of what a run did: the scenario without name and description, with the model
+    """Hash of what a run did: the scenario without name, description and paper settings, with the model
     parameters actually used (``model_params``, else the scenario's)."""
     content = scenario.to_dict()
     content.pop("name", None)
     content.pop("description", None)
+    content.pop("paper", None)  # how a paper session is run changes no trial
     if model_params is not None:
         content["model"] = dict(content.get("model", {})) | {"params": dict(model_params)}
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)

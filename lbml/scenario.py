@@ -251,6 +251,45 @@ class GateConfig(_Section):
     min_trades: int = Field(20, ge=4, description="out-of-fold trades the evidence needs at the least")
 
 
+class FeedGuardConfig(_Section):
+    """Checks on every live feed message before it reaches the node (``lbml.live.feed_guard``).
+
+    A message that fails is quarantined: skipped, counted by reason and journaled in the state
+    folder (``quarantine.jsonl``). The session stops only when more than ``max_bad_share`` of the
+    last ``rate_window`` messages were quarantined.
+    """
+
+    max_message_bytes: int = Field(65_536, ge=256, le=16 * 1024 * 1024, description="longer messages are not parsed")
+    max_nesting: int = Field(8, ge=2, le=64, description="JSON nested deeper than this is not parsed")
+    max_jump: float = Field(
+        0.10, gt=0, le=10,
+        description="a price more than this fraction away from the symbol's last good price is a suspect jump",
+    )
+    confirm_after: int = Field(
+        3, ge=1, le=1000,
+        description="suspect jumps (price or time) are accepted from the confirm_after-th consecutive consistent print",
+    )
+    max_gap_s: float = Field(300.0, gt=0, description="an event more than this after the last good one is a suspect jump")
+    max_late_ms: float = Field(
+        5000.0, ge=0,
+        description="an event at most this before the last good one is stamped at its time; earlier ones are quarantined",
+    )
+    max_ahead_of_clock_s: float = Field(60.0, gt=0, description="event times later than the wall clock plus this are quarantined")
+    max_behind_clock_s: float | None = Field(
+        None, gt=0, description="event times earlier than the wall clock minus this are quarantined (off: a feed may replay history)"
+    )
+    max_abs_funding_rate: float = Field(0.05, gt=0, le=1, description="funding rates per settlement beyond ± this are quarantined")
+    rate_window: int = Field(1000, ge=10, le=10_000_000, description="messages in the window of the bad-message rate")
+    max_bad_share: float = Field(0.1, gt=0, le=1, description="stop when more of the last rate_window messages were quarantined")
+    journal_raw_bytes: int = Field(512, ge=0, le=65_536, description="bytes of each quarantined message kept in the journal")
+
+
+class PaperConfig(_Section):
+    """Paper trading (``lbml paper``)."""
+
+    feed_guard: FeedGuardConfig = FeedGuardConfig()
+
+
 class ReportConfig(_Section):
     tearsheet: bool = True
     periods_per_year: int = Field(365, ge=1)
@@ -301,6 +340,7 @@ class Scenario(_Section):
     leverage: LeverageConfig = LeverageConfig()
     robustness: RobustnessConfig = RobustnessConfig()
     gate: GateConfig = GateConfig()
+    paper: PaperConfig = PaperConfig()
 
     @model_validator(mode="after")
     def _no_ineffective_settings(self) -> "Scenario":

@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from nautilus_trader.common.actor import Actor
@@ -44,6 +44,9 @@ class PaperStatus:
     degraded: str | None = None
     feed_stalled: bool = False
     drift_flagged: bool = False
+    feed_quarantined: int = 0  # live feed messages the feed guard refused (lbml.live.feed_guard)
+    feed_quarantine: dict[str, int] = field(default_factory=dict)  # the same, by reason
+    feed_restamped: int = 0  # slightly late events stamped at the last event's time
 
     def line(self) -> str:
         ts = time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.market_ts / 1e9)) if self.market_ts else "-"
@@ -51,7 +54,8 @@ class PaperStatus:
         lat = "-" if self.bar_latency_us is None else f"{self.bar_latency_us:.0f}us"
         hf = "-" if self.health_factor is None else f"{self.health_factor:.2f}"
         flags = [f for f, on in (("DEGRADED:" + str(self.degraded), self.degraded), ("FEED-STALLED", self.feed_stalled),
-                                 ("DRIFT", self.drift_flagged)) if on]
+                                 ("DRIFT", self.drift_flagged),
+                                 (f"QUARANTINED:{self.feed_quarantined}", self.feed_quarantined)) if on]
         return (f"[{self.state}] {ts} equity {self.equity:,.2f} pos {self.position:+.4f} lev {self.leverage:.2f}x "
                 f"hf {hf} signal #{self.last_signal_seq} p={prob} bar {lat} bars {self.bars} fills {self.fills}"
                 + (" " + " ".join(flags) if flags else ""))
