@@ -10,6 +10,8 @@ import json
 import math
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from lbml.live.events import QUOTE, TRADE, encode_event, replay_events
 from lbml.live.quarantine import FILE_NAME
@@ -187,3 +189,89 @@ def test_the_session_stops_in_one_line_when_too_many_messages_are_bad(setup, tmp
     status = json.loads((state / "status.json").read_text())
     assert status["state"] == "stopped" and status["feed_quarantined"] == 6
     assert len((state / FILE_NAME).read_text().splitlines()) == 6
+
+
+# -- acceptance: a fuzzed stream --------------------------------------------------------------------
+_YEAR_NS = 365 * 24 * HOUR_NS
+# (message type, field, corruption of the field's valid value): each one makes the message bad.
+CORRUPTIONS = [
+    ("trade", "price", lambda v: math.nan), ("trade", "price", lambda v: math.inf),
+    ("trade", "price", lambda v: -math.inf), ("trade", "price", lambda v: -v), ("trade", "price", lambda v: 0.0),
+    ("trade", "price", lambda v: v * 1000), ("trade", "price", lambda v: v / 1000), ("trade", "price", lambda v: 1e300),
+    ("trade", "price", lambda v: "abc"), ("trade", "price", lambda v: None), ("trade", "size", lambda v: math.nan),
+    ("trade", "size", lambda v: -1.0), ("trade", "size", lambda v: 0.0), ("trade", "size", lambda v: 1e30),
+    ("trade", "ts", lambda v: -1), ("trade", "ts", lambda v: 0), ("trade", "ts", lambda v: v - HOUR_NS),
+    ("trade", "ts", lambda v: v + _YEAR_NS), ("trade", "ts", lambda v: 2**70), ("trade", "ts", lambda v: "soon"),
+    ("trade", "side", lambda v: 0), ("trade", "side", lambda v: 2), ("quote", "bid", lambda v: math.nan),
+    ("quote", "ask", lambda v: math.inf), ("quote", "bid", lambda v: v * 1.01),  # crossed
+    ("quote", "ask_size", lambda v: -1.0), ("quote", "bid_size", lambda v: math.nan),
+    ("quote", "ts", lambda v: v - HOUR_NS), ("depth", "bid_depth", lambda v: math.nan),
+    ("depth", "ask_depth", lambda v: -5.0), ("trade", None, None),  # a field missing
+]
+
+
+def _json_values():
+    leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
+    return st.recursive(leaves, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                                           max_size=4), max_leaves=12)
+
+
+def _bad_messages():
+    """Strategy: (type of the valid message it is made from, that message → a bad message)."""
+    def corrupt(choice):
+        kind, name, change = choice
+
+        def make(base: dict) -> bytes:
+            msg = dict(base)
+            if name is None:
+                msg.pop("price" if kind == "trade" else next(iter(set(msg) - {"type", "symbol", "ts"})))
+            else:
+                msg[name] = change(msg[name])
+            return json.dumps(msg).encode()
+        return kind, make
+
+    garbage = st.binary(max_size=300).filter(lambda b: b"end" not in b).map(lambda b: ("any", lambda _: b))
+    not_an_event = _json_values().filter(lambda v: not (isinstance(v, dict) and "type" in v)).map(
+        lambda v: ("any", lambda _: json.dumps(v).encode()))
+    deep = st.integers(9, 5000).map(lambda n: ("any", lambda _: b'{"type": "trade", "x": ' + b"[" * n + b"]" * n + b"}"))
+    huge = st.integers(65_600, 300_000).map(
+        lambda n: ("trade", lambda base: json.dumps(base | {"pad": "x" * n}).encode()))
+    others = st.one_of(garbage, not_an_event, deep, huge)
+    # Six draws in ten corrupt one field of a valid message (the adversarial cases), four are noise.
+    return st.integers(0, 9).flatmap(lambda k: st.sampled_from(CORRUPTIONS).map(corrupt) if k < 6 else others)
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_a_fuzzed_stream_moves_equity_only_on_valid_events(setup, tmp_path_factory, data):
+    """Issue #19's acceptance test: random and adversarial messages among the valid ones. The
+    session survives, every bad message is counted, and signals, fills, costs and equity are those
+    of the session that saw only the valid events. (At most 12 bad messages, below confirm_after =
+    16, so no run of agreeing suspects can be confirmed: every one of them is bad by construction.)"""
+    events = setup["events"]
+    scenario = setup["scenario"]
+    guard = scenario.paper.feed_guard.model_copy(update={"confirm_after": 16})
+    scenario = scenario.model_copy(update={"paper": scenario.paper.model_copy(update={"feed_guard": guard})})
+    positions = data.draw(st.lists(st.integers(1, len(events) - 1), min_size=1, max_size=12, unique=True))
+    bad = [data.draw(_bad_messages()) for _ in positions]
+    valid = [json.loads(encode_event(e)) for e in events]
+    messages: list[bytes] = []
+    inserted = dict(zip(positions, bad))
+    for i, event in enumerate(events):
+        if i in inserted:
+            kind, make = inserted[i]
+            wanted = kind if kind != "any" else "trade"
+            base = next((m for m in reversed(valid[:i]) if m["type"] == wanted), None)
+            base = base if base is not None else next(m for m in valid if m["type"] == wanted)
+            messages.append(make(base | {"ts": events[i - 1].ts}))
+        messages.append(encode_event(event))
+    state = tmp_path_factory.mktemp("fuzz") / "zmq"
+    summary = zmq_session(setup, state, messages, scenario=scenario)
+    assert summary["feed_finished"]
+    assert sum(summary["quarantined"].values()) == len(bad)
+    assert json.loads((state / "status.json").read_text())["feed_quarantined"] == len(bad)
+    assert len((state / FILE_NAME).read_text().splitlines()) == len(bad)
+    assert state_rows(state, "SELECT COUNT(*) FROM journal")[0][0] == len(events)
+    assert outcome(state) == outcome(setup["clean_state"])
+    assert summary["equity"] == setup["clean"]["equity"]
+
