@@ -259,7 +259,9 @@ class FeedGuardConfig(_Section):
     last ``rate_window`` messages were quarantined.
     """
 
-    max_message_bytes: int = Field(65_536, ge=256, le=16 * 1024 * 1024, description="longer messages are not parsed")
+    max_message_bytes: int = Field(
+        65_536, ge=256, le=16 * 1024 * 1024, description="longer messages are not parsed"
+    )
     max_nesting: int = Field(8, ge=2, le=64, description="JSON nested deeper than this is not parsed")
     max_jump: float = Field(
         0.10, gt=0, le=10,
@@ -267,21 +269,32 @@ class FeedGuardConfig(_Section):
     )
     confirm_after: int = Field(
         3, ge=1, le=1000,
-        description="suspect jumps (price or time) are accepted from the confirm_after-th consecutive consistent print",
+        description="suspect jumps (price or time) are accepted from the confirm_after-th consecutive agreeing one",
     )
-    max_gap_s: float = Field(300.0, gt=0, description="an event more than this after the last good one is a suspect jump")
+    max_gap_s: float = Field(
+        300.0, gt=0, description="an event more than this after the last good one is a suspect jump"
+    )
     max_late_ms: float = Field(
         5000.0, ge=0,
-        description="an event at most this before the last good one is stamped at its time; earlier ones are quarantined",
+        description="an event at most this before the last good one is stamped at its time; earlier: quarantined",
     )
-    max_ahead_of_clock_s: float = Field(60.0, gt=0, description="event times later than the wall clock plus this are quarantined")
+    max_ahead_of_clock_s: float = Field(
+        60.0, gt=0, description="event times later than the wall clock plus this are quarantined"
+    )
     max_behind_clock_s: float | None = Field(
-        None, gt=0, description="event times earlier than the wall clock minus this are quarantined (off: a feed may replay history)"
+        None, gt=0,
+        description="event times earlier than the wall clock minus this are quarantined (off: feeds may replay history)",
     )
-    max_abs_funding_rate: float = Field(0.05, gt=0, le=1, description="funding rates per settlement beyond ± this are quarantined")
+    max_abs_funding_rate: float = Field(
+        0.05, gt=0, le=1, description="funding rates per settlement beyond ± this are quarantined"
+    )
     rate_window: int = Field(1000, ge=10, le=10_000_000, description="messages in the window of the bad-message rate")
-    max_bad_share: float = Field(0.1, gt=0, le=1, description="stop when more of the last rate_window messages were quarantined")
-    journal_raw_bytes: int = Field(512, ge=0, le=65_536, description="bytes of each quarantined message kept in the journal")
+    max_bad_share: float = Field(
+        0.1, gt=0, le=1, description="stop when more than this share of the last rate_window messages was quarantined"
+    )
+    journal_raw_bytes: int = Field(
+        512, ge=0, le=65_536, description="bytes of each quarantined message kept in the journal"
+    )
 
 
 class PaperConfig(_Section):

@@ -233,7 +233,8 @@ def _bad_messages():
     garbage = st.binary(max_size=300).filter(lambda b: b"end" not in b).map(lambda b: ("any", lambda _: b))
     not_an_event = _json_values().filter(lambda v: not (isinstance(v, dict) and "type" in v)).map(
         lambda v: ("any", lambda _: json.dumps(v).encode()))
-    deep = st.integers(9, 5000).map(lambda n: ("any", lambda _: b'{"type": "trade", "x": ' + b"[" * n + b"]" * n + b"}"))
+    deep = st.integers(9, 5000).map(
+        lambda n: ("any", lambda _: b'{"type": "trade", "x": ' + b"[" * n + b"]" * n + b"}"))
     huge = st.integers(65_600, 300_000).map(
         lambda n: ("trade", lambda base: json.dumps(base | {"pad": "x" * n}).encode()))
     others = st.one_of(garbage, not_an_event, deep, huge)

@@ -138,7 +138,9 @@ class FeedGuard:
         Wall-clock time in nanoseconds since the epoch.
     """
 
-    def __init__(self, config: FeedGuardConfig, journal: QuarantineJournal, status, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(
+        self, config: FeedGuardConfig, journal: QuarantineJournal, status, clock: Callable[[], int] = time.time_ns
+    ) -> None:
         self.config = config
         self.journal = journal
         self.status = status

@@ -136,7 +136,8 @@ def run_paper(
         drift = DriftMonitor(pipeline.names, reference, options.drift, state_dir, status)
         # Only a replay is paced; a live source arrives at its own pace.
         speed = options.speed if options.feed == "replay" else 0.0
-        plan = FeedPlan(sources=_sources(prepared, symbols, store, options, custom, status, scenario.paper.feed_guard), speed=speed)
+        sources = _sources(prepared, symbols, store, options, custom, status, scenario.paper.feed_guard)
+        plan = FeedPlan(sources=sources, speed=speed)
         errors: list[str] = []
         runner: NodeRunner | None = None
 
