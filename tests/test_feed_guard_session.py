@@ -151,6 +151,8 @@ def test_the_report_counts_quarantined_messages(setup, tmp_path, capsys):
     metrics = json.loads((state / "report" / "metrics.json").read_text())
     assert metrics["feed_quarantine"] == {"total": 3, "by_reason": {"price_jump": 2, "not_finite": 1},
                                           "journal": "quarantine.jsonl"}
+    tearsheet = (state / "report" / "tearsheet.html").read_text()
+    assert "<td>Live feed messages quarantined</td><td class='v' data-key='feed_quarantine.total'>3</td>" in tearsheet
 
 
 def test_a_jump_that_persists_is_accepted_after_confirm_after_prints(setup, tmp_path):
