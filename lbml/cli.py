@@ -212,6 +212,8 @@ def _cmd_demo(args, settings) -> int:
 
 def _cmd_paper(args, settings) -> int:
     from lbml.live.binance import BinanceFeedConfig
+    from lbml.live.dashboard import DashboardConfig
+    from lbml.live.metrics import MetricsConfig
     from lbml.live.session import PaperOptions, run_paper
 
     scenario = _scenario(args, settings)
@@ -221,6 +223,9 @@ def _cmd_paper(args, settings) -> int:
         feed=args.feed, speed=args.speed, duration_s=args.duration, bars=args.bars, endpoint=args.endpoint,
         console=not args.quiet, model_budget_s=args.model_budget, stall_after_s=args.stall_after,
         binance=binance, ignore_edge_gate=args.ignore_edge_gate,
+        metrics=None if args.metrics_port is None else MetricsConfig(port=args.metrics_port, host=args.metrics_host),
+        dashboard=None if args.dashboard_port is None else DashboardConfig(port=args.dashboard_port,
+                                                                           host=args.metrics_host),
     )
     from lbml.live.publishing import paper_publisher
 
@@ -260,6 +265,19 @@ def _cmd_report(args, settings) -> int:
     if quarantine["total"]:
         reasons = ", ".join(f"{r} {n}" for r, n in quarantine["by_reason"].items())
         print(f"  feed guard: {quarantine['total']} messages quarantined ({reasons}), see {quarantine['journal']}")
+    return 0
+
+
+def _cmd_dashboard(args, settings) -> int:
+    from lbml.live.dashboard import DashboardConfig, DashboardServer
+
+    server = DashboardServer(Path(args.state_dir), DashboardConfig(port=args.port, host=args.host,
+                                                                   interval_s=args.interval))
+    print(f"dashboard of {args.state_dir}: {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.close()
     return 0
 
 
@@ -597,8 +615,21 @@ def _parser() -> argparse.ArgumentParser:
     paper.add_argument("--stall-after", type=float, default=30.0, metavar="S",
                        help="report the feed as stalled after S seconds without a market event")
     paper.add_argument("--ignore-edge-gate", action="store_true", help=IGNORE_GATE_HELP)
+    paper.add_argument("--metrics-port", type=int, default=None, metavar="P",
+                       help="serve Prometheus metrics on http://HOST:P/metrics while the session runs (0: any free port)")
+    paper.add_argument("--dashboard-port", type=int, default=None, metavar="P",
+                       help="serve the dashboard (as `lbml dashboard STATE_DIR`) on http://HOST:P/ while the session runs")
+    paper.add_argument("--metrics-host", default="127.0.0.1", metavar="IP",
+                       help="address the metrics endpoint and the dashboard bind (default loopback)")
     _add_look_ahead_flag(paper)
     paper.set_defaults(func=_cmd_paper)
+
+    dashboard = sub.add_parser("dashboard", help="watch a paper session in a browser (reads its state folder only)")
+    dashboard.add_argument("state_dir", help="a paper state folder (running, finished or crashed)")
+    dashboard.add_argument("--port", type=int, default=8050, help="HTTP port (0: any free port)")
+    dashboard.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback)")
+    dashboard.add_argument("--interval", type=float, default=1.0, metavar="S", help="the page polls every S seconds")
+    dashboard.set_defaults(func=_cmd_dashboard)
 
     report = sub.add_parser(
         "report", help="`report STATE_DIR`: a paper session's report; `report pbo STUDY`: PBO of a study"

@@ -42,7 +42,7 @@ def test_good_events_pass_unchanged_and_count_nothing(tmp_path):
     events = [trade(T0 + S), quote(T0 + S), MarketEvent(DEPTH, "X", T0 + 2 * S, 10.0, 0.0, 0.0),
               MarketEvent(FUNDING, "X", T0 + 3 * S, -0.0003, 0.0, 0.0), trade(T0 + 4 * S, 109.9)]
     assert [admit(guard, e) for e in events] == events
-    assert guard.counts == {} and guard.status.feed_quarantined == 0 and not (tmp_path / FILE_NAME).exists()
+    assert guard.counts == {} and guard.status.bad_messages == 0 and not (tmp_path / FILE_NAME).exists()
 
 
 @pytest.mark.parametrize(("event", "reason"), [
@@ -75,7 +75,7 @@ def test_each_bad_event_is_quarantined_with_its_reason_and_journaled(tmp_path, e
     guard = make_guard(tmp_path)
     assert admit(guard, event) is None
     assert guard.counts == {reason: 1} and guard.status.feed_quarantine == {reason: 1}
-    assert guard.status.feed_quarantined == 1
+    assert guard.status.bad_messages == 1
     [line] = (tmp_path / FILE_NAME).read_text().splitlines()
     assert json.loads(line)["reason"] == reason
     assert admit(guard, trade(T0 + 2 * S)) == trade(T0 + 2 * S)  # the feed goes on
@@ -178,7 +178,7 @@ def test_a_restarted_guard_counts_the_journal_and_ignores_a_cut_line(tmp_path):
         f.write('{"wall_ns": 1, "reason": "not_fin')  # a crash in the middle of a line
     assert quarantine_counts(tmp_path) == {"not_finite": 1, "not_positive": 1}
     again = FeedGuard(FeedGuardConfig(), QuarantineJournal(tmp_path), PaperStatus(), clock=lambda: NOW)
-    assert again.status.feed_quarantined == 2
+    assert again.status.bad_messages == 2
 
 
 def test_the_scenario_section_is_typed_and_strict():

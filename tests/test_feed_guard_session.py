@@ -127,7 +127,7 @@ def test_one_bad_message_is_quarantined_and_changes_nothing(setup, tmp_path, cas
     assert outcome(state) == outcome(setup["clean_state"])
     assert summary["equity"] == setup["clean"]["equity"] and summary["quarantined"] == {reason: 1}
     status = json.loads((state / "status.json").read_text())
-    assert status["feed_quarantined"] == 1 and status["feed_quarantine"] == {reason: 1}
+    assert status["bad_messages"] == 1 and status["feed_quarantine"] == {reason: 1}
     [line] = (state / FILE_NAME).read_text().splitlines()
     journaled = json.loads(line)
     assert journaled["reason"] == reason and len(journaled["raw"]) <= 512
@@ -189,7 +189,7 @@ def test_the_session_stops_in_one_line_when_too_many_messages_are_bad(setup, tmp
         zmq_session(setup, state, messages, scenario=scenario)
     assert len(str(stopped.value).splitlines()) == 1
     status = json.loads((state / "status.json").read_text())
-    assert status["state"] == "stopped" and status["feed_quarantined"] == 6
+    assert status["state"] == "stopped" and status["bad_messages"] == 6
     assert len((state / FILE_NAME).read_text().splitlines()) == 6
 
 
@@ -272,9 +272,52 @@ def test_a_fuzzed_stream_moves_equity_only_on_valid_events(setup, tmp_path_facto
     summary = zmq_session(setup, state, messages, scenario=scenario)
     assert summary["feed_finished"]
     assert sum(summary["quarantined"].values()) == len(bad)
-    assert json.loads((state / "status.json").read_text())["feed_quarantined"] == len(bad)
+    assert json.loads((state / "status.json").read_text())["bad_messages"] == len(bad)
     assert len((state / FILE_NAME).read_text().splitlines()) == len(bad)
     assert state_rows(state, "SELECT COUNT(*) FROM journal")[0][0] == len(events)
     assert outcome(state) == outcome(setup["clean_state"])
     assert summary["equity"] == setup["clean"]["equity"]
 
+
+
+def test_a_cli_session_exports_the_counts_as_prometheus_metrics(setup, tmp_path):
+    """`lbml paper --feed zmq --metrics-port P` in its own process: bad messages show up in the
+    Prometheus endpoint (total and by reason) and status.json, and the session exits 0."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from .watch_support import ControlledFeed, free_port, read_status, scrape, start_paper, wait_for
+
+    scenario_file = tmp_path / "three_days.toml"
+    scenario_file.write_text(setup["scenario"].to_toml())
+    at = after_first_fill(setup)
+    bad = bad_messages(setup, at)
+    port = free_port()
+    feed = ControlledFeed(f"tcp://127.0.0.1:{free_port()}")
+    state = tmp_path / "state"
+    proc = start_paper(scenario_file, setup["model"], state, feed.endpoint, tmp_path / "paper.log", "--metrics-port",
+                       str(port))
+    try:
+        feed.wait_subscriber(120)
+        feed.send(setup["events"][:at])
+        feed.send_raw([bad[name][0] for name in ("price_x1000", "negative_price", "price_x1000")])
+        url = f"http://127.0.0.1:{port}/metrics"
+
+        def samples() -> dict:
+            return {(x.name, x.labels.get("reason")): x.value
+                    for family in text_string_to_metric_families(scrape(url)) for x in family.samples}
+
+        wait_for(lambda: samples().get(("lbml_paper_bad_feed_messages_total", None)) == 3, 120, "3 bad messages")
+        m = samples()
+        assert m[("lbml_paper_bad_feed_messages_by_reason_total", "price_jump")] == 2
+        assert m[("lbml_paper_bad_feed_messages_by_reason_total", "not_positive")] == 1
+        wait_for(lambda: (read_status(state) or {}).get("bad_messages") == 3, 60, "status.json to show them")
+        assert read_status(state)["feed_quarantine"] == {"price_jump": 2, "not_positive": 1}
+        feed.send(setup["events"][at:])
+        feed.end()
+        assert proc.wait(timeout=180) == 0, (tmp_path / "paper.log").read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        feed.close()
+    assert outcome(state) == outcome(setup["clean_state"])

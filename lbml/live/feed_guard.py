@@ -132,7 +132,7 @@ class FeedGuard:
     journal
         Where quarantined messages are appended (and counted from, on a restart).
     status
-        The session's ``PaperStatus``: ``feed_quarantine`` (counts by reason), ``feed_quarantined``
+        The session's ``PaperStatus``: ``feed_quarantine`` (counts by reason), ``bad_messages``
         (their total) and ``feed_restamped`` are kept current.
     clock
         Wall-clock time in nanoseconds since the epoch.
@@ -292,7 +292,7 @@ class FeedGuard:
     def _publish(self) -> None:
         # New objects, never mutated: the status is read from a timer thread.
         self.status.feed_quarantine = dict(self.counts)
-        self.status.feed_quarantined = sum(self.counts.values())
+        self.status.bad_messages = sum(self.counts.values())
         self.status.feed_restamped = self.restamped
 
 

@@ -52,6 +52,7 @@ class StateKeeper(Actor):
         self._store = store
         self._recorder = recorder
         self.signal_latencies_ns: Sequence[int] = []  # the SignalActor's latencies, bound by the node builder
+        self.on_signals_committed: Callable[[list[tuple]], None] | None = None  # e.g. the metrics' latency histogram
         self._venue = venue
         self._status = status
         self._drift = drift
@@ -166,8 +167,8 @@ class StateKeeper(Actor):
             ts, equity, balance, close = rec.equity[-1]
             status.market_ts, status.equity, status.balance = ts, equity, balance
             status.position = self._position()
-            _, _, leverage, health, _ = rec.risk[-1]
-            status.leverage = leverage
+            _, exposure, leverage, health, _ = rec.risk[-1]
+            status.exposure, status.leverage = exposure, leverage
             status.health_factor = health if math.isfinite(health) else None
 
     def _commit(self, pos: int) -> None:
@@ -180,6 +181,8 @@ class StateKeeper(Actor):
         self._journal = []
         self._committed_pos = pos
         self._advance(rows, pos)
+        if rows["signals"] and self.on_signals_committed is not None:
+            self.on_signals_committed(rows["signals"])
         if rows["equity"] and self._done["equity"] % self.config.equity_csv_every_bars == 0:
             self._write_equity_csv()
 

@@ -34,9 +34,12 @@ class PaperStatus:
     equity: float = 0.0
     balance: float = 0.0
     position: float = 0.0
+    exposure: float = 0.0  # notional of the open position (the equity table's exposure)
     leverage: float = 0.0
     health_factor: float | None = None
     last_signal_seq: int = 0
+    signals_published: int = 0  # signals this process sent on the ZeroMQ stream (replayed ones are not resent)
+    signal_peers: int | None = None  # connections to the signal stream's socket (None: no publisher)
     last_durable_signal_seq: int = 0
     last_probability: float | None = None
     bar_latency_us: float | None = None
@@ -44,7 +47,9 @@ class PaperStatus:
     degraded: str | None = None
     feed_stalled: bool = False
     drift_flagged: bool = False
-    feed_quarantined: int = 0  # live feed messages the feed guard refused (lbml.live.feed_guard)
+    drift_features: int = 0  # features the last drift check rejected (Holm-adjusted)
+    drift_min_p: float | None = None  # the last drift check's smallest Holm-adjusted p-value
+    bad_messages: int = 0  # live feed messages the feed guard quarantined (lbml.live.feed_guard)
     feed_quarantine: dict[str, int] = field(default_factory=dict)  # the same, by reason
     feed_restamped: int = 0  # slightly late events stamped at the last event's time
 
@@ -55,7 +60,7 @@ class PaperStatus:
         hf = "-" if self.health_factor is None else f"{self.health_factor:.2f}"
         flags = [f for f, on in (("DEGRADED:" + str(self.degraded), self.degraded), ("FEED-STALLED", self.feed_stalled),
                                  ("DRIFT", self.drift_flagged),
-                                 (f"QUARANTINED:{self.feed_quarantined}", self.feed_quarantined)) if on]
+                                 (f"QUARANTINED:{self.bad_messages}", self.bad_messages)) if on]
         return (f"[{self.state}] {ts} equity {self.equity:,.2f} pos {self.position:+.4f} lev {self.leverage:.2f}x "
                 f"hf {hf} signal #{self.last_signal_seq} p={prob} bar {lat} bars {self.bars} fills {self.fills}"
                 + (" " + " ".join(flags) if flags else ""))
