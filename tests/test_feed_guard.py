@@ -14,6 +14,7 @@ from lbml.scenario import FeedGuardConfig, parse_scenario
 
 S = 10**9
 NOW = 1_800_000_000 * S  # the wall clock of these tests
+DATA = {"source": "synthetic"}
 T0 = NOW - 2 * 365 * 86_400 * S  # the last known event: a replay of two years ago
 
 
@@ -182,11 +183,13 @@ def test_a_restarted_guard_counts_the_journal_and_ignores_a_cut_line(tmp_path):
 
 
 def test_the_scenario_section_is_typed_and_strict():
-    scenario = parse_scenario({"name": "x", "paper": {"feed_guard": {"max_jump": 0.2, "confirm_after": 5}}})
+    scenario = parse_scenario({"name": "x", "data": DATA, "paper": {"feed_guard": {"max_jump": 0.2, "confirm_after": 5}}})
     assert scenario.paper.feed_guard.max_jump == 0.2 and scenario.paper.feed_guard.confirm_after == 5
-    assert parse_scenario({"name": "x"}).paper.feed_guard == FeedGuardConfig()
+    assert parse_scenario({"name": "x", "data": DATA}).paper.feed_guard == FeedGuardConfig()
     for bad, match in (({"max_jmp": 0.2}, "paper.feed_guard.max_jmp: unknown key"),
                        ({"max_jump": -1}, "paper.feed_guard.max_jump: Input should be greater than 0"),
+                       ({"confirm_after": "3"}, "paper.feed_guard.confirm_after"),
+                       ({"max_jump": float("nan")}, "paper.feed_guard.max_jump"),
                        ({"max_bad_share": 2}, "paper.feed_guard.max_bad_share")):
         with pytest.raises(ConfigError, match=match):
-            parse_scenario({"name": "x", "paper": {"feed_guard": bad}})
+            parse_scenario({"name": "x", "data": DATA, "paper": {"feed_guard": bad}})

@@ -90,6 +90,7 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
         result, session = result_from_state(store)
         look_ahead = store.get("look_ahead_check")
         edge_gate = store.get("edge_gate")
+        data = store.get("data")
     finally:
         store.close()
     final = Path(state_dir) / "report"
@@ -112,6 +113,8 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
         metrics["feed_quarantine"] = {"total": sum(quarantined.values()),
                                       "by_reason": dict(sorted(quarantined.items(), key=lambda kv: -kv[1])),
                                       "journal": QUARANTINE_FILE}
+        if data is not None:
+            metrics["data"] = data
         title = f"{session['scenario']} (paper)"
         if edge_gate is not None:
             metrics["edge_gate"] = edge_gate
