@@ -39,11 +39,10 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 
-from nautilus_trader.model.objects import PRICE_MAX, QUANTITY_MAX
-
 from lbml.errors import DataError
 from lbml.live.events import DEPTH, FUNDING, QUOTE, TRADE, MarketEvent
 from lbml.live.quarantine import QuarantineJournal
+from lbml.nautilus.model import PRICE_MAX, QUANTITY_MAX
 from lbml.scenario import FeedGuardConfig
 
 OVERSIZED = "oversized"
