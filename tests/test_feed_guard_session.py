@@ -183,7 +183,7 @@ def test_the_session_stops_in_one_line_when_too_many_messages_are_bad(setup, tmp
     scenario = setup["scenario"].model_copy(
         update={"paper": setup["scenario"].paper.model_copy(update={"feed_guard": guard})})
     state = tmp_path / "zmq"
-    with pytest.raises(DataError, match=r"the feed failed after item \d+ \(state committed\): feed guard: 6 of the "
+    with pytest.raises(DataError, match=r"the feed failed after item \d+ \(the state keeps every item up to \d+\): feed guard: 6 of the "
                                         r"last 100 messages were quarantined \(limit 5% of 100\); reasons: not_finite 6"
                        ) as stopped:
         zmq_session(setup, state, messages, scenario=scenario)
