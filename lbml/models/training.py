@@ -250,7 +250,10 @@ def _train(scenario, market, registry, split, out_dir, *, trials, study, model_p
     fwd = ts.forward_return.to_numpy()
     n = len(y)
     bar = pd.Timedelta(minutes=market.bar_minutes)
-    embargo = bar * math.ceil(v.embargo_fraction * n)
+    # A sequence model's row at bar t holds the features of bars t-window+1..t: a training row within
+    # window-1 bars after a test block reads the test block's bars, so the embargo grows by that much.
+    window = int(getattr(pipeline, "window", 1))
+    embargo = bar * (math.ceil(v.embargo_fraction * n) + window - 1)
     calibrating = v.calibration != "none"
     labelled_rows = np.flatnonzero(lab)
     n_cal = max(100, int(len(labelled_rows) * v.calibration_fraction)) if calibrating else 0
@@ -307,6 +310,7 @@ def _train(scenario, market, registry, split, out_dir, *, trials, study, model_p
             "ev_margin": rule.ev_margin,
             "ev_margin_sharpes": {str(k): v_ for k, v_ in margin_scores.items()},
             "embargo": str(embargo),
+            "embargo_input_window_bars": window - 1,
             "cv_refit_features": list(fold_features.plugin_names) if fold_features is not None else [],
         }
         if oof.paths.shape[1] > 1:
