@@ -270,20 +270,33 @@ def _cmd_feed_serve(args, settings) -> int:
 
 
 def _cmd_search(args, settings) -> int:
-    from lbml.search import run_search
+    from lbml.search import run_search, run_search_workers, trial_shares
 
     scenario = _scenario(args, settings)
     storage = args.storage or settings.paths.runs_dir / "trials.sqlite"
-    result = run_search(
-        scenario, _registry(settings), n_trials=args.trials, storage=storage, study=args.study, seed=args.seed,
-        look_ahead=_look_ahead(args, settings),
-    )
-    print(f"study {result.study} on dataset {result.dataset_hash} in {result.storage}")
-    print(f"ran {result.n_trials_run} trials ({result.n_pruned} pruned); the study now holds {result.n_trials_study}"
-          " distinct configurations")
+    options = {"n_trials": args.trials, "storage": storage, "study": args.study, "seed": args.seed,
+               "look_ahead": _look_ahead(args, settings)}
+    if args.workers == 1:
+        result = run_search(scenario, _registry(settings), **options)
+    else:
+        trial_shares(args.trials, args.workers)  # refuse a bad split before any process starts
+        result = run_search_workers(scenario, settings.paths.plugins_dir, workers=args.workers, **options)
+    print(f"study {result.study} on dataset {result.dataset_hash} in {_safe_url(result.storage)}")
+    print(f"ran {result.n_trials_run} trials in {result.n_workers} worker(s) ({result.n_pruned} pruned); "
+          f"the study now holds {result.n_trials_study} distinct configurations")
     if result.best_value is not None:
         print(f"best out-of-fold log loss {result.best_value:.5f} with {json.dumps(result.best_params, sort_keys=True)}")
     return 0
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
 
 
 def _cmd_report_pbo(args, settings) -> int:
@@ -620,9 +633,12 @@ def _parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="Optuna search over purged out-of-fold log loss; every trial is registered")
     search.add_argument("scenario")
     search.add_argument("--trials", type=int, required=True)
-    search.add_argument("--storage", help="database URL or SQLite file (default: trials.sqlite in the runs folder)")
+    search.add_argument("--storage", help="database URL (postgresql://user@host/db, sqlite:///file) or SQLite file "
+                        "(default: trials.sqlite in the runs folder)")
     search.add_argument("--study", help="study name (default: the scenario name)")
     search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--workers", type=_positive_int, default=1,
+                        help="worker processes on this machine sharing the study (other machines join with --storage)")
     search.add_argument("--data", action="append", metavar="PATH", help="real data file(s) for the traded symbol")
     search.add_argument("--reference-data", action="append", metavar="PATH")
     _add_look_ahead_flag(search)
