@@ -94,11 +94,16 @@ def _cmd_train(args, settings) -> int:
     registry = _registry(settings)
     prepared = prepare(scenario, registry, progress=_progress(), look_ahead=_look_ahead(args, settings))
     out = Path(args.out) if args.out else settings.paths.models_dir / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    tracker = _tracker(settings)
     trials = trial_registry(settings.paths.runs_dir)
     try:
         result = train_model(prepared, registry, out, trials=trials)
     finally:
         trials.close()
+    from lbml.models.training import training_data_hash
+
+    _track(tracker, "train", scenario, result.metrics, run_folder=result.artifact_dir,
+           data_hash=training_data_hash(scenario, prepared.market, prepared.split))
     print(f"model: {result.artifact_dir}")
     print(f"trained on {result.n_samples} samples x {result.n_features} features, window "
           f"{prepared.split.train_start} .. {prepared.split.train_end}")
@@ -112,6 +117,7 @@ def _cmd_backtest(args, settings) -> int:
 
     scenario = _scenario(args, settings)
     registry = _registry(settings)
+    tracker = _tracker(settings)
     run_dir, metrics = run_scenario(
         scenario,
         registry,
@@ -125,6 +131,7 @@ def _cmd_backtest(args, settings) -> int:
         look_ahead=_look_ahead(args, settings),
     )
     _print_summary(run_dir, metrics)
+    _track(tracker, "backtest", scenario, metrics, run_folder=run_dir, data_hash=metrics.get("data_hash"))
     if "signals" in metrics:
         s = metrics["signals"]
         print(f"  signals: published {s['published']:,}, dropped {s['dropped']:,}, last seq {s['last_seq']} "
@@ -201,11 +208,13 @@ def _cmd_demo(args, settings) -> int:
     print(f"generating the embedded market ({scenario.data.days} days, seed {scenario.data.seed}), "
           "training on the first part, backtesting the rest ...")
     started = time.perf_counter()
+    tracker = _tracker(settings)
     run_dir, metrics = run_scenario(
         scenario, registry, settings.paths.runs_dir, progress=True, ignore_edge_gate=args.ignore_edge_gate,
         look_ahead=_look_ahead(args, settings),
     )
     _print_summary(run_dir, metrics)
+    _track(tracker, "backtest", scenario, metrics, run_folder=run_dir, data_hash=metrics.get("data_hash"))
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -276,6 +285,7 @@ def _cmd_search(args, settings) -> int:
     storage = args.storage or settings.paths.runs_dir / "trials.sqlite"
     options = {"n_trials": args.trials, "storage": storage, "study": args.study, "seed": args.seed,
                "look_ahead": _look_ahead(args, settings)}
+    tracker = _tracker(settings)
     if args.workers == 1:
         result = run_search(scenario, _registry(settings), **options)
     else:
@@ -286,6 +296,13 @@ def _cmd_search(args, settings) -> int:
           f"the study now holds {result.n_trials_study} distinct configurations")
     if result.best_value is not None:
         print(f"best out-of-fold log loss {result.best_value:.5f} with {json.dumps(result.best_params, sort_keys=True)}")
+    summary = {"best_oos_logloss": result.best_value, "n_trials_run": result.n_trials_run, "n_pruned": result.n_pruned,
+               "n_trials_study": result.n_trials_study, "workers": result.n_workers} | {
+        f"best_{k}": v for k, v in result.best_attrs.items()}
+    extra = {"search.study": result.study, "search.storage": _safe_url(result.storage), "search.seed": str(args.seed),
+             "search.trials": str(args.trials), "search.workers": str(result.n_workers)} | {
+        f"search.best.{k}": str(v) for k, v in result.best_params.items()}
+    _track(tracker, "search", scenario, summary, data_hash=result.dataset_hash, extra_params=extra)
     return 0
 
 
@@ -333,16 +350,27 @@ def _cmd_walkforward(args, settings) -> int:
         raw = scenario.to_dict()
         raw["walkforward"] = raw.get("walkforward", {}) | updates
         scenario = parse_scenario(raw, source="command line")
+    tracker = _tracker(settings)
     run_dir, metrics = run_walkforward(
         scenario, _registry(settings), settings.paths.runs_dir, out=Path(args.out) if args.out else None,
         progress=_progress(), look_ahead=_look_ahead(args, settings),
     )
+    _track(tracker, "walkforward", scenario, metrics, run_folder=run_dir, data_hash=metrics.get("data_hash"))
     print(f"run folder: {run_dir}")
     print(f"look-ahead check: {_look_ahead_line(metrics.get('look_ahead_check'))}")
     print(f"{metrics['n_periods']} out-of-sample periods ({metrics['window']} window, retrained every "
           f"{metrics['retrain_every_days']:g} days), {metrics['n_trades']} trades")
     print(f"stitched return {_pct(metrics['total_return'])} vs buy & hold {_pct(metrics['buy_and_hold_return'])}, "
           f"max drawdown {_pct(metrics['max_drawdown'])}, sharpe {_num(metrics.get('sharpe'))}")
+    return 0
+
+
+def _cmd_runs_compare(args, settings) -> int:
+    from lbml.compare import comparison_table, load_run
+    from lbml.tracking import Tracker
+
+    tracker = Tracker(settings.tracking, settings.paths.runs_dir)
+    print(comparison_table(load_run(args.a, tracker), load_run(args.b, tracker)))
     return 0
 
 
@@ -437,6 +465,27 @@ def _check_model(scenario, source, settings) -> None:
     from lbml.models.params import check_model_config
 
     check_model_config(scenario.model.plugin, scenario.model.params, _registry(settings), str(source))
+
+
+def _tracker(settings):
+    from lbml.tracking import Tracker
+
+    return Tracker(settings.tracking, settings.paths.runs_dir).start()
+
+
+def _track(tracker, kind, scenario, metrics, *, run_folder=None, data_hash=None, extra_params=None) -> dict:
+    """Log a finished run to MLflow and print one line saying where (or why not)."""
+    from lbml.tracking import TrackedRun, numeric_metrics, scenario_params, tracking_line
+
+    run = TrackedRun(
+        kind=kind, name=f"{scenario.name}-{kind}", params=scenario_params(scenario) | (extra_params or {}),
+        metrics=numeric_metrics(metrics), tags={"lbml.scenario": scenario.name,
+                                                "lbml.scenario_hash": scenario.content_hash()},
+        run_folder=run_folder, data_hash=data_hash,
+    )
+    outcome = tracker.finish(run)
+    print(tracking_line(outcome))
+    return outcome
 
 
 def _registry(settings):
@@ -664,6 +713,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_look_ahead_flag(demo)
     demo.set_defaults(func=_cmd_demo)
     _add_signals_commands(sub)
+
+    runs = sub.add_parser("runs", help="tracked runs").add_subparsers(dest="runs_command", required=True)
+    compare = runs.add_parser("compare", help="two runs' key metrics side by side (run folders or MLflow run ids)")
+    compare.add_argument("a", help="run folder or MLflow run id")
+    compare.add_argument("b", help="run folder or MLflow run id")
+    compare.set_defaults(func=_cmd_runs_compare)
 
     bench = sub.add_parser("bench", help="run the benchmark suite (every figure with a same-run baseline)")
     bench.add_argument("--size", choices=["smoke", "full"], default="full")

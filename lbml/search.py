@@ -24,7 +24,7 @@ heartbeat marks a trial whose worker died as failed, so a crashed machine does n
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ class SearchResult:
     best_value: float | None
     best_params: dict[str, Any]
     n_workers: int = 1
+    best_attrs: dict[str, Any] = field(default_factory=dict)  # the best trial's oos_auc, dsr, psr, n_trials
 
 
 def _suggest(trial, space: dict[str, tuple]) -> dict[str, Any]:
@@ -209,6 +210,7 @@ def run_search(
         study=study_name, storage=url, n_trials_run=n_trials, n_trials_study=trials.count(key),
         dataset_hash=key.dataset_hash,
         n_pruned=pruned, best_value=best.value if best else None, best_params=best.params if best else {},
+        best_attrs=dict(best.user_attrs) if best else {},
     )
     trials.close()
     return result
@@ -296,4 +298,5 @@ def run_search_workers(
         study=first.study, storage=first.storage, n_trials_run=sum(r.n_trials_run for r in results),
         n_trials_study=n_study, dataset_hash=first.dataset_hash, n_pruned=sum(r.n_pruned for r in results),
         best_value=best.value if best else None, best_params=best.params if best else {}, n_workers=workers,
+        best_attrs=dict(best.user_attrs) if best else {},
     )

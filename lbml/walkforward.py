@@ -84,7 +84,7 @@ def run_walkforward(
     ``look_ahead`` runs the look-ahead check around the scenario's own
     training-window end before any period is trained.
     """
-    from lbml.models.training import train
+    from lbml.models.training import data_hash, train
     from lbml.workflows import Prepared, backtest, prepare, stamp_look_ahead
 
     prepared = prepare(scenario, registry, progress=progress, look_ahead=look_ahead)
@@ -116,6 +116,7 @@ def run_walkforward(
         equity = stitch(curves, scenario.venue.starting_balance)
         equity.to_csv(tmp / "equity.csv")
         metrics = _stitched_metrics(equity, periods, scenario)
+        metrics["data_hash"] = data_hash(prepared.market[scenario.data.symbol].bars.loc[: splits[-1].test_end])
         stamp_look_ahead(tmp, metrics, prepared.look_ahead)
         stamp = f"{metrics['report_stamp']}: " if metrics.get("report_stamp") else ""
         write_json(tmp / "walkforward.json", {"periods": periods, "config": scenario.walkforward.model_dump()})

@@ -75,6 +75,14 @@ def trial_registry(runs_dir: Path) -> TrialRegistry:
     return TrialRegistry(Path(runs_dir) / TRIALS_FILE)
 
 
+def run_data_hash(prepared: Prepared) -> str:
+    """Hash of the traded symbol's bars a run reads: from the first bar (features warm up on all
+    history) to the end of its backtest window."""
+    from lbml.models.training import data_hash
+
+    return data_hash(prepared.market[prepared.scenario.data.symbol].bars.loc[: prepared.split.test_end])
+
+
 def is_in_sample(artifact: LoadedArtifact, split: Split) -> bool:
     return artifact.training_window.end >= split.test_start
 
@@ -173,6 +181,7 @@ def write_run(
         "training_metrics": artifact.manifest.get("metrics", {}),
         "backtest_window": {"start": prepared.split.test_start, "end": prepared.split.test_end},
         "in_sample": in_sample,
+        "data_hash": run_data_hash(prepared),
     }
     if result.signals is not None:
         metrics["signals"] = result.signals
