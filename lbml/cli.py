@@ -97,7 +97,8 @@ def _cmd_train(args, settings) -> int:
     tracker = _tracker(settings)
     trials = trial_registry(settings.paths.runs_dir)
     try:
-        result = train_model(prepared, registry, out, trials=trials)
+        with _sweep(args) as sweep:
+            result = train_model(prepared, registry, out, trials=trials, sweep=sweep)
     finally:
         trials.close()
     from lbml.models.training import training_data_hash
@@ -118,18 +119,20 @@ def _cmd_backtest(args, settings) -> int:
     scenario = _scenario(args, settings)
     registry = _registry(settings)
     tracker = _tracker(settings)
-    run_dir, metrics = run_scenario(
-        scenario,
-        registry,
-        settings.paths.runs_dir,
-        model_dir=Path(args.model) if args.model else None,
-        out=Path(args.out) if args.out else None,
-        progress=_progress(),
-        publish=_publish_settings(args, settings),
-        allow_in_sample=args.allow_in_sample,
-        ignore_edge_gate=args.ignore_edge_gate,
-        look_ahead=_look_ahead(args, settings),
-    )
+    with _sweep(args) as sweep:
+        run_dir, metrics = run_scenario(
+            scenario,
+            registry,
+            settings.paths.runs_dir,
+            model_dir=Path(args.model) if args.model else None,
+            out=Path(args.out) if args.out else None,
+            progress=_progress(),
+            publish=_publish_settings(args, settings),
+            allow_in_sample=args.allow_in_sample,
+            ignore_edge_gate=args.ignore_edge_gate,
+            look_ahead=_look_ahead(args, settings),
+            sweep=sweep,
+        )
     _print_summary(run_dir, metrics)
     _track(tracker, "backtest", scenario, metrics, run_folder=run_dir, data_hash=metrics.get("data_hash"))
     if "signals" in metrics:
@@ -351,10 +354,11 @@ def _cmd_walkforward(args, settings) -> int:
         raw["walkforward"] = raw.get("walkforward", {}) | updates
         scenario = parse_scenario(raw, source="command line")
     tracker = _tracker(settings)
-    run_dir, metrics = run_walkforward(
-        scenario, _registry(settings), settings.paths.runs_dir, out=Path(args.out) if args.out else None,
-        progress=_progress(), look_ahead=_look_ahead(args, settings),
-    )
+    with _sweep(args) as sweep:
+        run_dir, metrics = run_walkforward(
+            scenario, _registry(settings), settings.paths.runs_dir, out=Path(args.out) if args.out else None,
+            progress=_progress(), look_ahead=_look_ahead(args, settings), sweep=sweep,
+        )
     _track(tracker, "walkforward", scenario, metrics, run_folder=run_dir, data_hash=metrics.get("data_hash"))
     print(f"run folder: {run_dir}")
     print(f"look-ahead check: {_look_ahead_line(metrics.get('look_ahead_check'))}")
@@ -465,6 +469,19 @@ def _check_model(scenario, source, settings) -> None:
     from lbml.models.params import check_model_config
 
     check_model_config(scenario.model.plugin, scenario.model.params, _registry(settings), str(source))
+
+
+def _sweep(args):
+    from lbml.sweeps import open_sweep
+
+    return open_sweep(getattr(args, "scheduler", None), getattr(args, "sweep_workers", None))
+
+
+def _add_scheduler_flags(cmd, what: str) -> None:
+    cmd.add_argument("--scheduler", metavar="local|tcp://HOST:8786",
+                     help=f"run {what} as Dask tasks: 'local' starts a cluster on this machine, an address joins one")
+    cmd.add_argument("--sweep-workers", type=_positive_int, metavar="N",
+                     help="with --scheduler local: worker processes (default: one per core)")
 
 
 def _tracker(settings):
@@ -627,6 +644,7 @@ def _parser() -> argparse.ArgumentParser:
             )
             cmd.add_argument("--ignore-edge-gate", action="store_true", help=IGNORE_GATE_HELP)
         _add_look_ahead_flag(cmd)
+        _add_scheduler_flags(cmd, "the CV folds" + (" and the robustness grid" if name == "backtest" else ""))
         cmd.set_defaults(func=func)
 
     paper = sub.add_parser("paper", help="paper-trade a scenario on a TradingNode (crash-safe; resumes from --state)")
@@ -703,6 +721,7 @@ def _parser() -> argparse.ArgumentParser:
     wf.add_argument("--reference-data", action="append", metavar="PATH")
     wf.add_argument("--out", help="output folder")
     _add_look_ahead_flag(wf)
+    _add_scheduler_flags(wf, "the periods")
     wf.set_defaults(func=_cmd_walkforward)
     _add_features_parser(sub)
 

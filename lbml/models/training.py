@@ -4,9 +4,10 @@ import hashlib
 import logging
 import math
 from dataclasses import dataclass, replace
+from functools import partial
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,9 @@ from lbml.validation import cpcv, cross_val_predict_purged, early_stopping_block
 from lbml.plugins import PluginRegistry
 from lbml.scenario import Scenario
 from lbml.split import Split
+
+if TYPE_CHECKING:
+    from lbml.sweeps import Sweep
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +194,7 @@ def train(
     model_params: dict | None = None,
     on_fold: Callable[[int, float], None] | None = None,
     reports: bool = True,
+    sweep: "Sweep | None" = None,
 ) -> TrainResult:
     """Evaluate out of sample with purged CV, fit the final model, calibrate it, save the artifact.
 
@@ -205,6 +210,9 @@ def train(
     3. The final model is fitted on the same span (early stopping on its purged last block) and
        calibrated on the final block, purged from it; the artifact gets reports and statistics.
     4. The trial is recorded in ``trials`` (study defaults to the scenario name).
+
+    ``sweep`` (``lbml.sweeps``) fits the CV splits as independent tasks (e.g. on Dask), bit for bit
+    as the serial loop does.
     """
     v = scenario.validation
     pipeline = scenario_pipeline(scenario, market, registry)
@@ -236,8 +244,8 @@ def train(
         pipeline, inputs.data, inputs.bars, inputs.reference_bars, inputs.funding, X[dev], t0_dev, t1_dev,
     )
     oof, plan = _purged_out_of_fold(
-        lambda: model_cls(**params), X[dev], y[dev], t0_dev, t1_dev, v, embargo,
-        None if weights is None else weights[dev], on_fold, fold_features, lab[dev], importance=reports,
+        partial(model_cls, **params), X[dev], y[dev], t0_dev, t1_dev, v, embargo,
+        None if weights is None else weights[dev], on_fold, fold_features, lab[dev], importance=reports, sweep=sweep,
     )
     pricing = training_pricing(scenario, market, split, ts, dev)
     base_params = kelly_params_for(scenario, pricing)
@@ -366,7 +374,8 @@ REPORTS_DIR = "reports"
 
 
 def _purged_out_of_fold(
-    make_model, X, y, t0, t1, v, embargo, weights, on_fold, fold_features=None, trainable=None, importance=False
+    make_model, X, y, t0, t1, v, embargo, weights, on_fold, fold_features=None, trainable=None, importance=False,
+    sweep=None,
 ):
     """Out-of-fold predictions with the configured purged CV, else walk-forward with fewer splits.
 
@@ -390,7 +399,7 @@ def _purged_out_of_fold(
                 early_stopping_fraction=v.early_stopping_fraction,
                 calibration=v.calibration if v.fold_calibration and v.calibration != "none" else None,
                 on_fold=on_fold, fold_features=fold_features, trainable=trainable,
-                fold_report=fold_permutation_importance if importance else None,
+                fold_report=fold_permutation_importance if importance else None, sweep=sweep,
             )
         except DataError as exc:
             reasons.append(str(exc))
