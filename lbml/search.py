@@ -23,6 +23,7 @@ heartbeat marks a trial whose worker died as failed, so a crashed machine does n
 
 import logging
 import shutil
+import warnings
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,7 +225,8 @@ def open_study(url: str, name: str, seed: int):
     """
     import optuna
 
-    with schema_lock(url):
+    with schema_lock(url), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: experimental since 2.9
         storage = optuna.storages.RDBStorage(
             url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
         )
