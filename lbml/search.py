@@ -280,14 +280,14 @@ def run_search_workers(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
+    import optuna
+
     shares = trial_shares(n_trials, workers)
     kwargs = {"storage": str(database_url(storage)), "study": study, "seed": seed, "space": space,
               "look_ahead": look_ahead}
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_search_worker, scenario, plugins_dir, kwargs | {"n_trials": k}) for k in shares]
         results = [f.result() for f in futures]
-    import optuna
-
     first = results[0]
     opt_study = optuna.load_study(study_name=f"{first.study}@{first.dataset_hash}", storage=first.storage)
     best = _best(opt_study)

@@ -62,6 +62,21 @@ class DaskSweep:
                 future.release()
 
 
+#: Modules every task needs; imported on each worker when the sweep opens (nautilus, XGBoost, the
+#: feature plugins), so the first task on a worker does not pay several seconds of imports.
+PRELOAD = ("lbml.workflows", "lbml.walkforward", "lbml.robustness", "lbml.plugins")
+
+
+def preload(modules: Sequence[str] = PRELOAD) -> None:
+    import importlib
+
+    from lbml.plugins import load_registry
+
+    for name in modules:
+        importlib.import_module(name)
+    load_registry()  # imports the built-in plugins
+
+
 def local_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
@@ -80,6 +95,7 @@ def open_sweep(scheduler: str | None, workers: int | None = None) -> Iterator[Sw
                                dashboard_address=None, silence_logs=logging.ERROR)
         try:
             with Client(cluster) as client:
+                client.run(preload)
                 yield DaskSweep(client)
         finally:
             cluster.close()
@@ -91,4 +107,5 @@ def open_sweep(scheduler: str | None, workers: int | None = None) -> Iterator[Sw
     except (OSError, TimeoutError) as exc:
         raise ConfigError(f"--scheduler {scheduler}: cannot connect ({str(exc).splitlines()[0]})") from None
     with client:
+        client.run(preload)
         yield DaskSweep(client)

@@ -11,10 +11,11 @@ Where: ``[tracking] uri`` in the settings; by default a local store in the runs 
 file store in maintenance mode and refuses it unless ``MLFLOW_ALLOW_FILE_STORE`` is set; a SQLite
 file is the local store it recommends). ``[tracking] enabled = false`` switches it off.
 
-Tracking never fails a run and never fails silently: MLflow is imported and the store opened on a
-background thread while the run computes (:meth:`Tracker.start`), the results are logged at the end
-within ``timeout_s``, and any problem is one warning line plus ``status = "failed"`` in what
-:meth:`Tracker.finish` returns; the run's own result is unaffected.
+Tracking never fails a run and never fails silently: MLflow is imported and an existing store opened
+on a background thread while the run computes (:meth:`Tracker.start`; a new default store is created
+at the end, so a refused run leaves none), the results are logged at the end within ``timeout_s``,
+and any problem is one warning line plus ``status = "failed"`` in what :meth:`Tracker.finish`
+returns; the run's own result is unaffected.
 """
 
 import logging
@@ -131,11 +132,25 @@ class Tracker:
         return Path(root).resolve().as_uri()
 
     def start(self) -> "Tracker":
-        """Import MLflow and open the store on a background thread (nothing when tracking is off)."""
+        """Import MLflow and open the store on a background thread (nothing when tracking is off).
+
+        A default store that does not exist yet is created only by :meth:`finish`: a run refused
+        before it finishes (bad input, a leaking feature) leaves nothing in the runs folder.
+        """
         if self.settings.enabled:
-            self._thread = threading.Thread(target=self._open, name="lbml-tracking", daemon=True)
+            self._thread = threading.Thread(target=self._prepare, name="lbml-tracking", daemon=True)
             self._thread.start()
         return self
+
+    def _prepare(self) -> None:
+        try:
+            quiet_mlflow()
+            import mlflow.tracking  # noqa: F401 - the slow part (about a second), off the critical path
+        except Exception as exc:  # noqa: BLE001 - reported by finish()
+            self._error = _first_line(exc)
+            return
+        if self.default_store is None or self.default_store.is_file():
+            self._open()
 
     def _open(self) -> None:
         try:
@@ -166,6 +181,8 @@ class Tracker:
             self._thread.join(self.settings.timeout_s)
             if self._thread.is_alive():
                 return self._failed(f"the tracking store did not open within {self.settings.timeout_s:g} s")
+        if self._client is None and self._error is None:
+            self._open()  # a new default store: created now that the run has finished
         if self._error is not None:
             return self._failed(self._error)
         try:
