@@ -8,8 +8,10 @@
   command's critical path (waiting for the store opened in the background + logging at the end),
   and the whole command with tracking on against off, as ratios of the backtest's own time.
 
-Sizes: ``smoke`` (3 days, what ``make test`` runs) and ``full`` (10 days). Wall-clock ratios on a
-shared machine move with its load; the load average is given in the notes.
+Sizes: ``smoke`` (3 days, one pair) and ``full`` (6 days, three alternating serial/Dask pairs, the
+median pair reported). Wall-clock ratios on a shared machine move with its load (the same Dask
+walk-forward took 13 to 35 s in consecutive runs at load 8-12); every pair and the load average are
+in the notes.
 
 Run alone: ``python -m benchmarks.bench_sweeps [smoke|full]``.
 """
@@ -22,7 +24,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DAYS = {"smoke": 3, "full": 10}
+DAYS = {"smoke": 3, "full": 6}
+REPEATS = {"smoke": 1, "full": 3}  # alternating serial/Dask pairs
 TREES = {"smoke": 40, "full": 150}
 PAIRS = {"smoke": 1, "full": 3}  # backtests with and without tracking
 
@@ -50,6 +53,22 @@ def _load() -> str:
     return "load average %.1f/%.1f/%.1f" % os.getloadavg()
 
 
+def _pairs(label: str, serial, spread, n: int) -> tuple[list[tuple[float, float]], bool]:
+    """Alternate serial and Dask runs ``n`` times; return their wall times and whether results matched."""
+    times, same = [], True
+    for k in range(n):
+        a, t_serial = _wall(lambda: serial(k))
+        b, t_dask = _wall(lambda: spread(k))
+        same = same and json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+        times.append((t_serial, t_dask))
+        print(f"  {label} pair {k}: serial {t_serial:.1f} s, Dask {t_dask:.1f} s", file=sys.stderr, flush=True)
+    return times, same
+
+
+def _median_pair(times: list[tuple[float, float]]) -> tuple[float, float]:
+    return sorted(times, key=lambda t: t[0] / t[1])[len(times) // 2]
+
+
 def run(size: str) -> list[dict]:
     from lbml.plugins import load_registry
     from lbml.sweeps import open_sweep
@@ -57,41 +76,42 @@ def run(size: str) -> list[dict]:
     from lbml.workflows import prepare, train_model
 
     registry = load_registry()
-    days = DAYS[size]
-    rows = []
+    days, n = DAYS[size], REPEATS[size]
     work = Path(tempfile.mkdtemp(prefix="lbml-bench-sweeps-"))
     wf = _scenario(days, TREES[size], validation={"n_splits": 3, "bootstrap_reps": 100},
                    walkforward={"retrain_every_days": max(0.5, (days - 2) / 4), "train_days": 2.0, "window": "sliding"})
     cv = _scenario(days, TREES[size], validation={"method": "cpcv", "n_groups": 6, "n_test_groups": 2, "bootstrap_reps": 100})
     prepared = prepare(cv, registry)
-    # serial first (also warms the compiled-model cache and the imports for both sides)
-    (_, serial_wf), t_wf_serial = _wall(lambda: run_walkforward(wf, registry, work, out=work / "wf-serial"))
-    serial_cv, t_cv_serial = _wall(lambda: train_model(prepared, registry, work / "cv-serial"))
     started = time.perf_counter()
     with open_sweep("local", workers=2) as sweep:
         t_start = time.perf_counter() - started
-        (_, dask_wf), t_wf_dask = _wall(lambda: run_walkforward(wf, registry, work, out=work / "wf-dask", sweep=sweep))
-        dask_cv, t_cv_dask = _wall(lambda: train_model(prepared, registry, work / "cv-dask", sweep=sweep))
-    same_wf = json.dumps(serial_wf, sort_keys=True) == json.dumps(dask_wf, sort_keys=True)
-    same_cv = json.dumps(serial_cv.metrics, sort_keys=True) == json.dumps(dask_cv.metrics, sort_keys=True)
+        wf_times, same_wf = _pairs(
+            "walk-forward",
+            lambda k: run_walkforward(wf, registry, work, out=work / f"wf-serial-{k}")[1],
+            lambda k: run_walkforward(wf, registry, work, out=work / f"wf-dask-{k}", sweep=sweep)[1], n)
+        cv_times, same_cv = _pairs(
+            "CPCV",
+            lambda k: train_model(prepared, registry, work / f"cv-serial-{k}").metrics,
+            lambda k: train_model(prepared, registry, work / f"cv-dask-{k}", sweep=sweep).metrics, n)
+    rows = []
+    for name, times, same, what in (
+        ("walkforward_periods_speedup", wf_times, same_wf, f"{days} days, 4 periods, sliding 2-day window"),
+        ("cpcv_folds_speedup", cv_times, same_cv, f"{days} days, CPCV(6, 2) = 15 splits as tasks + the final fit"),
+    ):
+        t_serial, t_dask = _median_pair(times)
+        first = times[0][0] / times[0][1]
+        rows.append({
+            "name": name, "value": t_serial / t_dask, "unit": "x", "baseline": t_serial, "ratio": t_serial / t_dask,
+            "target": "> 1 on 2 cores", "met": t_serial > t_dask,
+            "note": f"{what}: serial {t_serial:.1f} s / Dask 2x1 {t_dask:.1f} s, median of {n} alternating pairs "
+                    f"(all: {', '.join(f'{a / b:.2f}x' for a, b in times)}; first, on fresh workers: {first:.2f}x); "
+                    f"identical results: {same}; {_load()}",
+        })
     rows.append({
-        "name": "walkforward_periods_speedup", "value": t_wf_serial / t_wf_dask, "unit": "x",
-        "baseline": t_wf_serial, "ratio": t_wf_serial / t_wf_dask, "target": "> 1 on 2 cores", "met": t_wf_serial > t_wf_dask,
-        "note": f"{serial_wf['n_periods']} periods, {days} days: serial {t_wf_serial:.1f} s, Dask 2x1 {t_wf_dask:.1f} s "
-                f"(baseline = serial s); identical results: {same_wf}; {_load()}",
-    })
-    rows.append({
-        "name": "cpcv_folds_speedup", "value": t_cv_serial / t_cv_dask, "unit": "x", "baseline": t_cv_serial,
-        "ratio": t_cv_serial / t_cv_dask, "target": "> 1 on 2 cores", "met": t_cv_serial > t_cv_dask,
-        "note": f"CPCV(6, 2) = 15 splits + final fit, {days} days: serial {t_cv_serial:.1f} s, Dask 2x1 {t_cv_dask:.1f} s "
-                f"(only the splits run as tasks); identical metrics: {same_cv}; {_load()}",
-    })
-    rows.append({
-        "name": "dask_localcluster_startup", "value": t_start, "unit": "s", "baseline": t_wf_serial,
-        "ratio": t_start / t_wf_serial, "target": None, "met": None,
+        "name": "dask_localcluster_startup", "value": t_start, "unit": "s", "baseline": _median_pair(wf_times)[0],
+        "ratio": t_start / _median_pair(wf_times)[0], "target": None, "met": None,
         "note": "2 spawned worker processes with lbml, nautilus and the plugins imported, paid once per command; "
-                f"baseline: the serial walk-forward; walk-forward speed-up including it: "
-                f"{t_wf_serial / (t_wf_dask + t_start):.2f}x",
+                "baseline: the serial walk-forward",
     })
     rows += _tracking_overhead(registry, work, days, TREES[size], PAIRS[size])
     return rows

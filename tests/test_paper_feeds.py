@@ -104,7 +104,7 @@ def test_zmq_message_roundtrip_and_malformed_messages():
 def test_drift_monitor_flags_a_shifted_distribution_only(tmp_path):
     rng = np.random.default_rng(0)
     reference = rng.normal(size=(2000, 4))
-    config = DriftConfig(every_bars=200, window=200, alpha=0.01, max_share=0.3)
+    config = DriftConfig(every_bars=200, window=200, alpha=0.01)
     same = DriftMonitor(("a", "b", "c", "d"), reference, config, tmp_path)
     for i, row in enumerate(rng.normal(size=(200, 4))):
         same.add(i, row)

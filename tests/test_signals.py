@@ -100,6 +100,20 @@ def test_publisher_restart_continues_the_sequence(tmp_path):
     assert sub.signals()[0]["seq"] == 4
 
 
+def test_stats_count_the_connected_subscribers_and_heartbeats_report_them(tmp_path):
+    seen = []
+    with SignalPublisher(config(tmp_path), on_heartbeat=seen.append) as pub:
+        assert pub.stats().peers == 0
+        subs = [Subscriber(pub.endpoint) for _ in range(2)]
+        for sub in subs:
+            sub.wait(lambda: sub.heartbeats(), "heartbeat")  # connected
+        assert pub.stats().peers == 2
+        subs[0].close()
+        subs[0].wait(lambda: pub.stats().peers == 1, "a disconnection")
+        subs[1].wait(lambda: seen and seen[-1].peers == 1, "a heartbeat counting one subscriber")
+    subs[1].close()
+
+
 def test_a_stalled_subscriber_costs_the_healthy_one_nothing(tmp_path):
     """Issue #18: with one subscriber that never reads, the healthy one received 8,237 of 20,000
     signals (a full queue refused the send for everyone). Now only the stalled one loses messages,

@@ -101,4 +101,4 @@ def test_a_scheduler_that_is_neither_local_nor_an_address_is_one_line_and_exit_2
 
     assert main(["walkforward", "scenarios/default.toml", "--scheduler", "ray://nowhere", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "--scheduler ray://nowhere" in err
+    assert len(err.splitlines()) == 1 and "--scheduler" in err and "ray://nowhere" in err

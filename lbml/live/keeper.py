@@ -19,13 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nautilus_trader.common.actor import Actor
-from nautilus_trader.config import ActorConfig
-from nautilus_trader.model.enums import PositionSide, order_side_to_str, order_status_to_str, order_type_to_str
-from nautilus_trader.model.identifiers import InstrumentId
-
 from lbml.live.events import MarketEvent
 from lbml.live.state import COST_COLUMNS, EQUITY_COLUMNS, FILL_COLUMNS, LIQUIDATION_COLUMNS, TRADE_COLUMNS, StateStore
+from lbml.nautilus.model import InstrumentId, PositionSide, order_side_to_str, order_status_to_str, order_type_to_str
+from lbml.nautilus.trading import Actor, ActorConfig, cash_balance
 
 
 class StateKeeperConfig(ActorConfig, frozen=True):
@@ -52,6 +49,7 @@ class StateKeeper(Actor):
         self._store = store
         self._recorder = recorder
         self.signal_latencies_ns: Sequence[int] = []  # the SignalActor's latencies, bound by the node builder
+        self.on_signals_committed: Callable[[list[tuple]], None] | None = None  # e.g. the metrics' latency histogram
         self._venue = venue
         self._status = status
         self._drift = drift
@@ -166,8 +164,8 @@ class StateKeeper(Actor):
             ts, equity, balance, close = rec.equity[-1]
             status.market_ts, status.equity, status.balance = ts, equity, balance
             status.position = self._position()
-            _, _, leverage, health, _ = rec.risk[-1]
-            status.leverage = leverage
+            _, exposure, leverage, health, _ = rec.risk[-1]
+            status.exposure, status.leverage = exposure, leverage
             status.health_factor = health if math.isfinite(health) else None
 
     def _commit(self, pos: int) -> None:
@@ -180,6 +178,8 @@ class StateKeeper(Actor):
         self._journal = []
         self._committed_pos = pos
         self._advance(rows, pos)
+        if rows["signals"] and self.on_signals_committed is not None:
+            self.on_signals_committed(rows["signals"])
         if rows["equity"] and self._done["equity"] % self.config.equity_csv_every_bars == 0:
             self._write_equity_csv()
 
@@ -226,7 +226,7 @@ class StateKeeper(Actor):
     def _snapshot(self, pos: int) -> dict:
         iid = self.config.instrument_id
         account = self.portfolio.account(iid.venue)
-        balance = account.balance_total(account.base_currency).as_double() if account else None
+        balance = cash_balance(account) if account else None
         positions = [
             [("LONG" if p.side == PositionSide.LONG else "SHORT"), p.quantity.as_double(), p.avg_px_open, p.ts_opened]
             for p in self.cache.positions_open(instrument_id=iid)

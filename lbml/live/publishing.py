@@ -13,6 +13,7 @@ feed is stalled.
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from lbml.live.status import status_pricing
@@ -47,9 +48,15 @@ class PaperSignalPublisherActor(SignalPublisherActor):
         # a prediction published but not committed before a crash is regenerated (deterministically)
         # after the restart and goes out again with the same seq, never as a new one.
         self._publish(data, seq=self._seen)
+        _record_stats(self._status, self._owned.stats())
 
     def on_dispose(self) -> None:
         self._owned.close()
+
+
+def _record_stats(status: PaperStatus, stats) -> None:
+    status.signals_published = stats.published
+    status.signal_peers = stats.peers
 
 
 def session_health(status: PaperStatus) -> str | None:
@@ -71,7 +78,8 @@ def paper_publisher(
             signals, model_id=status.model_id, feature_schema_hash=status.feature_schema_hash
         )
         config = replace(config, seq_store=Path(state_dir) / SEQ_FILE)
-        publisher = SignalPublisher(config, health=lambda: session_health(status))
+        publisher = SignalPublisher(config, health=lambda: session_health(status),
+                                    on_heartbeat=partial(_record_stats, status))
         kwargs = strategy_config_kwargs(scenario, scenario.data.bar_minutes, status.ev_margin, status_pricing(status))
         return PaperSignalPublisherActor(publisher_actor_config(kwargs), publisher, status)
 

@@ -87,6 +87,7 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
         result, session = result_from_state(store)
         look_ahead = store.get("look_ahead_check")
         edge_gate = store.get("edge_gate")
+        data = store.get("data")
     finally:
         store.close()
     final = Path(state_dir) / "report"
@@ -105,6 +106,8 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
         }
         if look_ahead is not None:
             metrics["look_ahead_check"] = look_ahead
+        if data is not None:
+            metrics["data"] = data
         title = f"{session['scenario']} (paper)"
         if edge_gate is not None:
             metrics["edge_gate"] = edge_gate

@@ -11,6 +11,7 @@ piece of engine state, verifies it against the stored checkpoint and continues f
 """
 
 import logging
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,6 +27,8 @@ from lbml.live.drift import DriftConfig, DriftMonitor
 from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, first_bars, replay_events
 from lbml.live.feeds import FeedPlan
 from lbml.live.guard import ModelGuard
+from lbml.live.dashboard import DashboardConfig, DashboardServer
+from lbml.live.metrics import MetricsConfig, PaperMetrics
 from lbml.live.node import build_paper_node, paper_custom_inputs, paper_symbols
 from lbml.live.runner import NodeRunner
 from lbml.live.state import StateError, StateStore
@@ -56,6 +59,8 @@ class PaperOptions:
     drift: DriftConfig = field(default_factory=DriftConfig)
     binance: BinanceFeedConfig = field(default_factory=BinanceFeedConfig)
     ignore_edge_gate: bool = False  # trade a model whose out-of-fold evidence shows no edge (stamped)
+    metrics: MetricsConfig | None = None  # serve Prometheus metrics while the session runs
+    dashboard: DashboardConfig | None = None  # serve the dashboard (lbml dashboard) while the session runs
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
@@ -113,6 +118,7 @@ def run_paper(
             raise ArtifactError(gate.line())
         _check_session(store, scenario, artifact.model_id, options, currency)
         store.put("edge_gate", gate.to_dict())  # the report says whether the model traded past a closed gate
+        store.put("data", prepared.data)  # what data the session was prepared from (lbml.data.provenance)
         if prepared.look_ahead is not None:
             store.put("look_ahead_check", prepared.look_ahead)
         pipeline.load_fitted_state(artifact.feature_state)
@@ -154,10 +160,26 @@ def run_paper(
         node = paper.node
         runner = NodeRunner(node)
         plan.on_end = partial(runner.request_stop, "feed ended")
+        metrics = PaperMetrics(status, plan) if options.metrics is not None else None
+        dashboard = None
         try:
+            if metrics is not None:
+                paper.keeper.on_signals_committed = metrics.observe_signals
+                url = metrics.start(options.metrics)
+                log.warning("metrics: %s", url)
+                store.put("metrics_url", url)
+            if options.dashboard is not None:
+                dashboard = DashboardServer(state_dir, options.dashboard)
+                threading.Thread(target=dashboard.serve_forever, name="lbml-dashboard", daemon=True).start()
+                log.warning("dashboard: %s", dashboard.url)
             runner.run(options.duration_s)
         finally:
             node.dispose()
+            if metrics is not None:
+                metrics.stop()
+            if dashboard is not None:
+                dashboard.shutdown()
+                dashboard.close()
         if options.console:
             print(file=__import__("sys").stderr)
         if paper.recorder.record.breach is not None:  # the node was stopped at the bar that broke the cap
@@ -185,6 +207,7 @@ def run_paper(
             "position": status.position,
             "degraded": status.degraded,
             "withheld_predictions": len(guard.decisions),
+            "data": prepared.data,
         } | ({} if prepared.look_ahead is None else {"look_ahead_check": prepared.look_ahead})
     finally:
         store.close()

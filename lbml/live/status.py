@@ -15,8 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nautilus_trader.common.actor import Actor
-from nautilus_trader.config import ActorConfig
+from lbml.nautilus.trading import Actor, ActorConfig
 
 
 @dataclass
@@ -34,9 +33,12 @@ class PaperStatus:
     equity: float = 0.0
     balance: float = 0.0
     position: float = 0.0
+    exposure: float = 0.0  # notional of the open position (the equity table's exposure)
     leverage: float = 0.0
     health_factor: float | None = None
     last_signal_seq: int = 0
+    signals_published: int = 0  # signals this process sent on the ZeroMQ stream (replayed ones are not resent)
+    signal_peers: int | None = None  # connections to the signal stream's socket (None: no publisher)
     last_durable_signal_seq: int = 0
     last_probability: float | None = None
     bar_latency_us: float | None = None
@@ -44,6 +46,9 @@ class PaperStatus:
     degraded: str | None = None
     feed_stalled: bool = False
     drift_flagged: bool = False
+    drift_features: int = 0  # features the last drift check rejected (Holm-adjusted)
+    drift_min_p: float | None = None  # the last drift check's smallest Holm-adjusted p-value
+    bad_messages: int = 0  # feed messages refused (quarantined) by the feed validation
 
     def line(self) -> str:
         ts = time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.market_ts / 1e9)) if self.market_ts else "-"

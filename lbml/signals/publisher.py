@@ -71,6 +71,7 @@ class PublisherStats:
     dropped: int
     heartbeats: int
     last_seq: int
+    peers: int = 0  # connections to the socket now (accepted minus disconnected)
 
 
 class SignalPublisher:
@@ -90,9 +91,17 @@ class SignalPublisher:
         If the endpoint is refused (non-loopback without CURVE), cannot be bound, or a key is bad.
     """
 
-    def __init__(self, config: PublisherConfig, health: Callable[[], FeedStatus | None] | None = None) -> None:
+    def __init__(
+        self,
+        config: PublisherConfig,
+        health: Callable[[], FeedStatus | None] | None = None,
+        on_heartbeat: Callable[[PublisherStats], None] | None = None,
+    ) -> None:
         check_bind_allowed(config.endpoint, config.curve, config.allow_insecure)
         self._health = health
+        self._on_heartbeat = on_heartbeat
+        self._monitor = None
+        self._peers = 0
         if config.heartbeat_interval_s <= 0 or config.sndhwm < 1:
             raise SignalsError("signals: heartbeat_interval_s and sndhwm must be positive")
         self._config = config
@@ -112,6 +121,7 @@ class SignalPublisher:
             except zmq.ZMQError as exc:
                 raise SignalsError(f"signals.endpoint: cannot bind {config.endpoint}: {exc}") from None
             self._seq = SequenceStore(config.seq_store, fsync=config.seq_fsync)
+            self._monitor = self._socket.get_monitor_socket(zmq.EVENT_ACCEPTED | zmq.EVENT_DISCONNECTED)
         except BaseException:
             self._teardown()
             raise
@@ -183,7 +193,11 @@ class SignalPublisher:
     def stats(self) -> PublisherStats:
         """Return counters: published and dropped signals, heartbeats, last sequence number."""
         with self._lock:
-            return PublisherStats(self._published, self._dropped, self._heartbeats, self._seq.last)
+            return self._stats()
+
+    def _stats(self) -> PublisherStats:
+        self._count_peers()
+        return PublisherStats(self._published, self._dropped, self._heartbeats, self._seq.last, self._peers)
 
     def close(self) -> None:
         """Send a last heartbeat, stop the thread, flush briefly and release the socket."""
@@ -243,6 +257,23 @@ class SignalPublisher:
         self._dropped_reported = self._dropped
         self._send(HEARTBEAT_TOPIC, payload)
         self._heartbeats += 1
+        if self._on_heartbeat is not None:
+            self._on_heartbeat(self._stats())
+
+    def _count_peers(self) -> None:
+        # The socket monitor reports each connection accepted and each one lost (the number of
+        # subscribers, counting a peer that has not subscribed yet).
+        from zmq.utils.monitor import recv_monitor_message
+
+        while self._monitor is not None:
+            try:
+                event = recv_monitor_message(self._monitor, flags=zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            if event["event"] == zmq.EVENT_ACCEPTED:
+                self._peers += 1
+            elif event["event"] == zmq.EVENT_DISCONNECTED:
+                self._peers = max(0, self._peers - 1)
 
     def _drain_subscriptions(self) -> None:
         # XPUB queues (un)subscription notices for the application: answer each subscription with
@@ -267,6 +298,9 @@ class SignalPublisher:
             self._stop.wait(interval)
 
     def _teardown(self) -> None:
+        if getattr(self, "_monitor", None) is not None:
+            self._socket.disable_monitor()
+            self._monitor.close(0)
         if getattr(self, "_socket", None) is not None:
             self._socket.close()
         if self._seq is not None:
