@@ -254,8 +254,10 @@ def sweep_row(
     from lbml.models.artifact import load_artifact
     from lbml.report.metrics import compute_metrics
 
+    from lbml.sweeps import one_blas_thread
+
     name, value, scenario = variant
-    with tempfile.TemporaryDirectory(prefix="lbml-sweep-") as work:
+    with one_blas_thread(), tempfile.TemporaryDirectory(prefix="lbml-sweep-") as work:
         for rel, content in model_files.items():
             (Path(work) / rel).parent.mkdir(parents=True, exist_ok=True)
             (Path(work) / rel).write_bytes(content)

@@ -77,6 +77,19 @@ def preload(modules: Sequence[str] = PRELOAD) -> None:
     load_registry()  # imports the built-in plugins
 
 
+def one_blas_thread():
+    """Run BLAS/OpenMP with one thread inside a task (a context manager).
+
+    A multi-threaded BLAS may sum in another order on another thread count, and GARCH's optimiser
+    then ends a few ulps elsewhere; Dask's workers run BLAS on one thread. Every task function runs
+    under this, serial or not, so a task gives the same bits in this process, in a Dask worker and
+    on another machine.
+    """
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1)
+
+
 def local_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 

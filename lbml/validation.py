@@ -283,6 +283,17 @@ def fit_split(
     fold_report: Callable[[ModelPlugin, np.ndarray, np.ndarray], Any] | None,
 ) -> FoldFit:
     """Fit split ``item = (k, split)``'s model and predict its test samples (a pure function of its inputs)."""
+    from lbml.sweeps import one_blas_thread
+
+    with one_blas_thread():
+        return _fit_split(item, make_model=make_model, X=X, y=y, t0n=t0n, t1n=t1n, n_splits=n_splits,
+                          embargo_ns=embargo_ns, sample_weight=sample_weight,
+                          early_stopping_fraction=early_stopping_fraction, calibration=calibration,
+                          fold_features=fold_features, trainable=trainable, fold_report=fold_report)
+
+
+def _fit_split(item, *, make_model, X, y, t0n, t1n, n_splits, embargo_ns, sample_weight, early_stopping_fraction,
+               calibration, fold_features, trainable, fold_report) -> FoldFit:
     from sklearn.metrics import log_loss
 
     from lbml.calibration import calibration_method, fit_calibrator

@@ -95,8 +95,10 @@ def run_period(item: tuple[int, Split], *, scenario: Scenario, market, registry:
     from lbml.models.training import train
     from lbml.workflows import Prepared, backtest
 
+    from lbml.sweeps import one_blas_thread
+
     k, split = item
-    with tempfile.TemporaryDirectory(prefix=f"lbml-period-{k:03d}-") as work:
+    with one_blas_thread(), tempfile.TemporaryDirectory(prefix=f"lbml-period-{k:03d}-") as work:
         model_dir = Path(work) / "model"
         trained = train(scenario, market, registry, split, model_dir)
         result, artifact = backtest(Prepared(scenario, market, split), registry, trained.artifact_dir)
