@@ -99,6 +99,8 @@ def test_the_robustness_grid_on_dask_equals_the_serial_run(registry, tmp_path, d
 def test_a_scheduler_that_is_neither_local_nor_an_address_is_one_line_and_exit_2(tmp_path, capsys):
     from lbml.cli import main
 
-    assert main(["walkforward", "scenarios/default.toml", "--scheduler", "ray://nowhere", "--out", str(tmp_path / "x")]) == 2
+    with pytest.raises(SystemExit) as exit_:  # refused by the argument parser, before any work
+        main(["walkforward", "scenarios/default.toml", "--scheduler", "ray://nowhere", "--out", str(tmp_path / "x")])
+    assert exit_.value.code == 2 and not (tmp_path / "x").exists()
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--scheduler" in err and "ray://nowhere" in err
