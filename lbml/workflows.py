@@ -74,9 +74,11 @@ def prepare(
 
 def train_model(
     prepared: Prepared, registry: PluginRegistry, out_dir: Path, *, trials: TrialRegistry | None = None,
+    progress: bool = False,
     sweep: "Sweep | None" = None,
 ) -> TrainResult:
-    return train(prepared.scenario, prepared.market, registry, prepared.split, out_dir, trials=trials, sweep=sweep)
+    return train(prepared.scenario, prepared.market, registry, prepared.split, out_dir, trials=trials,
+                 progress=progress, sweep=sweep)
 
 
 def trial_registry(runs_dir: Path) -> TrialRegistry:
@@ -254,7 +256,7 @@ def run_scenario(
         if trained_here:
             trials = trial_registry(runs_dir)
             try:
-                train_model(prepared, registry, tmp / "model", trials=trials, sweep=sweep)
+                train_model(prepared, registry, tmp / "model", trials=trials, progress=progress, sweep=sweep)
             finally:
                 trials.close()
             model_dir = tmp / "model"

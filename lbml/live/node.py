@@ -157,7 +157,7 @@ def build_paper_node(
     )
     status_actor = StatusActor(
         StatusActorConfig(component_id="StatusActor", console=console, stall_after_s=stall_after_s),
-        status, plan, state_dir,
+        status, plan, state_dir, on_error=on_error,
     )
     node.trader.add_actor(signal_actor)
     node.trader.add_actor(recorder)

@@ -18,8 +18,9 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
+from lbml.atomic import write_atomic
 from lbml.engine.backtest import instrument_for, load_strategy_class
-from lbml.errors import ArtifactError, ConfigError, DataError, InvariantError
+from lbml.errors import ArtifactError, ConfigError, DataError, InvariantError, LbmlError
 from lbml.features.guard import LookAheadPolicy
 from lbml.features.pipeline import compute_features
 from lbml.live.binance import BinanceFeedConfig, BinanceSource, binance_subscriptions
@@ -141,11 +142,11 @@ def run_paper(
         # Only a replay is paced; a live source arrives at its own pace.
         speed = options.speed if options.feed == "replay" else 0.0
         plan = FeedPlan(sources=_sources(prepared, symbols, store, options, custom), speed=speed)
-        errors: list[str] = []
+        errors: list[str | LbmlError] = []  # the first one is reported (a full disk: a StorageError)
         runner: NodeRunner | None = None
 
-        def on_error(msg: str) -> None:
-            errors.append(msg)
+        def on_error(error: str | LbmlError) -> None:
+            errors.append(error)
             runner.request_stop("state error")
 
         paper = build_paper_node(
@@ -185,11 +186,14 @@ def run_paper(
         if paper.recorder.record.breach is not None:  # the node was stopped at the bar that broke the cap
             raise InvariantError(f"{state_dir}: {paper.recorder.record.breach}")
         if errors:
+            if isinstance(errors[0], LbmlError):  # it names its file
+                raise errors[0]
             raise StateError(f"{state_dir}: {errors[0]}")
         if runner.errors:  # the node stopped, but not cleanly: what was committed is consistent
             raise StateError(f"{state_dir}: {runner.errors[0]}")
         if plan.error is not None:  # everything processed before the failure is committed
-            raise DataError(f"{state_dir}: the feed failed after item {plan.pos} (state committed): {plan.error}")
+            raise DataError(f"{state_dir}: the feed failed after item {plan.pos} (the state keeps every item up to "
+                            f"{paper.keeper.committed_pos}): {plan.error}")
         if status.replaying:  # stopped (e.g. --duration) while rebuilding: the state is untouched
             log.warning("%s: stopped before the recovery replay reached the stored checkpoint", state_dir)
         return {
@@ -235,7 +239,7 @@ def _check_session(store: StateStore, scenario: Scenario, model_id: str, options
                                          "currency": currency,
                                          "leverage_model": scenario.leverage.model,
                                          "tearsheet": scenario.report.tearsheet})
-        (store.dir / "scenario.toml").write_text(scenario.to_toml())
+        write_atomic(store.dir / "scenario.toml", scenario.to_toml())
         return
     for key, value in identity.items():
         if stored.get(key) != value:

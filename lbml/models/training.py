@@ -30,6 +30,7 @@ from lbml.models.degenerate import require_varying_output
 from lbml.registry_trials import StudyKey, TrialRegistry, configuration_hash, trial_evidence
 from lbml.stats import sharpe
 from lbml.validation import cpcv, cross_val_predict_purged, early_stopping_block, purge_train, purged_walk_forward
+from lbml.models.progress import TrainingProgress
 from lbml.plugins import PluginRegistry
 from lbml.scenario import Scenario
 from lbml.split import Split
@@ -193,6 +194,7 @@ def train(
     model_params: dict | None = None,
     on_fold: Callable[[int, float], None] | None = None,
     reports: bool = True,
+    progress: bool = False,
     sweep: "Sweep | None" = None,
 ) -> TrainResult:
     """Evaluate out of sample with purged CV, fit the final model, calibrate it, save the artifact.
@@ -210,9 +212,26 @@ def train(
        calibrated on the final block, purged from it; the artifact gets reports and statistics.
     4. The trial is recorded in ``trials`` (study defaults to the scenario name).
 
+    ``progress`` shows the stages and folds on stderr (``lbml.models.progress``).
     ``sweep`` (``lbml.sweeps``) fits the CV splits as independent tasks (e.g. on Dask), bit for bit
     as the serial loop does.
     """
+    shown = TrainingProgress(progress)
+    try:
+        return _train(scenario, market, registry, split, out_dir, trials=trials, study=study,
+                      model_params=model_params, on_fold=on_fold, reports=reports, progress=shown, sweep=sweep)
+    finally:
+        shown.close()
+
+
+def _train(scenario, market, registry, split, out_dir, *, trials, study, model_params, on_fold, reports,
+           progress: TrainingProgress, sweep=None) -> TrainResult:
+    def fold_done(k: int, loss: float) -> None:
+        progress.fold(k, loss)
+        if on_fold is not None:
+            on_fold(k, loss)
+
+    progress.stage("features and labels")
     v = scenario.validation
     pipeline = scenario_pipeline(scenario, market, registry)
     ts = training_set(scenario, market, pipeline, split)
@@ -237,6 +256,7 @@ def train(
     weights = _sample_weights(v.sample_weights, y, X_frame.index, t1_s, ts.bar_index, lab)
 
     # 1. out-of-fold predictions on the development span (fewer splits when the window is short)
+    progress.stage("cross-validation")
     t0_dev, t1_dev = X_frame.index[dev], pd.DatetimeIndex(t1_s.to_numpy()[dev])
     inputs = window_inputs(scenario, market, split)
     fold_features = fold_features_for(
@@ -244,8 +264,9 @@ def train(
     )
     oof, plan = _purged_out_of_fold(
         partial(model_cls, **params), X[dev], y[dev], t0_dev, t1_dev, v, embargo,
-        None if weights is None else weights[dev], on_fold, fold_features, lab[dev], importance=reports, sweep=sweep,
+        None if weights is None else weights[dev], fold_done, fold_features, lab[dev], importance=reports, sweep=sweep,
     )
+    progress.stage("statistics")
     pricing = training_pricing(scenario, market, split, ts, dev)
     base_params = kelly_params_for(scenario, pricing)
     study_key = StudyKey(study or scenario.name, training_data_hash(scenario, market, split))
@@ -286,6 +307,7 @@ def train(
     stats |= _rule_summary(rule)
 
     # 3. final fit on the development span, calibration on the final block
+    progress.stage("final fit")
     fit_pos, val_pos = early_stopping_block(dev, t0n, t1n, v.early_stopping_fraction, int(embargo.value))
     fit_pos, val_pos = fit_pos[lab[fit_pos]], val_pos[lab[val_pos]]
     cal_l = cal[lab[cal]]
@@ -317,6 +339,7 @@ def train(
         "pricing": pricing.to_dict(),
     } | stats
     metrics["edge_gate"] = edge_evidence(metrics, scenario.gate)
+    progress.stage("artifact and reports")
     artifact = save_artifact(
         out_dir,
         model=model,
