@@ -555,6 +555,10 @@ def _check_model(scenario, source, settings) -> None:
     from lbml.models.params import check_model_config
 
     check_model_config(scenario.model.plugin, scenario.model.params, _registry(settings), str(source))
+    if scenario.strategy.params:
+        from lbml.engine.backtest import check_strategy_params
+
+        check_strategy_params(scenario, str(source))
 
 
 def _sweep(args):
@@ -666,6 +670,9 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
         ("tearsheet", str(run_dir / metrics["tearsheet"]) if metrics.get("tearsheet") else f"none: {metrics.get('tearsheet_skipped')}"),
         ("look-ahead check", _look_ahead_line(metrics.get("look_ahead_check"))),
     ]
+    if trained.get("resampling"):
+        rows.insert(rows.index(next(r for r in rows if r[0] == "early-stopping AUC")),
+                    ("resampling (training rows)", _resampling_line(trained["resampling"])))
     if metrics.get("in_sample"):
         rows.insert(0, ("*** IN-SAMPLE ***", "model trained inside the backtest window: not evidence of anything"))
     if gate.get("status") == "overridden":
@@ -681,6 +688,19 @@ def _print_rows(rows: list[tuple[str, str]]) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
+
+
+def _resampling_line(r: dict) -> str:
+    folds = r.get("folds") or {}
+    before, after = folds.get("up_share_before") or [], folds.get("up_share_after") or []
+    share = (f"class-1 share {sum(before) / len(before):.1%} -> {sum(after) / len(after):.1%} (mean of {len(before)} fits), "
+             if before else "")
+    rows = f"{folds.get('n_synthetic', 0)} synthetic / {folds.get('n_dropped', 0)} dropped rows"
+    if "oos_logloss_change" not in r:
+        return f"{r['method']}: {share}{rows}; {r.get('oos_effect', '')}"
+    return (f"{r['method']}: {share}{rows}; OOS log loss {_num(r['oos_logloss_with_resampling'])} vs "
+            f"{_num(r['oos_logloss_without_resampling'])} without ({r['oos_logloss_change']:+.4f}; "
+            f"raw {r['oos_logloss_raw_change']:+.4f})")
 
 
 def _data_lines(description: dict) -> list[str]:

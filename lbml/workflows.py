@@ -198,6 +198,8 @@ def write_run(
     }
     if result.signals is not None:
         metrics["signals"] = result.signals
+    if result.strategy_report:
+        metrics["strategy_report"] = result.strategy_report
     metrics |= model_statistics(artifact)
     if result.edge_gate is not None:
         metrics["edge_gate"] = result.edge_gate

@@ -285,6 +285,9 @@ class StateKeeper(Actor):
             "n_liquidations": len(self._liquidation_events()),
             "fills": len(self._recorder.record.fills),
             "model_calls": self._guard.calls if self._guard is not None else None,
+            # the exposure-cap invariant as the recorder checked it on every bar (lbml report reads it)
+            "max_exposure": self._recorder.record.max_exposure,
+            "exposure_caps": list(self._recorder.record.exposure_caps or ()),
         }
 
     def _write_equity_csv(self) -> None:
@@ -335,7 +338,7 @@ _ROW_INDEX = {
     "signals": (0, 1, 2, 3),
 }
 _SNAPSHOT_KEYS = ("signal_seq", "balance", "positions", "open_orders", "borrow", "slippage", "costs",
-                  "n_liquidations", "fills", "model_calls")
+                  "n_liquidations", "fills", "model_calls", "max_exposure", "exposure_caps")
 
 
 def _price(order) -> float | None:

@@ -25,7 +25,7 @@ from lbml.features.guard import LookAheadPolicy
 from lbml.features.pipeline import compute_features
 from lbml.live.binance import BinanceFeedConfig, BinanceSource, binance_subscriptions
 from lbml.live.drift import DriftConfig, DriftMonitor
-from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, first_bars, replay_events
+from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, first_bars, replay_events, require_ticks
 from lbml.live.feeds import FeedPlan
 from lbml.live.guard import ModelGuard
 from lbml.live.dashboard import DashboardConfig, DashboardServer
@@ -103,6 +103,8 @@ def run_paper(
     custom = _feed_custom_inputs(scenario, pipeline, options)
     if options.feed == "binance":  # refuse streams Binance cannot give before touching the state folder
         binance_subscriptions(symbols, options.binance, **custom)
+    if options.feed == "replay":  # bar data cannot be replayed: refused before anything is written
+        require_ticks(prepared.market, symbols)
     store = StateStore(state_dir)
     try:
         artifact_dir = _model(prepared, registry, state_dir, model_dir)
@@ -181,6 +183,8 @@ def run_paper(
             if dashboard is not None:
                 dashboard.shutdown()
                 dashboard.close()
+        if hasattr(paper.strategy, "report"):  # the strategy's own counters, for `lbml report`
+            store.put("strategy_report", paper.strategy.report())
         if options.console:
             print(file=__import__("sys").stderr)
         if paper.recorder.record.breach is not None:  # the node was stopped at the bar that broke the cap
@@ -202,6 +206,7 @@ def run_paper(
             "recovery_complete": not status.replaying,
             "items": plan.pos,
             "feed_finished": plan.finished,
+            "stop_reason": runner.stop_reason,  # "duration", "feed ended", "interrupted", ...
             "feed_seconds": plan.feed_seconds,
             "bars": status.bars,
             "fills": status.fills,
@@ -211,6 +216,7 @@ def run_paper(
             "position": status.position,
             "degraded": status.degraded,
             "withheld_predictions": len(guard.decisions),
+            "strategy_report": store.get("strategy_report"),
             "data": prepared.data,
         } | ({} if prepared.look_ahead is None else {"look_ahead_check": prepared.look_ahead})
     finally:

@@ -29,10 +29,11 @@ from lbml.engine.recorder import FILL_COLUMNS, TRADE_COLUMNS
 from lbml.errors import LbmlError, StorageError, is_no_space
 
 DB_NAME = "state.sqlite"
-SCHEMA_VERSION = 3  # 3: fills and trades say why a position closed (exit_reason)
+SCHEMA_VERSION = 4  # 3: fills and trades say why a position closed (exit_reason); 4: exposure cap in the checkpoint
 EQUITY_COLUMNS = ("ts", "equity", "balance", "close", "borrow", "slippage",
                   "exposure", "leverage", "health", "liquidation_price")
 COST_COLUMNS = ("ts", "kind", "amount")
+BREACH_KEY = "exposure_breach"  # meta key: the first bar that broke the exposure cap (lbml.engine.recorder)
 LIQUIDATION_COLUMNS = ("ts", "order_id", "side", "quantity", "price", "penalty")
 
 _SCHEMA = """
