@@ -128,6 +128,10 @@ def test_lstm_backtest_predictions_equal_the_model_on_batch_sequences(lstm_run, 
     pipeline = scenario_pipeline(prepared.scenario, prepared.market, registry)
     artifact = load_artifact(run_dir / "model", registry, pipeline.schema())
     assert artifact.manifest["model_plugin"] == "lstm" and (run_dir / "model" / "lstm.safetensors").is_file()
+    # the embargo covers the window: a training row within window-1 bars after a test block reads it
+    stats = artifact.manifest["metrics"]
+    assert stats["embargo_input_window_bars"] == scenario.model.params["window"] - 1
+    assert pd.Timedelta(stats["embargo"]) >= pd.Timedelta(minutes=scenario.model.params["window"] - 1)
     pipeline.load_fitted_state(artifact.feature_state)
     cfg = scenario.data
     batch = market_features(pipeline, prepared.market, cfg.symbol, cfg.reference_symbol)
