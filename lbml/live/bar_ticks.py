@@ -7,8 +7,8 @@ high, low, close, high before low, a step skipped when it would not move the las
 only above it, the low only below it, the close only when different); aggressor as nautilus sets
 it. Sizes: the open carries the bar's whole volume, as ``NextOpenFillModule`` applies it in the
 backtest (``[venue] bar_fill = "next_open"``, the only bar fill a replay has); the high, low and
-close a quarter of it each (nautilus' split). A zero-volume bar's trades carry the size step. The
-open is flagged (``d = 1``): the gap-through charge prices a stop against the bar's open, as in the
+close a quarter of it each (nautilus' split). A zero-volume bar's trades carry the size step. In the replay
+(``lbml.live.events``) the open is flagged (``d = 1``): the gap-through charge prices a stop against the bar's open, as in the
 backtest, not against the step that triggered it (the feed names the other steps
 ``lbml.engine.gaps.INSIDE_BAR_TRADE``).
 
@@ -23,22 +23,21 @@ see bar t+1's high, low and close. No actor ever sees a trade of a bar before th
 and no order decided on bar t can be matched against any price of bar t.
 """
 
-from lbml.live.events import BAR_TRADE, MarketEvent
 
-
-def bar_trades(symbol: str, close_ts: int, o: float, h: float, low: float, c: float, volume: float,
-               last: float | None) -> tuple[list[MarketEvent], float]:
-    """The trades of one bar (side 1 buyer, -1 seller) after a last price ``last``; the new last price."""
+def bar_trades(o: float, h: float, low: float, c: float, volume: float,
+               last: float | None) -> tuple[list[tuple[float, float, float]], float]:
+    """The trades ``(price, size, side)`` of one bar (side 1 buyer, -1 seller), the open first, after a
+    last price ``last`` (None: the first bar); and the new last price."""
     quarter = volume / 4.0
-    out = [MarketEvent(BAR_TRADE, symbol, close_ts, o, volume, 1.0 if last is None or o > last else -1.0, 1.0)]
+    out = [(o, volume, 1.0 if last is None or o > last else -1.0)]
     last = o
     if h > last:
-        out.append(MarketEvent(BAR_TRADE, symbol, close_ts, h, quarter, 1.0))
+        out.append((h, quarter, 1.0))
         last = h
     if low < last:
-        out.append(MarketEvent(BAR_TRADE, symbol, close_ts, low, quarter, -1.0))
+        out.append((low, quarter, -1.0))
         last = low
     if c != last:
-        out.append(MarketEvent(BAR_TRADE, symbol, close_ts, c, quarter, 1.0 if c > last else -1.0))
+        out.append((c, quarter, 1.0 if c > last else -1.0))
         last = c
     return out, last

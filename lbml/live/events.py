@@ -6,6 +6,7 @@ public streams in ``lbml.live.binance``):
 
 - ``replay_events``: the scenario's own data after the backtest start, merged in the order the
   backtest engine processes it (time, then funding, depth, and per symbol trades before quotes).
+  Bar-only data: bars, the traded bar preceded by its trades for the venue (``lbml.live.bar_ticks``).
   Deterministic, so a restarted session can rebuild its state by replaying it again.
 - ``JournalSource``: events a live session journaled in its state database (for restarts of
   sources that cannot be rewound, such as a ZeroMQ socket).
@@ -40,6 +41,7 @@ import pandas as pd
 
 from lbml.data.frames import MarketData
 from lbml.errors import DataError
+from lbml.live.bar_ticks import bar_trades
 
 TRADE = 0
 QUOTE = 1
@@ -164,8 +166,9 @@ def replay_events(
         symbol, kind, _ = frames[f]
         if kind == BAR_TRADE:
             o, h, lo, cl, v = (float(x[r]) for x in columns[f])
-            trades, last[symbol] = bar_trades(symbol, int(ts[i]), o, h, lo, cl, v, last.get(symbol))
-            yield from trades
+            trades, last[symbol] = bar_trades(o, h, lo, cl, v, last.get(symbol))
+            for k, (price, size, side) in enumerate(trades):  # the open flagged (d = 1): see bar_ticks
+                yield MarketEvent(BAR_TRADE, symbol, int(ts[i]), price, size, side, 1.0 if k == 0 else 0.0)
             continue
         if kind == BAR:
             o, h, lo, cl, v = (float(x[r]) for x in columns[f])
@@ -306,5 +309,3 @@ async def first_bars(
                 return
             yield event
 
-
-from lbml.live.bar_ticks import bar_trades  # noqa: E402 - it builds this module's MarketEvent
