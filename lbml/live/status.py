@@ -50,6 +50,7 @@ class PaperStatus:
     drift_features: int = 0  # features the last drift check rejected (Holm-adjusted)
     drift_min_p: float | None = None  # the last drift check's smallest Holm-adjusted p-value
     bad_messages: int = 0  # feed messages refused (quarantined) by the feed validation
+    retrain: dict | None = None  # [paper.retrain]: counts by outcome, the running retrain, the last one
 
     def line(self) -> str:
         ts = time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.market_ts / 1e9)) if self.market_ts else "-"
