@@ -4,7 +4,10 @@ The stored fills, closed trades, per-bar equity and risk, every cost-ledger char
 liquidations are turned back into the ``BacktestResult`` the backtest reports are computed from, so
 ``metrics.json`` (equity reconciliation and cost breakdown included), ``equity.png``,
 ``tearsheet.html``, ``risk.png``, ``ledgers.csv`` and ``liquidations.csv`` come from the very same
-code. Output goes to ``STATE_DIR/report/`` (replaced atomically on every call).
+code. Output goes to ``STATE_DIR/report/`` (replaced atomically on every call). A session with
+``[paper.retrain]`` also gets ``retrains`` in ``metrics.json`` (every row of the state's
+``retrains`` table) and ``retrains.csv``; ``model_id`` stays the model the session started with and
+``model_id_final`` is the one trading at the end.
 """
 
 from collections import defaultdict
@@ -87,6 +90,7 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
         result, session = result_from_state(store)
         look_ahead = store.get("look_ahead_check")
         edge_gate = store.get("edge_gate")
+        retrains = store.retrains()
     finally:
         store.close()
     final = Path(state_dir) / "report"
@@ -105,6 +109,12 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
         }
         if look_ahead is not None:
             metrics["look_ahead_check"] = look_ahead
+        if retrains:  # [paper.retrain]: every retrain, its gate verdict and where an accepted one went in
+            metrics["retrains"] = retrains
+            pd.DataFrame(retrains).assign(gate=[r["gate"]["status"] if r["gate"] else None for r in retrains]) \
+                .to_csv(tmp / "retrains.csv", index=False)
+            accepted = [r for r in retrains if r["status"] == "accepted"]
+            metrics["model_id_final"] = accepted[-1]["candidate_id"] if accepted else session["model_id"]
         title = f"{session['scenario']} (paper)"
         if edge_gate is not None:
             metrics["edge_gate"] = edge_gate
