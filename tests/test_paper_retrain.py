@@ -29,6 +29,7 @@ from .paper_support import bars_done, run_cli
 from .paper_support import state_rows as _rows
 
 BARS = 240
+FILL_COLS = ("pos", "ts", "side", "quantity", "price", "commission", "liquidity", "order_type")
 SPEED = 150.0  # 240 bars in ~100 s of feed: time for a small retrain to finish on a loaded machine
 WINDOW = 2000  # bars: the features' 1440-bar warm-up plus ~560 trainable bars
 RETRAIN = {"every_days": 0.01, "window_bars": WINDOW, "min_bars_between": 30}  # first trigger ~15 bars in
@@ -193,8 +194,8 @@ def test_kill_9_during_a_retrain_keeps_the_old_model_and_the_restart_swaps_at_a_
     assert [r[0] for r in _rows(state, "SELECT seq FROM signals ORDER BY seq")] == list(range(1, BARS + 1))
     equity_ts = [r[0] for r in _rows(state, "SELECT ts FROM equity ORDER BY i")]
     assert len(equity_ts) == BARS and equity_ts == sorted(set(equity_ts))
-    assert _rows(state, "SELECT COUNT(*) FROM (SELECT DISTINCT pos, ts, order_id FROM fills)") == \
-        _rows(state, "SELECT COUNT(*) FROM fills")
+    fills = f"SELECT {', '.join(FILL_COLS)} FROM fills WHERE ts <= {first['swap_ts']} ORDER BY i"
+    assert _rows(state, fills) == _rows(setup["reference"], fills)  # the old model's fills, each once
 
     # before the swap: exactly the old model's session; from the swap bar on: the candidate, computed
     # as training computes features (from the window's start) and predicted by the saved artifact
