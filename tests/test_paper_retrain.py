@@ -236,3 +236,41 @@ def test_kill_9_during_a_retrain_keeps_the_old_model_and_the_restart_swaps_at_a_
     assert summary["resumed_from"] == summary["items"] and summary["recovery_complete"]
     assert {t: _rows(state, f"SELECT COUNT(*) FROM {t}")[0][0] for t in before} == before
     assert _rows(state, signals) == mine
+
+
+@pytest.mark.timeout(600)
+def test_a_candidate_that_fails_the_edge_gate_is_recorded_and_not_traded(setup, tmp_path):
+    """A retrain (schedule, or drift) whose candidate the gate rejects (100000 out-of-fold trades
+    needed): the verdict is recorded with the candidate and the session trades the old model throughout."""
+    from lbml.live.drift import DriftConfig
+
+    raw = setup["scenario"].to_dict()
+    raw["gate"] = {"enabled": True, "min_trades": 100_000}
+    raw["paper"] = {"retrain": RETRAIN | {"on_drift": True}}
+    scenario = parse_scenario(raw)
+    state = tmp_path / "state"
+    # alpha = 0.99 and features tested from one effective draw: drift checks flag early in a short session
+    options = PaperOptions(speed=SPEED, bars=BARS, console=False, ignore_edge_gate=True,
+                           drift=DriftConfig(every_bars=20, window=60, alpha=0.99, min_effective=1.0))
+    summary = run_paper(scenario, setup["registry"], state, options, model_dir=setup["model"],
+                        prepared=setup["prepared"])
+    assert summary["bars"] == BARS
+    rows = _retrains(state)
+    first = rows[0]
+    assert first["reason"] == "schedule" and first["status"] == "rejected", first
+    # a drift retrain only ever follows a flagged check (the flag alone triggers: schedule not due)
+    for row in rows[1:]:
+        if row["reason"] == "drift":
+            ts = _rows(state, f"SELECT ts FROM equity WHERE i = {row['trigger_bar']}")[0][0]
+            assert _rows(state, f"SELECT flagged FROM drift WHERE ts <= {ts} ORDER BY i DESC LIMIT 1") == [(1,)]
+    gate = json.loads(first["gate"])
+    assert gate["status"] == "closed" and "at least 100000 needed" in gate["reason"]
+    assert first["candidate_id"] and first["swap_pos"] is None and first["swap_bar"] is None
+    assert load_artifact(Path(first["candidate_path"]), setup["registry"]).model_id == first["candidate_id"]
+    assert all(r["status"] != "accepted" for r in rows)
+    old_id = load_artifact(setup["model"], setup["registry"]).model_id
+    assert json.loads((state / "status.json").read_text())["model_id"] == old_id
+    ref = setup["reference"]
+    for sql in ("SELECT seq, ts, probability, close FROM signals ORDER BY seq",
+                f"SELECT {', '.join(FILL_COLS)} FROM fills ORDER BY i"):
+        assert _rows(state, sql) == _rows(ref, sql)
