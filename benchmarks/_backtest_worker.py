@@ -9,27 +9,20 @@ import json
 import resource
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from nautilus_trader.backtest.engine import BacktestEngine
-from nautilus_trader.backtest.models import MakerTakerFeeModel
-from nautilus_trader.config import BacktestEngineConfig, LoggingConfig, StrategyConfig
-from nautilus_trader.model.data import Bar, BarType
-from nautilus_trader.model.enums import AccountType, OmsType
-from nautilus_trader.model.identifiers import Venue
-from nautilus_trader.model.objects import Money
-from nautilus_trader.trading.strategy import Strategy
-
 from lbml.data.frames import InstrumentData, MarketData
-from lbml.engine.backtest import bar_type_for, instrument_for, run_backtest
+from lbml.engine.backtest import instrument_for, run_backtest
 from lbml.engine.convert import to_bars, to_trade_ticks
 from lbml.models.artifact import load_artifact
 from lbml.models.compiled import CompiledModel, accelerate
 from lbml.models.training import scenario_pipeline
+from lbml.nautilus.backtest import add_margin_venue, new_backtest_engine
+from lbml.nautilus.model import Bar, BarType, Venue, bar_type_for
+from lbml.nautilus.trading import Strategy, StrategyConfig
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
 from lbml.split import compute_split
@@ -116,17 +109,14 @@ def run_bare(workdir: Path) -> dict:
     else:
         frame = data.bars.loc[(data.bars.index > split.test_start) & (data.bars.index <= split.test_end)]
         events = to_bars(frame, bar_type, instrument)
-    engine = BacktestEngine(BacktestEngineConfig(logging=LoggingConfig(log_level="ERROR")))
-    engine.add_venue(
+    engine = new_backtest_engine(log_level="ERROR")
+    add_margin_venue(
+        engine,
         venue=Venue(scenario.data.venue),
-        oms_type=OmsType.NETTING,
-        account_type=AccountType.MARGIN,
         base_currency=instrument.quote_currency,
-        starting_balances=[Money(scenario.venue.starting_balance, instrument.quote_currency)],
-        default_leverage=Decimal(str(scenario.strategy.max_leverage)),
-        fee_model=MakerTakerFeeModel(),
+        starting_balance=scenario.venue.starting_balance,
+        leverage=scenario.strategy.max_leverage,
         bar_execution=not tick_mode,
-        trade_execution=tick_mode,
     )
     engine.add_instrument(instrument)
     engine.add_data(events, validate=False, sort=True)

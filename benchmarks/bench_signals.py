@@ -151,7 +151,7 @@ def _rust_latencies(binary: Path, tmp: Path, n: int, burst: int, tag: str):
         client = subprocess.Popen([str(binary), "--endpoint", endpoint, "--count", str(n)], stdout=sink)
         try:
             _wait_for_line(out, '"heartbeat"')
-            from nautilus_trader.model.identifiers import InstrumentId
+            from lbml.nautilus.model import InstrumentId
 
             iid = InstrumentId.from_str("BTCUSDT.BINANCE")
             for i in _pace(n, burst):

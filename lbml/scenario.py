@@ -3,49 +3,97 @@
 A scenario fully describes one experiment (data, split, features, labels, model, strategy, costs,
 venue, report). Unknown keys and out-of-range values are rejected with one line naming the file,
 the key and the reason. The resolved scenario is saved next to every result.
+
+Types are strict: a number written as a string (``train_fraction = "0.6"``), a float where an
+integer is expected or ``0``/``1`` for a boolean are refused, and so is NaN or infinity in any float
+(``[model.params]`` and feature parameters included). The data source is never implied: a scenario
+names it in ``[data] source``. Relative data paths are relative to the scenario file's folder.
 """
 
 import hashlib
 import json
+import math
+import os
 import tomllib
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from lbml.errors import ConfigError
 from lbml.settings import format_validation_error
 
 
+# Strict scalars: no coercion from strings (or from floats to ints, ints to bools); a float field takes an int.
+Float = Annotated[float, Strict()]
+Int = Annotated[int, Strict()]
+Bool = Annotated[bool, Strict()]
+
+#: The largest starting balance: nautilus holds money in fixed point up to MONEY_MAX (1.7e13), and a
+#: position's notional (balance x leverage, up to 125x) must fit in it too (tests/test_scenario_strict.py).
+MAX_STARTING_BALANCE = 1e11
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _finite_params(value: dict[str, Any]) -> dict[str, Any]:
+    def walk(item: Any, key: str) -> None:
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"{key} = {item} is not a finite number")
+        if isinstance(item, dict):
+            for k, v in item.items():
+                walk(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(item, list | tuple):
+            for i, v in enumerate(item):
+                walk(v, f"{key}[{i}]")
+
+    walk(value, "")
+    return value
 
 
 class DataConfig(_Section):
     """Where market data comes from and how it reaches the engine."""
 
-    source: Literal["synthetic", "files"] = "synthetic"
+    source: Literal["synthetic", "files"] = Field(
+        description="required: 'synthetic' (the embedded market) or 'files' (data.paths)"
+    )
     symbol: str = Field("BNBUSDT", pattern=r"^[A-Z0-9]{2,20}$")
     reference_symbol: str | None = Field("BTCUSDT", pattern=r"^[A-Z0-9]{2,20}$")
     venue: str = Field("BINANCE", pattern=r"^[A-Z0-9_]{2,20}$")
     paths: tuple[Path, ...] = ()
     reference_paths: tuple[Path, ...] = ()
     funding_paths: tuple[Path, ...] = ()
-    days: int = Field(30, ge=2, le=3650, description="synthetic market length")
-    seed: int = Field(7, ge=0)
-    edge: float = Field(
+    days: Int = Field(30, ge=2, le=3650, description="synthetic market length")
+    seed: Int = Field(7, ge=0)
+    edge: Float = Field(
         0.0, ge=0, le=1, description="synthetic only: planted momentum predictability (0 = none)"
     )
-    bar_minutes: int = Field(1, ge=1, le=1440)
-    trend_drift: float = Field(
+    bar_minutes: Int = Field(1, ge=1, le=1440)
+    trend_drift: Float = Field(
         0.03, ge=0, le=1, description="synthetic only: drift in the trending regime (0 with edge 0 = martingale)"
     )
     depth_paths: tuple[Path, ...] = Field(
         (), description="files source: order-book files (Tardis book snapshots, Binance depth CSV or capture) of data.symbol"
     )
+    max_gap_minutes: Int = Field(
+        1440, ge=1, description="refuse a hole in any symbol's bars longer than this (real markets pause for hours)"
+    )
+    max_bar_move: Float = Field(
+        2.0, gt=1, description="refuse a bar whose high or low is more than this factor away from the previous close"
+    )
+
+    def resolved(self, base: Path) -> "DataConfig":
+        """Return a copy whose relative file paths are taken relative to ``base`` (absolute, normalised)."""
+        def absolute(p: Path) -> Path:
+            p = p.expanduser()
+            return p if p.is_absolute() else Path(os.path.normpath(base.absolute() / p))
+
+        return self.model_copy(update={name: tuple(absolute(p) for p in getattr(self, name)) for name in PATH_FIELDS})
 
     @model_validator(mode="after")
     def _files_need_paths(self) -> "DataConfig":
@@ -60,16 +108,22 @@ class DataConfig(_Section):
         return self
 
 
+#: The fields of ``[data]`` that name files (resolved against the scenario file's folder).
+PATH_FIELDS = ("paths", "reference_paths", "funding_paths", "depth_paths")
+
+
 class SplitConfig(_Section):
     """Chronological train/backtest split; the backtest never sees training data."""
 
-    train_fraction: float = Field(0.5, gt=0.05, lt=0.95)
-    embargo_bars: int = Field(60, ge=0)
+    train_fraction: Float = Field(0.5, gt=0.05, lt=0.95)
+    embargo_bars: Int = Field(60, ge=0)
 
 
 class FeaturePluginConfig(_Section):
     plugin: str
     params: dict[str, Any] = {}
+
+    _finite = field_validator("params")(_finite_params)
 
 
 class FeaturesConfig(_Section):
@@ -82,37 +136,37 @@ class LabelsConfig(_Section):
     """Training labels; see ``lbml.labels`` (every kind keeps the label end time t1)."""
 
     kind: Literal["fixed_horizon", "vol_scaled", "triple_barrier"] = "fixed_horizon"
-    horizon_bars: int = Field(15, ge=1, le=10_000)
-    dead_zone_bps: float = Field(0.0, ge=0, le=1_000)
+    horizon_bars: Int = Field(15, ge=1, le=10_000)
+    dead_zone_bps: Float = Field(0.0, ge=0, le=1_000)
     vol_estimator: Literal["realized", "parkinson", "garman_klass", "yang_zhang", "atr"] = "realized"
-    vol_window: int = Field(100, ge=2, le=100_000, description="bars in the trailing volatility window")
-    vol_k: float = Field(0.5, ge=0, le=20, description="vol_scaled: neutral zone k * sigma * sqrt(h)")
-    profit_mult: float = Field(1.0, gt=0, le=50, description="triple_barrier: upper barrier in sigma*sqrt(h)")
-    stop_mult: float = Field(1.0, gt=0, le=50, description="triple_barrier: lower barrier in sigma*sqrt(h)")
+    vol_window: Int = Field(100, ge=2, le=100_000, description="bars in the trailing volatility window")
+    vol_k: Float = Field(0.5, ge=0, le=20, description="vol_scaled: neutral zone k * sigma * sqrt(h)")
+    profit_mult: Float = Field(1.0, gt=0, le=50, description="triple_barrier: upper barrier in sigma*sqrt(h)")
+    stop_mult: Float = Field(1.0, gt=0, le=50, description="triple_barrier: lower barrier in sigma*sqrt(h)")
 
 
 class ValidationConfig(_Section):
     """Purged out-of-sample evaluation inside the training window (see ``lbml.validation``)."""
 
     method: Literal["walk_forward", "cpcv"] = "walk_forward"
-    n_splits: int = Field(5, ge=2, le=50, description="walk_forward: number of test folds")
-    expanding: bool = Field(True, description="walk_forward: expanding (true) or sliding training window")
-    n_groups: int = Field(6, ge=3, le=20, description="cpcv: number of groups N")
-    n_test_groups: int = Field(2, ge=1, le=10, description="cpcv: test groups per split k")
-    embargo_fraction: float = Field(0.01, ge=0, le=0.2, description="embargo as a fraction of the samples")
-    early_stopping_fraction: float = Field(0.15, gt=0, lt=0.5)
+    n_splits: Int = Field(5, ge=2, le=50, description="walk_forward: number of test folds")
+    expanding: Bool = Field(True, description="walk_forward: expanding (true) or sliding training window")
+    n_groups: Int = Field(6, ge=3, le=20, description="cpcv: number of groups N")
+    n_test_groups: Int = Field(2, ge=1, le=10, description="cpcv: test groups per split k")
+    embargo_fraction: Float = Field(0.01, ge=0, le=0.2, description="embargo as a fraction of the samples")
+    early_stopping_fraction: Float = Field(0.15, gt=0, lt=0.5)
     calibration: Literal["auto", "sigmoid", "isotonic", "none"] = "auto"
-    calibration_fraction: float = Field(0.15, gt=0, lt=0.5, description="final purged block for the calibrator")
-    fold_calibration: bool = Field(
+    calibration_fraction: Float = Field(0.15, gt=0, lt=0.5, description="final purged block for the calibrator")
+    fold_calibration: Bool = Field(
         True,
         description="calibrate each CV fold's predictions on its validation block, as the deployed model is "
         "calibrated: the EV margin and the edge gate then judge the probabilities the engine will see",
     )
     sample_weights: Literal["none", "uniqueness", "balanced"] = "none"
-    ev_margins: tuple[float, ...] = Field(
+    ev_margins: tuple[Float, ...] = Field(
         (0.0, 0.01, 0.02, 0.05), min_length=1, description="margins over break-even tried on OOF (each counts as a trial)"
     )
-    bootstrap_reps: int = Field(500, ge=50, le=100_000)
+    bootstrap_reps: Int = Field(500, ge=50, le=100_000)
 
     @model_validator(mode="after")
     def _groups(self) -> "ValidationConfig":
@@ -124,14 +178,16 @@ class ValidationConfig(_Section):
 class WalkForwardConfig(_Section):
     """``lbml walkforward``: retrain every K days, trade only the following period."""
 
-    retrain_every_days: float = Field(7.0, gt=0, le=365)
+    retrain_every_days: Float = Field(7.0, gt=0, le=365)
     window: Literal["expanding", "sliding"] = "expanding"
-    train_days: float = Field(14.0, gt=0, le=3650, description="first training span; the sliding window's length")
+    train_days: Float = Field(14.0, gt=0, le=3650, description="first training span; the sliding window's length")
 
 
 class ModelConfig(_Section):
     plugin: str = "xgboost"
     params: dict[str, Any] = {}
+
+    _finite = field_validator("params")(_finite_params)
 
 
 class StrategyConfig(_Section):
@@ -141,43 +197,43 @@ class StrategyConfig(_Section):
         "strategies.kelly_leverage:KellyLeverage", pattern=r"^strategies(\.\w+)+:\w+$",
         description="a class in lbml's `strategies` package (module:Class); nothing outside it is imported",
     )
-    kelly_fraction: float = Field(0.25, gt=0, le=1)
-    max_leverage: float = Field(3.0, ge=1, le=20)
-    max_position_fraction: float = Field(0.5, gt=0, le=1)
-    min_notional: float = Field(10.0, ge=0)
-    stop_loss_pct: float = Field(0.01, gt=0, lt=0.5)
-    take_profit_pct: float = Field(0.015, gt=0, lt=1)
-    max_holding_bars: int = Field(240, ge=1)
-    probability_shrinkage: float = Field(1.0, ge=0, le=1)
-    probability_n_eff: float = Field(
+    kelly_fraction: Float = Field(0.25, gt=0, le=1)
+    max_leverage: Float = Field(3.0, ge=1, le=20)
+    max_position_fraction: Float = Field(0.5, gt=0, le=1)
+    min_notional: Float = Field(10.0, ge=0)
+    stop_loss_pct: Float = Field(0.01, gt=0, lt=0.5)
+    take_profit_pct: Float = Field(0.015, gt=0, lt=1)
+    max_holding_bars: Int = Field(240, ge=1)
+    probability_shrinkage: Float = Field(1.0, ge=0, le=1)
+    probability_n_eff: Float = Field(
         0.0, ge=0, description="samples behind the calibrated probability: shrink its edge by one standard error (0 = off)"
     )
-    trailing_stop: bool = Field(False, description="stop-loss trails the price by stop_loss_pct (TRAILING_STOP_MARKET)")
+    trailing_stop: Bool = Field(False, description="stop-loss trails the price by stop_loss_pct (TRAILING_STOP_MARKET)")
 
 
 class CostsConfig(_Section):
-    maker_fee: float = Field(0.0002, ge=0, le=0.01)
-    taker_fee: float = Field(0.0004, ge=0, le=0.01)
-    slippage_bps: float = Field(1.0, ge=0, le=100)
-    borrow_apr_quote: float = Field(0.08, ge=0, le=5)
-    borrow_apr_base: float = Field(0.05, ge=0, le=5)
-    borrow_interval_minutes: int = Field(60, ge=1, le=1440)
-    latency_ms: float = Field(1.0, gt=0, le=60_000)
+    maker_fee: Float = Field(0.0002, ge=0, le=0.01)
+    taker_fee: Float = Field(0.0004, ge=0, le=0.01)
+    slippage_bps: Float = Field(1.0, ge=0, le=100)
+    borrow_apr_quote: Float = Field(0.08, ge=0, le=5)
+    borrow_apr_base: Float = Field(0.05, ge=0, le=5)
+    borrow_interval_minutes: Int = Field(60, ge=1, le=1440)
+    latency_ms: Float = Field(1.0, gt=0, le=60_000)
     slippage_model: Literal["fixed", "volatility"] = Field(
         "fixed", description="fixed: slippage_bps; volatility: slippage_vol_k × σ(1-minute returns), floor slippage_bps"
     )
-    slippage_vol_k: float = Field(0.5, ge=0, le=100)
-    gas_per_tx: float = Field(0.0, ge=0, description="DEX: account currency charged per transaction (fill)")
+    slippage_vol_k: Float = Field(0.5, ge=0, le=100)
+    gas_per_tx: Float = Field(0.0, ge=0, description="DEX: account currency charged per transaction (fill)")
 
 
 class VenueConfig(_Section):
-    starting_balance: float = Field(
-        100_000.0, gt=0, description="in the traded pair's quote currency (USDT for *USDT pairs)"
+    starting_balance: Float = Field(
+        100_000.0, gt=0, le=MAX_STARTING_BALANCE, description="in the traded pair's quote currency (USDT for *USDT pairs)"
     )
     bar_fill: Literal["next_open", "next_close"] = Field(
         "next_open", description="bar data: an order decided on a bar's close fills at the next bar's open (or close)"
     )
-    max_participation: float = Field(
+    max_participation: Float = Field(
         1.0, gt=0, le=1, description="an entry takes at most this fraction of the last bar's volume"
     )
 
@@ -191,28 +247,28 @@ class LeverageConfig(_Section):
     """
 
     model: Literal["none", "exchange_margin", "aave_lending"] = "none"
-    margin_leverage: float = Field(5.0, ge=1, le=125, description="exchange: isolated position leverage")
-    maintenance_margin_rate: float = Field(0.005, ge=0, lt=0.5)
-    liquidation_fee: float = Field(0.005, ge=0, lt=0.5, description="exchange: share of notional lost on liquidation")
-    funding: bool = Field(True, description="exchange: pay funding from the symbol's funding series")
-    funding_multiplier: float = Field(1.0, ge=0, le=100, description="exchange: stress factor on funding rates")
-    ltv: float = Field(0.70, gt=0, lt=1)
-    liquidation_threshold: float = Field(0.75, gt=0, lt=1)
-    liquidation_bonus: float = Field(0.10, ge=0, lt=0.5)
-    close_factor: float = Field(0.5, gt=0, le=1)
-    full_close_hf: float = Field(0.95, gt=0, le=1)
+    margin_leverage: Float = Field(5.0, ge=1, le=125, description="exchange: isolated position leverage")
+    maintenance_margin_rate: Float = Field(0.005, ge=0, lt=0.5)
+    liquidation_fee: Float = Field(0.005, ge=0, lt=0.5, description="exchange: share of notional lost on liquidation")
+    funding: Bool = Field(True, description="exchange: pay funding from the symbol's funding series")
+    funding_multiplier: Float = Field(1.0, ge=0, le=100, description="exchange: stress factor on funding rates")
+    ltv: Float = Field(0.70, gt=0, lt=1)
+    liquidation_threshold: Float = Field(0.75, gt=0, lt=1)
+    liquidation_bonus: Float = Field(0.10, ge=0, lt=0.5)
+    close_factor: Float = Field(0.5, gt=0, le=1)
+    full_close_hf: Float = Field(0.95, gt=0, le=1)
     borrow_rate: Literal["constant", "schedule", "utilisation"] = "constant"
-    borrow_apr: float = Field(0.05, ge=0, le=5, description="constant APR, or the APR before a schedule starts")
-    rate_schedule: tuple[tuple[datetime, float], ...] = Field(
+    borrow_apr: Float = Field(0.05, ge=0, le=5, description="constant APR, or the APR before a schedule starts")
+    rate_schedule: tuple[tuple[datetime, Float], ...] = Field(
         (), description="[[time, value], ...] as-of steps: APR for 'schedule', utilisation for 'utilisation'"
     )
-    utilisation: float = Field(0.8, ge=0, le=1)
-    curve_base: float = Field(0.0, ge=0, le=5)
-    curve_slope1: float = Field(0.05, ge=0, le=5)
-    curve_slope2: float = Field(0.75, ge=0, le=50)
-    optimal_utilisation: float = Field(0.90, gt=0, lt=1)
-    stress_multiplier: float = Field(1.0, gt=0, le=100)
-    accrual_minutes: int = Field(60, ge=1, le=1440)
+    utilisation: Float = Field(0.8, ge=0, le=1)
+    curve_base: Float = Field(0.0, ge=0, le=5)
+    curve_slope1: Float = Field(0.05, ge=0, le=5)
+    curve_slope2: Float = Field(0.75, ge=0, le=50)
+    optimal_utilisation: Float = Field(0.90, gt=0, lt=1)
+    stress_multiplier: Float = Field(1.0, gt=0, le=100)
+    accrual_minutes: Int = Field(60, ge=1, le=1440)
 
     @model_validator(mode="after")
     def _consistent(self) -> "LeverageConfig":
@@ -231,24 +287,24 @@ class LeverageConfig(_Section):
 class RobustnessConfig(_Section):
     """Monte Carlo, regimes, sensitivity sweep and buy-and-hold tables in the run folder (``lbml.robustness``)."""
 
-    enabled: bool = False
-    mc_paths: int = Field(1000, ge=100, le=100_000)
+    enabled: Bool = False
+    mc_paths: Int = Field(1000, ge=100, le=100_000)
     mc_frequency: str = Field("15min", pattern=r"^\d+(min|h)$")
-    block_length: int | None = Field(None, ge=1)
-    seed: int = Field(7, ge=0)
-    regime_window_bars: int = Field(240, ge=40)
-    sweep: bool = True
-    sweep_days: float = Field(2.0, gt=0, le=365, description="the sweep re-runs the first N days of the backtest")
+    block_length: Int | None = Field(None, ge=1)
+    seed: Int = Field(7, ge=0)
+    regime_window_bars: Int = Field(240, ge=40)
+    sweep: Bool = True
+    sweep_days: Float = Field(2.0, gt=0, le=365, description="the sweep re-runs the first N days of the backtest")
 
 
 class GateConfig(_Section):
     """The edge gate (``lbml.gate``): trade a model only when its out-of-fold trades, net of every
     cost, show a significant edge."""
 
-    enabled: bool = True
+    enabled: Bool = True
     statistic: Literal["dsr", "psr"] = Field("dsr", description="deflated (true trial count) or probabilistic Sharpe")
-    min_probability: float = Field(0.95, gt=0, lt=1, description="the statistic's minimum (a probability)")
-    min_trades: int = Field(20, ge=4, description="out-of-fold trades the evidence needs at the least")
+    min_probability: Float = Field(0.95, gt=0, lt=1, description="the statistic's minimum (a probability)")
+    min_trades: Int = Field(20, ge=4, description="out-of-fold trades the evidence needs at the least")
 
 
 class RetrainConfig(_Section):
@@ -278,8 +334,8 @@ class PaperConfig(_Section):
 
 
 class ReportConfig(_Section):
-    tearsheet: bool = True
-    periods_per_year: int = Field(365, ge=1)
+    tearsheet: Bool = True
+    periods_per_year: Int = Field(365, ge=1)
 
 
 # Fields that only some configurations read: (section, fields, is it read?, by what). A field the chosen
@@ -313,7 +369,7 @@ class Scenario(_Section):
 
     name: str = Field(pattern=r"^[\w.-]{1,64}$")
     description: str = ""
-    data: DataConfig = DataConfig()
+    data: DataConfig = Field(description="required: where the market data comes from")
     split: SplitConfig = SplitConfig()
     features: FeaturesConfig = FeaturesConfig()
     labels: LabelsConfig = LabelsConfig()
@@ -363,19 +419,35 @@ class Scenario(_Section):
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Load and validate a scenario file; raise ``ConfigError`` with a one-line reason."""
+    """Load and validate a scenario file; raise ``ConfigError`` with a one-line reason.
+
+    Relative data paths are resolved against the scenario file's folder.
+    """
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: scenario file not found")
     try:
-        raw = tomllib.loads(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a scenario file (not UTF-8 text)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the scenario file ({exc.strerror or exc})") from None
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     raw.setdefault("name", path.stem)
-    return parse_scenario(raw, source=str(path))
+    scenario = parse_scenario(raw, source=str(path))
+    return scenario.model_copy(update={"data": scenario.data.resolved(path.parent)})
 
 
 def parse_scenario(raw: dict[str, Any], source: str = "<scenario>") -> Scenario:
+    data = raw.get("data")
+    if not isinstance(data, dict) or "source" not in data:
+        raise ConfigError(
+            f"{source}: data.source: required (the scenario must name its market data: source = \"files\" with "
+            "data.paths, or source = \"synthetic\" for the embedded synthetic market)"
+        )
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:

@@ -110,6 +110,8 @@ def format_validation_error(exc: ValidationError) -> str:
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
+    elif err["type"].endswith("_type") and isinstance(err.get("input"), str | int | float | bool):
+        msg = f"{msg}, got {type(err['input']).__name__} {err['input']!r}"
     more = len(exc.errors()) - 1
     suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{loc}: {msg}{suffix}" if err["loc"] else f"{msg}{suffix}"

@@ -5,10 +5,12 @@ Each CLI command is a thin wrapper around one function here.
 
 import logging
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 
 from lbml.data.frames import InstrumentData, MarketData
+from lbml.data.provenance import describe_market
 from lbml.data.sources import load_market
 from lbml.engine.backtest import BacktestResult, load_strategy_class, run_backtest
 from lbml.errors import ArtifactError, DataError
@@ -45,6 +47,11 @@ class Prepared:
     market: MarketData
     split: Split
     look_ahead: dict | None = None  # the look-ahead check's result (lbml.features.guard); None: not run
+
+    @cached_property
+    def data(self) -> dict:
+        """What data the run uses (``lbml.data.provenance``): printed in summaries, ``metrics.json`` ``data``."""
+        return describe_market(self.scenario.data, self.market)
 
 
 def prepare(
@@ -172,6 +179,7 @@ def write_run(
         "model_id": artifact.model_id,
         "training_metrics": artifact.manifest.get("metrics", {}),
         "backtest_window": {"start": prepared.split.test_start, "end": prepared.split.test_end},
+        "data": prepared.data,
         "in_sample": in_sample,
     }
     if result.signals is not None:

@@ -9,6 +9,7 @@ import pandas as pd
 from lbml.data.frames import InstrumentData, MarketData, bars_from_trades
 from lbml.data.importers import ImportedFile, load_file
 from lbml.data.orderbook import load_depth
+from lbml.data.plausibility import check_file_symbol, check_price_level, same_symbol
 from lbml.data.sources import DataSource, data_paths_exist
 from lbml.data.synthetic import SyntheticMarketConfig, generate_market
 from lbml.data.validate import validate
@@ -49,26 +50,33 @@ class FilesSource(DataSource):
     name = "files"
 
     def load(self, config: DataConfig, *, progress: bool = False) -> MarketData:
-        instruments = {config.symbol: _load_instrument(config.symbol, config.paths, config.bar_minutes)}
+        instruments = {config.symbol: _load_instrument(config.symbol, config.paths, config.bar_minutes, "data.paths")}
         if config.depth_paths:
             instruments[config.symbol] = _with_depth(instruments[config.symbol], config.depth_paths)
         if config.reference_symbol and config.reference_paths:
             instruments[config.reference_symbol] = _load_instrument(
-                config.reference_symbol, config.reference_paths, config.bar_minutes
+                config.reference_symbol, config.reference_paths, config.bar_minutes, "data.reference_paths"
             )
         funding = {}
         for path in config.funding_paths:
             data_paths_exist((path,))
             imported = load_file(path, kind="funding")
-            funding[imported.symbol or config.symbol] = imported.frame.sort_index()
+            symbols = tuple(filter(None, (config.symbol, config.reference_symbol)))
+            if imported.symbol is not None and not any(same_symbol(imported.symbol, s) for s in symbols):
+                raise DataError(f"{path}: the file's name or symbol column says {imported.symbol}, but data.funding_paths "
+                                f"are for {' or '.join(symbols)}")
+            owner = next((s for s in symbols if imported.symbol and same_symbol(imported.symbol, s)), config.symbol)
+            funding[owner] = imported.frame.sort_index()
         return MarketData(instruments, funding, config.bar_minutes)
 
 
-def _load_instrument(symbol: str, paths: tuple[Path, ...], bar_minutes: int) -> InstrumentData:
+def _load_instrument(symbol: str, paths: tuple[Path, ...], bar_minutes: int, field: str) -> InstrumentData:
     data_paths_exist(paths)
-    loaded = [load_file(p, symbol=symbol) for p in paths]
+    loaded = [load_file(p) for p in paths]
     for f in loaded:
+        check_file_symbol(f.path, f.symbol, symbol, field)  # the symbol the file's name or column gives
         validate(f).raise_if_fatal(f.path)
+    loaded_names, loaded = loaded, [replace(f, symbol=symbol) for f in loaded]
     files = [part for f in loaded for part in _streams(f)]  # a capture holds trades and quotes too
     kinds = {f.kind for f in files}
     bars = _concat([f for f in files if f.kind == "bars"], "bars")
@@ -86,6 +94,8 @@ def _load_instrument(symbol: str, paths: tuple[Path, ...], bar_minutes: int) -> 
             )
     if trades is not None and bars is None:
         bars = bars_from_trades(trades, bar_minutes)
+    if all(f.symbol is None for f in loaded_names):
+        check_price_level(paths[0], symbol, bars)
     source = ", ".join(str(p) for p in paths)
     return InstrumentData(symbol, bars=bars, trades=trades, quotes=quotes, source=source, depth=depth)
 

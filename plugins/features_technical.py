@@ -16,13 +16,13 @@ cost). ``tests/test_features_rolling.py`` checks the bands equal ``BollingerBand
 
 import math
 
-from nautilus_trader.core.stats import fast_mean, fast_std_with_mean
 from pydantic import Field, model_validator
 
 from lbml.features.base import NAN, BarEvent, FeatureDoc, FeatureParams, FeaturePlugin
 from lbml.features.indicators import Ema, Macd, WilderRsi
 from lbml.features.rolling import OrderedWindow
 from lbml.hookspecs import hookimpl
+from lbml.nautilus.stats import fast_mean, fast_std_with_mean
 
 
 def bollinger_bands(window: OrderedWindow, typical: float, k: float) -> tuple[float, float]:

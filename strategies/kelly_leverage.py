@@ -18,12 +18,6 @@ price, and exposure is capped at what the leverage model allows.
 
 from decimal import Decimal
 
-from nautilus_trader.config import StrategyConfig
-from nautilus_trader.model.data import Bar, BarType
-from nautilus_trader.model.enums import OrderSide, OrderType, TimeInForce, TrailingOffsetType, TriggerType
-from nautilus_trader.model.identifiers import InstrumentId
-from nautilus_trader.model.orders import OrderList
-
 from lbml.cost_model import CostModel
 from lbml.engine.exit_reasons import (
     MAX_HOLDING_TIME,
@@ -35,6 +29,19 @@ from lbml.engine.exit_reasons import (
 )
 from lbml.engine.messages import PREDICTION_TYPE, Prediction
 from lbml.leverage.model import LeverageSpec
+from lbml.nautilus.custom_data import subscribe_custom
+from lbml.nautilus.model import (
+    Bar,
+    BarType,
+    InstrumentId,
+    OrderSide,
+    OrderType,
+    TimeInForce,
+    TrailingOffsetType,
+    TriggerType,
+    make_price,
+)
+from lbml.nautilus.trading import OrderList, StrategyConfig
 from lbml.pricing import kelly_params
 from lbml.sizing import Decision, Payoff, decide
 from strategies.leveraged_base import LeveragedPositionStrategy
@@ -96,7 +103,7 @@ class KellyLeverage(LeveragedPositionStrategy):
     def on_start(self) -> None:
         super().on_start()
         if self._instrument is not None:
-            self.subscribe_data(PREDICTION_TYPE)
+            subscribe_custom(self, PREDICTION_TYPE)
 
     # -- events ---------------------------------------------------------------------------------
     def on_bar(self, bar: Bar) -> None:
@@ -142,8 +149,8 @@ class KellyLeverage(LeveragedPositionStrategy):
             order_side=OrderSide.BUY if long else OrderSide.SELL,
             quantity=quantity,
             entry_order_type=OrderType.MARKET,
-            sl_trigger_price=instrument.make_price(stop),
-            tp_price=instrument.make_price(take),
+            sl_trigger_price=make_price(instrument, stop),
+            tp_price=make_price(instrument, take),
             time_in_force=TimeInForce.GTC,
             sl_tags=[reason_tag(TRAILING_STOP if self.config.trailing_stop else STOP_LOSS)],
             tp_tags=[reason_tag(TAKE_PROFIT)],

@@ -8,16 +8,13 @@ events, the same way in backtests and live. Every order goes out through ``submi
 
 from decimal import Decimal
 
-from nautilus_trader.model.data import Bar
-from nautilus_trader.model.enums import OrderSide, OrderType, TimeInForce
-from nautilus_trader.model.identifiers import ClientOrderId
-from nautilus_trader.model.orders import OrderList
-from nautilus_trader.trading.strategy import Strategy
-
 from lbml.engine.exit_reasons import OTHER, reason_of, reason_tag
 from lbml.engine.liquidation import LiquidationGuard
 from lbml.engine.order_state import Intent, LiveOrders
 from lbml.engine.position_state import open_position
+from lbml.nautilus.clock import minutes_to_ns
+from lbml.nautilus.model import Bar, ClientOrderId, OrderSide, OrderType, TimeInForce, make_qty
+from lbml.nautilus.trading import OrderList, Strategy, cash_balance
 
 _STOP_TYPES = (OrderType.STOP_MARKET, OrderType.TRAILING_STOP_MARKET)
 
@@ -31,7 +28,7 @@ class LeveragedPositionStrategy(Strategy):
 
     def __init__(self, config) -> None:
         super().__init__(config)
-        self._max_hold_ns = config.max_holding_bars * config.bar_minutes * 60 * 1_000_000_000
+        self._max_hold_ns = minutes_to_ns(config.max_holding_bars * config.bar_minutes)
         self._instrument = None
         self._guard: LiquidationGuard | None = None
         self._entry_ts: int | None = None
@@ -173,8 +170,8 @@ class LeveragedPositionStrategy(Strategy):
         # no entry, rather than an uncapped one.
         volume = self._last_volume if self._last_volume is not None else 0.0
         units = min(notional / price, self.config.max_participation * volume)
-        return self._instrument.make_qty(Decimal(str(units)), round_down=True)
+        return make_qty(self._instrument, Decimal(str(units)), round_down=True)
 
     def _equity(self) -> float:
         account = self.portfolio.account(self.config.instrument_id.venue)
-        return account.balance_total(account.base_currency).as_double()
+        return cash_balance(account)

@@ -6,15 +6,12 @@ shows what a leveraged position does through a market move, with the same venue,
 liquidation guard as ``KellyLeverage``. No stop-loss: liquidation is the only protection.
 """
 
-from nautilus_trader.config import StrategyConfig
-from nautilus_trader.model.data import Bar, BarType
-from nautilus_trader.model.enums import OrderSide, TimeInForce
-from nautilus_trader.model.identifiers import InstrumentId
-
 from lbml.cost_model import CostModel
 from lbml.engine.exit_reasons import MAX_HOLDING_TIME
 from lbml.engine.order_state import Intent
 from lbml.leverage.model import LeverageSpec
+from lbml.nautilus.model import Bar, BarType, InstrumentId, OrderSide, TimeInForce
+from lbml.nautilus.trading import StrategyConfig
 from lbml.pricing import position_caps
 from lbml.sizing import Payoff
 from strategies.leveraged_base import LeveragedPositionStrategy

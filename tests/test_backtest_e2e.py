@@ -1,6 +1,7 @@
 """End to end on the real engine: scenario → train → nautilus backtest → run folder."""
 
 import json
+import re
 import subprocess
 import sys
 from dataclasses import replace
@@ -46,6 +47,11 @@ def test_run_folder_is_complete(run):
     equity = pd.read_csv(run_dir / "equity.csv", index_col=0, parse_dates=True)
     assert equity.index[0] > pd.Timestamp(split["test_start"])
     assert on_disk["tearsheet"] == "tearsheet.html" and on_disk["trades_chart"] == "trades.png"
+    data = on_disk["data"]  # what data the run used: here, explicitly the synthetic market
+    assert data["source"] == "synthetic" and data["origin"].startswith("embedded synthetic market (seed 7, 4 days")
+    traded = data["instruments"][0]
+    assert traded["symbol"] == "BNBUSDT" and traded["role"] == "traded" and traded["trades"] > 0
+    assert traded["bars"] > metrics["n_bars"]  # the whole market: training window and backtest
     assert_tearsheet_matches(run_dir)
 
 
@@ -178,6 +184,11 @@ def test_real_binance_klines_backtest_via_cli(tmp_path):
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["mode"] == "bars" and metrics["currency"] == "BTC"
+    traded = metrics["data"]["instruments"][0]
+    assert metrics["data"]["source"] == "files" and traded["files"] == [str(day1), str(day2)]
+    assert traded["symbol"] == "ADABTC" and traded["bars"] == 2 * 1440 and len(traded["hash"]) == 16
+    summary = f"files ADABTC (traded) {traded['start']} .. {traded['end']}, 2,880 bars, hash {traded['hash']}"
+    assert re.search(r"^  data +" + re.escape(summary), proc.stdout, re.MULTILINE), proc.stdout
     # Two days leave too few rows after the 24h-lag warm-up for purged CV: said, not hidden.
     assert "validation split" in metrics["training_metrics"]["oos_unavailable"]
     assert metrics["oos_auc"] is None

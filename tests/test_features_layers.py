@@ -76,7 +76,7 @@ def test_the_checker_catches_a_one_bar_peek(inputs):
 def test_cli_features_check_fails_on_the_leaky_plugin(tmp_path):
     scenario = tmp_path / "leaky.toml"
     scenario.write_text(
-        'name = "leaky"\n[data]\ndays = 2\n'
+        'name = "leaky"\n[data]\nsource = "synthetic"\ndays = 2\n'
         '[[features.plugins]]\nplugin = "technical"\n[[features.plugins]]\nplugin = "leaky_peek"\n'
     )
     env = {"LBML_PATHS__PLUGINS_DIR": str(ROOT / "tests" / "leaky"), "PATH": ""}

@@ -124,7 +124,7 @@ def test_the_builtin_plugins_pass_with_cuts_on_both_sides_of_the_fit_window(inpu
 
 # -- enforcement ------------------------------------------------------------------------------------
 LEAKY_SCENARIO = (
-    'name = "leaky"\n[data]\ndays = 3\n'
+    'name = "leaky"\n[data]\nsource = "synthetic"\ndays = 3\n'
     '[[features.plugins]]\nplugin = "technical"\n[[features.plugins]]\nplugin = "leaky_peek"\n'
 )
 

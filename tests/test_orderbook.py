@@ -402,6 +402,11 @@ def test_depth_paths_attach_real_depth_to_the_traded_symbol(tmp_path: Path, capl
     assert data.depth.index[-1] < data.bars.index[-1]
     assert "bars outside it get no depth features" in caplog.text
     wrong = DataConfig(source="files", reference_symbol=None, symbol="ETHUSDT", paths=(path,), depth_paths=(partial,))
+    with pytest.raises(DataError, match="says BTCUSDT, but it is listed in data.paths for ETHUSDT"):
+        FilesSource().load(wrong)  # the traded file names its symbol (lbml.data.plausibility)
+    renamed = tmp_path / "ETHUSDT_capture.gz"  # a file whose name vouches for ETHUSDT: the depth file is checked
+    renamed.write_bytes(path.read_bytes())
+    wrong = DataConfig(source="files", reference_symbol=None, symbol="ETHUSDT", paths=(renamed,), depth_paths=(partial,))
     with pytest.raises(DataError, match="depth file is for BTCUSDT but data.symbol is ETHUSDT"):
         FilesSource().load(wrong)
     far = _files_config(tmp_path, symbol="BTCUSDT", paths=(path,), depth_paths=(shared_file(*TARDIS_5),))
@@ -411,9 +416,9 @@ def test_depth_paths_attach_real_depth_to_the_traded_symbol(tmp_path: Path, capl
     both = _files_config(tmp_path, symbol="BTCUSDT", paths=(path,), depth_paths=tardis)
     with pytest.raises(DataError, match="depth overlaps"):
         FilesSource().load(both)
-    assert DataConfig().depth_paths == ()
+    assert DataConfig(source="synthetic").depth_paths == ()
     with pytest.raises(ValueError, match="depth_paths needs source = 'files'"):
-        DataConfig(depth_paths=(path,))
+        DataConfig(source="synthetic", depth_paths=(path,))
 
 
 def test_depth_features_on_real_depth_and_trades(capture) -> None:

@@ -220,6 +220,9 @@ def test_report_turns_a_state_folder_into_the_backtest_report(setup, tmp_path, c
     assert metrics["reconciliation_error"] < 1e-6 * metrics["initial_equity"]
     assert metrics["final_equity"] == pytest.approx(setup["summary"]["equity"])
     assert metrics["tearsheet"] == "tearsheet.html" and metrics["tearsheet_returns"] == "1h"
+    # what data the session was prepared from, as the session's summary said
+    assert metrics["data"] == setup["summary"]["data"] == setup["prepared"].data
+    assert metrics["data"]["source"] == "synthetic" and metrics["data"]["instruments"][0]["symbol"] == "BNBUSDT"
     assert_tearsheet_matches(report)  # the backtest's report: every number is metrics.json's
     assert {p.name for p in report.iterdir()} >= {"equity.csv", "fills.csv", "trades.csv", "predictions.csv",
                                                   "equity.png", "trades.png", "risk.png"}

@@ -43,7 +43,8 @@ def test_bad_scenarios_name_file_key_and_reason(tmp_path, body, expected):
 def _load_error(tmp_path, body: str):
     """Write a scenario with ``body``; return its path and the one-line ``ConfigError`` loading it raises."""
     path = tmp_path / "bad.toml"
-    path.write_text('name = "bad"\n' + body)
+    data = "" if "[data]" in body else '\n[data]\nsource = "synthetic"\n'
+    path.write_text('name = "bad"\n' + body + data)
     with pytest.raises(ConfigError) as err:
         load_scenario(path)
     message = str(err.value)
@@ -53,7 +54,7 @@ def _load_error(tmp_path, body: str):
 
 def test_cli_rejects_unknown_key_with_exit_2_and_one_line(tmp_path):
     path = tmp_path / "typo.toml"
-    path.write_text('name = "typo"\n[strategy]\nkelly_fractoin = 0.3\n')
+    path.write_text('name = "typo"\n[data]\nsource = "synthetic"\n[strategy]\nkelly_fractoin = 0.3\n')
     proc = subprocess.run(
         [sys.executable, "-m", "lbml", "config", "show", str(path)], capture_output=True, text=True
     )
@@ -123,7 +124,7 @@ def test_a_setting_the_chosen_model_ignores_is_an_error(tmp_path, body, key):
 
 def test_a_used_setting_or_an_explicit_default_is_accepted(tmp_path):
     path = tmp_path / "fine.toml"
-    path.write_text('name = "fine"\n[leverage]\nmodel = "exchange_margin"\nmargin_leverage = 10.0\nfunding = false\n'
+    path.write_text('name = "fine"\n[data]\nsource = "synthetic"\n[leverage]\nmodel = "exchange_margin"\nmargin_leverage = 10.0\nfunding = false\n'
                     '[costs]\nborrow_apr_quote = 0.08\nslippage_model = "volatility"\nslippage_vol_k = 2.0\n')
     scenario = load_scenario(path)
     assert scenario.leverage.margin_leverage == 10.0 and scenario.costs.slippage_vol_k == 2.0
@@ -136,7 +137,7 @@ def test_a_scenario_names_only_strategies_of_the_strategies_package(tmp_path, ca
     from lbml.errors import ConfigError
 
     bad = tmp_path / "bad.toml"
-    bad.write_text('name = "bad"\n[strategy]\nclass_path = "this:Nope"\n')
+    bad.write_text('name = "bad"\n[data]\nsource = "synthetic"\n[strategy]\nclass_path = "this:Nope"\n')
     code = main(["config", "show", str(bad)])
     captured = capsys.readouterr()
     assert code == 2 and "strategy.class_path" in captured.err and "\n" not in captured.err.strip()

@@ -54,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from lbml.errors import DataError
+from lbml.nautilus.orderbook import L2Book
 
 LEVELS = 5  # the depth summary sums the best five price levels of each side
 CAPTURE_LINE = re.compile(r"^\d{16,19} [\[{]")
@@ -90,42 +91,9 @@ def table_builder(source: Any, names: list[str]) -> Callable[[pd.DataFrame, Any]
 # --------------------------------------------------------------------------------------------
 
 
-class _Book:
-    """nautilus' Rust L2 order book with the few operations the summaries need."""
-
-    def __init__(self, price_precision: int, size_precision: int) -> None:
-        from nautilus_trader.core import nautilus_pyo3 as n
-
-        self._n = n
-        self._book = n.OrderBook(n.InstrumentId.from_str("BOOK.SUMMARY"), n.BookType.L2_MBP)
-        self._pp, self._sp = price_precision, size_precision
-        self._seq = 0
-        self._sides = {True: n.OrderSide.BUY, False: n.OrderSide.SELL}
-
-    def clear(self, ts: int) -> None:
-        self._seq += 1
-        self._book.clear(self._seq, ts)
-
-    def set_level(self, is_bid: bool, price: float, size: float, ts: int) -> None:
-        n = self._n
-        self._seq += 1
-        order = n.BookOrder(self._sides[is_bid], n.Price(price, self._pp), n.Quantity(size, self._sp), 0)
-        if size > 0:
-            self._book.update(order, 0, self._seq, ts)
-        else:
-            self._book.delete(order, 0, self._seq, ts)
-
-    def summary(self) -> tuple[float, float, float, float, float, float]:
-        """(bid depth, ask depth, best bid, its size, best ask, its size); NaN for an empty side."""
-        bids, asks = self._book.bids(LEVELS), self._book.asks(LEVELS)
-        bid = (bids[0].price.as_double(), bids[0].size()) if bids else (np.nan, np.nan)
-        ask = (asks[0].price.as_double(), asks[0].size()) if asks else (np.nan, np.nan)
-        return (
-            float(sum(level.size() for level in bids)),
-            float(sum(level.size() for level in asks)),
-            *bid,
-            *ask,
-        )
+def _new_book(price_precision: int, size_precision: int) -> L2Book:
+    """nautilus' Rust L2 order book, summarising the best ``LEVELS`` of each side."""
+    return L2Book(price_precision, size_precision, LEVELS)
 
 
 class _Summaries:
@@ -333,7 +301,7 @@ def _rebuild_depth_csv(files: Sequence[DepthRows]):
     key = np.stack([cat["last"][order], cat["snap"][order], file_no[order]], axis=1)
     starts = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]).any(axis=1)])
     ends = np.r_[starts[1:], len(order)]
-    book = _Book(_precision(cat["price"]), _precision(cat["size"]))
+    book = _new_book(_precision(cat["price"]), _precision(cat["size"]))
     out = _Summaries()
     last_id: int | None = None
     need_straddle = False
@@ -390,7 +358,7 @@ class _CaptureReader:
     """Replays capture messages: REST snapshot + depth diffs into the book, bookTicker, trades."""
 
     def __init__(self) -> None:
-        self.book: _Book | None = None
+        self.book: L2Book | None = None
         self.last_id: int | None = None
         self.pending: list[tuple[int, dict, Callable[[], str]]] = []  # diffs before the snapshot
         self.depth = _Summaries()
@@ -475,7 +443,7 @@ class _CaptureReader:
         bids = self._levels(message["bids"], "bids", where)
         asks = self._levels(message["asks"], "asks", where)
         if self.book is None:
-            self.book = _Book(_CAPTURE_PRECISION, _CAPTURE_PRECISION)
+            self.book = _new_book(_CAPTURE_PRECISION, _CAPTURE_PRECISION)
         self.book.clear(ts)
         for is_bid, levels in ((True, bids), (False, asks)):
             for price, size in levels:

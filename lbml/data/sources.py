@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from lbml.data.frames import MarketData
+from lbml.data.plausibility import check_market
 from lbml.plugins import PluginRegistry
 from lbml.scenario import DataConfig
 
@@ -19,9 +20,12 @@ class DataSource:
 
 
 def load_market(config: DataConfig, registry: PluginRegistry, *, progress: bool = False) -> MarketData:
-    """Load market data through the data-source plugin named by ``config.source``."""
+    """Load market data through the data-source plugin named by ``config.source``; refuse holes and spikes
+    beyond the scenario's limits (``lbml.data.plausibility``)."""
     source = registry.data_source(config.source)()
-    return source.load(config, progress=progress)
+    market = source.load(config, progress=progress)
+    check_market(market, max_gap_minutes=config.max_gap_minutes, max_bar_move=config.max_bar_move)
+    return market
 
 
 def data_paths_exist(paths: tuple[Path, ...]) -> None:

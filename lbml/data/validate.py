@@ -9,8 +9,13 @@ Checks by kind:
 
 - **bars**: unsorted, duplicate timestamps, NaN/inf, non-positive prices, negative volume,
   high < low, open/close outside [low, high] (fatal); gaps, off-grid timestamps, zero volume,
-  taker-buy volume outside [0, volume] (warnings).
-- **trades**: unsorted, NaN/inf, non-positive price or size, side not +1/-1 (fatal).
+  taker-buy volume outside [0, volume], spikes (a high or low more than ``[data] max_bar_move``'s
+  default factor away from the previous close) (warnings).
+- **trades**: unsorted, NaN/inf, non-positive price or size, side not +1/-1 (fatal); spikes (a
+  price more than the same factor away from the previous trade's) (warning).
+
+Gaps and spikes are warnings here because a scenario may accept them (``[data] max_gap_minutes``,
+``max_bar_move``); a backtest refuses them beyond the scenario's limits (``lbml.data.plausibility``).
 - **quotes**: unsorted, NaN/inf, non-positive bid/ask, negative sizes (fatal); crossed book
   (warning).
 - **funding**: unsorted, duplicate timestamps, NaN/inf (fatal).
@@ -30,12 +35,16 @@ import pandas as pd
 
 from lbml.data.frames import BAR_COLUMNS, DEPTH_COLUMNS, FUNDING_COLUMNS, QUOTE_COLUMNS, TRADE_COLUMNS
 from lbml.data.importers import ImportedFile
+from lbml.data.plausibility import bar_moves
+from lbml.scenario import DataConfig
 from lbml.errors import DataError
 
 FATAL = "fatal"
 WARNING = "warning"
 _NS_PER_MINUTE = 60 * 1_000_000_000
 _PRICE_COLUMNS = ("open", "high", "low", "close")
+#: The spike threshold: the backtest's default limit (``[data] max_bar_move``).
+SPIKE_FACTOR: float = DataConfig.model_fields["max_bar_move"].default
 
 
 @dataclass(frozen=True)
@@ -391,6 +400,10 @@ def _check_bars(frame: pd.DataFrame, ts: np.ndarray, bar_minutes: int | None) ->
     if bar_minutes:
         findings += _gap_findings(ts, bar_minutes)
     findings += _flag("zero_volume", WARNING, v == 0, ts, "{n} bar{s} with zero volume")
+    findings += _flag(
+        "spike", WARNING, bar_moves(frame) > SPIKE_FACTOR, ts,
+        f"{{n}} bar{{s}} moving more than {SPIKE_FACTOR:g}x from the previous close (a bad print?)",
+    )
     if "taker_buy_volume" in frame.columns:
         taker = frame["taker_buy_volume"].to_numpy(dtype=np.float64)
         bad_taker = (taker < 0) | (taker > v * (1 + 1e-9) + 1e-12)
@@ -467,6 +480,12 @@ def _check_trades(frame: pd.DataFrame, ts: np.ndarray, _: int | None) -> list[Fi
     findings += _flag("size", FATAL, size <= 0, ts, "{n} trade{s} with a size <= 0")
     findings += _flag(
         "side", FATAL, (side != 1) & (side != -1), ts, "{n} trade{s} with a side other than +1/-1"
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.r_[1.0, price[1:] / price[:-1]]
+    jump = (ratio > SPIKE_FACTOR) | (ratio < 1 / SPIKE_FACTOR)
+    findings += _flag(
+        "spike", WARNING, jump, ts, f"{{n}} trade{{s}} more than {SPIKE_FACTOR:g}x away from the previous trade's price"
     )
     return findings
 

@@ -11,19 +11,10 @@ import importlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
-
-from nautilus_trader.backtest.engine import BacktestEngine
-from nautilus_trader.backtest.models import LatencyModel, MakerTakerFeeModel
-from nautilus_trader.config import BacktestEngineConfig, LoggingConfig
-from nautilus_trader.model.data import BarType
-from nautilus_trader.model.enums import AccountType, OmsType
-from nautilus_trader.model.identifiers import TraderId, Venue
-from nautilus_trader.model.objects import Money
 
 from lbml.data.frames import InstrumentData, MarketData
 from lbml.engine.columns import Rows
@@ -47,6 +38,10 @@ from lbml.features.base import FeatureInput
 from lbml.features.pipeline import FeaturePipeline
 from lbml.models.base import ModelPlugin
 from lbml.models.compiled import accelerate
+from lbml.nautilus.backtest import BacktestEngine, add_margin_venue, new_backtest_engine
+from lbml.nautilus.clock import engine_now_ns, ms_to_ns
+from lbml.nautilus.model import Venue, bar_type_for, make_price
+from lbml.nautilus.trading import Strategy, cash_balance
 from lbml.pricing import Pricing, scenario_cost_model
 from lbml.scenario import Scenario
 from lbml.split import Split
@@ -84,19 +79,12 @@ class BacktestResult:
     edge_gate: dict | None = None  # the edge gate's decision (lbml.gate), set by the workflow
 
 
-def bar_type_for(instrument_id, minutes: int, internal: bool) -> BarType:
-    source = "INTERNAL" if internal else "EXTERNAL"
-    return BarType.from_str(f"{instrument_id}-{minutes}-MINUTE-LAST-{source}")
-
-
 def load_strategy_class(class_path: str) -> tuple[type, type]:
     """Resolve ``strategies.<module>:Class`` and its ``ClassConfig`` companion.
 
     A scenario is trusted input (like Qlib's ``module_path``), but it names only classes of the
     ``strategies`` package: nothing else is imported, and the class must be a nautilus ``Strategy``.
     """
-    from nautilus_trader.trading.strategy import Strategy
-
     module_name, _, class_name = class_path.partition(":")
     if not (module_name.startswith("strategies.") and class_name.isidentifier()):
         raise ConfigError(f"strategy.class_path: {class_path!r} is not a class of the strategies package "
@@ -170,23 +158,18 @@ def run_backtest(
     quote = instrument.quote_currency
     venue = Venue(cfg.venue)
 
-    engine = BacktestEngine(
-        BacktestEngineConfig(trader_id=TraderId("LBML-001"), logging=LoggingConfig(log_level="ERROR"))
-    )
+    engine = new_backtest_engine("LBML-001", log_level="ERROR")
     venue_mods = venue_modules(scenario, market, split)
     lev, slippage, gaps, gas = venue_mods.leverage, venue_mods.slippage, venue_mods.gaps, venue_mods.gas
-    engine.add_venue(
+    add_margin_venue(
+        engine,
         venue=venue,
-        oms_type=OmsType.NETTING,
-        account_type=AccountType.MARGIN,
         base_currency=quote,
-        starting_balances=[Money(scenario.venue.starting_balance, quote)],
-        default_leverage=Decimal(str(scenario.strategy.max_leverage)),
-        fee_model=MakerTakerFeeModel(),
-        latency_model=LatencyModel(base_latency_nanos=int(scenario.costs.latency_ms * 1_000_000)),
+        starting_balance=scenario.venue.starting_balance,
+        leverage=scenario.strategy.max_leverage,
+        latency_ns=ms_to_ns(scenario.costs.latency_ms),
         modules=venue_mods.modules,
         bar_execution=not tick_mode,
-        trade_execution=tick_mode,
     )
     for inst in instruments.values():
         engine.add_instrument(inst)
@@ -267,21 +250,21 @@ def run_backtest(
             if count:
                 engine.run(streaming=True)
                 engine.clear_data()
-                purge_when_flat(engine.cache, engine.kernel.clock.timestamp_ns())
+                purge_when_flat(engine.cache, engine_now_ns(engine))
             chunk_seconds.append((count, time.perf_counter() - t0))
             bar.update(count)
     engine.end()
     run_seconds = time.perf_counter() - started
 
     account = engine.cache.account_for_venue(venue)
-    _close_the_curve(recorder.record, engine, instrument.id, account.balance_total(quote).as_double())
+    _close_the_curve(recorder.record, engine, instrument.id, cash_balance(account))
     recorder.record_end_of_data()  # a position still open is a trade closed by the end of the data
     result = BacktestResult(
         record=recorder.record,
         borrow=lev.ledger(lev.borrow),
         slippage=slippage.ledger,
         starting_balance=scenario.venue.starting_balance,
-        final_balance=account.balance_total(quote).as_double(),
+        final_balance=cash_balance(account),
         currency=quote.code,
         mode="ticks" if tick_mode else "bars",
         n_events=n_events,
@@ -311,7 +294,7 @@ def _close_the_curve(record: RunRecord, engine: BacktestEngine, instrument_id, b
         return
     ts, _, _, close = record.equity[-1]
     instrument = engine.cache.instrument(instrument_id)
-    mark = instrument.make_price(close)
+    mark = make_price(instrument, close)
     unrealized = sum(
         p.unrealized_pnl(mark).as_double() for p in engine.cache.positions_open(instrument_id=instrument_id)
     )

@@ -12,17 +12,15 @@ position's stop-loss and take-profit are already live for the rest of that bar. 
 the bar's timestamp (its close), the only clock the engine has at that point.
 """
 
-from nautilus_trader.backtest.modules import SimulationModule, SimulationModuleConfig
-from nautilus_trader.model.data import Bar, TradeTick
-from nautilus_trader.model.enums import AggressorSide
-from nautilus_trader.model.identifiers import InstrumentId, TradeId
+from lbml.nautilus.backtest import SimulationModuleConfig, VenueModule
+from lbml.nautilus.model import Bar, InstrumentId
 
 
 class NextOpenFillConfig(SimulationModuleConfig, frozen=True):
     instrument_id: str = ""
 
 
-class NextOpenFillModule(SimulationModule):
+class NextOpenFillModule(VenueModule):
     """Executes the commands due at a bar's open against that open (bar execution only)."""
 
     def __init__(self, config: NextOpenFillConfig) -> None:
@@ -35,15 +33,8 @@ class NextOpenFillModule(SimulationModule):
             return
         if data.volume.as_double() <= 0.0:  # nothing traded: no open to fill at (a trade needs a size)
             return
-        engine = self.exchange.get_matching_engine(self._instrument_id)
-        if engine is None:
-            return
-        self.n_bars += 1
-        engine.process_trade_tick(
-            TradeTick(self._instrument_id, data.open, data.volume, AggressorSide.NO_AGGRESSOR,
-                      TradeId(f"OPEN-{self.n_bars}"), data.ts_init, data.ts_init)
-        )
-        self.exchange.process(data.ts_init)
+        if self.fill_at_trade(self._instrument_id, data.open, data.volume, f"OPEN-{self.n_bars + 1}", data.ts_init):
+            self.n_bars += 1
 
     def process(self, ts_now: int) -> None:
         pass

@@ -5,20 +5,16 @@
   (sampled from the bars, or from the last trade of each minute when the venue sees ticks).
 - ``GasModule`` charges a fixed amount of the account currency per fill (a DEX transaction).
 
-Both debit through ``exchange.adjust_account`` and keep a ledger; ``slippage_module`` picks the
+Both debit the venue account (``VenueModule.adjust_balance``) and keep a ledger; ``slippage_module`` picks the
 slippage model a scenario's ``[costs]`` asks for.
 """
 
 import math
 
-from nautilus_trader.backtest.modules import SimulationModuleConfig
-from nautilus_trader.model.data import Bar, TradeTick
-from nautilus_trader.model.enums import LiquiditySide
-from nautilus_trader.model.events import OrderFilled
-
 from lbml.engine.costs import FillChargeModule, SlippageConfig, SlippageModule
-
-NS_PER_MINUTE = 60_000_000_000
+from lbml.nautilus.backtest import SimulationModuleConfig
+from lbml.nautilus.clock import NS_PER_MINUTE
+from lbml.nautilus.model import Bar, LiquiditySide, OrderFilled, TradeTick
 
 
 class VolatilitySlippageConfig(SimulationModuleConfig, frozen=True):

@@ -2,21 +2,18 @@
 
 Both are ``SimulationModule``s attached to the simulated exchange (the backtest venue, or the
 sandbox exchange in paper trading), so backtest and live charge them identically. Charges go
-through ``exchange.adjust_account`` and therefore show up in the account's balance history; each
-module also keeps its own ledger for the cost breakdown and the equity reconciliation.
+through the venue's account (``VenueModule.adjust_balance``, ``lbml.nautilus.backtest``) and
+therefore show up in the account's balance history; each module also keeps its own ledger for the
+cost breakdown and the equity reconciliation.
 """
 
 from dataclasses import dataclass, field
 
-from nautilus_trader.backtest.modules import SimulationModule, SimulationModuleConfig
-from nautilus_trader.model.enums import LiquiditySide
-from nautilus_trader.model.events import OrderFilled
-from nautilus_trader.model.objects import Money
-
 from lbml.engine.position_state import position_state
 from lbml.leverage.lending import LendingState
-
-NS_PER_YEAR = 365 * 24 * 3600 * 1_000_000_000
+from lbml.nautilus.backtest import SimulationModuleConfig, VenueModule
+from lbml.nautilus.clock import NS_PER_YEAR, minutes_to_ns
+from lbml.nautilus.model import LiquiditySide, OrderFilled
 
 
 @dataclass
@@ -44,7 +41,7 @@ class BorrowInterestConfig(SimulationModuleConfig, frozen=True):
     interval_minutes: int = 60
 
 
-class BoundaryModule(SimulationModule):
+class BoundaryModule(VenueModule):
     """A module that settles something at interval boundaries, at the first moment it can see one.
 
     ``_settle(ts)`` runs before each market event is matched (``pre_process``: the position held up
@@ -63,7 +60,7 @@ class BoundaryModule(SimulationModule):
         self._settle(bar.ts_event)
 
     def _subscribe(self) -> None:
-        self.msgbus.subscribe(topic="data.bars.*", handler=self._on_bar, priority=self.BAR_PRIORITY)
+        self.subscribe_all_bars(self._on_bar, self.BAR_PRIORITY)
 
     def pre_process(self, data) -> None:
         self._settle(data.ts_init)
@@ -74,7 +71,7 @@ class BorrowInterestModule(BoundaryModule):
 
     def __init__(self, config: BorrowInterestConfig) -> None:
         super().__init__(config)
-        self._interval_ns = config.interval_minutes * 60 * 1_000_000_000
+        self._interval_ns = minutes_to_ns(config.interval_minutes)
         self._years = self._interval_ns / NS_PER_YEAR
         self._quote_apr = config.quote_apr
         self._base_apr = config.base_apr
@@ -98,21 +95,20 @@ class BorrowInterestModule(BoundaryModule):
         self._next_ns = (ts // self._interval_ns + 1) * self._interval_ns
 
     def _charge(self, ts_now: int, intervals: int) -> None:
-        exchange = self.exchange
-        account = exchange.get_account()
+        account = self.venue_account()
         if account is None:
             return
         charge = 0.0
-        for position in exchange.cache.positions_open(venue=exchange.id):
-            state = position_state(exchange.cache, account, position.instrument_id, None)
-            price = _mark_price(exchange, position.instrument_id)
+        for position in self.open_positions():
+            state = position_state(self.venue_cache, account, position.instrument_id, None)
+            price = self.venue_mark(position.instrument_id)
             if state is None or price is None:
                 continue
             debt = LendingState(state.long, state.quantity, state.avg_price, state.balance).debt_value(price)
             charge += max(0.0, debt) * (self._quote_apr if state.long else self._base_apr)
         charge *= self._years * intervals
         if charge > 0.0:
-            exchange.adjust_account(Money(-charge, account.base_currency))
+            self.adjust_balance(-charge, account)
             self.ledger.add(ts_now, charge)
 
     def log_diagnostics(self, logger) -> None:
@@ -123,7 +119,7 @@ class BorrowInterestModule(BoundaryModule):
         self._next_ns = 0
 
 
-class FillChargeModule(SimulationModule):
+class FillChargeModule(VenueModule):
     """Base of the modules that charge something per fill (slippage, gas, gap-through, liquidation).
 
     Fills arrive on the message bus (``events.fills.*``) while the exchange processes a command;
@@ -146,12 +142,11 @@ class FillChargeModule(SimulationModule):
 
     def process(self, ts_now: int) -> None:
         if not self._subscribed:
-            self.msgbus.subscribe(topic="events.fills.*", handler=self._on_fill)
+            self.subscribe_fills(self._on_fill)
             self._subscribed = True
         if self._pending > 0.0:
             amount, self._pending = self._pending, 0.0
-            account = self.exchange.get_account()
-            self.exchange.adjust_account(Money(-amount, account.base_currency))
+            self.adjust_balance(-amount)
             self.ledger.add(ts_now, amount)
 
     def reset(self) -> None:
@@ -179,16 +174,3 @@ class SlippageModule(FillChargeModule):
 
     def log_diagnostics(self, logger) -> None:
         logger.info(f"slippage: {self.ledger.total:.2f}")
-
-
-def _mark_price(exchange, instrument_id) -> float | None:
-    book = exchange.get_book(instrument_id)
-    if book is None:
-        return None
-    mid = book.midpoint()
-    if mid is not None:
-        return float(mid)
-    for price in (book.best_bid_price(), book.best_ask_price()):
-        if price is not None:
-            return price.as_double()
-    return None

@@ -13,10 +13,8 @@ t, and the backtest adds custom data before bars), which is the order the batch 
 import numpy as np
 import pandas as pd
 
-from nautilus_trader.core.data import Data
-from nautilus_trader.model.custom import customdataclass
-from nautilus_trader.model.data import CustomData, DataType
-from nautilus_trader.model.identifiers import ClientId
+from lbml.nautilus.clock import index_ns
+from lbml.nautilus.custom_data import ClientId, CustomData, Data, DataType, custom_data, customdataclass
 
 FUNDING_CLIENT_ID = ClientId("LBML-FUNDING")
 BAR_FLOW_CLIENT_ID = ClientId("LBML-BARFLOW")
@@ -35,10 +33,10 @@ FUNDING_TYPE = DataType(FundingRate)
 
 def to_funding_rates(frame: pd.DataFrame) -> list[CustomData]:
     """Turn a canonical funding frame (``rate`` indexed by settlement time) into engine data."""
-    ts = frame.index.asi8.astype(np.int64)
+    ts = index_ns(frame.index)
     rates = frame["rate"].to_numpy(np.float64)
     return [
-        CustomData(FUNDING_TYPE, FundingRate(ts_event=int(t), ts_init=int(t), rate=float(r)))
+        custom_data(FUNDING_TYPE, FundingRate(ts_event=int(t), ts_init=int(t), rate=float(r)))
         for t, r in zip(ts, rates)
     ]
 
@@ -56,10 +54,10 @@ BAR_FLOW_TYPE = DataType(BarFlow)
 def to_bar_flows(bars: pd.DataFrame) -> list[CustomData]:
     """One ``BarFlow`` per bar with a finite ``taker_buy_volume``, as engine data."""
     taker = bars["taker_buy_volume"].to_numpy(np.float64)
-    ts = bars.index.asi8.astype(np.int64)
+    ts = index_ns(bars.index)
     keep = np.isfinite(taker)
     return [
-        CustomData(BAR_FLOW_TYPE, BarFlow(ts_event=int(t), ts_init=int(t), taker_buy_volume=float(v)))
+        custom_data(BAR_FLOW_TYPE, BarFlow(ts_event=int(t), ts_init=int(t), taker_buy_volume=float(v)))
         for t, v in zip(ts[keep], taker[keep])
     ]
 
@@ -77,9 +75,9 @@ DEPTH_TYPE = DataType(DepthSummary)
 
 def to_depth_summaries(frame: pd.DataFrame) -> list[CustomData]:
     """Turn a canonical depth frame into engine data."""
-    ts = frame.index.asi8.astype(np.int64)
+    ts = index_ns(frame.index)
     bid, ask = frame["bid_depth"].to_numpy(np.float64), frame["ask_depth"].to_numpy(np.float64)
     return [
-        CustomData(DEPTH_TYPE, DepthSummary(ts_event=int(t), ts_init=int(t), bid_depth=float(b), ask_depth=float(a)))
+        custom_data(DEPTH_TYPE, DepthSummary(ts_event=int(t), ts_init=int(t), bid_depth=float(b), ask_depth=float(a)))
         for t, b, a in zip(ts, bid, ask)
     ]

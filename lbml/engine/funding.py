@@ -1,18 +1,16 @@
 """Perpetual funding payments at funding times, from a funding-rate series (as-of), on the venue.
 
 At each settlement time every open position pays ``rate × quantity × mark`` (longs pay a positive
-rate, shorts receive it). The module is a ``SimulationModule``: the charge goes through
-``exchange.adjust_account`` at the first market event at or after the settlement time, using the
-position held at that moment. The ledger holds net payments (negative = received).
+rate, shorts receive it). The module is a ``SimulationModule``: the charge goes to the venue
+account (``VenueModule.adjust_balance``) at the first market event at or after the settlement
+time, using the position held at that moment. The ledger holds net payments (negative = received).
 """
 
 import numpy as np
 
-from nautilus_trader.backtest.modules import SimulationModule, SimulationModuleConfig
-from nautilus_trader.model.enums import PositionSide
-from nautilus_trader.model.objects import Money
-
-from lbml.engine.costs import CostLedger, _mark_price
+from lbml.engine.costs import CostLedger
+from lbml.nautilus.backtest import SimulationModuleConfig, VenueModule
+from lbml.nautilus.model import PositionSide
 
 
 class FundingConfig(SimulationModuleConfig, frozen=True):
@@ -23,7 +21,7 @@ class FundingConfig(SimulationModuleConfig, frozen=True):
     multiplier: float = 1.0  # stress factor applied to every rate
 
 
-class FundingModule(SimulationModule):
+class FundingModule(VenueModule):
     """Charges (or credits) funding on open positions at each settlement time."""
 
     def __init__(self, config: FundingConfig) -> None:
@@ -61,13 +59,12 @@ class FundingModule(SimulationModule):
         self._next_ns = int(self._times[j]) if j < len(self._times) else np.iinfo(np.int64).max
 
     def _settle(self, settle_ns: int, rate: float, ts_now: int) -> None:
-        exchange = self.exchange
-        account = exchange.get_account()
+        account = self.venue_account()
         if account is None:
             return
         signed_notional = 0.0
-        for position in exchange.cache.positions_open(venue=exchange.id):
-            price = _mark_price(exchange, position.instrument_id)
+        for position in self.open_positions():
+            price = self.venue_mark(position.instrument_id)
             if price is None:
                 continue
             sign = 1.0 if position.side == PositionSide.LONG else -1.0
@@ -75,7 +72,7 @@ class FundingModule(SimulationModule):
         if signed_notional == 0.0:
             return
         payment = rate * signed_notional
-        exchange.adjust_account(Money(-payment, account.base_currency))
+        self.adjust_balance(-payment, account)
         self.ledger.add(ts_now, payment)
         self.settlements.append((settle_ns, rate, signed_notional))
 

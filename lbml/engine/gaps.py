@@ -8,12 +8,9 @@ that is better than that price, debits the difference × quantity as slippage. T
 of the ``slippage`` cost and of the equity reconciliation.
 """
 
-from nautilus_trader.backtest.modules import SimulationModuleConfig
-from nautilus_trader.model.data import Bar, TradeTick
-from nautilus_trader.model.enums import OrderSide, OrderType
-from nautilus_trader.model.events import OrderFilled
-
 from lbml.engine.costs import FillChargeModule
+from lbml.nautilus.backtest import SimulationModuleConfig
+from lbml.nautilus.model import Bar, OrderFilled, OrderSide, OrderType, TradeTick
 
 _STOPS = (OrderType.STOP_MARKET, OrderType.TRAILING_STOP_MARKET)
 
@@ -40,7 +37,7 @@ class GapThroughModule(FillChargeModule):
         if fill.order_type not in _STOPS:
             return 0.0
         ref = self._open.get(fill.instrument_id)
-        order = self.exchange.cache.order(fill.client_order_id)
+        order = self.venue_order(fill.client_order_id)
         if ref is None or order is None or order.trigger_price is None:
             return 0.0
         trigger = order.trigger_price.as_double()

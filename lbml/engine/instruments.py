@@ -4,11 +4,18 @@ from decimal import Decimal
 
 import numpy as np
 
-from nautilus_trader.model.currencies import USDT
-from nautilus_trader.model.identifiers import InstrumentId, Symbol, Venue
-from nautilus_trader.model.instruments import CurrencyPair
-from nautilus_trader.model.objects import Currency, Money, Price, Quantity
-
+from lbml.nautilus.model import (
+    USDT,
+    Currency,
+    CurrencyPair,
+    CurrencyType,
+    InstrumentId,
+    Money,
+    Price,
+    Quantity,
+    Symbol,
+    Venue,
+)
 from lbml.scenario import CostsConfig
 
 MAX_PRECISION = 9
@@ -66,8 +73,6 @@ def _currency(code: str) -> Currency:
     try:
         return Currency.from_str(code, strict=True)
     except Exception:  # noqa: BLE001 - unknown codes become crypto currencies with 8 decimals
-        from nautilus_trader.model.enums import CurrencyType
-
         return Currency(code, 8, 0, code, CurrencyType.CRYPTO)
 
 

@@ -4,22 +4,19 @@ The debt is read from the account and the open position through the leverage mod
 q·E − cash; a short owes its base units at the mark), so every cost already charged is part of the
 debt, as it is on a lending market. Interest is accrued at every ``interval_minutes`` boundary, at
 every step of a rate schedule and at every fill (so a position pays for exactly the time it held
-debt), and debited through ``exchange.adjust_account``. With a constant rate and no other cash flow
-a debt D0 held for T costs exactly D0·(e^{r·T} − 1).
+debt), and debited from the venue account (``VenueModule.adjust_balance``). With a constant rate and
+no other cash flow a debt D0 held for T costs exactly D0·(e^{r·T} − 1).
 """
 
 from dataclasses import dataclass
 
-from nautilus_trader.backtest.modules import SimulationModuleConfig
-from nautilus_trader.model.events import OrderFilled
-from nautilus_trader.model.objects import Money
-
-from lbml.engine.costs import BoundaryModule, CostLedger, _mark_price
+from lbml.engine.costs import BoundaryModule, CostLedger
 from lbml.engine.position_state import position_state
 from lbml.leverage.model import LeverageSpec, build_leverage_model
 from lbml.leverage.rates import BorrowRate, UtilisationCurve, accrued_interest
-
-NS_PER_MINUTE = 60_000_000_000
+from lbml.nautilus.backtest import SimulationModuleConfig
+from lbml.nautilus.clock import NS_PER_MINUTE
+from lbml.nautilus.model import OrderFilled
 
 
 class LendingInterestConfig(SimulationModuleConfig, frozen=True):
@@ -92,7 +89,7 @@ class LendingInterestModule(BoundaryModule):
 
     def process(self, ts_now: int) -> None:
         if not self._subscribed:
-            self.msgbus.subscribe(topic="events.fills.*", handler=self._on_fill)
+            self.subscribe_fills(self._on_fill)
             self._subscribe()
             self._subscribed = True
             self._since = ts_now
@@ -102,11 +99,10 @@ class LendingInterestModule(BoundaryModule):
         if ts_now < self._next_ns or not self._subscribed:
             return
         self._accrue(ts_now)
-        exchange = self.exchange
-        account = exchange.get_account()
+        account = self.venue_account()
         if self._pending > 0.0 and account is not None:
             amount, self._pending = self._pending, 0.0
-            exchange.adjust_account(Money(-amount, account.base_currency))
+            self.adjust_balance(-amount, account)
             self.ledger.add(ts_now, amount)
         self._debt = self._current_debt(account)
         self._dirty = False
@@ -115,11 +111,10 @@ class LendingInterestModule(BoundaryModule):
         self._next_ns = boundary if change is None else min(boundary, change)
 
     def _current_debt(self, account) -> float:
-        exchange = self.exchange
         debt = 0.0
-        for position in exchange.cache.positions_open(venue=exchange.id):
-            state = position_state(exchange.cache, account, position.instrument_id, None)
-            price = _mark_price(exchange, position.instrument_id)
+        for position in self.open_positions():
+            state = position_state(self.venue_cache, account, position.instrument_id, None)
+            price = self.venue_mark(position.instrument_id)
             if state is not None and price is not None:
                 debt += self._model.debt_value(state, price)
         return debt

@@ -23,11 +23,6 @@ Two halves that run the same in a backtest and in paper trading:
 
 from decimal import Decimal
 
-from nautilus_trader.backtest.modules import SimulationModuleConfig
-from nautilus_trader.model.enums import OrderSide, OrderType, TimeInForce
-from nautilus_trader.model.events import OrderFilled
-from nautilus_trader.model.objects import Money
-
 from lbml.engine.costs import FillChargeModule
 from lbml.engine.order_state import Intent
 from lbml.engine.position_state import position_state
@@ -38,6 +33,9 @@ from lbml.leverage.model import (
     PositionState,
     build_leverage_model,
 )
+from lbml.nautilus.backtest import SimulationModuleConfig
+from lbml.nautilus.model import OrderFilled, OrderSide, OrderType, TimeInForce, make_price, make_qty
+from lbml.nautilus.trading import cash_balance
 
 
 class LiquidationConfig(SimulationModuleConfig, frozen=True):
@@ -63,7 +61,7 @@ class LiquidationModule(FillChargeModule):
 
     def _on_fill(self, fill: OrderFilled) -> None:
         if self._isolated and fill.position_id is not None:
-            position = self.exchange.cache.position(fill.position_id)
+            position = self.venue_position(fill.position_id)
             if position is not None:  # the state before this fill: the entry's quantity and price
                 self._margin = position.peak_qty.as_double() * position.avg_px_open / self._model.max_exposure
             self._filled = True
@@ -76,11 +74,9 @@ class LiquidationModule(FillChargeModule):
             self._cap_loss_at_margin(ts_now)
 
     def _cap_loss_at_margin(self, ts_now: int) -> None:
-        exchange = self.exchange
-        account = exchange.get_account()
-        currency = account.base_currency
-        cash = account.balance_total(currency).as_double()
-        if exchange.cache.positions_open(venue=exchange.id):
+        account = self.venue_account()
+        cash = cash_balance(account)
+        if self.open_positions():
             if self._entry_cash is None:
                 self._entry_cash = cash  # after the entry's fee, slippage and gas (this module runs last)
             return
@@ -89,7 +85,7 @@ class LiquidationModule(FillChargeModule):
         floor = max(0.0, self._entry_cash - self._margin)
         self._entry_cash = None
         if cash < floor:
-            exchange.adjust_account(Money(floor - cash, currency))
+            self.adjust_balance(floor - cash, account)
             self.ledger.add(ts_now, cash - floor)
             self.absorbed.append((ts_now, floor - cash))
 
@@ -98,14 +94,14 @@ class LiquidationModule(FillChargeModule):
         return len(self._orders)
 
     def charge_for(self, fill: OrderFilled) -> float:
-        order = self.exchange.cache.order(fill.client_order_id)
+        order = self.venue_order(fill.client_order_id)
         if order is None or LIQUIDATION_TAG not in (order.tags or []):
             return 0.0
         qty, px = fill.last_qty.as_double(), fill.last_px.as_double()
         long = fill.order_side == OrderSide.SELL  # selling closes a long
         penalty = self._model.penalty(long, qty, px)
         if isinstance(self._model, ExchangeMarginModel) and fill.position_id is not None:
-            position = self.exchange.cache.position(fill.position_id)
+            position = self.venue_position(fill.position_id)
             if position is not None:
                 penalty = self._model.capped_penalty(
                     qty, px, position.peak_qty.as_double(), position.avg_px_open, position.realized_pnl.as_double()
@@ -148,7 +144,7 @@ class LiquidationGuard:
 
     def on_position_opened(self) -> None:
         account = self._strategy.portfolio.account(self._instrument.id.venue)
-        self._entry_balance = account.balance_total(account.base_currency).as_double()
+        self._entry_balance = cash_balance(account)
         self.refresh(None)
 
     def on_position_closed(self) -> None:
@@ -192,10 +188,10 @@ class LiquidationGuard:
             self._market_close(state, self.model.liquidation_quantity(state))
             return
         inst = self._instrument
-        trigger = inst.make_price(price)
-        qty = inst.make_qty(Decimal(str(self.model.liquidation_quantity(state))), round_down=True)
+        trigger = make_price(inst, price)
+        qty = make_qty(inst, Decimal(str(self.model.liquidation_quantity(state))), round_down=True)
         if qty.as_double() <= 0.0:
-            qty = inst.make_qty(Decimal(str(state.quantity)))
+            qty = make_qty(inst, Decimal(str(state.quantity)))
         order = self._order
         if order is not None and order.is_open:
             if order.is_pending_update or order.is_pending_cancel:
@@ -239,7 +235,7 @@ class LiquidationGuard:
 
     def _market_close(self, state: PositionState, quantity: float) -> None:
         s = self._strategy
-        qty = self._instrument.make_qty(Decimal(str(min(quantity, state.quantity))))
+        qty = make_qty(self._instrument, Decimal(str(min(quantity, state.quantity))))
         if qty.as_double() <= 0.0:
             return
         order = s.order_factory.market(

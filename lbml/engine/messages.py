@@ -4,10 +4,8 @@ No ``from __future__ import annotations`` here: ``customdataclass`` builds its s
 annotation types.
 """
 
-from nautilus_trader.core.data import Data
-from nautilus_trader.model.custom import customdataclass
-from nautilus_trader.model.data import DataType
-from nautilus_trader.model.identifiers import InstrumentId
+from lbml.nautilus.custom_data import Data, DataType, customdataclass
+from lbml.nautilus.model import InstrumentId
 
 
 @customdataclass

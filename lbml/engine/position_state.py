@@ -1,9 +1,9 @@
 """Read a ``PositionState`` (open position + account cash) from a nautilus cache: one helper for the
 strategy-side liquidation guard, the recorder and the venue-side interest module."""
 
-from nautilus_trader.model.enums import PositionSide
-
 from lbml.leverage.model import PositionState
+from lbml.nautilus.model import PositionSide
+from lbml.nautilus.trading import cash_balance
 
 
 def open_position(cache, instrument_id):
@@ -16,7 +16,7 @@ def position_state(cache, account, instrument_id, entry_balance: float | None) -
     position = open_position(cache, instrument_id)
     if position is None or account is None:
         return None
-    balance = account.balance_total(account.base_currency).as_double()
+    balance = cash_balance(account)
     return PositionState(
         long=position.side == PositionSide.LONG,
         quantity=position.quantity.as_double(),

@@ -12,9 +12,9 @@ leg); if that NETTING position were still open, its next fill would look the pur
 raise ``KeyError``. Purging the closed position clears its whole index.
 """
 
-from nautilus_trader.common.actor import Actor
-from nautilus_trader.config import ActorConfig, PositiveInt
-from nautilus_trader.model.data import Bar, BarType
+from lbml.nautilus.clock import component_now_ns
+from lbml.nautilus.model import Bar, BarType
+from lbml.nautilus.trading import Actor, ActorConfig, PositiveInt
 
 
 class CachePurgerConfig(ActorConfig, frozen=True):
@@ -38,7 +38,7 @@ class CachePurger(Actor):
         self._bars += 1
         if self._bars < self._every:
             return
-        if purge_when_flat(self.cache, self.clock.timestamp_ns()):
+        if purge_when_flat(self.cache, component_now_ns(self)):
             self._bars = 0
             self.n_purges += 1
 

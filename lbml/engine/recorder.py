@@ -13,18 +13,25 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from nautilus_trader.common.actor import Actor
-from nautilus_trader.config import ActorConfig
-from nautilus_trader.model.data import Bar, BarType
-from nautilus_trader.model.enums import LiquiditySide, OrderSide, order_type_to_str
-from nautilus_trader.model.events import OrderFilled, PositionClosed, PositionOpened
-from nautilus_trader.model.identifiers import InstrumentId
-
 from lbml.engine.columns import Rows
 from lbml.engine.position_state import position_state
 from lbml.engine.exit_reasons import END_OF_DATA, OTHER, reason_of
 from lbml.errors import InvariantError
 from lbml.leverage.model import LIQUIDATION_TAG, LeverageSpec, build_leverage_model
+from lbml.nautilus.bus import subscribe_fills, subscribe_position_events
+from lbml.nautilus.model import (
+    Bar,
+    BarType,
+    InstrumentId,
+    LiquiditySide,
+    OrderFilled,
+    OrderSide,
+    PositionClosed,
+    PositionOpened,
+    make_price,
+    order_type_to_str,
+)
+from lbml.nautilus.trading import Actor, ActorConfig, cash_balance
 from lbml.pricing import position_caps
 
 
@@ -122,13 +129,13 @@ class RunRecorder(Actor):
 
     def on_start(self) -> None:
         self.subscribe_bars(self.config.bar_type)
-        self.msgbus.subscribe(topic=f"events.fills.{self.config.instrument_id}", handler=self._on_fill)
-        self.msgbus.subscribe(topic="events.position.*", handler=self._on_position_event)
+        subscribe_fills(self.msgbus, self._on_fill, self.config.instrument_id)
+        subscribe_position_events(self.msgbus, self._on_position_event)
 
     def on_bar(self, bar: Bar) -> None:
         # Mark to market at the bar's close (last trade), the same mark the reconciliation uses.
         account = self.portfolio.account(self._venue)
-        balance = account.balance_total(account.base_currency).as_double()
+        balance = cash_balance(account)
         unrealized = 0.0
         for position in self.cache.positions_open(instrument_id=self.config.instrument_id):
             unrealized += position.unrealized_pnl(bar.close).as_double()
@@ -195,7 +202,7 @@ class RunRecorder(Actor):
     def _on_position_event(self, event) -> None:
         if isinstance(event, PositionOpened):
             account = self.portfolio.account(self._venue)
-            self._entry_balance = account.balance_total(account.base_currency).as_double()
+            self._entry_balance = cash_balance(account)
         if not isinstance(event, PositionClosed):
             return
         self._entry_balance = None
@@ -219,7 +226,7 @@ class RunRecorder(Actor):
             return
         ts, _, _, close = self.record.equity[-1]
         instrument = self.cache.instrument(self.config.instrument_id)
-        mark = instrument.make_price(close)
+        mark = make_price(instrument, close)
         for position in self.cache.positions_open(instrument_id=self.config.instrument_id):
             self.record.positions.append(
                 {

@@ -13,12 +13,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from nautilus_trader.common.actor import Actor
-from nautilus_trader.config import ActorConfig
-from nautilus_trader.model.data import Bar, BarType, QuoteTick, TradeTick
-from nautilus_trader.model.enums import AggressorSide
-from nautilus_trader.model.identifiers import InstrumentId
-
 from lbml.engine.custom_data import (
     BAR_FLOW_CLIENT_ID,
     BAR_FLOW_TYPE,
@@ -35,6 +29,9 @@ from lbml.features.base import FeatureInput
 from lbml.features.base import BarEvent
 from lbml.features.pipeline import FeaturePipeline
 from lbml.models.base import ModelPlugin
+from lbml.nautilus.custom_data import publish_custom, subscribe_custom
+from lbml.nautilus.model import AggressorSide, Bar, BarType, InstrumentId, QuoteTick, TradeTick
+from lbml.nautilus.trading import Actor, ActorConfig
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +87,11 @@ class SignalActor(Actor):
             self.subscribe_quote_ticks(self.config.instrument_id)
         self.subscribe_trade_ticks(self.config.instrument_id)
         if self._wants_funding:
-            self.subscribe_data(FUNDING_TYPE, client_id=FUNDING_CLIENT_ID)
+            subscribe_custom(self, FUNDING_TYPE, FUNDING_CLIENT_ID)
         if self.config.depth and FeatureInput.DEPTH in self._pipeline.inputs:
-            self.subscribe_data(DEPTH_TYPE, client_id=DEPTH_CLIENT_ID)
+            subscribe_custom(self, DEPTH_TYPE, DEPTH_CLIENT_ID)
         if self.config.bar_flow:
-            self.subscribe_data(BAR_FLOW_TYPE, client_id=BAR_FLOW_CLIENT_ID)
+            subscribe_custom(self, BAR_FLOW_TYPE, BAR_FLOW_CLIENT_ID)
         self.subscribe_bars(self._bar_type)
 
     def on_data(self, data) -> None:
@@ -150,7 +147,7 @@ class SignalActor(Actor):
         self.n_predictions += 1
         if self._on_prediction is not None:
             self._on_prediction(prediction, features)
-        self.publish_data(PREDICTION_TYPE, prediction)
+        publish_custom(self, PREDICTION_TYPE, prediction)
         self.latencies_ns.append(time.perf_counter_ns() - started)
 
 

@@ -9,9 +9,8 @@ liquidation order, health, penalty of a liquidation fill and debt that accrues i
 
 from dataclasses import dataclass
 
-from nautilus_trader.config import NautilusConfig
-
 from lbml.leverage import lending, margin
+from lbml.nautilus.trading import NautilusConfig
 
 LIQUIDATION_TAG = "LIQUIDATION"
 

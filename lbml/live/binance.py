@@ -40,26 +40,25 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import msgspec
-from nautilus_trader.adapters.binance.common.enums import BinanceAccountType
-from nautilus_trader.adapters.binance.common.schemas.market import (
-    BinanceAggregatedTradeMsg,
-    BinanceDataMsgWrapper,
-    BinanceOrderBookMsg,
-    BinanceQuoteMsg,
-)
-from nautilus_trader.adapters.binance.common.symbol import BinanceSymbol
-from nautilus_trader.adapters.binance.common.urls import get_ws_base_url
-from nautilus_trader.adapters.binance.futures.schemas.market import BinanceFuturesMarkPriceMsg, BinanceFuturesTradeMsg
-from nautilus_trader.adapters.binance.spot.schemas.market import (
-    BinanceSpotOrderBookPartialDepthMsg,
-    BinanceSpotTradeMsg,
-)
-from nautilus_trader.adapters.binance.websocket.client import BinanceWebSocketClient
-from nautilus_trader.common.component import LiveClock
-from nautilus_trader.core.nautilus_pyo3 import WebSocketClientError
 
 from lbml.errors import ConfigError, DataError
 from lbml.live.events import DEPTH, FUNDING, QUOTE, TRADE, MarketEvent
+from lbml.nautilus.binance import (
+    BinanceAccountType,
+    BinanceAggregatedTradeMsg,
+    BinanceDataMsgWrapper,
+    BinanceFuturesMarkPriceMsg,
+    BinanceFuturesTradeMsg,
+    BinanceOrderBookMsg,
+    BinanceQuoteMsg,
+    BinanceSpotOrderBookPartialDepthMsg,
+    BinanceSpotTradeMsg,
+    BinanceSymbol,
+    BinanceWebSocketClient,
+    WebSocketClientError,
+    binance_ws_base_url,
+)
+from lbml.nautilus.live import LiveClock
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +98,7 @@ class BinanceFeedConfig:
 
     def ws_url(self) -> str:
         """Return the websocket base URL (``url``, or Binance's for the market and network)."""
-        return self.url or _ws_base_url(MARKETS[self.market], self.testnet)
-
-
-def _ws_base_url(account_type: BinanceAccountType, testnet: bool) -> str:
-    """Binance's websocket base URL on nautilus 1.221 (``is_testnet`` flag) and on 1.222+, whose
-    second argument is a ``BinanceEnvironment`` (a bool there silently means the live network)."""
-    try:
-        from nautilus_trader.adapters.binance.common.enums import BinanceEnvironment
-    except ImportError:  # nautilus 1.221
-        return get_ws_base_url(account_type, testnet, is_us=False)
-    environment = BinanceEnvironment.TESTNET if testnet else BinanceEnvironment.LIVE
-    return get_ws_base_url(account_type, environment, is_us=False)
+        return self.url or binance_ws_base_url(MARKETS[self.market], self.testnet)
 
 
 def binance_subscriptions(

@@ -27,18 +27,14 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 
-from nautilus_trader.common.providers import InstrumentProvider
-from nautilus_trader.live.data_client import LiveMarketDataClient
-from nautilus_trader.model.data import Bar, BarType, CustomData, QuoteTick, TradeTick
-from nautilus_trader.model.enums import AggressorSide
-from nautilus_trader.model.identifiers import ClientId, TradeId, Venue
-from nautilus_trader.model.instruments import Instrument
-from nautilus_trader.model.objects import Price, Quantity
-
 from lbml.engine.custom_data import DEPTH_TYPE, FUNDING_TYPE, DepthSummary, FundingRate
 from lbml.errors import LbmlError
 from lbml.live.bars import TickBarAggregator
 from lbml.live.events import DEPTH, FUNDING, TRADE, MarketEvent
+from lbml.nautilus.clock import minutes_to_ns
+from lbml.nautilus.custom_data import custom_data
+from lbml.nautilus.live import InstrumentProvider, LiveMarketDataClient
+from lbml.nautilus.model import Bar, BarType, ClientId, Instrument, Venue, make_bar, make_quote_tick, make_trade_tick
 
 IDLE_SPINS = 3
 STARTUP_POLL_S = 0.01
@@ -88,7 +84,7 @@ class FeedDataClient(LiveMarketDataClient):
         )
         self._instruments = instruments
         self._bar_types = bar_types
-        self._aggregator = TickBarAggregator(list(instruments), bar_minutes * 60 * 1_000_000_000)
+        self._aggregator = TickBarAggregator(list(instruments), minutes_to_ns(bar_minutes))
         self.plan = plan
         self._task: asyncio.Task | None = None
         self._trade_seq = 0
@@ -218,47 +214,21 @@ class FeedDataClient(LiveMarketDataClient):
 
     def _tick(self, event: MarketEvent):
         if event.kind == FUNDING:
-            return CustomData(FUNDING_TYPE, FundingRate(ts_event=event.ts, ts_init=event.ts, rate=event.a))
+            return custom_data(FUNDING_TYPE, FundingRate(ts_event=event.ts, ts_init=event.ts, rate=event.a))
         if event.kind == DEPTH:
-            return CustomData(
+            return custom_data(
                 DEPTH_TYPE, DepthSummary(ts_event=event.ts, ts_init=event.ts, bid_depth=event.a, ask_depth=event.b)
             )
         instrument = self._instruments[event.symbol]
-        pp, sp = instrument.price_precision, instrument.size_precision
         if event.kind == TRADE:
             self._trade_seq += 1
-            return TradeTick(
-                instrument_id=instrument.id,
-                price=Price(event.a, pp),
-                size=Quantity(max(event.b, 10.0**-sp), sp),
-                aggressor_side=AggressorSide.BUYER if event.c > 0 else AggressorSide.SELLER,
-                trade_id=TradeId(str(self._trade_seq)),
-                ts_event=event.ts,
-                ts_init=event.ts,
-            )
-        return QuoteTick(
-            instrument_id=instrument.id,
-            bid_price=Price(event.a, pp),
-            ask_price=Price(event.b, pp),
-            bid_size=Quantity(event.c, sp),
-            ask_size=Quantity(event.d, sp),
-            ts_event=event.ts,
-            ts_init=event.ts,
-        )
+            size = max(event.b, 10.0**-instrument.size_precision)
+            return make_trade_tick(instrument, event.a, size, event.c > 0, str(self._trade_seq), event.ts)
+        return make_quote_tick(instrument, event.a, event.b, event.c, event.d, event.ts)
 
     def _bar(self, bar) -> Bar:
         symbol, ts, o, h, low, c, v = bar
-        instrument = self._instruments[symbol]
-        return Bar(
-            self._bar_types[symbol],
-            instrument.make_price(o),
-            instrument.make_price(h),
-            instrument.make_price(low),
-            instrument.make_price(c),
-            instrument.make_qty(v),
-            ts,
-            ts,
-        )
+        return make_bar(self._bar_types[symbol], self._instruments[symbol], o, h, low, c, v, ts)
 
 
 def make_quiesce(node) -> Callable[[], object]:

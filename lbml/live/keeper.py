@@ -19,13 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from nautilus_trader.common.actor import Actor
-from nautilus_trader.config import ActorConfig
-from nautilus_trader.model.enums import PositionSide, order_side_to_str, order_status_to_str, order_type_to_str
-from nautilus_trader.model.identifiers import InstrumentId
-
 from lbml.live.events import MarketEvent
 from lbml.live.state import COST_COLUMNS, EQUITY_COLUMNS, FILL_COLUMNS, LIQUIDATION_COLUMNS, TRADE_COLUMNS, StateStore
+from lbml.nautilus.model import InstrumentId, PositionSide, order_side_to_str, order_status_to_str, order_type_to_str
+from lbml.nautilus.trading import Actor, ActorConfig, cash_balance
 
 
 class StateKeeperConfig(ActorConfig, frozen=True):
@@ -229,7 +226,7 @@ class StateKeeper(Actor):
     def _snapshot(self, pos: int) -> dict:
         iid = self.config.instrument_id
         account = self.portfolio.account(iid.venue)
-        balance = account.balance_total(account.base_currency).as_double() if account else None
+        balance = cash_balance(account) if account else None
         positions = [
             [("LONG" if p.side == PositionSide.LONG else "SHORT"), p.quantity.as_double(), p.avg_px_open, p.ts_opened]
             for p in self.cache.positions_open(instrument_id=iid)

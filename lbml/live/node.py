@@ -20,14 +20,6 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from functools import partial
-
-from nautilus_trader.config import LiveExecEngineConfig, LiveRiskEngineConfig, LoggingConfig, TradingNodeConfig
-from nautilus_trader.execution.engine import ExecutionEngine
-from nautilus_trader.live.node import TradingNode
-from nautilus_trader.model.data import BarType
-from nautilus_trader.model.identifiers import TraderId, Venue
-
 from lbml.data.frames import MarketData
 from lbml.live.status import status_pricing
 from lbml.engine.backtest import instrument_for, load_strategy_class, strategy_config_kwargs
@@ -42,6 +34,19 @@ from lbml.live.sandbox import PaperExecClientConfig, PaperExecutionClient
 from lbml.live.state import StateStore
 from lbml.live.status import PaperStatus, StatusActor, StatusActorConfig
 from lbml.models.base import ModelPlugin
+from lbml.nautilus.clock import ms_to_ns
+from lbml.nautilus.live import (
+    LiveExecEngineConfig,
+    LiveRiskEngineConfig,
+    LoggingConfig,
+    TradingNode,
+    TradingNodeConfig,
+    apply_exec_events_synchronously,
+    attach_venue_modules,
+    register_data_client,
+    register_exec_client,
+)
+from lbml.nautilus.model import TraderId, Venue, bar_type_for
 from lbml.scenario import Scenario
 from lbml.split import Split
 
@@ -102,7 +107,7 @@ def build_paper_node(
     instrument = instruments[cfg.symbol]
     venue = Venue(cfg.venue)
     minutes = market.bar_minutes
-    bar_types = {s: BarType.from_str(f"{instruments[s].id}-{minutes}-MINUTE-LAST-EXTERNAL") for s in symbols}
+    bar_types = {s: bar_type_for(instruments[s].id, minutes, internal=False) for s in symbols}
     bar_type = bar_types[cfg.symbol]
     ref_bar_type = bar_types[cfg.reference_symbol] if len(symbols) > 1 else None
     quote = instrument.quote_currency
@@ -177,25 +182,19 @@ def build_paper_node(
             default_leverage=Decimal(str(scenario.strategy.max_leverage)),
             trade_execution=True,
             bar_execution=False,
-            latency_ns=int(scenario.costs.latency_ms * 1_000_000),
+            latency_ns=ms_to_ns(scenario.costs.latency_ms),
         ),
     )
     _apply_venue_events_synchronously(kernel)
-    kernel.exec_engine.register_client(exec_client)
-    kernel.exec_engine.register_venue_routing(exec_client, venue)
-    for module in venue_mods.modules:
-        module.register_venue(exec_client.exchange)
-        module.register_base(portfolio=kernel.portfolio, msgbus=kernel.msgbus, cache=kernel.cache, clock=kernel.clock)
-        exec_client.exchange.modules.append(module)
+    register_exec_client(kernel, exec_client, venue)
+    attach_venue_modules(kernel, exec_client, venue_mods.modules)
     if lev.funding is not None:  # settlements a live feed announces after the scenario's funding series
         exec_client.on_funding = lev.funding.announce
 
     data_client = FeedDataClient(
         node.get_event_loop(), kernel.msgbus, kernel.cache, kernel.clock, venue, instruments, bar_types, minutes, plan,
     )
-    kernel.data_engine.register_client(data_client)
-    kernel.data_engine.register_default_client(data_client)
-    kernel.data_engine.register_venue_routing(data_client, venue)
+    register_data_client(kernel, data_client, venue)
     plan.quiesce = make_quiesce(node)
     plan.on_item = keeper.on_item
     plan.after_bar = exec_client.on_bar_closed
@@ -212,6 +211,4 @@ def _apply_venue_events_synchronously(kernel) -> None:
     fill has not created yet, so the stop-loss and take-profit would be rejected ("would have
     increased position"). Every order event in the paper node comes from the in-process venue.
     """
-    engine = kernel.exec_engine
-    kernel.msgbus.deregister("ExecEngine.process", engine.process)
-    kernel.msgbus.register("ExecEngine.process", partial(ExecutionEngine.process, engine))
+    apply_exec_events_synchronously(kernel)

@@ -91,6 +91,7 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
         look_ahead = store.get("look_ahead_check")
         edge_gate = store.get("edge_gate")
         retrains = store.retrains()
+        data = store.get("data")
     finally:
         store.close()
     final = Path(state_dir) / "report"
@@ -115,6 +116,8 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
                 .to_csv(tmp / "retrains.csv", index=False)
             accepted = [r for r in retrains if r["status"] == "accepted"]
             metrics["model_id_final"] = accepted[-1]["candidate_id"] if accepted else session["model_id"]
+        if data is not None:
+            metrics["data"] = data
         title = f"{session['scenario']} (paper)"
         if edge_gate is not None:
             metrics["edge_gate"] = edge_gate

@@ -24,7 +24,7 @@ import asyncio
 import threading
 import time
 
-from nautilus_trader.live.node import TradingNode
+from lbml.nautilus.live import TradingNode
 
 
 class NodeRunner:

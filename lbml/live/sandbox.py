@@ -16,13 +16,11 @@ The cost modules (borrow, funding, liquidation, slippage, gas) are attached to `
 
 from collections.abc import Callable
 
-from nautilus_trader.adapters.sandbox.config import SandboxExecutionClientConfig
-from nautilus_trader.adapters.sandbox.execution import SandboxExecutionClient
-from nautilus_trader.live.factories import LiveExecClientFactory
-from nautilus_trader.model.data import Bar, QuoteTick, TradeTick
-from nautilus_trader.model.instruments import Instrument
-
 from lbml.engine.custom_data import DEPTH_TYPE, FUNDING_TYPE, FundingRate
+from lbml.nautilus.bus import subscribe_all_bars, subscribe_data_type
+from lbml.nautilus.custom_data import unwrap_custom
+from lbml.nautilus.live import LiveExecClientFactory, SandboxExecutionClient, SandboxExecutionClientConfig
+from lbml.nautilus.model import Bar, Instrument, QuoteTick, TradeTick
 
 
 class PaperExecClientConfig(SandboxExecutionClientConfig, frozen=True):
@@ -43,10 +41,10 @@ class PaperExecutionClient(SandboxExecutionClient):
 
     def connect(self) -> None:
         super().connect()
-        self._msgbus.subscribe("data.bars.*", handler=self._on_bar_time)
+        subscribe_all_bars(self._msgbus, self._on_bar_time)
         # Custom data has no instrument, so it is not on this venue's topics.
         for data_type in (FUNDING_TYPE, DEPTH_TYPE):
-            self._msgbus.subscribe(f"data.{data_type.topic}", handler=self.on_data)
+            subscribe_data_type(self._msgbus, data_type, self.on_data)
 
     def _on_bar_time(self, bar: Bar) -> None:
         # Subscribed before any actor: commands sent in reaction to a bar are timed from its close.
@@ -93,7 +91,7 @@ class PaperExecutionClient(SandboxExecutionClient):
             return
         self.market_ns = max(self.market_ns, ts)
         self.test_clock.set_time(max(ts, self.test_clock.timestamp_ns()))
-        funding = getattr(data, "data", data)  # CustomData wraps the FundingRate
+        funding = unwrap_custom(data)  # CustomData wraps the FundingRate
         if isinstance(funding, FundingRate) and self.on_funding is not None:
             self.on_funding(funding.ts_event, funding.rate)
         if isinstance(data, QuoteTick):

@@ -125,6 +125,7 @@ def run_paper(
             raise ArtifactError(gate.line())
         _check_session(store, scenario, artifact.model_id, options, currency)
         store.put("edge_gate", gate.to_dict())  # the report says whether the model traded past a closed gate
+        store.put("data", prepared.data)  # what data the session was prepared from (lbml.data.provenance)
         if prepared.look_ahead is not None:
             store.put("look_ahead_check", prepared.look_ahead)
         pipeline.load_fitted_state(artifact.feature_state)
@@ -225,6 +226,7 @@ def run_paper(
             "position": status.position,
             "degraded": status.degraded,
             "withheld_predictions": len(guard.decisions),
+            "data": prepared.data,
         } | ({} if prepared.look_ahead is None else {"look_ahead_check": prepared.look_ahead})
     finally:
         store.close()

@@ -15,8 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from nautilus_trader.common.actor import Actor
-from nautilus_trader.config import ActorConfig
+from lbml.nautilus.trading import Actor, ActorConfig
 
 
 @dataclass

@@ -1,6 +1,5 @@
 """Train a scenario's model on its training window and write a safe artifact."""
 
-import hashlib
 import logging
 import math
 from dataclasses import dataclass, replace
@@ -13,6 +12,7 @@ import pandas as pd
 from sklearn.metrics import log_loss, roc_auc_score
 
 from lbml.data.frames import InstrumentData, MarketData
+from lbml.data.provenance import content_hash
 from lbml.errors import DataError
 from lbml.features.folds import fold_features_for
 from lbml.features.pipeline import FeaturePipeline, available_inputs, build_pipeline, compute_features
@@ -61,8 +61,7 @@ def funding_for(scenario: Scenario, market: MarketData) -> pd.DataFrame | None:
 
 
 def data_hash(frame: pd.DataFrame) -> str:
-    hashed = pd.util.hash_pandas_object(frame, index=True).to_numpy()
-    return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
+    return content_hash(frame)
 
 
 def training_data_hash(scenario: Scenario, market: MarketData, split: Split) -> str:

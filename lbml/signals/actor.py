@@ -6,10 +6,9 @@ The publisher is passed in and owned by the caller (backtest workflow or paper n
 it after the run.
 """
 
-from nautilus_trader.common.actor import Actor
-from nautilus_trader.config import ActorConfig, NonNegativeFloat, PositiveFloat, PositiveInt
-
 from lbml.engine.messages import PREDICTION_TYPE, Prediction
+from lbml.nautilus.custom_data import subscribe_custom
+from lbml.nautilus.trading import Actor, ActorConfig, NonNegativeFloat, PositiveFloat, PositiveInt
 from lbml.signals.publisher import SignalPublisher
 from lbml.signals.schema import Signal
 from lbml.cost_model import CostModel
@@ -90,7 +89,7 @@ class SignalPublisherActor(Actor):
         self._bracket = (config.stop_loss_pct, config.take_profit_pct)
 
     def on_start(self) -> None:
-        self.subscribe_data(PREDICTION_TYPE)
+        subscribe_custom(self, PREDICTION_TYPE)
 
     def on_data(self, data) -> None:
         if isinstance(data, Prediction):
