@@ -312,11 +312,11 @@ class RetrainConfig(_Section):
     (``lbml.live.retrain``): when the drift monitor flags drift and/or every ``every_days`` of feed
     time. The candidate replaces the model only if it passes the edge gate (``[gate]``)."""
 
-    on_drift: bool = Field(False, description="retrain when a drift check flags drift")
-    every_days: float | None = Field(None, gt=0, le=365, description="retrain every this many days of feed time")
-    window_bars: int | None = Field(None, ge=300, description="train on the last this many bars (or window_days)")
-    window_days: float | None = Field(None, gt=0, le=3650, description="train on the last this many days (or window_bars)")
-    min_bars_between: int = Field(60, ge=1, description="bars from one retrain's trigger to the next one's at the least")
+    on_drift: Bool = Field(False, description="retrain when a drift check flags drift")
+    every_days: Float | None = Field(None, gt=0, le=365, description="retrain every this many days of feed time")
+    window_bars: Int | None = Field(None, ge=300, description="train on the last this many bars (or window_days)")
+    window_days: Float | None = Field(None, gt=0, le=3650, description="train on the last this many days (or window_bars)")
+    min_bars_between: Int = Field(60, ge=1, description="bars from one retrain's trigger to the next one's at the least")
 
     @model_validator(mode="after")
     def _one_window_and_a_trigger(self) -> "RetrainConfig":
