@@ -79,12 +79,14 @@ def test_retrain_config_is_strict_and_the_policy_is_a_function_of_the_bars():
     minute = 60 * 10**9
     policy = RetrainPolicy(RetrainConfig(every_days=1 / 24, on_drift=True, window_bars=500, min_bars_between=10))
     t0 = 1_700_000_000 * 10**9
-    assert policy.due(t0, 1, drift_flagged=False) is None
-    assert policy.due(t0 + 59 * minute, 60, drift_flagged=False) is None
-    assert policy.due(t0 + 60 * minute, 61, drift_flagged=False) == "schedule"
-    policy.triggered(t0 + 60 * minute, 61)
-    assert policy.due(t0 + 65 * minute, 66, drift_flagged=True) is None  # within min_bars_between
-    assert policy.due(t0 + 71 * minute, 72, drift_flagged=True) == "drift"
+    assert policy.due(t0, 1, drift_flags=0) is None
+    assert policy.due(t0 + 59 * minute, 60, drift_flags=0) is None
+    assert policy.due(t0 + 60 * minute, 61, drift_flags=0) == "schedule"
+    policy.triggered(t0 + 60 * minute, 61, drift_flags=0)
+    assert policy.due(t0 + 65 * minute, 66, drift_flags=1) is None  # within min_bars_between
+    assert policy.due(t0 + 71 * minute, 72, drift_flags=1) == "drift"  # a check flagged since the trigger
+    policy.triggered(t0 + 71 * minute, 72, drift_flags=1)
+    assert policy.due(t0 + 90 * minute, 91, drift_flags=1) is None  # no new flag: the same drift is not retrained twice
     index = pd.date_range("2024-01-01", periods=3000, freq="1min", tz="UTC")
     start, end = policy.window(index, index[2500].value)
     assert (start, end) == (index[2001], index[2500])  # the last 500 bars up to the trigger bar, none after
@@ -123,7 +125,7 @@ def _retrain_processes(state: Path) -> list[int]:
 
 
 def _retrains(state: Path) -> list[dict]:
-    cols = ("i", "reason", "status", "trigger_pos", "trigger_bar", "window_start", "window_end", "candidate_id",
+    cols = ("i", "reason", "status", "trigger_pos", "trigger_bar", "trigger_ts", "window_start", "window_end", "candidate_id",
             "candidate_path", "old_model_id", "swap_pos", "swap_bar", "swap_ts", "gate", "error")
     return [dict(zip(cols, r)) for r in _rows(state, f"SELECT {', '.join(cols)} FROM retrains ORDER BY i")]
 
@@ -258,11 +260,11 @@ def test_a_candidate_that_fails_the_edge_gate_is_recorded_and_not_traded(setup, 
     rows = _retrains(state)
     first = rows[0]
     assert first["reason"] == "schedule" and first["status"] == "rejected", first
-    # a drift retrain only ever follows a flagged check (the flag alone triggers: schedule not due)
-    for row in rows[1:]:
+    # a drift retrain only ever follows a check that flagged after the previous trigger
+    for before, row in zip(rows, rows[1:]):
         if row["reason"] == "drift":
-            ts = _rows(state, f"SELECT ts FROM equity WHERE i = {row['trigger_bar']}")[0][0]
-            assert _rows(state, f"SELECT flagged FROM drift WHERE ts <= {ts} ORDER BY i DESC LIMIT 1") == [(1,)]
+            assert _rows(state, f"SELECT COUNT(*) FROM drift WHERE flagged = 1 AND ts > {before['trigger_ts']} "
+                                f"AND ts <= {row['trigger_ts']}")[0][0] > 0
     gate = json.loads(first["gate"])
     assert gate["status"] == "closed" and "at least 100000 needed" in gate["reason"]
     assert first["candidate_id"] and first["swap_pos"] is None and first["swap_bar"] is None

@@ -157,6 +157,7 @@ class DriftMonitor:
         min_p = min(adjusted) if adjusted else None
         if self._status is not None:
             self._status.drift_flagged = flagged
+            self._status.drift_flags += int(flagged)
             self._status.drift_features = drifted
             self._status.drift_min_p = min_p
         report = {"ts": ts, "n_features": n, "n_untested": len(self.names) - n, "n_drifted": drifted, "share": share,

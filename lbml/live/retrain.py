@@ -4,7 +4,7 @@ After every traded bar the session has committed, ``Retrainer.on_bar`` decides:
 
 - **Trigger** (``RetrainPolicy``, a function of feed time, bar count and the drift flag): every
   ``every_days`` of feed time since the session's first bar or the last trigger, and/or when the
-  last drift check flagged drift, never within ``min_bars_between`` bars of the last trigger, and
+  session's drift checks flagged since the last trigger, never within ``min_bars_between`` bars of the last trigger, and
   never while a retrain runs. The window is the last ``window_bars`` bars (or ``window_days``) up
   to the trigger bar, read from the session's market: bars it has seen, none after.
 - **Train** in a separate process (``lbml.live.retrain_job``) with lbml's training path (purged CV,
@@ -59,25 +59,27 @@ class RetrainPolicy:
     config: RetrainConfig
     anchor_ts: int | None = None  # the session's first bar, then the last trigger
     last_bar: int | None = None
+    drift_flags: int = 0  # flagged drift checks up to the last trigger
 
     def observe(self, ts: int) -> None:
         if self.anchor_ts is None:
             self.anchor_ts = ts
 
-    def due(self, ts: int, bar: int, drift_flagged: bool) -> str | None:
-        """The reason to retrain at bar number ``bar`` (closing at ``ts``), or None."""
+    def due(self, ts: int, bar: int, drift_flags: int) -> str | None:
+        """The reason to retrain at bar number ``bar`` (closing at ``ts``), or None; ``drift_flags``
+        counts the session's flagged drift checks (one flagged since the last trigger triggers)."""
         self.observe(ts)
         if self.last_bar is not None and bar - self.last_bar < self.config.min_bars_between:
             return None
         every = self.config.every_days
         if every is not None and ts - self.anchor_ts >= every * DAY_NS:
             return "schedule"
-        if self.config.on_drift and drift_flagged:
+        if self.config.on_drift and drift_flags > self.drift_flags:
             return "drift"
         return None
 
-    def triggered(self, ts: int, bar: int) -> None:
-        self.anchor_ts, self.last_bar = ts, bar
+    def triggered(self, ts: int, bar: int, drift_flags: int) -> None:
+        self.anchor_ts, self.last_bar, self.drift_flags = ts, bar, drift_flags
 
     def window(self, index: pd.DatetimeIndex, ts: int) -> tuple[pd.Timestamp, pd.Timestamp]:
         """First and last bar of the training window ending at the bar closing at ``ts``."""
@@ -137,7 +139,7 @@ class Retrainer:
             return
         self._collect(pos, ts, bar)
         if self._job is None:
-            reason = self.policy.due(ts, bar, self._targets.status.drift_flagged)
+            reason = self.policy.due(ts, bar, self._targets.status.drift_flags)
             if reason is not None:
                 self._trigger(reason, pos, ts, bar)
         self._publish_status()
@@ -152,7 +154,7 @@ class Retrainer:
     def _replay(self, pos: int, ts: int, bar: int) -> None:
         for row in self._rows:
             if row["trigger_pos"] == pos:
-                self.policy.triggered(ts, bar)
+                self.policy.triggered(ts, bar, self._targets.status.drift_flags)
             if row["status"] == ACCEPTED and row["swap_pos"] == pos:
                 artifact = load_candidate(Path(row["candidate_path"]), self._scenario, self._market, self._registry)
                 self._swap(artifact, ts)
@@ -167,7 +169,7 @@ class Retrainer:
                "candidate_path": str(self._store.dir / "models" / f"retrain-{i:03d}")}
         self._store.put_retrain(row)
         self._rows.append(row)
-        self.policy.triggered(ts, bar)
+        self.policy.triggered(ts, bar, self._targets.status.drift_flags)
         log.warning("retrain %d (%s): training on %s .. %s", i, reason, start, end)
         self._launch(row)
 
@@ -199,7 +201,11 @@ class Retrainer:
         if not decision.trades:
             self._finish(row | {"status": REJECTED})
             return
-        swap = prepare_swap(artifact, self._scenario, self._market, self._registry, pd.Timestamp(ts, tz="UTC"))
+        try:
+            swap = prepare_swap(artifact, self._scenario, self._market, self._registry, pd.Timestamp(ts, tz="UTC"))
+        except LbmlError as exc:  # e.g. a feature plugin refusing the candidate's fitted state
+            self._finish(row | {"status": FAILED, "error": str(exc)})
+            return
         # durable before the new model predicts anything: a restart replays to this very item
         self._finish(row | {"status": ACCEPTED, "swap_pos": pos, "swap_bar": bar + 1, "swap_ts": ts})
         apply_swap(swap, self._targets)

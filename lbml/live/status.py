@@ -47,6 +47,7 @@ class PaperStatus:
     feed_stalled: bool = False
     drift_flagged: bool = False
     drift_features: int = 0  # features the last drift check rejected (Holm-adjusted)
+    drift_flags: int = 0  # drift checks that flagged so far in the session (a new one can trigger a retrain)
     drift_min_p: float | None = None  # the last drift check's smallest Holm-adjusted p-value
     bad_messages: int = 0  # feed messages refused (quarantined) by the feed validation
     retrain: dict | None = None  # [paper.retrain]: counts by outcome, the running retrain, the last one
