@@ -130,6 +130,31 @@ def _retrains(state: Path) -> list[dict]:
     return [dict(zip(cols, r)) for r in _rows(state, f"SELECT {', '.join(cols)} FROM retrains ORDER BY i")]
 
 
+def _subscribe(endpoint: str, proc) -> list[dict]:
+    """Signals the session publishes while ``proc`` runs (JSON payloads), collected on a thread."""
+    import threading
+
+    import zmq
+
+    out: list[dict] = []
+    sock = zmq.Context.instance().socket(zmq.SUB)
+    sock.setsockopt(zmq.SUBSCRIBE, b"signal.")
+    sock.setsockopt(zmq.RCVTIMEO, 200)
+    sock.connect(endpoint)
+
+    def receive() -> None:
+        while proc.is_alive():
+            try:
+                _, payload = sock.recv_multipart()
+            except zmq.Again:
+                continue
+            out.append(json.loads(payload))
+        sock.close(0)
+
+    threading.Thread(target=receive, daemon=True).start()
+    return out
+
+
 def _free_endpoint() -> str:
     import socket
 
@@ -145,8 +170,9 @@ def test_kill_9_during_a_retrain_keeps_the_old_model_and_the_restart_swaps_at_a_
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(["lbml.cli", "lbml.live.session", "plugins.model_xgboost", "plugins.features_core"])
     state = tmp_path / "state"
+    endpoint = _free_endpoint()
     argv = ["paper", str(setup["file"]), "--model", str(setup["model"]), "--state", str(state), "--speed", str(SPEED),
-            "--bars", str(BARS), "--quiet", "--publish-endpoint", _free_endpoint()]
+            "--bars", str(BARS), "--quiet", "--publish-endpoint", endpoint]
     out = tmp_path / "out.txt"
     old_id = load_artifact(setup["model"], setup["registry"]).model_id
 
@@ -178,6 +204,7 @@ def test_kill_9_during_a_retrain_keeps_the_old_model_and_the_restart_swaps_at_a_
     # 2. restart: the interrupted retrain runs again on the same window; the candidate goes in
     proc = ctx.Process(target=run_cli, args=(argv, str(out)))
     proc.start()
+    published = _subscribe(endpoint, proc)
     proc.join(600)
     text = out.read_text()
     assert proc.exitcode == 0, text[-3000:]
@@ -220,6 +247,12 @@ def test_kill_9_during_a_retrain_keeps_the_old_model_and_the_restart_swaps_at_a_
     assert [r[2] for r in mine[k:]] != [r[2] for r in theirs[k:]]
     assert candidate.training_window.end == pd.Timestamp(first["window_end"], tz="UTC")
     assert candidate.training_window.end < after[0]  # trained only on bars before it trades
+
+    # the signal stream names the model that made each signal and sizes it with that model's rule
+    models = {m["seq"]: m["model_id"] for m in published}
+    assert any(seq < first["swap_bar"] for seq in models) and any(first["swap_bar"] <= seq < end for seq in models)
+    assert all(mid == (old_id if seq < first["swap_bar"] else first["candidate_id"])
+               for seq, mid in models.items() if seq < end)
 
     # the report and the status list the retrains
     from lbml.live.report import write_report
