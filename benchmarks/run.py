@@ -2,8 +2,9 @@
 
 Discovers every ``benchmarks/bench_<topic>.py`` module exposing ``run(size) -> list[dict]`` (rows
 with ``name, value, unit, baseline, ratio, target, met, note``), runs them in name order, prints a
-Markdown table and writes ``latest.json`` and ``latest.md`` into ``benchmarks/results/`` (or
-``--out``). Baselines are measured inside each benchmark, in the same run.
+Markdown table and writes ``latest.json`` and ``latest.md`` into ``runs/bench/`` (git-ignored: a run
+never rewrites tracked files) or ``--out``. Baselines are measured inside each benchmark, in the same
+run.
 """
 
 import argparse
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE.parent / "runs" / "bench"  # inside the git-ignored runs/ folder
 ROW_KEYS = ("name", "value", "unit", "baseline", "ratio", "target", "met", "note")
 SIZES = ("smoke", "full")
 
@@ -130,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=SIZES, default="full")
     parser.add_argument("--only", action="append", metavar="NAME", help="run only bench_NAME (repeatable)")
-    parser.add_argument("--out", type=Path, default=HERE / "results", help="folder for latest.json/latest.md")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for latest.json/latest.md (default runs/bench)")
     args = parser.parse_args(argv)
     available = discover()
     topics = available

@@ -1,8 +1,10 @@
-"""Atomic output folders: written under a hidden temporary name, renamed into place when complete.
+"""Atomic output folders and files: written under a hidden temporary name, renamed into place when
+complete.
 
-A crash or an error leaves no partial folder that looks complete. The temporary name carries the
-writer's process id (``.NAME.partial-PID-XXXX``), so the next writer in the same folder removes the
-partial folders of writers that no longer run (a ``kill -9`` leaves one behind).
+A crash or an error (a full disk) leaves no partial folder or file that looks complete. A temporary
+folder's name carries the writer's process id (``.NAME.partial-PID-XXXX``), so the next writer in the
+same folder removes the partial folders of writers that no longer run (a ``kill -9`` leaves one
+behind).
 """
 
 import contextlib
@@ -13,13 +15,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from lbml.errors import StorageError, is_no_space
+
 
 @contextmanager
 def atomic_folder(final: Path, *, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``final``; rename it to ``final`` on success.
 
-    On failure the temporary folder is deleted. ``replace`` allows overwriting an existing folder;
-    without it, only an empty folder (a reservation, see ``lbml.report.runfolder.new_run_path``) may
+    On failure the temporary folder is deleted; a write refused for lack of space (a full disk, a
+    file-size limit) becomes one ``StorageError`` naming ``final``. ``replace`` allows overwriting an
+    existing folder; without it, only an empty folder (a reservation, see ``lbml.report.runfolder.new_run_path``) may
     stand at ``final``, and a folder that another writer filled in the meantime is never deleted: the
     rename fails instead.
     """
@@ -28,9 +33,19 @@ def atomic_folder(final: Path, *, replace: bool = False) -> Iterator[Path]:
     remove_stale_partials(final.parent)
     if not replace and final.exists() and (not final.is_dir() or any(final.iterdir())):
         raise FileExistsError(f"{final}: output folder already exists")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}{PARTIAL}{os.getpid()}-", dir=final.parent))
     try:
-        yield tmp
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}{PARTIAL}{os.getpid()}-", dir=final.parent))
+    except OSError as exc:
+        if is_no_space(exc):
+            raise StorageError(f"{final}: cannot create the output folder ({exc.strerror})") from None
+        raise
+    try:
+        try:
+            yield tmp
+        except OSError as exc:
+            if is_no_space(exc):  # a full disk mid-write: one line; the partial folder goes below
+                raise StorageError(f"{final}: writing the output failed ({exc.strerror}); nothing was kept") from None
+            raise
         _make_public(tmp)
         if replace and final.exists():
             shutil.rmtree(final)
@@ -47,6 +62,21 @@ def atomic_folder(final: Path, *, replace: bool = False) -> Iterator[Path]:
 
 
 PARTIAL = ".partial-"
+
+
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Replace ``path`` with ``data`` at once: a reader sees the old file or the new one, never half of
+    one; on failure (a full disk) the temporary file is removed and ``path`` is untouched."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+        _make_public_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def remove_stale_partials(folder: Path) -> list[Path]:
@@ -70,8 +100,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _make_public_file(path: str) -> None:
+    """Give a ``mkstemp`` file (mode 0600) the permissions of an ordinary file."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def _make_public(folder: Path) -> None:
     """Give a ``mkdtemp`` folder (mode 0700) the permissions of an ordinary folder."""
+    os.chmod(folder, 0o777 & ~_umask())
+
+
+def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(folder, 0o777 & ~umask)
+    return umask

@@ -2,6 +2,8 @@
 
 User errors (``LbmlError``) print one line and exit with code 2; no traceback. A broken invariant
 (``InvariantError``, e.g. a position above the exposure cap) prints one line and exits with code 3.
+Output refused for lack of space (``StorageError``, or any write failing with ENOSPC / EFBIG /
+EDQUOT, or SQLite's "database or disk is full") prints one line and exits with code 4.
 """
 
 import argparse
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lbml import __version__, outputs
-from lbml.errors import ConfigError, InvariantError, LbmlError
+from lbml.errors import ConfigError, InvariantError, LbmlError, StorageError, is_no_space
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -33,6 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InvariantError as exc:
         print(f"lbml: invariant broken: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # a write the disk refused, wherever it happened: one line, exit 4
+        if not is_no_space(exc):
+            raise
+        where = getattr(exc, "filename", None) or "output"
+        print(f"lbml: error: {where}: {getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return StorageError.exit_code
     except KeyboardInterrupt:
         print("lbml: interrupted", file=sys.stderr)
         return 130
@@ -89,7 +97,28 @@ def _cmd_data_validate(args, settings) -> int:
     return 0
 
 
+def _cmd_data_download(args, settings) -> int:
+    from lbml.data.binance_vision import BinanceDataRequest, binance_files, parse_date
+    from lbml.data.download import DownloadConfig, download_files
+
+    request = BinanceDataRequest(
+        kind=args.kind, symbol=args.symbol, start=parse_date(args.start, "--start"),
+        end=parse_date(args.end or args.start, "--end", end=True), period=args.period, interval=args.interval,
+        market="usdt_futures" if args.kind == "funding" and args.market is None else args.market or "spot",
+    )
+    config = DownloadConfig(
+        base_url=args.base_url or settings.download.base_url,
+        out_dir=outputs.folder(args.out or settings.download.dir, "--out"),
+        progress=_progress() and not args.quiet,
+    )
+    for item in download_files(binance_files(request), config):
+        print(f"{item.path}  {'already verified' if item.skipped else 'verified'}"
+              + (f" (resumed at byte {item.resumed_from:,})" if item.resumed_from else ""))
+    return 0
+
+
 def _cmd_train(args, settings) -> int:
+    from lbml.models.summary import training_rows
     from lbml.workflows import prepare, train_model, trial_registry
 
     out = outputs.new_folder(args.out, "--out") if args.out else None
@@ -99,16 +128,21 @@ def _cmd_train(args, settings) -> int:
     out = out or settings.paths.models_dir / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     trials = trial_registry(settings.paths.runs_dir)
     try:
-        result = train_model(prepared, registry, out, trials=trials)
+        result = train_model(prepared, registry, out, trials=trials, progress=_progress())
     finally:
         trials.close()
-    print(f"model: {result.artifact_dir}")
-    print(f"trained on {result.n_samples} samples x {result.n_features} features, window "
-          f"{prepared.split.train_start} .. {prepared.split.train_end}")
-    print(f"look-ahead check: {_look_ahead_line(prepared.look_ahead)}")
-    for line in _data_lines(prepared.data):
-        print(f"data: {line}")
-    print(json.dumps(result.metrics, indent=2))
+    if args.json:
+        print(json.dumps({"model": str(result.artifact_dir), "n_samples": result.n_samples,
+                          "n_features": result.n_features, "look_ahead_check": prepared.look_ahead,
+                          "data": prepared.data, "metrics": result.metrics}, indent=2, default=str))
+        return 0
+    _print_rows([
+        ("model", str(result.artifact_dir)),
+        ("training window", f"{prepared.split.train_start} .. {prepared.split.train_end}"),
+        ("samples x features", f"{result.n_samples:,} x {result.n_features}"),
+        ("look-ahead check", _look_ahead_line(prepared.look_ahead)),
+        *(("data", line) for line in _data_lines(prepared.data)),
+    ] + training_rows(result.metrics))
     return 0
 
 
@@ -213,7 +247,7 @@ def _cmd_demo(args, settings) -> int:
     print(f"{where}, training on the first part, backtesting the rest ...")
     started = time.perf_counter()
     run_dir, metrics = run_scenario(
-        scenario, registry, settings.paths.runs_dir, progress=True, ignore_edge_gate=args.ignore_edge_gate,
+        scenario, registry, settings.paths.runs_dir, progress=_progress(), ignore_edge_gate=args.ignore_edge_gate,
         look_ahead=_look_ahead(args, settings),
     )
     _print_summary(run_dir, metrics)
@@ -476,6 +510,10 @@ def _check_model(scenario, source, settings) -> None:
     from lbml.models.params import check_model_config
 
     check_model_config(scenario.model.plugin, scenario.model.params, _registry(settings), str(source))
+    if scenario.strategy.params:
+        from lbml.engine.backtest import check_strategy_params
+
+        check_strategy_params(scenario, str(source))
 
 
 def _registry(settings):
@@ -547,6 +585,9 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
         ("tearsheet", str(run_dir / metrics["tearsheet"]) if metrics.get("tearsheet") else f"none: {metrics.get('tearsheet_skipped')}"),
         ("look-ahead check", _look_ahead_line(metrics.get("look_ahead_check"))),
     ]
+    if trained.get("resampling"):
+        rows.insert(rows.index(next(r for r in rows if r[0] == "early-stopping AUC")),
+                    ("resampling (training rows)", _resampling_line(trained["resampling"])))
     if metrics.get("in_sample"):
         rows.insert(0, ("*** IN-SAMPLE ***", "model trained inside the backtest window: not evidence of anything"))
     if gate.get("status") == "overridden":
@@ -555,9 +596,26 @@ def _print_summary(run_dir: Path, metrics: dict) -> None:
         rows.insert(0, ("*** NEGATIVE EQUITY ***", metrics["negative_equity"]))
     if metrics.get("look_ahead_check", {}).get("status") == "overridden":
         rows.insert(0, ("*** LOOK-AHEAD CHECK OVERRIDDEN ***", "a feature leaks (--allow-look-ahead): not evidence of anything"))
+    _print_rows(rows)
+
+
+def _print_rows(rows: list[tuple[str, str]]) -> None:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"  {key:<{width}}  {value}")
+
+
+def _resampling_line(r: dict) -> str:
+    folds = r.get("folds") or {}
+    before, after = folds.get("up_share_before") or [], folds.get("up_share_after") or []
+    share = (f"class-1 share {sum(before) / len(before):.1%} -> {sum(after) / len(after):.1%} (mean of {len(before)} fits), "
+             if before else "")
+    rows = f"{folds.get('n_synthetic', 0)} synthetic / {folds.get('n_dropped', 0)} dropped rows"
+    if "oos_logloss_change" not in r:
+        return f"{r['method']}: {share}{rows}; {r.get('oos_effect', '')}"
+    return (f"{r['method']}: {share}{rows}; OOS log loss {_num(r['oos_logloss_with_resampling'])} vs "
+            f"{_num(r['oos_logloss_without_resampling'])} without ({r['oos_logloss_change']:+.4f}; "
+            f"raw {r['oos_logloss_raw_change']:+.4f})")
 
 
 def _data_lines(description: dict) -> list[str]:
@@ -608,6 +666,19 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--days", type=int, default=30)
     gen.add_argument("--seed", type=int, default=7)
     gen.set_defaults(func=_cmd_data_generate)
+    dl = data.add_parser("download", help="download Binance public data (data.binance.vision layout), verified")
+    dl.add_argument("kind", choices=["klines", "trades", "funding"])
+    dl.add_argument("symbol", help="exchange symbol, e.g. BTCUSDT")
+    dl.add_argument("--start", required=True, metavar="DATE", help="first day YYYY-MM-DD or month YYYY-MM")
+    dl.add_argument("--end", metavar="DATE", help="last day or month, inclusive (default: --start)")
+    dl.add_argument("--period", choices=["monthly", "daily"], default="monthly", help="monthly or daily files")
+    dl.add_argument("--interval", default="1m", help="klines: bar interval (default 1m)")
+    dl.add_argument("--market", choices=["spot", "usdt_futures"], default=None,
+                    help="spot (default) or USD-M futures (funding: always usdt_futures)")
+    dl.add_argument("--out", help="folder (default: download.dir from the settings); the site's layout below it")
+    dl.add_argument("--base-url", help="server with the data.binance.vision layout (default: download.base_url)")
+    dl.add_argument("--quiet", action="store_true", help="no progress bars")
+    dl.set_defaults(func=_cmd_data_download)
     val = data.add_parser("validate", help="check data files and print a report")
     val.add_argument("paths", nargs="+")
     val.set_defaults(func=_cmd_data_validate)
@@ -621,6 +692,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--data", action="append", metavar="PATH", help="real data file(s) for the traded symbol")
         cmd.add_argument("--reference-data", action="append", metavar="PATH", help="data file(s) for the reference symbol")
         cmd.add_argument("--out", help="output folder")
+        if name == "train":
+            cmd.add_argument("--json", action="store_true", help="print the training metrics as JSON instead of a table")
         if name == "backtest":
             cmd.add_argument("--model", help="a model artifact folder from `lbml train`")
             cmd.add_argument("--publish", action="store_true", help="publish predictions over ZeroMQ while backtesting")
@@ -731,7 +804,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="run the benchmark suite (every figure with a same-run baseline)")
     bench.add_argument("--size", choices=["smoke", "full"], default="full")
     bench.add_argument("--only", action="append", metavar="NAME", help="run only bench_NAME (repeatable)")
-    bench.add_argument("--out", help="folder for latest.json and latest.md (default benchmarks/results)")
+    bench.add_argument("--out", help="folder for latest.json and latest.md (default runs/bench, git-ignored)")
     bench.set_defaults(func=_cmd_bench)
     return parser
 

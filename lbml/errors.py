@@ -2,8 +2,12 @@
 
 Every error a user can cause (a bad scenario field, a malformed data file, a tampered model) is an
 ``LbmlError``. The CLI prints it as one line and exits with code 2; anything else is a bug and keeps
-its traceback.
+its traceback. Output that cannot be written for lack of space (a full disk, a quota, a file-size
+limit) is a ``StorageError``: one line, exit code 4, and nothing partial left looking complete.
 """
+
+import errno
+import sqlite3
 
 
 class LbmlError(Exception):
@@ -26,6 +30,28 @@ class PluginError(LbmlError):
 
 class ArtifactError(LbmlError):
     """A model artifact is missing, tampered with, or does not match the scenario."""
+
+
+class StorageError(LbmlError):
+    """Output could not be written for lack of space; printed as one line, exit code 4."""
+
+    exit_code = 4
+
+
+NO_SPACE = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})  # full disk, file-size limit, quota
+# SQLite's codes for a write the disk refused: SQLITE_FULL, and SQLITE_IOERR (how a file-size limit shows).
+_SQLITE_NO_SPACE = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR})
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write refused for lack of space: an ``OSError``, an SQLite error, or a
+    SQLAlchemy error wrapping one (in ``orig``)."""
+    if isinstance(exc, OSError):
+        return exc.errno in NO_SPACE
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", 0) & 0xFF in _SQLITE_NO_SPACE
+    orig = getattr(exc, "orig", None)
+    return isinstance(orig, BaseException) and orig is not exc and is_no_space(orig)
 
 
 class InvariantError(Exception):

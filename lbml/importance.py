@@ -20,7 +20,7 @@ ones early stopping discarded). SHAP is computed on the last ``MAX_SHAP_ROWS`` r
 training window. These show what the final model relies on, not whether that helps out of sample.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,8 @@ def _up(model, X: np.ndarray) -> np.ndarray:
 
 
 def fold_permutation_importance(
-    model, X_test: np.ndarray, y_test: np.ndarray, *, n_repeats: int = PERMUTATION_REPEATS, seed: int = 0
+    model, X_test: np.ndarray, y_test: np.ndarray, *, n_repeats: int = PERMUTATION_REPEATS, seed: int = 0,
+    groups: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Return the rise in ``model``'s log loss on a test block when each feature is permuted.
 
@@ -59,6 +60,10 @@ def fold_permutation_importance(
     n_repeats, seed : int
         Permutations per feature; repeat r permutes every column by the r-th permutation drawn from
         ``numpy.random.default_rng(seed)``.
+    groups : Mapping[str, numpy.ndarray], optional
+        Columns permuted together, by name (rows of a sequence model: one feature at every lag of
+        the window, ``lbml.features.sequence``); the result then has one row per group, named in
+        ``names``.
 
     Returns
     -------
@@ -72,19 +77,22 @@ def fold_permutation_importance(
     y = np.asarray(y_test)[rows]
     base = log_loss(y, _up(model, X), labels=[0, 1])
     rng = np.random.default_rng(seed)
-    increase = np.empty((X.shape[1], n_repeats))
+    columns = list(groups.values()) if groups is not None else [np.array([j]) for j in range(X.shape[1])]
+    increase = np.empty((len(columns), n_repeats))
     for r in range(n_repeats):
         perm = rng.permutation(len(y))
-        for j in range(X.shape[1]):
-            column = X[:, j].copy()
-            X[:, j] = column[perm]
+        for j, cols in enumerate(columns):
+            kept = X[:, cols].copy()
+            X[:, cols] = kept[perm]
             increase[j, r] = log_loss(y, _up(model, X), labels=[0, 1]) - base
-            X[:, j] = column
-    return {"n": int(len(y)), "base_logloss": float(base), "increase": increase}
+            X[:, cols] = kept
+    out = {"n": int(len(y)), "base_logloss": float(base), "increase": increase}
+    return out | ({"names": list(groups)} if groups is not None else {})
 
 
 def out_of_fold_importance(reports: Sequence[dict[str, Any]], names: Sequence[str]) -> pd.DataFrame:
     """Combine ``fold_permutation_importance`` reports of the CV splits (weighted by test size)."""
+    names = reports[0].get("names", names)  # grouped columns: one row per group
     per_split = np.array([r["increase"].mean(axis=1) for r in reports])  # splits × features
     w = np.array([r["n"] for r in reports], dtype=np.float64)
     w /= w.sum()

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import sqlalchemy as sa
 
-from lbml.errors import ConfigError
+from lbml.errors import ConfigError, StorageError, is_no_space
 from lbml.scenario import Scenario
 
 PRUNED = "pruned"  # grid_hash of a configuration stopped early: counted once in N, left out of V and PBO
@@ -219,7 +219,8 @@ class TrialRegistry:
                     )
                 _METADATA.create_all(self._engine)
         except (sa.exc.ArgumentError, sa.exc.OperationalError, ImportError) as exc:
-            raise ConfigError(f"trial registry {target}: cannot open ({str(exc).splitlines()[0]})") from None
+            error = StorageError if is_no_space(exc) else ConfigError
+            raise error(f"trial registry {target}: cannot open ({str(exc).splitlines()[0]})") from None
 
     def record(
         self,

@@ -183,9 +183,30 @@ class WalkForwardConfig(_Section):
     train_days: Float = Field(14.0, gt=0, le=3650, description="first training span; the sliding window's length")
 
 
+class ResamplingConfig(_Section):
+    """Class-imbalance resampling of each fold's training rows only (``lbml.models.resampling``)."""
+
+    method: Literal["none", "smote", "undersample"] = "none"
+    sampling_strategy: Float = Field(
+        1.0, gt=0, le=1, description="minority / majority count after resampling (a fold already as balanced is left as is)"
+    )
+    k_neighbors: Int = Field(5, ge=1, le=100, description="smote: minority neighbours to interpolate towards")
+    random_state: Int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _effective(self) -> "ResamplingConfig":
+        unused = ("sampling_strategy", "k_neighbors", "random_state") if self.method == "none" else (
+            ("k_neighbors",) if self.method == "undersample" else ())
+        for name in unused:
+            if getattr(self, name) != type(self).model_fields[name].default:
+                raise ValueError(f"{name} has no effect with method = {self.method!r}")
+        return self
+
+
 class ModelConfig(_Section):
     plugin: str = "xgboost"
     params: dict[str, Any] = {}
+    resampling: ResamplingConfig = ResamplingConfig()
 
     _finite = field_validator("params")(_finite_params)
 
@@ -209,6 +230,12 @@ class StrategyConfig(_Section):
         0.0, ge=0, description="samples behind the calibrated probability: shrink its edge by one standard error (0 = off)"
     )
     trailing_stop: Bool = Field(False, description="stop-loss trails the price by stop_loss_pct (TRAILING_STOP_MARKET)")
+    params: dict[str, Any] = Field(
+        {}, description="further fields of the strategy class's own config (e.g. HybridFilterConfig's filters); "
+        "a name the class does not have is refused when the run starts"
+    )
+
+    _finite = field_validator("params")(_finite_params)
 
 
 class CostsConfig(_Section):

@@ -51,6 +51,15 @@ class SignalsSettings(BaseModel):
     stale_after_s: float = 180.0
 
 
+class DownloadSettings(BaseModel):
+    """``lbml data download``: where Binance's public data comes from and where it goes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = "https://data.binance.vision"  # any server with the same layout (a mirror, a test server)
+    dir: Path = Path("data/binance")
+
+
 class LbmlSettings(BaseSettings):
     """Deployment settings for one machine."""
 
@@ -64,6 +73,7 @@ class LbmlSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     paths: PathsSettings = PathsSettings()
     signals: SignalsSettings = SignalsSettings()
+    download: DownloadSettings = DownloadSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -72,9 +72,11 @@ def prepare(
 
 
 def train_model(
-    prepared: Prepared, registry: PluginRegistry, out_dir: Path, *, trials: TrialRegistry | None = None
+    prepared: Prepared, registry: PluginRegistry, out_dir: Path, *, trials: TrialRegistry | None = None,
+    progress: bool = False,
 ) -> TrainResult:
-    return train(prepared.scenario, prepared.market, registry, prepared.split, out_dir, trials=trials)
+    return train(prepared.scenario, prepared.market, registry, prepared.split, out_dir, trials=trials,
+                 progress=progress)
 
 
 def trial_registry(runs_dir: Path) -> TrialRegistry:
@@ -184,6 +186,8 @@ def write_run(
     }
     if result.signals is not None:
         metrics["signals"] = result.signals
+    if result.strategy_report:
+        metrics["strategy_report"] = result.strategy_report
     metrics |= model_statistics(artifact)
     if result.edge_gate is not None:
         metrics["edge_gate"] = result.edge_gate
@@ -238,7 +242,7 @@ def run_scenario(
         if trained_here:
             trials = trial_registry(runs_dir)
             try:
-                train_model(prepared, registry, tmp / "model", trials=trials)
+                train_model(prepared, registry, tmp / "model", trials=trials, progress=progress)
             finally:
                 trials.close()
             model_dir = tmp / "model"

@@ -12,6 +12,10 @@ Members are other model plugins named in ``members`` (``[{"plugin": "logistic", 
 
 Members are saved into ``member_<i>/`` subfolders in their own native formats; the meta-learner's
 coefficients are plain JSON.
+
+Sequence members (``input_window`` > 1, e.g. ``lstm``): the ensemble's window is its members'
+largest, and each member receives the last ``its window`` bars of every row (a one-bar member
+the current bar's features only), so it sees the very rows it would see on its own.
 """
 
 import json
@@ -112,14 +116,28 @@ class EnsembleModel(ModelPlugin):
     def _new_members(self) -> list[ModelPlugin]:
         return [cls(**spec.get("params", {})) for cls, spec in zip(self._member_classes(), self.members)]
 
+    def input_window(self) -> int:
+        return max(member.input_window() for member in self._new_members())
+
+    def _inputs(self, X: np.ndarray, members: list[ModelPlugin]) -> list[np.ndarray]:
+        """Each member's columns of ``X``: the last ``member.input_window()`` bars of every row."""
+        window = max(m.input_window() for m in members)
+        if X.shape[1] % window:
+            raise ValueError(f"ensemble: rows of {X.shape[1]} values are not {window} bars of features")
+        width = X.shape[1] // window
+        return [X if m.input_window() == window else X[:, (window - m.input_window()) * width :] for m in members]
+
     # -- fit / predict --------------------------------------------------------------------------
     def fit(self, X, y, *, sample_weight=None, eval_set=None, t0=None, t1=None) -> "EnsembleModel":
         X = np.asarray(X, dtype=np.float64)
         y = np.asarray(y)
         weights = self._validate()
         members = self._new_members()
-        for member in members:
-            member.fit(X, y, sample_weight=sample_weight, eval_set=eval_set)
+        inputs = self._inputs(X, members)
+        evals = self._inputs(np.asarray(eval_set[0], dtype=np.float64), members) if eval_set is not None else None
+        for k, member in enumerate(members):
+            member_eval = (evals[k], eval_set[1]) if eval_set is not None else None
+            member.fit(inputs[k], y, sample_weight=sample_weight, eval_set=member_eval)
         self.members_ = members
         self.weights_ = weights / weights.sum()
         self.classes_ = np.array([0, 1])
@@ -138,9 +156,10 @@ class EnsembleModel(ModelPlugin):
             t1 = pd.to_datetime(np.arange(n) + self.purge_rows, unit="ns")
         splits = purged_walk_forward(t0, t1, n_splits=self.stacking_folds)
         columns = []
-        for cls, spec in zip(self._member_classes(), self.members):
+        inputs = self._inputs(X, self._new_members())
+        for cls, spec, X_m in zip(self._member_classes(), self.members, inputs):
             oof = cross_val_predict_purged(
-                lambda cls=cls, spec=spec: cls(**spec.get("params", {})), X, y, t0, t1, splits,
+                lambda cls=cls, spec=spec: cls(**spec.get("params", {})), X_m, y, t0, t1, splits,
                 sample_weight=sample_weight,
             )
             columns.append(oof.paths[:, 0])
@@ -153,8 +172,9 @@ class EnsembleModel(ModelPlugin):
         return {"coef": meta.coef_[0].tolist(), "intercept": float(meta.intercept_[0]), "n_oof": int(ok.sum())}
 
     def _member_up(self, X: np.ndarray) -> np.ndarray:
+        inputs = self._inputs(X, self.members_)
         return np.column_stack(
-            [m.predict_proba(X)[:, list(m.classes_).index(1)] for m in self.members_]
+            [m.predict_proba(X_m)[:, list(m.classes_).index(1)] for m, X_m in zip(self.members_, inputs)]
         )
 
     def predict_proba(self, X) -> np.ndarray:

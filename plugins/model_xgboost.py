@@ -126,7 +126,9 @@ class XGBoostModel(ModelPlugin):
     def save(self, directory: Path) -> list[Path]:
         self._check_fitted()
         model_path = directory / MODEL_FILE
-        self.booster_.save_model(model_path)
+        # The bytes save_model would write, written by Python: a refused write (a full disk) is an
+        # OSError naming the file, not an XGBoostError from inside the C++ library.
+        model_path.write_bytes(bytes(self.booster_.save_raw(raw_format="ubj")))
         meta_path = directory / META_FILE
         meta = {"n_features_in": self.n_features_in_, "best_iteration": self.best_iteration_}
         meta_path.write_text(json.dumps(meta, indent=2))

@@ -165,12 +165,19 @@ class LeveragedPositionStrategy(Strategy):
         return self._entry_ts is not None and bar.ts_event - self._entry_ts >= self._max_hold_ns
 
     def _entry_quantity(self, notional: float, price: float):
-        """``notional / price`` in base units, rounded down, at most ``max_participation`` × the last bar's volume."""
+        """``notional / price`` in base units, rounded down, at most ``max_participation`` × the last bar's volume.
+
+        Zero when that is dust (``_is_dust``): a position the strategy would treat as flat and close
+        at its first change (an entry filled in two parts was closed a bar after it opened).
+        """
         # Before the strategy has seen a bar (a prediction can arrive first) the volume is unknown:
         # no entry, rather than an uncapped one.
         volume = self._last_volume if self._last_volume is not None else 0.0
         units = min(notional / price, self.config.max_participation * volume)
-        return make_qty(self._instrument, Decimal(str(units)), round_down=True)
+        quantity = make_qty(self._instrument, Decimal(str(units)), round_down=True)
+        if quantity < self._instrument.min_quantity or quantity.as_double() * price < self.config.min_notional:
+            return make_qty(self._instrument, 0)
+        return quantity
 
     def _equity(self) -> float:
         account = self.portfolio.account(self.config.instrument_id.venue)

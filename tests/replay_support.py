@@ -20,6 +20,7 @@ from nautilus_trader.model.objects import Money
 from lbml.engine.backtest import bar_type_for, instrument_for, load_strategy_class, strategy_config_kwargs
 from lbml.engine.convert import to_bars
 from lbml.engine.messages import PREDICTION_TYPE, Prediction
+from lbml.engine.purge import CachePurger, CachePurgerConfig
 from lbml.engine.recorder import RunRecorder, check_invariants, recorder_config
 from lbml.engine.venue_modules import venue_modules
 from lbml.split import Split
@@ -55,13 +56,15 @@ class Replay:
     strategy: object
     recorder: RunRecorder
     bars: pd.DataFrame
+    purger: CachePurger | None = None
 
 
 def replay(scenario, market, start: str, end: str, probabilities: dict[str, float],
-           exposure_caps: tuple[float, float] | None = None) -> Replay:
+           exposure_caps: tuple[float, float] | None = None, purge: bool = False) -> Replay:
     """Run ``scenario``'s strategy and venue on the bars in ``(start, end]`` with ``probabilities``
     (bar time → P(up)) as its predictions; the recorder checks ``exposure_caps`` (default: the
-    scenario's) and a breach raises ``InvariantError`` after the run, as in ``run_backtest``."""
+    scenario's) and a breach raises ``InvariantError`` after the run, as in ``run_backtest``.
+    ``purge`` adds ``run_backtest``'s cache purger (every bar)."""
     cfg = scenario.data
     data = market[cfg.symbol]
     lo, hi = pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")
@@ -93,6 +96,9 @@ def replay(scenario, market, start: str, end: str, probabilities: dict[str, floa
                               **strategy_config_kwargs(scenario, market.bar_minutes),
                               **mods.leverage.strategy_kwargs()))
     engine.add_strategy(strategy)
+    purger = CachePurger(CachePurgerConfig(component_id="CachePurger", bar_type=bar_type, every_bars=1)) if purge else None
+    if purger is not None:
+        engine.add_actor(purger)
     bars = data.bars.loc[(data.bars.index > lo) & (data.bars.index <= hi)]
     engine.add_data(to_bars(bars, bar_type, instrument))
     engine.run()
@@ -100,4 +106,4 @@ def replay(scenario, market, start: str, end: str, probabilities: dict[str, floa
     recorder.record_end_of_data()
     engine.dispose()
     check_invariants(recorder.record)
-    return Replay(strategy, recorder, bars)
+    return Replay(strategy, recorder, bars, purger)

@@ -67,3 +67,17 @@ def test_lbml_bench_command_passes_arguments_through(tmp_path, capsys):
 
     assert main(["bench", "--only", "nope", "--out", str(tmp_path)]) == 2
     assert "no benchmark nope" in capsys.readouterr().err
+
+
+def test_results_go_to_a_git_ignored_folder_by_default():
+    """`make bench` used to rewrite the tracked benchmarks/results/latest.{json,md}."""
+    import subprocess
+
+    root = bench_run.HERE.parent
+    if subprocess.run(["git", "-C", str(root), "rev-parse"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    for name in ("latest.json", "latest.md"):
+        path = bench_run.DEFAULT_OUT / name
+        assert subprocess.run(["git", "-C", str(root), "check-ignore", "-q", str(path)]).returncode == 0, path
+        tracked = subprocess.run(["git", "-C", str(root), "ls-files", "--error-unmatch", str(path)], capture_output=True)
+        assert tracked.returncode != 0, path

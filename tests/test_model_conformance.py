@@ -25,6 +25,8 @@ SCHEMA = FeatureSchema(("a", "b", "c", "d"), ({"plugin": "t", "version": "1", "p
 SMALL_PARAMS = {
     "xgboost": {"n_estimators": 40, "max_depth": 3, "early_stopping_rounds": None, "n_jobs": 1},
     "random_forest": {"n_estimators": 30, "min_samples_leaf": 10},
+    # two bars of two features per row: the planted x0, x1·x2 signal spans both bars of the sequence
+    "lstm": {"window": 2, "hidden_size": 8, "max_epochs": 40, "batch_size": 64, "learning_rate": 0.01},
     "ensemble_weighted": {
         "members": [{"plugin": "logistic"}, {"plugin": "xgboost", "params": {"n_estimators": 30, "n_jobs": 1}}],
         "method": "weighted",
@@ -112,7 +114,7 @@ def test_model_plugin_validates_its_parameters_before_fitting(name, params):
         cls.validate_params({**params, "no_such_parameter": 1})
 
 
-@pytest.mark.parametrize("name", ["logistic", "random_forest", "xgboost"])
+@pytest.mark.parametrize("name", ["logistic", "random_forest", "xgboost", "lstm"])
 def test_sample_weights_change_the_fit(name):
     cls = REGISTRY.model(name)
     X, y = _data(1, 600)

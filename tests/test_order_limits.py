@@ -70,6 +70,24 @@ def test_an_exit_filled_in_two_parts_is_followed_by_one_entry_only(btc_perp):
 
 
 @pytest.mark.timeout(300)
+def test_a_modify_on_its_way_when_the_position_closes_logs_no_engine_error(btc_perp, capfd):
+    # The cause of the perpetual's 78 "Cannot apply event to any order ... not found in the cache"
+    # (issue #18 item 9; first one 2025-06-17 19:39): on the bar the exit filled (at the bar's close
+    # under nautilus' fills), the liquidation guard had just re-priced its stop; the venue cancelled
+    # the stop with the position, the cache purger removed it at the next bar, and the modify's
+    # rejection then arrived for an order nautilus could no longer find. Long at 19:35, out at 19:37.
+    scenario, market = btc_perp
+    run = replay(scenario, market, "2025-06-17 19:00", "2025-06-17 20:00",
+                 {"2025-06-17 19:35": 0.8, "2025-06-17 19:37": 0.2}, purge=True)
+    out, err = capfd.readouterr()
+    errors = [line for line in (out + err).splitlines() if "[ERROR]" in line]
+    assert not errors, errors[0]
+    assert len(run.recorder.record.fills) == 2  # the long and its exit
+    assert run.purger.n_deferred >= 1, "no modify was on its way at a purge: the test lost its point"
+    assert run.purger.n_purges >= 1 and run.purger.commands_in_flight == 0
+
+
+@pytest.mark.timeout(300)
 def test_a_position_above_the_cap_fails_the_run_at_its_first_bar(btc_perp):
     # The strategy sizes to the scenario's 3x; checked against a 1x cap, the first bar of the
     # position breaks it and the run raises one line saying where, what and against which cap.
@@ -251,6 +269,9 @@ def test_exits_leave_no_dust_on_adabtc():
     paths = tuple(shared_file(*ref, f"ADABTC-1m-2021-11-{day}.csv") for day in (27, 28))
     scenario = load_scenario("scenarios/default.toml").with_data(
         source="files", paths=paths, symbol="ADABTC", reference_symbol=None, reference_paths=())
+    # The default's smallest order, 10 of the quote currency, is 10 BTC here: more than a minute of
+    # ADABTC trades, so every entry would be dust (refused). 0.001 BTC is the market's own floor.
+    scenario = scenario.model_copy(update={"strategy": scenario.strategy.model_copy(update={"min_notional": 0.001})})
     market = load_market(scenario.data, load_registry())
     times = pd.date_range("2021-11-27 12:00", "2021-11-28 23:00", freq="1min", tz="UTC")
     probs = {str(t): (0.8 if (t.minute // 30) % 2 == 0 else 0.2) for t in times}
@@ -299,7 +320,7 @@ def test_shipped_scenarios_count_every_exit_and_stay_within_the_cap(name, tmp_pa
 
 # -- paper -----------------------------------------------------------------------------------------
 @pytest.mark.timeout(600)
-def test_a_paper_session_stops_at_the_first_bar_above_the_cap(tmp_path, monkeypatch):
+def test_a_paper_session_stops_at_the_first_bar_above_the_cap(tmp_path, monkeypatch, capsys):
     # The paper node's recorder checks the same cap on every bar; checked against a cap below what
     # the strategy trades (0.05x), the session stops at the first bar of the first position.
     import msgspec
@@ -324,6 +345,14 @@ def test_a_paper_session_stops_at_the_first_bar_above_the_cap(tmp_path, monkeypa
     first_fill = state_rows(tmp_path / "state", "SELECT MIN(ts) FROM fills")[0][0]
     last_bar = state_rows(tmp_path / "state", "SELECT MAX(ts) FROM equity")[0][0]
     assert first_fill is not None and last_bar - first_fill <= 2 * 60_000_000_000  # stopped right there
+    # Its report fails the same way (one line, exit 3) and writes nothing: the breach is in the state.
+    from lbml.cli import main
+
+    monkeypatch.undo()
+    code = main(["report", str(tmp_path / "state")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3 and err[-1].startswith("lbml: invariant broken: ") and "cap 0.05x" in err[-1], err
+    assert "Traceback" not in "\n".join(err) and not (tmp_path / "state" / "report").exists()
 
 
 @pytest.mark.timeout(600)

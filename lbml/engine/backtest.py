@@ -29,7 +29,7 @@ from lbml.engine.custom_data import (
     to_funding_rates,
 )
 from lbml.engine.instruments import infer_precision, make_instrument
-from lbml.engine.purge import CachePurger, CachePurgerConfig, purge_when_flat
+from lbml.engine.purge import CachePurger, CachePurgerConfig
 from lbml.engine.recorder import RunRecord, RunRecorder, check_invariants, recorder_config
 from lbml.engine.signal_actor import SignalActor, SignalActorConfig
 from lbml.engine.venue_modules import venue_modules
@@ -40,7 +40,7 @@ from lbml.models.base import ModelPlugin
 from lbml.models.compiled import accelerate
 from lbml.nautilus.backtest import BacktestEngine, add_margin_venue, new_backtest_engine
 from lbml.nautilus.clock import engine_now_ns, ms_to_ns
-from lbml.nautilus.model import Venue, bar_type_for, make_price
+from lbml.nautilus.model import InstrumentId, Venue, bar_type_for, make_price
 from lbml.nautilus.trading import Strategy, cash_balance
 from lbml.pricing import Pricing, scenario_cost_model
 from lbml.scenario import Scenario
@@ -76,6 +76,7 @@ class BacktestResult:
     gap_slippage: CostLedger = field(default_factory=CostLedger)
     gas: CostLedger = field(default_factory=CostLedger)
     decisions: list = field(default_factory=list)  # (prediction ts, lbml.sizing.Decision) of every entry
+    strategy_report: dict = field(default_factory=dict)  # the strategy's own counters (``report()``), if any
     edge_gate: dict | None = None  # the edge gate's decision (lbml.gate), set by the workflow
 
 
@@ -98,6 +99,21 @@ def load_strategy_class(class_path: str) -> tuple[type, type]:
     if not (isinstance(cls, type) and issubclass(cls, Strategy)):
         raise ConfigError(f"strategy.class_path: {class_path!r} is not a nautilus Strategy")
     return cls, config_cls
+
+
+def check_strategy_params(scenario: Scenario, source: str) -> None:
+    """Raise ``ConfigError`` unless every ``[strategy.params]`` name is a field of the strategy's config class."""
+    _, config_cls = load_strategy_class(scenario.strategy.class_path)
+    fields = set(getattr(config_cls, "__struct_fields__", ()))
+    for key in scenario.strategy.params:
+        if key not in fields:
+            raise ConfigError(f"{source}: strategy.params.{key}: not a field of {config_cls.__name__}")
+    iid = InstrumentId.from_str(f"{scenario.data.symbol}.{scenario.data.venue}")
+    try:  # the config's own checks (e.g. HybridFilterConfig.__post_init__), before any data loads
+        config_cls(instrument_id=iid, bar_type=bar_type_for(iid, scenario.data.bar_minutes, internal=False),
+                   **strategy_config_kwargs(scenario, scenario.data.bar_minutes))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{source}: {exc}".splitlines()[0]) from None
 
 
 def strategy_config_kwargs(scenario: Scenario, bar_minutes: int, ev_margin: float = 0.0, pricing: Pricing | None = None) -> dict:
@@ -124,7 +140,7 @@ def strategy_config_kwargs(scenario: Scenario, bar_minutes: int, ev_margin: floa
         "trailing_stop": s.trailing_stop,
         "ev_margin": ev_margin,
         "max_participation": scenario.venue.max_participation,
-    }
+    } | {k: tuple(v) if isinstance(v, list) else v for k, v in s.params.items()}  # TOML arrays: frozen configs
 
 
 def run_backtest(
@@ -218,10 +234,10 @@ def run_backtest(
         from lbml.signals.actor import publisher_actor
 
         engine.add_actor(publisher_actor(publisher, strategy_config_kwargs(scenario, minutes, ev_margin, pricing)))
+    purger = None
     if purge_every_bars is not None:  # flat cost per bar (lbml.engine.purge); results unchanged
-        engine.add_actor(
-            CachePurger(CachePurgerConfig(component_id="CachePurger", bar_type=bar_type, every_bars=purge_every_bars))
-        )
+        purger = CachePurger(CachePurgerConfig(component_id="CachePurger", bar_type=bar_type, every_bars=purge_every_bars))
+        engine.add_actor(purger)
 
     streams = _event_streams(market, symbols, instruments, split, tick_mode, bar_type, ref_bar_type)
     if sends_funding:
@@ -250,7 +266,8 @@ def run_backtest(
             if count:
                 engine.run(streaming=True)
                 engine.clear_data()
-                purge_when_flat(engine.cache, engine_now_ns(engine))
+                if purger is not None:
+                    purger.purge(engine_now_ns(engine))
             chunk_seconds.append((count, time.perf_counter() - t0))
             bar.update(count)
     engine.end()
@@ -282,6 +299,7 @@ def run_backtest(
         gap_slippage=gaps.ledger,
         gas=gas.ledger,
         decisions=list(getattr(strategy, "decisions", [])) if trade else [],
+        strategy_report=strategy.report() if trade and hasattr(strategy, "report") else {},
     )
     engine.dispose()
     check_invariants(result.record)
@@ -379,7 +397,10 @@ def _chunk_boundaries(streams: list[_Stream], chunk_events: int) -> list[int]:
     if len(main) == 0:
         return [0, 0]
     per_stream = max(1, chunk_events // len(streams))
-    cuts = [int(main[0]) - 1]
+    # The first chunk starts before the earliest event of any stream, not of the main one: events of
+    # other streams (the traded symbol's ticks, quotes, depth, funding) before the main stream's first
+    # event would otherwise never reach the engine.
+    cuts = [min(int(s.index[0]) for s in streams if len(s.index)) - 1]
     cuts += [int(main[i]) for i in range(per_stream - 1, len(main), per_stream)]
     if cuts[-1] != int(main[-1]):
         cuts.append(int(main[-1]))

@@ -60,11 +60,18 @@ def venue_modules(scenario: Scenario, market: MarketData, split: Split) -> Venue
     bars = symbol in market.instruments and not market[symbol].has_ticks
     next_open = None
     if bars and scenario.venue.bar_fill == "next_open":
-        next_open = NextOpenFillModule(NextOpenFillConfig(instrument_id=f"{symbol}.{scenario.data.venue}"))
-    return VenueModules(
+        next_open = NextOpenFillModule(
+            NextOpenFillConfig(instrument_id=f"{symbol}.{scenario.data.venue}", bar_minutes=market.bar_minutes),
+            market[symbol].bars,
+        )
+    mods = VenueModules(
         leverage=venue_leverage(scenario, market, split, borrow),
         slippage=slippage_module(rates),
         gaps=GapThroughModule(),
         gas=GasModule(GasConfig(per_transaction=rates.gas_per_tx)),
         next_open=next_open,
     )
+    if next_open is not None:
+        order = mods.modules
+        next_open.precede_with(order[: order.index(next_open)])
+    return mods

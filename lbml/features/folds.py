@@ -71,7 +71,8 @@ class FoldFeatures:
         if not self._learning:
             raise ValueError("no feature plugin of this pipeline learns parameters")
         names = list(pipeline.names)
-        self._columns = np.array([names.index(n) for p in self._learning for n in p.output_names()])
+        self._like = pipeline.like
+        self._columns = np.array([names.index(n) for n in pipeline.like(self._learning).names])
         self._data, self._bars, self._ref, self._funding = data, bars, reference_bars, funding
         self._X = np.asarray(X, dtype=np.float64)
         index = bars.index
@@ -105,7 +106,7 @@ class FoldFeatures:
         """
         segments = self.fit_segments(split.train)
         frames = [self._bars.iloc[a:b] for a, b in segments]
-        fresh = FeaturePipeline([type(p)(**p.params.model_dump()) for p in self._learning])
+        fresh = self._like([type(p)(**p.params.model_dump()) for p in self._learning])
         try:
             for plugin in fresh.plugins:
                 plugin.fit_segments(frames)

@@ -105,6 +105,10 @@ class FeaturePipeline:
     def warmup_bars(self) -> int:
         return max(p.warmup_bars() for p in self.plugins)
 
+    def like(self, plugins: Sequence[FeaturePlugin]) -> "FeaturePipeline":
+        """Return a pipeline of ``plugins`` laid out as this one (e.g. with the same sequence window)."""
+        return FeaturePipeline(plugins)
+
     def schema(self) -> FeatureSchema:
         return FeatureSchema(self.names, tuple(p.spec() for p in self.plugins))
 

@@ -31,12 +31,13 @@ the smallest adjusted p-value.
 
 import json
 import math
-import os
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from lbml.atomic import write_atomic
 
 
 @dataclass(frozen=True)
@@ -165,9 +166,7 @@ class DriftMonitor:
                   "method": "KS at effective sample sizes (autocorrelation time of the training window), "
                             "Holm-adjusted across features",
                   "features": detail}
-        tmp = self._path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(report, indent=2, sort_keys=True))
-        os.replace(tmp, self._path)
+        write_atomic(self._path, json.dumps(report, indent=2, sort_keys=True))
         return ts, n, drifted, share, int(flagged), json.dumps(detail, sort_keys=True)
 
     def take_reports(self) -> list[tuple]:

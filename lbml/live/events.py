@@ -64,6 +64,13 @@ class MarketEvent(NamedTuple):
     d: float = 0.0
 
 
+def require_ticks(market: MarketData, symbols: list[str]) -> None:
+    """Refuse a replay of bar data: the paper sandbox matches orders on trade ticks only."""
+    for symbol in symbols:
+        if not market[symbol].has_ticks:
+            raise DataError(f"paper replay needs trade ticks for {symbol}; the data has bars only")
+
+
 def replay_events(
     market: MarketData,
     symbols: list[str],
@@ -83,9 +90,7 @@ def replay_events(
         Also yield the traded symbol's funding settlements / depth summaries (when the data has
         them), as the backtest does for a pipeline with the ``FUNDING`` / ``DEPTH`` inputs.
     """
-    for symbol in symbols:
-        if not market[symbol].has_ticks:
-            raise DataError(f"paper replay needs trade ticks for {symbol}; the data has bars only")
+    require_ticks(market, symbols)
     traded = symbols[-1]
     # The backtest adds custom data (funding, then depth) before ticks and the engine sorts by time
     # with a stable sort, so at equal timestamps funding comes first, then depth, then ticks.

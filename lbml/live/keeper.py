@@ -10,17 +10,24 @@ with the stored one, and at ``resume_pos`` the whole snapshot (balance, open pos
 cost ledgers, signal number) with the stored checkpoint. Any difference stops the session with a
 ``StateError``: resuming from a state that cannot be reproduced would be silent corruption.
 Client order ids are excluded from the comparison: nautilus derives them from the wall clock.
+
+A commit that fails (a full disk: ``StorageError`` from the store, ``OSError`` from a file next to
+it) stops the session through ``on_error`` and nothing more is committed: the database keeps the last
+good checkpoint, and a restart resumes from there.
 """
 
 import math
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from lbml.atomic import write_atomic
+from lbml.errors import LbmlError, StorageError, is_no_space
 from lbml.live.events import MarketEvent
-from lbml.live.state import COST_COLUMNS, EQUITY_COLUMNS, FILL_COLUMNS, LIQUIDATION_COLUMNS, TRADE_COLUMNS, StateStore
+from lbml.live.state import (
+    COST_COLUMNS, EQUITY_COLUMNS, FILL_COLUMNS, LIQUIDATION_COLUMNS, TRADE_COLUMNS, StateError, StateStore,
+)
 from lbml.nautilus.model import InstrumentId, PositionSide, order_side_to_str, order_status_to_str, order_type_to_str
 from lbml.nautilus.trading import Actor, ActorConfig, cash_balance
 
@@ -42,7 +49,7 @@ class StateKeeper(Actor):
         venue,
         status,
         drift=None,
-        on_error: Callable[[str], None] | None = None,
+        on_error: Callable[[str | LbmlError], None] | None = None,
         guard=None,
     ) -> None:
         super().__init__(config)
@@ -71,12 +78,20 @@ class StateKeeper(Actor):
         status.replaying = self.resume_pos > 0
         status.state = "replaying" if status.replaying else "live"
 
+    @property
+    def committed_pos(self) -> int:
+        """The last item whose effects are durably in the state database."""
+        return self._committed_pos
+
     # -- inputs ---------------------------------------------------------------------------------
     def on_prediction(self, prediction, features: np.ndarray) -> None:
         self._seq += 1
         self._signals.append([self._seq, prediction.ts_event, prediction.probability, prediction.close])
-        if self._drift is not None:
-            self._drift.add(prediction.ts_event, features)
+        if self._drift is not None and self.error is None:
+            try:
+                self._drift.add(prediction.ts_event, features)
+            except OSError as exc:
+                self._fail(self._failure(exc))
 
     def on_item(self, pos: int, event: MarketEvent | None) -> None:
         if self.error is not None:
@@ -94,10 +109,27 @@ class StateKeeper(Actor):
                 self._verify(pos)
             else:
                 self._commit(pos)
-        except _Diverged as exc:
-            self.error = str(exc)
-            if self._on_error is not None:
-                self._on_error(self.error)
+        except (_Diverged, LbmlError, OSError) as exc:
+            self._fail(self._failure(exc))
+
+    def _failure(self, exc: Exception) -> LbmlError:
+        if isinstance(exc, LbmlError):
+            return exc
+        if is_no_space(exc):
+            return StorageError(f"{self._store.dir}: writing failed ({exc.strerror}); the state keeps its last "
+                                f"commit (item {self._committed_pos})")
+        if isinstance(exc, OSError):
+            return StateError(f"{self._store.dir}: writing failed ({exc}); the state keeps its last commit "
+                              f"(item {self._committed_pos})")
+        return StateError(str(exc))
+
+    def _fail(self, error: LbmlError) -> None:
+        """Stop committing and ask the session to stop (the first failure is the one reported)."""
+        if self.error is not None:
+            return
+        self.error = str(error)
+        if self._on_error is not None:
+            self._on_error(error)
 
     def on_stop(self) -> None:
         # Commit the processed tail (journaled events) only if nothing durable is pending: the stop
@@ -105,9 +137,13 @@ class StateKeeper(Actor):
         rec = self._recorder.record
         quiet = (len(rec.fills) == self._done["fills"] and len(rec.equity) == self._done["equity"]
                  and len(rec.positions) == self._done["trades"] and not self._signals)
-        if self.error is None and not self._status.replaying and quiet and self._last_pos > self._committed_pos:
-            self._commit(self._last_pos)
-        self._write_equity_csv()
+        try:
+            if self.error is None and not self._status.replaying and quiet and self._last_pos > self._committed_pos:
+                self._commit(self._last_pos)
+            if self.error is None:
+                self._write_equity_csv()
+        except (LbmlError, OSError) as exc:
+            self._fail(self._failure(exc))
 
     def _cost_totals(self) -> tuple[float, float]:
         """Borrow and slippage so far; slippage includes gap-through charges, as backtest metrics do."""
@@ -249,16 +285,16 @@ class StateKeeper(Actor):
             "n_liquidations": len(self._liquidation_events()),
             "fills": len(self._recorder.record.fills),
             "model_calls": self._guard.calls if self._guard is not None else None,
+            # the exposure-cap invariant as the recorder checked it on every bar (lbml report reads it)
+            "max_exposure": self._recorder.record.max_exposure,
+            "exposure_caps": list(self._recorder.record.exposure_caps or ()),
         }
 
     def _write_equity_csv(self) -> None:
         rec = self._recorder.record
         if not rec.equity:
             return
-        path = Path(self._store.dir) / "equity.csv"
-        tmp = path.with_suffix(".csv.tmp")
-        rec.equity_frame().to_csv(tmp)
-        os.replace(tmp, path)
+        write_atomic(Path(self._store.dir) / "equity.csv", rec.equity_frame().to_csv())
 
 
 class _Diverged(Exception):
@@ -302,7 +338,7 @@ _ROW_INDEX = {
     "signals": (0, 1, 2, 3),
 }
 _SNAPSHOT_KEYS = ("signal_seq", "balance", "positions", "open_orders", "borrow", "slippage", "costs",
-                  "n_liquidations", "fills", "model_calls")
+                  "n_liquidations", "fills", "model_calls", "max_exposure", "exposure_caps")
 
 
 def _price(order) -> float | None:

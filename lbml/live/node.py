@@ -31,7 +31,7 @@ from lbml.features.pipeline import FeaturePipeline
 from lbml.live.feeds import FeedDataClient, FeedPlan, make_quiesce
 from lbml.live.keeper import StateKeeper, StateKeeperConfig
 from lbml.live.sandbox import PaperExecClientConfig, PaperExecutionClient
-from lbml.live.state import StateStore
+from lbml.live.state import BREACH_KEY, StateStore
 from lbml.live.status import PaperStatus, StatusActor, StatusActorConfig
 from lbml.models.base import ModelPlugin
 from lbml.nautilus.clock import ms_to_ns
@@ -133,7 +133,13 @@ def build_paper_node(
     )
     venue_mods = venue_modules(scenario, market, split)
     lev = venue_mods.leverage
-    recorder = RunRecorder(recorder_config(scenario, instrument.id, bar_type, lev.spec), on_breach=on_error)
+
+    def on_breach(message: str) -> None:
+        store.put(BREACH_KEY, message)  # at once: the node stops at this bar, lbml report refuses the session
+        if on_error is not None:
+            on_error(message)
+
+    recorder = RunRecorder(recorder_config(scenario, instrument.id, bar_type, lev.spec), on_breach=on_breach)
     keeper = StateKeeper(
         StateKeeperConfig(component_id="StateKeeper", instrument_id=instrument.id, journal_events=journal_events),
         store, recorder, venue_mods, status, drift=drift, on_error=on_error, guard=guard,
@@ -157,7 +163,7 @@ def build_paper_node(
     )
     status_actor = StatusActor(
         StatusActorConfig(component_id="StatusActor", console=console, stall_after_s=stall_after_s),
-        status, plan, state_dir,
+        status, plan, state_dir, on_error=on_error,
     )
     node.trader.add_actor(signal_actor)
     node.trader.add_actor(recorder)

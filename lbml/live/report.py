@@ -4,10 +4,12 @@ The stored fills, closed trades, per-bar equity and risk, every cost-ledger char
 liquidations are turned back into the ``BacktestResult`` the backtest reports are computed from, so
 ``metrics.json`` (equity reconciliation and cost breakdown included), ``equity.png``,
 ``tearsheet.html``, ``risk.png``, ``ledgers.csv`` and ``liquidations.csv`` come from the very same
-code. Output goes to ``STATE_DIR/report/`` (replaced atomically on every call). A session with
-``[paper.retrain]`` also gets ``retrains`` in ``metrics.json`` (every row of the state's
-``retrains`` table) and ``retrains.csv``; ``model_id`` stays the model the session started with and
-``model_id_final`` is the one trading at the end.
+code. Output goes to ``STATE_DIR/report/`` (replaced atomically on every call). The metrics carry the
+exposure cap the session was held to and its largest exposure, as the recorder checked them on every
+bar (kept in the checkpoint, a breach at once); a session that broke the cap gets no report but ``InvariantError``
+(exit 3), as a backtest run does. A session with ``[paper.retrain]`` also gets ``retrains`` in
+``metrics.json`` (every row of the state's ``retrains`` table) and ``retrains.csv``; ``model_id``
+stays the model the session started with and ``model_id_final`` is the one trading at the end.
 """
 
 from collections import defaultdict
@@ -20,7 +22,9 @@ from lbml.gate import OVERRIDDEN, OVERRIDE_STAMP
 from lbml.engine.backtest import BacktestResult
 from lbml.engine.costs import CostLedger
 from lbml.engine.recorder import RunRecord
+from lbml.errors import InvariantError
 from lbml.live.state import (
+    BREACH_KEY,
     COST_COLUMNS,
     EQUITY_COLUMNS,
     FILL_COLUMNS,
@@ -53,8 +57,11 @@ def result_from_state(store: StateStore) -> tuple[BacktestResult, dict]:
                     if r[0] <= last_ts]
     risk = [(ts, exposure, leverage, _nan(health), _nan(liq))
             for ts, *_, exposure, leverage, health, liq in equity_rows]
-    record = RunRecord(equity=[r[:4] for r in equity_rows], fills=fills, positions=trades, risk=risk)
     checkpoint = store.get("checkpoint") or {}
+    caps = checkpoint.get("exposure_caps")
+    record = RunRecord(equity=[r[:4] for r in equity_rows], fills=fills, positions=trades, risk=risk,
+                       max_exposure=checkpoint.get("max_exposure", 0.0), exposure_caps=tuple(caps) if caps else None,
+                       breach=store.get(BREACH_KEY))
     result = BacktestResult(
         record=record,
         borrow=ledgers["borrow"],
@@ -75,6 +82,7 @@ def result_from_state(store: StateStore) -> tuple[BacktestResult, dict]:
         n_predictions=len(signals),
         predictions=[(ts, p) for ts, p, _ in signals],
         latencies_ns=[int(lat * 1e3) for _, _, lat in signals if lat is not None],
+        strategy_report=store.get("strategy_report") or {},
     )
     return result, session
 
@@ -88,6 +96,10 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
     store = StateStore.open_existing(state_dir)
     try:
         result, session = result_from_state(store)
+        # A session that broke its exposure cap fails its report as a backtest fails its run (exit 3).
+        breach = result.record.breach
+        if breach is not None:
+            raise InvariantError(f"{state_dir}: {breach}")
         look_ahead = store.get("look_ahead_check")
         edge_gate = store.get("edge_gate")
         retrains = store.retrains()
@@ -116,6 +128,8 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
                 .to_csv(tmp / "retrains.csv", index=False)
             accepted = [r for r in retrains if r["status"] == "accepted"]
             metrics["model_id_final"] = accepted[-1]["candidate_id"] if accepted else session["model_id"]
+        if result.strategy_report:
+            metrics["strategy_report"] = result.strategy_report
         if data is not None:
             metrics["data"] = data
         title = f"{session['scenario']} (paper)"

@@ -18,13 +18,14 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
+from lbml.atomic import write_atomic
 from lbml.engine.backtest import instrument_for, load_strategy_class
-from lbml.errors import ArtifactError, ConfigError, DataError, InvariantError
+from lbml.errors import ArtifactError, ConfigError, DataError, InvariantError, LbmlError
 from lbml.features.guard import LookAheadPolicy
 from lbml.features.pipeline import compute_features
 from lbml.live.binance import BinanceFeedConfig, BinanceSource, binance_subscriptions
 from lbml.live.drift import DriftConfig, DriftMonitor
-from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, first_bars, replay_events
+from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, first_bars, replay_events, require_ticks
 from lbml.live.feeds import FeedPlan
 from lbml.live.guard import ModelGuard
 from lbml.live.dashboard import DashboardConfig, DashboardServer
@@ -105,6 +106,8 @@ def run_paper(
     custom = _feed_custom_inputs(scenario, pipeline, options)
     if options.feed == "binance":  # refuse streams Binance cannot give before touching the state folder
         binance_subscriptions(symbols, options.binance, **custom)
+    if options.feed == "replay":  # bar data cannot be replayed: refused before anything is written
+        require_ticks(prepared.market, symbols)
     strategy_cls = load_strategy_class(scenario.strategy.class_path)[0]
     retrain = scenario.paper.retrain
     if retrain is not None:
@@ -148,11 +151,11 @@ def run_paper(
         # Only a replay is paced; a live source arrives at its own pace.
         speed = options.speed if options.feed == "replay" else 0.0
         plan = FeedPlan(sources=_sources(prepared, symbols, store, options, custom), speed=speed)
-        errors: list[str] = []
+        errors: list[str | LbmlError] = []  # the first one is reported (a full disk: a StorageError)
         runner: NodeRunner | None = None
 
-        def on_error(msg: str) -> None:
-            errors.append(msg)
+        def on_error(error: str | LbmlError) -> None:
+            errors.append(error)
             runner.request_stop("state error")
 
         paper = build_paper_node(
@@ -199,16 +202,21 @@ def run_paper(
             if dashboard is not None:
                 dashboard.shutdown()
                 dashboard.close()
+        if hasattr(paper.strategy, "report"):  # the strategy's own counters, for `lbml report`
+            store.put("strategy_report", paper.strategy.report())
         if options.console:
             print(file=__import__("sys").stderr)
         if paper.recorder.record.breach is not None:  # the node was stopped at the bar that broke the cap
             raise InvariantError(f"{state_dir}: {paper.recorder.record.breach}")
         if errors:
+            if isinstance(errors[0], LbmlError):  # it names its file
+                raise errors[0]
             raise StateError(f"{state_dir}: {errors[0]}")
         if runner.errors:  # the node stopped, but not cleanly: what was committed is consistent
             raise StateError(f"{state_dir}: {runner.errors[0]}")
         if plan.error is not None:  # everything processed before the failure is committed
-            raise DataError(f"{state_dir}: the feed failed after item {plan.pos} (state committed): {plan.error}")
+            raise DataError(f"{state_dir}: the feed failed after item {plan.pos} (the state keeps every item up to "
+                            f"{paper.keeper.committed_pos}): {plan.error}")
         if status.replaying:  # stopped (e.g. --duration) while rebuilding: the state is untouched
             log.warning("%s: stopped before the recovery replay reached the stored checkpoint", state_dir)
         return {
@@ -217,6 +225,7 @@ def run_paper(
             "recovery_complete": not status.replaying,
             "items": plan.pos,
             "feed_finished": plan.finished,
+            "stop_reason": runner.stop_reason,  # "duration", "feed ended", "interrupted", ...
             "feed_seconds": plan.feed_seconds,
             "bars": status.bars,
             "fills": status.fills,
@@ -226,6 +235,7 @@ def run_paper(
             "position": status.position,
             "degraded": status.degraded,
             "withheld_predictions": len(guard.decisions),
+            "strategy_report": store.get("strategy_report"),
             "data": prepared.data,
         } | ({} if prepared.look_ahead is None else {"look_ahead_check": prepared.look_ahead})
     finally:
@@ -254,7 +264,7 @@ def _check_session(store: StateStore, scenario: Scenario, model_id: str, options
                                          "currency": currency,
                                          "leverage_model": scenario.leverage.model,
                                          "tearsheet": scenario.report.tearsheet})
-        (store.dir / "scenario.toml").write_text(scenario.to_toml())
+        write_atomic(store.dir / "scenario.toml", scenario.to_toml())
         return
     for key, value in identity.items():
         if stored.get(key) != value:

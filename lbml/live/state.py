@@ -15,23 +15,27 @@
   per retrain of ``[paper.retrain]``: trigger, window, candidate, gate verdict and, when the
   candidate went in, the item after which it trades; ``lbml.live.retrain``).
 
-Commits use ``synchronous=FULL``: a committed checkpoint survives ``kill -9`` and power loss.
+Commits use ``synchronous=FULL``: a committed checkpoint survives ``kill -9`` and power loss. A
+commit that fails (a full disk) is rolled back whole and raises ``StorageError``: the database keeps
+the last committed checkpoint, and a later run resumes from it.
 """
 
 import json
 import sqlite3
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from lbml.engine.recorder import FILL_COLUMNS, TRADE_COLUMNS
-from lbml.errors import LbmlError
+from lbml.errors import LbmlError, StorageError, is_no_space
 
 DB_NAME = "state.sqlite"
-SCHEMA_VERSION = 3  # 3: fills and trades say why a position closed (exit_reason)
+SCHEMA_VERSION = 4  # 3: fills and trades say why a position closed (exit_reason); 4: exposure cap in the checkpoint
 EQUITY_COLUMNS = ("ts", "equity", "balance", "close", "borrow", "slippage",
                   "exposure", "leverage", "health", "liquidation_price")
 COST_COLUMNS = ("ts", "kind", "amount")
+BREACH_KEY = "exposure_breach"  # meta key: the first bar that broke the exposure cap (lbml.engine.recorder)
 LIQUIDATION_COLUMNS = ("ts", "order_id", "side", "quantity", "price", "penalty")
 RETRAIN_COLUMNS = ("i", "reason", "trigger_pos", "trigger_bar", "trigger_ts", "window_start", "window_end", "started",
                    "status", "finished", "candidate_id", "candidate_path", "gate", "old_model_id", "old_model_path",
@@ -89,6 +93,8 @@ class StateStore:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
+            if is_no_space(exc):
+                raise StorageError(f"{self.path}: cannot open the state database ({exc})") from None
             raise StateError(f"{self.path}: not a usable state database ({exc})") from None
         version = self.get("schema_version")
         if version is None and self.get("session") is None:
@@ -114,9 +120,8 @@ class StateStore:
         return json.loads(row[0]) if row else default
 
     def put(self, key: str, value: Any) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        self._put(key, value)
-        self._db.execute("COMMIT")
+        with self._transaction(f"storing {key}"):
+            self._put(key, value)
 
     def _put(self, key: str, value: Any) -> None:
         self._db.execute(
@@ -197,8 +202,7 @@ class StateStore:
     ) -> None:
         """Append rows and replace the checkpoint in one durable transaction."""
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction(f"committing item {checkpoint.get('pos')}"):
             if fills:
                 db.executemany(f"INSERT INTO fills(pos, {', '.join(FILL_COLUMNS)}) VALUES ({', '.join('?' * (len(FILL_COLUMNS) + 1))})", fills)
             if trades:
@@ -218,7 +222,27 @@ class StateStore:
             if guard:
                 db.executemany("INSERT INTO model_guard(call, decision) VALUES (?,?)", guard)
             self._put("checkpoint", checkpoint)
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[None]:
+        """One durable transaction; on any failure it is rolled back whole and the database keeps what
+        it held before. A database error (a full disk) becomes one ``StateError`` line."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            yield
             db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
+        except BaseException as exc:
+            if db.in_transaction:  # SQLite may have rolled back already (e.g. on a full disk)
+                with suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                try:
+                    last = self.get("checkpoint")
+                except sqlite3.Error:
+                    last = None
+                kept = f"item {last['pos']}" if last else "no checkpoint yet"
+                error = StorageError if is_no_space(exc) else StateError
+                raise error(f"{self.path}: {what} failed ({exc}); nothing of it was written, the state "
+                            f"keeps its last commit ({kept})") from None
             raise

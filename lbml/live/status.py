@@ -12,9 +12,13 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lbml.atomic import write_atomic
+from lbml.errors import LbmlError, StorageError, is_no_space
+from lbml.live.state import StateError
 from lbml.nautilus.trading import Actor, ActorConfig
 
 
@@ -87,15 +91,21 @@ class StatusActor(Actor):
 
     nautilus (1.221) runs live timer callbacks on its own thread, so ``_tick`` can run at the same
     moment as ``on_stop`` on the event loop: the file is written under a lock (two writers sharing the
-    temporary file made one ``os.replace`` fail, and a failing ``on_stop`` used to hang the node).
+    temporary file made one ``os.replace`` fail, and a failing ``on_stop`` used to hang the node). A
+    write that fails (a full disk) asks the session to stop through ``on_error``, once.
     """
 
-    def __init__(self, config: StatusActorConfig, status: PaperStatus, feed_plan, state_dir: Path) -> None:
+    def __init__(
+        self, config: StatusActorConfig, status: PaperStatus, feed_plan, state_dir: Path,
+        on_error: Callable[[str | LbmlError], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self._status = status
         self._plan = feed_plan
         self._path = Path(state_dir) / "status.json"
         self._write_lock = threading.Lock()
+        self._on_error = on_error
+        self.error: str | None = None
 
     def on_start(self) -> None:
         self.clock.set_timer("lbml-status", _seconds(self.config.interval_s), callback=self._tick)
@@ -116,10 +126,18 @@ class StatusActor(Actor):
         self._write()
 
     def _write(self) -> None:
+        """Replace status.json; a failure (a full disk) stops the session once, not an error a second."""
         with self._write_lock:
-            tmp = self._path.with_suffix(".json.tmp")
-            tmp.write_text(self._status.to_json())
-            os.replace(tmp, self._path)
+            if self.error is not None:
+                return
+            try:
+                write_atomic(self._path, self._status.to_json())
+            except OSError as exc:
+                error = (StorageError if is_no_space(exc) else StateError)(
+                    f"{self._path}: writing the status failed ({exc.strerror or exc})")
+                self.error = str(error)
+                if self._on_error is not None:
+                    self._on_error(error)
 
 
 def _seconds(value: float):

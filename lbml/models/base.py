@@ -56,6 +56,15 @@ class ModelPlugin(ClassifierMixin, BaseEstimator):
         """Return the most probable class per row (scikit-learn convention)."""
         return np.asarray(self.classes_)[np.argmax(self.predict_proba(X), axis=1)]
 
+    def input_window(self) -> int:
+        """Return how many consecutive bars one input row holds (1: the current bar's features).
+
+        A sequence model returns its window: the scenario's feature pipeline then gives it rows of
+        ``window × n_features`` values, oldest bar first (``lbml.features.sequence``), in training,
+        backtest and paper alike.
+        """
+        return 1
+
     def predict_up_one(self, x: np.ndarray) -> float:
         """Return P(class 1) for one feature row: the per-bar streaming path.
 

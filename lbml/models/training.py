@@ -16,6 +16,7 @@ from lbml.data.provenance import content_hash
 from lbml.errors import DataError
 from lbml.features.folds import fold_features_for
 from lbml.features.pipeline import FeaturePipeline, available_inputs, build_pipeline, compute_features
+from lbml.features.sequence import feature_groups, pipeline_for_window
 from lbml.importance import fold_permutation_importance
 from lbml.calibration import calibration_method, fit_calibrator
 from lbml.evaluation import choose_margin, grid_hash, oos_statistics, trade_grid
@@ -26,9 +27,11 @@ from lbml.pricing import Pricing, kelly_params_for
 from lbml.sizing import Payoff
 from lbml.models.artifact import TrainingWindow, save_artifact
 from lbml.models.degenerate import require_varying_output
+from lbml.models.resampling import ResampledModel, ResampleReport, resampling_effect, with_resampling
 from lbml.registry_trials import StudyKey, TrialRegistry, configuration_hash, trial_evidence
 from lbml.stats import sharpe
 from lbml.validation import cpcv, cross_val_predict_purged, early_stopping_block, purge_train, purged_walk_forward
+from lbml.models.progress import TrainingProgress
 from lbml.plugins import PluginRegistry
 from lbml.scenario import Scenario
 from lbml.split import Split
@@ -45,10 +48,19 @@ class TrainResult:
     metrics: dict[str, float]
 
 
-def scenario_pipeline(scenario: Scenario, market: MarketData, registry: PluginRegistry) -> FeaturePipeline:
-    """Build the scenario's feature pipeline for the inputs this market can provide."""
+def scenario_pipeline(
+    scenario: Scenario, market: MarketData, registry: PluginRegistry, model_params: dict | None = None
+) -> FeaturePipeline:
+    """Build the scenario's feature pipeline for the inputs this market can provide.
+
+    A sequence model (``ModelPlugin.input_window`` > 1) gets rows over its window of past bars
+    (``lbml.features.sequence``); ``model_params`` replaces the scenario's (e.g. a search trial).
+    """
     available = available_inputs(market, scenario.data.symbol, scenario.data.reference_symbol)
-    return build_pipeline(registry, scenario.features.plugins, available)
+    pipeline = build_pipeline(registry, scenario.features.plugins, available)
+    params = scenario.model.params if model_params is None else model_params
+    window = registry.model(scenario.model.plugin)(**params).input_window()
+    return pipeline_for_window(pipeline.plugins, window)
 
 
 def reference_bars(scenario: Scenario, market: MarketData) -> pd.DataFrame | None:
@@ -189,6 +201,7 @@ def train(
     model_params: dict | None = None,
     on_fold: Callable[[int, float], None] | None = None,
     reports: bool = True,
+    progress: bool = False,
 ) -> TrainResult:
     """Evaluate out of sample with purged CV, fit the final model, calibrate it, save the artifact.
 
@@ -204,9 +217,28 @@ def train(
     3. The final model is fitted on the same span (early stopping on its purged last block) and
        calibrated on the final block, purged from it; the artifact gets reports and statistics.
     4. The trial is recorded in ``trials`` (study defaults to the scenario name).
+
+    ``progress`` shows the stages and folds on stderr (``lbml.models.progress``).
     """
+    shown = TrainingProgress(progress)
+    try:
+        return _train(scenario, market, registry, split, out_dir, trials=trials, study=study,
+                      model_params=model_params, on_fold=on_fold, reports=reports, progress=shown)
+    finally:
+        shown.close()
+
+
+def _train(scenario, market, registry, split, out_dir, *, trials, study, model_params, on_fold, reports,
+           progress: TrainingProgress) -> TrainResult:
+    def fold_done(k: int, loss: float) -> None:
+        progress.fold(k, loss)
+        if on_fold is not None:
+            on_fold(k, loss)
+
+    progress.stage("features and labels")
     v = scenario.validation
-    pipeline = scenario_pipeline(scenario, market, registry)
+    params = scenario.model.params if model_params is None else model_params
+    pipeline = scenario_pipeline(scenario, market, registry, params)
     ts = training_set(scenario, market, pipeline, split)
     X_frame, y_s, t1_s, lab = ts.X, ts.y, ts.t1, ts.labelled
     if lab.sum() < 200 or y_s[lab].nunique() < 2:
@@ -218,26 +250,33 @@ def train(
     fwd = ts.forward_return.to_numpy()
     n = len(y)
     bar = pd.Timedelta(minutes=market.bar_minutes)
-    embargo = bar * math.ceil(v.embargo_fraction * n)
+    # A sequence model's row at bar t holds the features of bars t-window+1..t: a training row within
+    # window-1 bars after a test block reads the test block's bars, so the embargo grows by that much.
+    window = int(getattr(pipeline, "window", 1))
+    embargo = bar * (math.ceil(v.embargo_fraction * n) + window - 1)
     calibrating = v.calibration != "none"
     labelled_rows = np.flatnonzero(lab)
     n_cal = max(100, int(len(labelled_rows) * v.calibration_fraction)) if calibrating else 0
     cal = np.arange(labelled_rows[-n_cal], n) if calibrating else np.arange(0)
     dev = purge_train(np.arange(n - len(cal)), cal, t0n, t1n, int(embargo.value)) if calibrating else np.arange(n)
-    params = scenario.model.params if model_params is None else model_params
     model_cls = registry.model(scenario.model.plugin)
     weights = _sample_weights(v.sample_weights, y, X_frame.index, t1_s, ts.bar_index, lab)
 
     # 1. out-of-fold predictions on the development span (fewer splits when the window is short)
+    progress.stage("cross-validation")
     t0_dev, t1_dev = X_frame.index[dev], pd.DatetimeIndex(t1_s.to_numpy()[dev])
     inputs = window_inputs(scenario, market, split)
     fold_features = fold_features_for(
         pipeline, inputs.data, inputs.bars, inputs.reference_bars, inputs.funding, X[dev], t0_dev, t1_dev,
     )
+    resampling = scenario.model.resampling
+    fold_resampled: list[ResampleReport] = []
     oof, plan = _purged_out_of_fold(
-        lambda: model_cls(**params), X[dev], y[dev], t0_dev, t1_dev, v, embargo,
-        None if weights is None else weights[dev], on_fold, fold_features, lab[dev], importance=reports,
+        lambda: with_resampling(model_cls(**params), resampling, fold_resampled), X[dev], y[dev], t0_dev, t1_dev,
+        v, embargo, None if weights is None else weights[dev], fold_done, fold_features, lab[dev],
+        importance=feature_groups(pipeline) if reports else False,
     )
+    progress.stage("statistics")
     pricing = training_pricing(scenario, market, split, ts, dev)
     base_params = kelly_params_for(scenario, pricing)
     study_key = StudyKey(study or scenario.name, training_data_hash(scenario, market, split))
@@ -271,22 +310,39 @@ def train(
             "ev_margin": rule.ev_margin,
             "ev_margin_sharpes": {str(k): v_ for k, v_ in margin_scores.items()},
             "embargo": str(embargo),
+            "embargo_input_window_bars": window - 1,
             "cv_refit_features": list(fold_features.plugin_names) if fold_features is not None else [],
         }
         if oof.paths.shape[1] > 1:
             stats |= _path_sharpes(oof.paths, ts.outcomes, t0n[dev], int(bar.value), rule, dev)
     stats |= _rule_summary(rule)
+    resampling_report = None
+    if resampling.method != "none":
+        # the same splits without resampling: what it did to the out-of-fold log loss
+        plain = None
+        if oof is not None:
+            plain, _ = _purged_out_of_fold(
+                lambda: model_cls(**params), X[dev], y[dev], t0_dev, t1_dev, v, embargo,
+                None if weights is None else weights[dev], None, fold_features, lab[dev],
+            )
+        fits = fold_resampled[-oof.n_splits:] if oof is not None else fold_resampled  # the plan that succeeded
+        resampling_report = resampling_effect(resampling, fits, y[dev], lab[dev], oof, plain)
 
     # 3. final fit on the development span, calibration on the final block
+    progress.stage("final fit")
     fit_pos, val_pos = early_stopping_block(dev, t0n, t1n, v.early_stopping_fraction, int(embargo.value))
     fit_pos, val_pos = fit_pos[lab[fit_pos]], val_pos[lab[val_pos]]
     cal_l = cal[lab[cal]]
-    model = model_cls(**params)
-    extra = {"t0": t0n[fit_pos], "t1": t1n[fit_pos]} if model.uses_label_times else {}
-    model.fit(
+    final_resampled: list[ResampleReport] = []
+    fitting = with_resampling(model_cls(**params), resampling, final_resampled)
+    extra = {"t0": t0n[fit_pos], "t1": t1n[fit_pos]} if fitting.uses_label_times else {}
+    fitting.fit(
         X[fit_pos], y[fit_pos], sample_weight=None if weights is None else weights[fit_pos],
         eval_set=(X[val_pos], y[val_pos]) if len(np.unique(y[val_pos])) > 1 else None, **extra,
     )
+    model = fitting.base if isinstance(fitting, ResampledModel) else fitting  # the artifact holds the model
+    if resampling_report is not None:
+        resampling_report["final_fit"] = final_resampled[-1].to_dict()
     p_val = _up(model, X[val_pos])
     calibrator = None
     calibration_report: dict[str, Any] = {}
@@ -307,8 +363,9 @@ def train(
         "label_balance": float(y[lab].mean()),
         "calibration": calibrator.method if calibrator is not None else None,
         "pricing": pricing.to_dict(),
-    } | stats
+    } | stats | ({"resampling": resampling_report} if resampling_report is not None else {})
     metrics["edge_gate"] = edge_evidence(metrics, scenario.gate)
+    progress.stage("artifact and reports")
     artifact = save_artifact(
         out_dir,
         model=model,
@@ -389,7 +446,7 @@ def _purged_out_of_fold(
                 early_stopping_fraction=v.early_stopping_fraction,
                 calibration=v.calibration if v.fold_calibration and v.calibration != "none" else None,
                 on_fold=on_fold, fold_features=fold_features, trainable=trainable,
-                fold_report=fold_permutation_importance if importance else None,
+                fold_report=_importance_report(importance),
             )
         except DataError as exc:
             reasons.append(str(exc))
@@ -399,6 +456,17 @@ def _purged_out_of_fold(
             log.warning("purged CV fell back to %s: %s", label, reasons[0])
         return oof, label
     return None, reasons[-1] if reasons else "no split"
+
+
+def _importance_report(importance):
+    """``fold_report`` for CV: permutation importance, per column group for a sequence model's rows."""
+    from functools import partial
+
+    if importance is False:
+        return None
+    if isinstance(importance, dict):
+        return partial(fold_permutation_importance, groups=importance)
+    return fold_permutation_importance
 
 
 def _write_oof_trades(path: Path, times: pd.DatetimeIndex, trades) -> None:

@@ -29,3 +29,11 @@ def subscribe_all_bars(msgbus, handler, priority: int = DEFAULT_PRIORITY) -> Non
 def subscribe_data_type(msgbus, data_type, handler) -> None:
     """Call ``handler`` with every message of a custom ``data_type`` (it has no instrument topic)."""
     msgbus.subscribe(f"data.{data_type.topic}", handler=handler)
+
+
+def subscribe_all_data(msgbus, handler) -> None:
+    """Call ``handler`` with everything the data engine publishes (bars, ticks, custom data), before
+    the venue runs on it. Subscribe before the engine runs: nautilus 1.221's ``MessageBus.subscribe``
+    matches a wildcard against the topics already published with its arguments swapped, so a pattern
+    subscribed later never receives those topics."""
+    msgbus.subscribe(topic="data.*", handler=handler)

@@ -305,6 +305,7 @@ class SignalPublisher:
         if getattr(self, "_monitor", None) is not None:
             self._socket.disable_monitor()
             self._monitor.close(0)
+            self._monitor = None  # stats() after close() reads the counters, not the closed socket
         if getattr(self, "_socket", None) is not None:
             self._socket.close()
         if self._seq is not None:
