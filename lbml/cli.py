@@ -126,11 +126,17 @@ def _cmd_train(args, settings) -> int:
     registry = _registry(settings)
     prepared = prepare(scenario, registry, progress=_progress(), look_ahead=_look_ahead(args, settings))
     out = out or settings.paths.models_dir / f"{scenario.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    tracker = _tracker(settings)
     trials = trial_registry(settings.paths.runs_dir)
     try:
-        result = train_model(prepared, registry, out, trials=trials, progress=_progress())
+        with _sweep(args) as sweep:
+            result = train_model(prepared, registry, out, trials=trials, progress=_progress(), sweep=sweep)
     finally:
         trials.close()
+    from lbml.models.training import training_data_hash
+
+    _track(tracker, "train", scenario, result.metrics, run_folder=result.artifact_dir,
+           data_hash=training_data_hash(scenario, prepared.market, prepared.split))
     if args.json:
         print(json.dumps({"model": str(result.artifact_dir), "n_samples": result.n_samples,
                           "n_features": result.n_features, "look_ahead_check": prepared.look_ahead,
@@ -153,19 +159,23 @@ def _cmd_backtest(args, settings) -> int:
     model_dir = _model_dir(args.model)
     scenario = _scenario(args, settings)
     registry = _registry(settings)
-    run_dir, metrics = run_scenario(
-        scenario,
-        registry,
-        settings.paths.runs_dir,
-        model_dir=model_dir,
-        out=out,
-        progress=_progress(),
-        publish=_publish_settings(args, settings),
-        allow_in_sample=args.allow_in_sample,
-        ignore_edge_gate=args.ignore_edge_gate,
-        look_ahead=_look_ahead(args, settings),
-    )
+    tracker = _tracker(settings)
+    with _sweep(args) as sweep:
+        run_dir, metrics = run_scenario(
+            scenario,
+            registry,
+            settings.paths.runs_dir,
+            model_dir=model_dir,
+            out=out,
+            progress=_progress(),
+            publish=_publish_settings(args, settings),
+            allow_in_sample=args.allow_in_sample,
+            ignore_edge_gate=args.ignore_edge_gate,
+            look_ahead=_look_ahead(args, settings),
+            sweep=sweep,
+        )
     _print_summary(run_dir, metrics)
+    _track(tracker, "backtest", scenario, metrics, run_folder=run_dir, data_hash=metrics.get("data_hash"))
     if "signals" in metrics:
         s = metrics["signals"]
         print(f"  signals: published {s['published']:,}, dropped {s['dropped']:,}, last seq {s['last_seq']} "
@@ -246,11 +256,13 @@ def _cmd_demo(args, settings) -> int:
         where = f"loading {', '.join(map(str, scenario.data.paths))}"
     print(f"{where}, training on the first part, backtesting the rest ...")
     started = time.perf_counter()
+    tracker = _tracker(settings)
     run_dir, metrics = run_scenario(
         scenario, registry, settings.paths.runs_dir, progress=_progress(), ignore_edge_gate=args.ignore_edge_gate,
         look_ahead=_look_ahead(args, settings),
     )
     _print_summary(run_dir, metrics)
+    _track(tracker, "backtest", scenario, metrics, run_folder=run_dir, data_hash=metrics.get("data_hash"))
     print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -310,6 +322,10 @@ def _cmd_report(args, settings) -> int:
     print(f"  tearsheet: {report_dir / tearsheet if tearsheet else 'none: ' + str(metrics.get('tearsheet_skipped'))}")
     if "look_ahead_check" in metrics:
         print(f"  look-ahead check: {_look_ahead_line(metrics['look_ahead_check'])}")
+    quarantine = metrics["feed_quarantine"]
+    if quarantine["total"]:
+        reasons = ", ".join(f"{r} {n}" for r, n in quarantine["by_reason"].items())
+        print(f"  feed guard: {quarantine['total']} messages quarantined ({reasons}), see {quarantine['journal']}")
     return 0
 
 
@@ -337,20 +353,41 @@ def _cmd_feed_serve(args, settings) -> int:
 
 
 def _cmd_search(args, settings) -> int:
-    from lbml.search import run_search
+    from lbml.search import run_search, run_search_workers, trial_shares
 
+    trial_shares(args.trials, args.workers)  # refuse a bad split before any work
     scenario = _scenario(args, settings)
     storage = args.storage or settings.paths.runs_dir / "trials.sqlite"
-    result = run_search(
-        scenario, _registry(settings), n_trials=args.trials, storage=storage, study=args.study, seed=args.seed,
-        look_ahead=_look_ahead(args, settings),
-    )
-    print(f"study {result.study} on dataset {result.dataset_hash} in {result.storage}")
-    print(f"ran {result.n_trials_run} trials ({result.n_pruned} pruned); the study now holds {result.n_trials_study}"
-          " distinct configurations")
+    options = {"n_trials": args.trials, "storage": storage, "study": args.study, "seed": args.seed,
+               "look_ahead": _look_ahead(args, settings)}
+    tracker = _tracker(settings)
+    if args.workers == 1:
+        result = run_search(scenario, _registry(settings), **options)
+    else:
+        result = run_search_workers(scenario, settings.paths.plugins_dir, workers=args.workers, **options)
+    print(f"study {result.study} on dataset {result.dataset_hash} in {_safe_url(result.storage)}")
+    print(f"ran {result.n_trials_run} trials in {result.n_workers} worker(s) ({result.n_pruned} pruned); "
+          f"the study now holds {result.n_trials_study} distinct configurations")
     if result.best_value is not None:
         print(f"best out-of-fold log loss {result.best_value:.5f} with {json.dumps(result.best_params, sort_keys=True)}")
+    summary = {"best_oos_logloss": result.best_value, "n_trials_run": result.n_trials_run, "n_pruned": result.n_pruned,
+               "n_trials_study": result.n_trials_study, "workers": result.n_workers} | {
+        f"best_{k}": v for k, v in result.best_attrs.items()}
+    extra = {"search.study": result.study, "search.storage": _safe_url(result.storage), "search.seed": str(args.seed),
+             "search.trials": str(args.trials), "search.workers": str(result.n_workers)} | {
+        f"search.best.{k}": str(v) for k, v in result.best_params.items()}
+    _track(tracker, "search", scenario, summary, data_hash=result.dataset_hash, extra_params=extra)
     return 0
+
+
+def _safe_url(url: str) -> str:
+    """A database URL without its password."""
+    import sqlalchemy as sa
+
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return url
 
 
 def _cmd_report_pbo(args, settings) -> int:
@@ -391,16 +428,28 @@ def _cmd_walkforward(args, settings) -> int:
         raw = scenario.to_dict()
         raw["walkforward"] = raw.get("walkforward", {}) | updates
         scenario = parse_scenario(raw, source="--every-days/--window/--train-days")
-    run_dir, metrics = run_walkforward(
-        scenario, _registry(settings), settings.paths.runs_dir, out=out,
-        progress=_progress(), look_ahead=_look_ahead(args, settings),
-    )
+    tracker = _tracker(settings)
+    with _sweep(args) as sweep:
+        run_dir, metrics = run_walkforward(
+            scenario, _registry(settings), settings.paths.runs_dir, out=out,
+            progress=_progress(), look_ahead=_look_ahead(args, settings), sweep=sweep,
+        )
+    _track(tracker, "walkforward", scenario, metrics, run_folder=run_dir, data_hash=metrics.get("data_hash"))
     print(f"run folder: {run_dir}")
     print(f"look-ahead check: {_look_ahead_line(metrics.get('look_ahead_check'))}")
     print(f"{metrics['n_periods']} out-of-sample periods ({metrics['window']} window, retrained every "
           f"{metrics['retrain_every_days']:g} days), {metrics['n_trades']} trades")
     print(f"stitched return {_pct(metrics['total_return'])} vs buy & hold {_pct(metrics['buy_and_hold_return'])}, "
           f"max drawdown {_pct(metrics['max_drawdown'])}, sharpe {_num(metrics.get('sharpe'))}")
+    return 0
+
+
+def _cmd_runs_compare(args, settings) -> int:
+    from lbml.compare import comparison_table, load_run
+    from lbml.tracking import Tracker
+
+    tracker = Tracker(settings.tracking, settings.paths.runs_dir)
+    print(comparison_table(load_run(args.a, tracker), load_run(args.b, tracker)))
     return 0
 
 
@@ -514,6 +563,46 @@ def _check_model(scenario, source, settings) -> None:
         from lbml.engine.backtest import check_strategy_params
 
         check_strategy_params(scenario, str(source))
+
+
+def _sweep(args):
+    from lbml.sweeps import open_sweep
+
+    return open_sweep(getattr(args, "scheduler", None), getattr(args, "sweep_workers", None))
+
+
+def _scheduler(text: str) -> str:
+    if text == "local" or text.startswith(("tcp://", "tls://")):
+        return text
+    raise argparse.ArgumentTypeError(f"expected 'local' or a Dask scheduler address such as tcp://host:8786, got {text!r}")
+
+
+def _add_scheduler_flags(cmd, what: str) -> None:
+    cmd.add_argument("--scheduler", type=_scheduler, metavar="local|tcp://HOST:8786",
+                     help=f"run {what} as Dask tasks: 'local' starts a cluster on this machine, an address joins one")
+    cmd.add_argument("--sweep-workers", type=_positive_int, metavar="N",
+                     help="with --scheduler local: worker processes (default: one per core)")
+
+
+def _tracker(settings):
+    from lbml.tracking import Tracker
+
+    return Tracker(settings.tracking, settings.paths.runs_dir).start()
+
+
+def _track(tracker, kind, scenario, metrics, *, run_folder=None, data_hash=None, extra_params=None) -> dict:
+    """Log a finished run to MLflow and print one line saying where (or why not)."""
+    from lbml.tracking import TrackedRun, numeric_metrics, scenario_params, tracking_line
+
+    run = TrackedRun(
+        kind=kind, name=f"{scenario.name}-{kind}", params=scenario_params(scenario) | (extra_params or {}),
+        metrics=numeric_metrics(metrics), tags={"lbml.scenario": scenario.name,
+                                                "lbml.scenario_hash": scenario.content_hash()},
+        run_folder=run_folder, data_hash=data_hash,
+    )
+    outcome = tracker.finish(run)
+    print(tracking_line(outcome))
+    return outcome
 
 
 def _registry(settings):
@@ -704,6 +793,7 @@ def _parser() -> argparse.ArgumentParser:
             )
             cmd.add_argument("--ignore-edge-gate", action="store_true", help=IGNORE_GATE_HELP)
         _add_look_ahead_flag(cmd)
+        _add_scheduler_flags(cmd, "the CV folds" + (" and the robustness grid" if name == "backtest" else ""))
         cmd.set_defaults(func=func)
 
     paper = sub.add_parser("paper", help="paper-trade a scenario on a TradingNode (crash-safe; resumes from --state)")
@@ -772,9 +862,12 @@ def _parser() -> argparse.ArgumentParser:
     search = sub.add_parser("search", help="Optuna search over purged out-of-fold log loss; every trial is registered")
     search.add_argument("scenario")
     search.add_argument("--trials", type=_positive_int, required=True)
-    search.add_argument("--storage", help="database URL or SQLite file (default: trials.sqlite in the runs folder)")
+    search.add_argument("--storage", help="database URL (postgresql://user@host/db, sqlite:///file) or SQLite file "
+                        "(default: trials.sqlite in the runs folder)")
     search.add_argument("--study", help="study name (default: the scenario name)")
     search.add_argument("--seed", type=int, default=0)
+    search.add_argument("--workers", type=_positive_int, default=1,
+                        help="worker processes on this machine sharing the study (other machines join with --storage)")
     search.add_argument("--data", action="append", metavar="PATH", help="real data file(s) for the traded symbol")
     search.add_argument("--reference-data", action="append", metavar="PATH")
     _add_look_ahead_flag(search)
@@ -790,6 +883,7 @@ def _parser() -> argparse.ArgumentParser:
     wf.add_argument("--reference-data", action="append", metavar="PATH")
     wf.add_argument("--out", help="output folder")
     _add_look_ahead_flag(wf)
+    _add_scheduler_flags(wf, "the periods")
     wf.set_defaults(func=_cmd_walkforward)
     _add_features_parser(sub)
 
@@ -800,6 +894,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_look_ahead_flag(demo)
     demo.set_defaults(func=_cmd_demo)
     _add_signals_commands(sub)
+
+    runs = sub.add_parser("runs", help="tracked runs").add_subparsers(dest="runs_command", required=True)
+    compare = runs.add_parser("compare", help="two runs' key metrics side by side (run folders or MLflow run ids)")
+    compare.add_argument("a", help="run folder or MLflow run id")
+    compare.add_argument("b", help="run folder or MLflow run id")
+    compare.set_defaults(func=_cmd_runs_compare)
 
     bench = sub.add_parser("bench", help="run the benchmark suite (every figure with a same-run baseline)")
     bench.add_argument("--size", choices=["smoke", "full"], default="full")

@@ -22,9 +22,10 @@ run, no dataset hash, one Sharpe per run whatever the number of margins) is refu
 error. Its rows cannot be migrated honestly: the dataset and the per-margin Sharpe ratios were never
 stored, so neither the study key nor N and V could be rebuilt.
 
-Any SQLAlchemy database URL works (``sqlite:///path`` or ``postgresql://...``) so several machines
-can share one registry; a new SQLite file is created under a file lock, so workers starting together
-do not race on the schema.
+Any SQLAlchemy database URL works (``sqlite:///path`` or ``postgresql://...``, which is read as
+``postgresql+psycopg://``: psycopg 3 is the installed driver) so several machines can share one
+registry. Schemas are created under a lock (:func:`schema_lock`: a file lock for a SQLite file, a
+PostgreSQL advisory lock on a server), so workers starting together on a new database do not race.
 """
 
 import contextlib
@@ -114,11 +115,12 @@ class TrialEvidence:
 
 
 def configuration_hash(scenario: Scenario, model_params: Mapping[str, Any] | None = None) -> str:
-    """Hash of what a run did: the scenario without name and description, with the model
+    """Hash of what a run did: the scenario without name, description and paper settings, with the model
     parameters actually used (``model_params``, else the scenario's)."""
     content = scenario.to_dict()
     content.pop("name", None)
     content.pop("description", None)
+    content.pop("paper", None)  # how a paper session is run changes no trial
     if model_params is not None:
         content["model"] = dict(content.get("model", {})) | {"params": dict(model_params)}
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
@@ -173,9 +175,16 @@ def trial_evidence(
     return study_evidence(blocks)
 
 
+#: Key of the PostgreSQL advisory lock held while schemas (lbml's, Optuna's) are created.
+SCHEMA_LOCK_KEY = 0x6C626D6C  # "lbml"
+
+
 def database_url(target: str | Path) -> str:
-    """Accept a database URL or a file path (→ SQLite)."""
+    """Accept a database URL or a file path (→ SQLite); ``postgresql://`` uses psycopg 3."""
     text = str(target)
+    for plain in ("postgresql://", "postgres://"):
+        if text.startswith(plain):
+            return "postgresql+psycopg://" + text[len(plain):]
     if "://" in text:
         return text
     Path(text).parent.mkdir(parents=True, exist_ok=True)
@@ -184,12 +193,18 @@ def database_url(target: str | Path) -> str:
 
 @contextlib.contextmanager
 def schema_lock(url: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``<file>.lock`` while a SQLite database's schema is created.
+    """Hold an exclusive lock while a database's schema (and an Optuna study) is created.
 
-    Two workers opening a new file at once would otherwise both create the tables, and one fails
-    (``table already exists``, Optuna's ``UNIQUE constraint failed: alembic_version``). Server
-    databases (PostgreSQL) are not locked here; a concurrent first start on one is untested.
+    Two workers opening a new database at once would otherwise both create the tables, and one
+    fails (``table already exists``; Optuna's ``UNIQUE constraint failed: alembic_version``; on
+    PostgreSQL a duplicate key in ``pg_type``). A SQLite file is locked through ``<file>.lock``; a
+    PostgreSQL server through a session advisory lock (``pg_advisory_lock``), which the server
+    releases by itself if the holder dies. Other databases are not locked.
     """
+    if url.startswith("postgresql"):
+        with _advisory_lock(url):
+            yield
+        return
     prefix = "sqlite:///"
     if not url.startswith(prefix) or url[len(prefix):] in ("", ":memory:"):
         yield
@@ -202,6 +217,22 @@ def schema_lock(url: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _advisory_lock(url: str) -> Iterator[None]:
+    engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK_KEY})
+                conn.commit()
+    finally:
+        engine.dispose()
 
 
 class TrialRegistry:

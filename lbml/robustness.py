@@ -212,20 +212,68 @@ def sweep_runs(prepared, registry, artifact, days: float, trade: bool = True) ->
     main run's edge gate let it (``trade``), so the ``base`` run reproduces the main run's trades on
     that window exactly.
     """
-    from lbml.engine.backtest import run_backtest
+    short = sweep_split(prepared.split, days)
+    pipeline = _warm_pipeline(prepared, registry, artifact)
+    for name, value, scenario in sweep_grid(prepared.scenario):
+        yield name, value, scenario, _variant_backtest(scenario, prepared.market, short, pipeline, artifact, trade)
+
+
+def sweep_grid(scenario) -> list[tuple[str, float, Any]]:
+    """The unchanged ``base`` scenario, then every one-at-a-time variant."""
+    return [("base", float("nan"), scenario), *sweep_variants(scenario)]
+
+
+def _warm_pipeline(prepared, registry, artifact):
     from lbml.models.training import scenario_pipeline
     from lbml.workflows import warm_up
 
-    short = sweep_split(prepared.split, days)
     pipeline = scenario_pipeline(prepared.scenario, prepared.market, registry)
     pipeline.load_fitted_state(artifact.feature_state)
     warm_up(pipeline, prepared)
-    for name, value, scenario in [("base", float("nan"), prepared.scenario), *sweep_variants(prepared.scenario)]:
-        result = run_backtest(
-            scenario, prepared.market, short, copy.deepcopy(pipeline), artifact.model, ev_margin=artifact.ev_margin,
-            pricing=artifact.pricing, trade=trade,
-        )
-        yield name, value, scenario, result
+    return pipeline
+
+
+def _variant_backtest(scenario, market, short, pipeline, artifact, trade: bool):
+    from lbml.engine.backtest import run_backtest
+
+    return run_backtest(
+        scenario, market, short, copy.deepcopy(pipeline), artifact.model, ev_margin=artifact.ev_margin,
+        pricing=artifact.pricing, trade=trade,
+    )
+
+
+def sweep_row(
+    variant: tuple[str, float, Any], *, market, short, pipeline, model_files: dict[str, bytes], registry, trade: bool
+) -> dict[str, Any]:
+    """One sensitivity run as a table row: a pure function of its inputs (a Dask task, ``lbml.sweeps``).
+
+    The model travels as its artifact's files and is loaded (hash-checked) from a private folder.
+    """
+    import tempfile
+
+    from lbml.models.artifact import load_artifact
+    from lbml.report.metrics import compute_metrics
+
+    from lbml.sweeps import one_blas_thread
+
+    name, value, scenario = variant
+    with one_blas_thread(), tempfile.TemporaryDirectory(prefix="lbml-sweep-") as work:
+        for rel, content in model_files.items():
+            (Path(work) / rel).parent.mkdir(parents=True, exist_ok=True)
+            (Path(work) / rel).write_bytes(content)
+        artifact = load_artifact(Path(work), registry, expected_schema=pipeline.schema())
+        result = _variant_backtest(scenario, market, short, pipeline, artifact, trade)
+    m = compute_metrics(result, scenario.report.periods_per_year)
+    return {
+        "parameter": name,
+        "value": value,
+        "total_return": m["total_return"],
+        "max_drawdown": m.get("max_drawdown"),
+        "n_trades": m["n_trades"],
+        "n_liquidations": m["n_liquidations"],
+        **{f"cost_{k}": v for k, v in m["costs"].items()},
+        "reconciliation_error": m["reconciliation_error"],
+    }
 
 
 def sweep_split(split, days: float):
@@ -233,25 +281,22 @@ def sweep_split(split, days: float):
     return replace(split, test_end=min(split.test_end, split.test_start + pd.Timedelta(days=days)))
 
 
-def sensitivity_sweep(prepared, registry, artifact, days: float, trade: bool = True) -> pd.DataFrame:
-    """Re-run the backtest engine on the first ``days`` of the backtest window for each variant."""
-    from lbml.report.metrics import compute_metrics
+def sensitivity_sweep(prepared, registry, artifact, days: float, trade: bool = True, sweep=None) -> pd.DataFrame:
+    """Re-run the backtest engine on the first ``days`` of the backtest window for each variant.
 
-    rows = []
-    for name, value, scenario, result in sweep_runs(prepared, registry, artifact, days, trade):
-        m = compute_metrics(result, scenario.report.periods_per_year)
-        rows.append({
-            "parameter": name,
-            "value": value,
-            "total_return": m["total_return"],
-            "max_drawdown": m.get("max_drawdown"),
-            "n_trades": m["n_trades"],
-            "n_liquidations": m["n_liquidations"],
-            **{f"cost_{k}": v for k, v in m["costs"].items()},
-            "reconciliation_error": m["reconciliation_error"],
-        })
-    table = pd.DataFrame(rows)
+    Every variant is an independent task (:func:`sweep_row`); ``sweep`` (``lbml.sweeps``) runs them
+    on Dask, with the table identical to the serial one.
+    """
+    from lbml.sweeps import SerialSweep
+
     short = sweep_split(prepared.split, days)
+    files = {str(f.relative_to(artifact.path)): f.read_bytes() for f in sorted(Path(artifact.path).rglob("*"))
+             if f.is_file()}
+    rows = (sweep or SerialSweep()).map(
+        sweep_row, sweep_grid(prepared.scenario), market=prepared.market, short=short,
+        pipeline=_warm_pipeline(prepared, registry, artifact), model_files=files, registry=registry, trade=trade,
+    )
+    table = pd.DataFrame(rows)
     table.attrs["window"] = (short.test_start.isoformat(), short.test_end.isoformat())
     return table
 
@@ -259,8 +304,10 @@ def sensitivity_sweep(prepared, registry, artifact, days: float, trade: bool = T
 # ----------------------------------------------------------------------------- run folder
 
 
-def write_robustness(run_dir: Path, prepared, result, artifact, registry, config) -> dict:
-    """Write every robustness table and plot into ``run_dir/robustness``; return a summary."""
+def write_robustness(run_dir: Path, prepared, result, artifact, registry, config, sweep=None) -> dict:
+    """Write every robustness table and plot into ``run_dir/robustness``; return a summary.
+
+    ``sweep`` (``lbml.sweeps``) runs the sensitivity grid's backtests as independent tasks."""
     out = run_dir / "robustness"
     out.mkdir(exist_ok=True)
     equity = result.record.equity_frame()
@@ -290,11 +337,11 @@ def write_robustness(run_dir: Path, prepared, result, artifact, registry, config
     summary["buy_and_hold"] = bh.to_dict(orient="records")
     if config.sweep:
         traded = result.edge_gate is None or result.edge_gate["status"] not in ("closed",)
-        sweep = sensitivity_sweep(prepared, registry, artifact, config.sweep_days, traded)
-        sweep.to_csv(out / "sensitivity.csv", index=False)
-        _plot_sweep(sweep, out / "sensitivity.png")
-        summary["sensitivity"] = {"window": list(sweep.attrs["window"]), "runs": int(len(sweep)),
-                                  "max_reconciliation_error": float(sweep["reconciliation_error"].max())}
+        table = sensitivity_sweep(prepared, registry, artifact, config.sweep_days, traded, sweep)
+        table.to_csv(out / "sensitivity.csv", index=False)
+        _plot_sweep(table, out / "sensitivity.png")
+        summary["sensitivity"] = {"window": list(table.attrs["window"]), "runs": int(len(table)),
+                                  "max_reconciliation_error": float(table["reconciliation_error"].max())}
     return summary
 
 

@@ -334,6 +334,52 @@ class GateConfig(_Section):
     min_trades: Int = Field(20, ge=4, description="out-of-fold trades the evidence needs at the least")
 
 
+class FeedGuardConfig(_Section):
+    """Checks on every live feed message before it reaches the node (``lbml.live.feed_guard``).
+
+    A message that fails is quarantined: skipped, counted by reason and journaled in the state
+    folder (``quarantine.jsonl``). The session stops only when more than ``max_bad_share`` of the
+    last ``rate_window`` messages were quarantined.
+    """
+
+    max_message_bytes: Int = Field(
+        65_536, ge=256, le=16 * 1024 * 1024, description="longer messages are not parsed"
+    )
+    max_nesting: Int = Field(8, ge=2, le=64, description="JSON nested deeper than this is not parsed")
+    max_jump: Float = Field(
+        0.10, gt=0, le=10,
+        description="a price more than this fraction away from the symbol's last good price is a suspect jump",
+    )
+    confirm_after: Int = Field(
+        3, ge=1, le=1000,
+        description="suspect jumps (price or time) are accepted from the confirm_after-th consecutive agreeing one",
+    )
+    max_gap_s: Float = Field(
+        300.0, gt=0, description="an event more than this after the last good one is a suspect jump"
+    )
+    max_late_ms: Float = Field(
+        5000.0, ge=0,
+        description="an event at most this before the last good one is stamped at its time; earlier: quarantined",
+    )
+    max_ahead_of_clock_s: Float = Field(
+        60.0, gt=0, description="event times later than the wall clock plus this are quarantined"
+    )
+    max_behind_clock_s: Float | None = Field(
+        None, gt=0,
+        description="event times earlier than the wall clock minus this are quarantined (off: feeds may replay history)",
+    )
+    max_abs_funding_rate: Float = Field(
+        0.05, gt=0, le=1, description="funding rates per settlement beyond ± this are quarantined"
+    )
+    rate_window: Int = Field(1000, ge=10, le=10_000_000, description="messages in the window of the bad-message rate")
+    max_bad_share: Float = Field(
+        0.1, gt=0, le=1, description="stop when more than this share of the last rate_window messages was quarantined"
+    )
+    journal_raw_bytes: Int = Field(
+        512, ge=0, le=65_536, description="bytes of each quarantined message kept in the journal"
+    )
+
+
 class RetrainConfig(_Section):
     """``[paper.retrain]``: retrain the paper session's model on the latest bars it has seen
     (``lbml.live.retrain``): when the drift monitor flags drift and/or every ``every_days`` of feed
@@ -357,6 +403,7 @@ class RetrainConfig(_Section):
 class PaperConfig(_Section):
     """Paper trading (``lbml paper``)."""
 
+    feed_guard: FeedGuardConfig = FeedGuardConfig()
     retrain: RetrainConfig | None = None
 
 

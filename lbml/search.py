@@ -11,14 +11,21 @@ registry), so several workers pointing at one database share one study. The Optu
 ``<study>@<dataset hash>``: a search on another data file is another study. Workers sharing a study
 draw distinct parameters with the same ``--seed``: TPE's random state is seeded per trial from
 (seed, trial number), and the storage hands out each trial number once. A configuration the study
-already evaluated is not trained again: its recorded log loss is returned. A new SQLite storage is
-created under a file lock, so workers may start together.
+already evaluated is not trained again: its recorded log loss is returned. A new storage is created
+under a lock (a file lock for SQLite, an advisory lock on PostgreSQL; ``schema_lock``) and the study
+is opened with ``load_if_exists``, so workers may start together on an empty database.
+
+``--workers N`` (:func:`run_search_workers`) starts N worker processes (``spawn``, through
+``concurrent.futures.ProcessPoolExecutor``) that share the study through its storage exactly as
+workers on other machines do: each runs :func:`run_search` on its share of the trials. Optuna's
+heartbeat marks a trial whose worker died as failed, so a crashed machine does not leave it running.
 """
 
 import logging
 import shutil
+import warnings
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +56,10 @@ DEFAULT_SPACES: dict[str, dict[str, tuple]] = {
 }
 
 
+#: Seconds between a running trial's heartbeats, and without one before it is marked failed.
+HEARTBEAT_S, GRACE_S = 30, 120
+
+
 @dataclass(frozen=True)
 class SearchResult:
     study: str
@@ -59,6 +70,8 @@ class SearchResult:
     n_pruned: int
     best_value: float | None
     best_params: dict[str, Any]
+    n_workers: int = 1
+    best_attrs: dict[str, Any] = field(default_factory=dict)  # the best trial's oos_auc, dsr, psr, n_trials
 
 
 def _suggest(trial, space: dict[str, tuple]) -> dict[str, Any]:
@@ -147,12 +160,7 @@ def run_search(
     trials = TrialRegistry(url)
     key = StudyKey(study_name, training_data_hash(scenario, prepared.market, prepared.split))
     try:
-        with schema_lock(url):
-            opt_study = optuna.create_study(
-                study_name=f"{study_name}@{key.dataset_hash}", storage=url, direction="minimize",
-                load_if_exists=True, sampler=trial_seeded_sampler(seed),
-                pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
-            )
+        opt_study = open_study(url, f"{study_name}@{key.dataset_hash}", seed)
     except Exception as exc:  # noqa: BLE001 - a bad URL or unreachable database is a user error
         trials.close()
         raise ConfigError(f"--storage {storage}: cannot open the study ({str(exc).splitlines()[0]})") from None
@@ -198,12 +206,99 @@ def run_search(
         opt_study.optimize(objective, n_trials=n_trials)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    completed = [t for t in opt_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    best = opt_study.best_trial if completed else None
+    best = _best(opt_study)
     result = SearchResult(
         study=study_name, storage=url, n_trials_run=n_trials, n_trials_study=trials.count(key),
         dataset_hash=key.dataset_hash,
         n_pruned=pruned, best_value=best.value if best else None, best_params=best.params if best else {},
+        best_attrs=dict(best.user_attrs) if best else {},
     )
     trials.close()
     return result
+
+
+def open_study(url: str, name: str, seed: int):
+    """Create the Optuna study or join it; safe when several workers do so at once on a new database.
+
+    Optuna's tables and the study row are created under :func:`schema_lock`, and ``load_if_exists``
+    makes every worker after the first join the study the first one created.
+    """
+    import optuna
+
+    with schema_lock(url), warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # heartbeats: experimental since 2.9
+        storage = optuna.storages.RDBStorage(
+            url, engine_kwargs={"pool_pre_ping": True}, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+        )
+        return optuna.create_study(
+            study_name=name, storage=storage, direction="minimize", load_if_exists=True,
+            sampler=trial_seeded_sampler(seed),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1),
+        )
+
+
+def _best(opt_study):
+    import optuna
+
+    completed = [t for t in opt_study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    return min(completed, key=lambda t: t.value) if completed else None
+
+
+def trial_shares(n_trials: int, workers: int) -> list[int]:
+    """Split ``n_trials`` over ``workers`` as evenly as possible (no worker gets none)."""
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if workers > n_trials:
+        raise ConfigError(f"--workers {workers} is more than --trials {n_trials}: a worker would have nothing to do")
+    return [n_trials // workers + (1 if k < n_trials % workers else 0) for k in range(workers)]
+
+
+def _search_worker(scenario: Scenario, plugins_dir: Path | None, kwargs: dict[str, Any]) -> SearchResult:
+    from lbml.plugins import load_registry
+
+    return run_search(scenario, load_registry(plugins_dir), **kwargs)
+
+
+def run_search_workers(
+    scenario: Scenario,
+    plugins_dir: Path | None,
+    *,
+    workers: int,
+    n_trials: int,
+    storage: str | Path,
+    study: str | None = None,
+    seed: int = 0,
+    space: dict[str, tuple] | None = None,
+    look_ahead: LookAheadPolicy | None = None,
+) -> SearchResult:
+    """Run ``n_trials`` over ``workers`` processes on this machine sharing one study; return the study's best.
+
+    Each process builds its own plugin registry (from ``plugins_dir``) and runs :func:`run_search` on
+    its share of the trials; they coordinate only through the storage, as workers on several
+    machines do. A worker's error (e.g. an unreachable database) is raised here.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import optuna
+
+    shares = trial_shares(n_trials, workers)
+    kwargs = {"storage": str(database_url(storage)), "study": study, "seed": seed, "space": space,
+              "look_ahead": look_ahead}
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_search_worker, scenario, plugins_dir, kwargs | {"n_trials": k}) for k in shares]
+        results = [f.result() for f in futures]
+    first = results[0]
+    opt_study = optuna.load_study(study_name=f"{first.study}@{first.dataset_hash}", storage=first.storage)
+    best = _best(opt_study)
+    trials = TrialRegistry(first.storage)
+    try:
+        n_study = trials.count(StudyKey(first.study, first.dataset_hash))
+    finally:
+        trials.close()
+    return SearchResult(
+        study=first.study, storage=first.storage, n_trials_run=sum(r.n_trials_run for r in results),
+        n_trials_study=n_study, dataset_hash=first.dataset_hash, n_pruned=sum(r.n_pruned for r in results),
+        best_value=best.value if best else None, best_params=best.params if best else {}, n_workers=workers,
+        best_attrs=dict(best.user_attrs) if best else {},
+    )

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -60,6 +60,19 @@ class DownloadSettings(BaseModel):
     dir: Path = Path("data/binance")
 
 
+class TrackingSettings(BaseModel):
+    """Where runs are tracked in MLflow (``lbml.tracking``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    uri: str | None = None  # None: sqlite:///<runs_dir>/mlflow.db (a local store, no server)
+    artifact_root: Path | None = None  # None: <runs_dir>/mlruns
+    experiment: str = "lbml"
+    artifacts: Literal["none", "summary", "all"] = "summary"  # run-folder files copied to MLflow
+    timeout_s: float = Field(default=10.0, gt=0)  # longest wait for the store at the end of a run
+
+
 class LbmlSettings(BaseSettings):
     """Deployment settings for one machine."""
 
@@ -74,6 +87,7 @@ class LbmlSettings(BaseSettings):
     paths: PathsSettings = PathsSettings()
     signals: SignalsSettings = SignalsSettings()
     download: DownloadSettings = DownloadSettings()
+    tracking: TrackingSettings = TrackingSettings()
 
     @classmethod
     def settings_customise_sources(

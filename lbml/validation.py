@@ -20,13 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import combinations
 from math import comb
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from lbml.errors import DataError
 from lbml.models.base import ModelPlugin
+
+if TYPE_CHECKING:
+    from lbml.sweeps import Sweep
 
 
 MIN_FOLD_CALIBRATION = 100  # smaller validation blocks leave a fold's predictions uncalibrated
@@ -204,6 +207,7 @@ def cross_val_predict_purged(
     fold_features: Callable[["PurgedSplit"], tuple[np.ndarray, dict[str, Any]]] | None = None,
     trainable: np.ndarray | None = None,
     fold_report: Callable[[ModelPlugin, np.ndarray, np.ndarray], Any] | None = None,
+    sweep: "Sweep | None" = None,
 ) -> OutOfFold:
     """Fit a fresh model per split and keep its test predictions (P(class 1)).
 
@@ -219,58 +223,111 @@ def cross_val_predict_purged(
     strategy can still trade).
     ``fold_report(model, X_test, y_test)`` is called with each split's fitted (uncalibrated) model and
     its labelled test samples; the results are kept in ``OutOfFold.fold_reports``.
+    ``sweep`` (``lbml.sweeps``) fits the splits as independent tasks, e.g. on Dask; the result is
+    the serial one, bit for bit.
     """
+    t0n, t1n = _as_ns(t0), _as_ns(t1)
+    shared = {
+        "make_model": make_model, "X": np.asarray(X, dtype=np.float64), "y": np.asarray(y), "t0n": t0n, "t1n": t1n,
+        "n_splits": len(splits), "embargo_ns": int(embargo.value), "sample_weight": sample_weight,
+        "early_stopping_fraction": early_stopping_fraction, "calibration": calibration,
+        "fold_features": fold_features, "trainable": trainable, "fold_report": fold_report,
+    }
+    items = list(enumerate(splits))
+    if sweep is None:  # one split after the other: ``on_fold`` may stop the loop (pruning) early
+        fits = []
+        for item in items:
+            fits.append(fit_split(item, **shared))
+            if on_fold is not None:
+                on_fold(item[0], fits[-1].loss)
+    else:  # every split at once as independent tasks; ``on_fold`` sees them afterwards, in order
+        fits = sweep.map(fit_split, items, **shared)
+        for k, fitted in enumerate(fits):
+            if on_fold is not None:
+                on_fold(k, fitted.loss)
+    states = [f.state for f in fits if f.state is not None]
+    reports = [f.report for f in fits] if fold_report is not None else []
+    return OutOfFold(
+        _arrange([f.p for f in fits], splits, len(y), n_groups), len(splits), [f.n_fit for f in fits], states, reports,
+        raw_paths=_arrange([f.raw for f in fits], splits, len(y), n_groups),
+    )
+
+
+@dataclass(frozen=True)
+class FoldFit:
+    """What one split of :func:`cross_val_predict_purged` produced."""
+
+    p: np.ndarray
+    raw: np.ndarray
+    n_fit: int
+    state: dict[str, Any] | None
+    report: Any
+    loss: float
+
+
+def fit_split(
+    item: tuple[int, PurgedSplit],
+    *,
+    make_model: Callable[[], ModelPlugin],
+    X: np.ndarray,
+    y: np.ndarray,
+    t0n: np.ndarray,
+    t1n: np.ndarray,
+    n_splits: int,
+    embargo_ns: int,
+    sample_weight: np.ndarray | None,
+    early_stopping_fraction: float,
+    calibration: str | None,
+    fold_features: Callable[["PurgedSplit"], tuple[np.ndarray, dict[str, Any]]] | None,
+    trainable: np.ndarray | None,
+    fold_report: Callable[[ModelPlugin, np.ndarray, np.ndarray], Any] | None,
+) -> FoldFit:
+    """Fit split ``item = (k, split)``'s model and predict its test samples (a pure function of its inputs)."""
+    from lbml.sweeps import one_blas_thread
+
+    with one_blas_thread():
+        return _fit_split(item, make_model=make_model, X=X, y=y, t0n=t0n, t1n=t1n, n_splits=n_splits,
+                          embargo_ns=embargo_ns, sample_weight=sample_weight,
+                          early_stopping_fraction=early_stopping_fraction, calibration=calibration,
+                          fold_features=fold_features, trainable=trainable, fold_report=fold_report)
+
+
+def _fit_split(item, *, make_model, X, y, t0n, t1n, n_splits, embargo_ns, sample_weight, early_stopping_fraction,
+               calibration, fold_features, trainable, fold_report) -> FoldFit:
     from sklearn.metrics import log_loss
 
     from lbml.calibration import calibration_method, fit_calibrator
 
-    t0n, t1n = _as_ns(t0), _as_ns(t1)
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y)
-    preds: list[np.ndarray] = []
-    raw_preds: list[np.ndarray] = []
-    n_fit = []
-    states: list[dict[str, Any]] = []
-    reports: list[Any] = []
-    for split in splits:
-        fit, val = early_stopping_block(split.train, t0n, t1n, early_stopping_fraction, int(embargo.value))
-        if trainable is not None:
-            fit, val = fit[trainable[fit]], val[trainable[val]]
-        if len(fit) < 50 or len(np.unique(y[fit])) < 2:
-            raise DataError(
-                f"validation split {len(preds) + 1} of {len(splits)}: only {len(fit)} purged training samples "
-                f"({len(np.unique(y[fit]))} class) - use fewer splits or more data"
-            )
-        Xs = X
-        if fold_features is not None:
-            try:
-                Xs, state = fold_features(split)
-            except DataError as exc:
-                raise DataError(f"validation split {len(preds) + 1} of {len(splits)}: {exc}") from None
-            states.append(state)
-        model = make_model()
-        weight = sample_weight[fit] if sample_weight is not None else None
-        both = len(np.unique(y[val])) > 1
-        eval_set = (Xs[val], y[val]) if both else None
-        extra = {"t0": t0n[fit], "t1": t1n[fit]} if getattr(model, "uses_label_times", False) else {}
-        model.fit(Xs[fit], y[fit], sample_weight=weight, eval_set=eval_set, **extra)
-        proba = model.predict_proba(Xs[split.test])
-        p = raw = proba[:, list(model.classes_).index(1)]
-        if calibration is not None and both and len(val) >= MIN_FOLD_CALIBRATION:
-            method = calibration_method(len(val)) if calibration == "auto" else calibration
-            p = fit_calibrator(model, Xs[val], y[val], method).apply(p)
-        preds.append(p)
-        raw_preds.append(raw)
-        n_fit.append(int(len(fit)))
-        scored = trainable[split.test] if trainable is not None else slice(None)
-        if fold_report is not None:
-            reports.append(fold_report(model, Xs[split.test][scored], y[split.test][scored]))
-        if on_fold is not None:
-            on_fold(len(preds) - 1, float(log_loss(y[split.test][scored], np.clip(p[scored], 1e-7, 1 - 1e-7), labels=[0, 1])))
-    return OutOfFold(
-        _arrange(preds, splits, len(y), n_groups), len(splits), n_fit, states, reports,
-        raw_paths=_arrange(raw_preds, splits, len(y), n_groups),
-    )
+    k, split = item
+    fit, val = early_stopping_block(split.train, t0n, t1n, early_stopping_fraction, embargo_ns)
+    if trainable is not None:
+        fit, val = fit[trainable[fit]], val[trainable[val]]
+    if len(fit) < 50 or len(np.unique(y[fit])) < 2:
+        raise DataError(
+            f"validation split {k + 1} of {n_splits}: only {len(fit)} purged training samples "
+            f"({len(np.unique(y[fit]))} class) - use fewer splits or more data"
+        )
+    Xs, state = X, None
+    if fold_features is not None:
+        try:
+            Xs, state = fold_features(split)
+        except DataError as exc:
+            raise DataError(f"validation split {k + 1} of {n_splits}: {exc}") from None
+    model = make_model()
+    weight = sample_weight[fit] if sample_weight is not None else None
+    both = len(np.unique(y[val])) > 1
+    eval_set = (Xs[val], y[val]) if both else None
+    extra = {"t0": t0n[fit], "t1": t1n[fit]} if getattr(model, "uses_label_times", False) else {}
+    model.fit(Xs[fit], y[fit], sample_weight=weight, eval_set=eval_set, **extra)
+    proba = model.predict_proba(Xs[split.test])
+    p = raw = proba[:, list(model.classes_).index(1)]
+    if calibration is not None and both and len(val) >= MIN_FOLD_CALIBRATION:
+        method = calibration_method(len(val)) if calibration == "auto" else calibration
+        p = fit_calibrator(model, Xs[val], y[val], method).apply(p)
+    scored = trainable[split.test] if trainable is not None else slice(None)
+    report = fold_report(model, Xs[split.test][scored], y[split.test][scored]) if fold_report is not None else None
+    loss = float(log_loss(y[split.test][scored], np.clip(p[scored], 1e-7, 1 - 1e-7), labels=[0, 1]))
+    return FoldFit(p, raw, int(len(fit)), state, report, loss)
 
 
 def _arrange(preds: list[np.ndarray], splits: list[PurgedSplit], n: int, n_groups: int | None) -> np.ndarray:

@@ -5,10 +5,14 @@ statistics: the same ``train`` path as ``lbml train``) on bars up to ``embargo_b
 ``test_start_k``: from the first bar (expanding window) or from ``train_days`` before (sliding).
 Each period is backtested on a fresh engine starting from the scenario's balance; the stitched
 curve chains the periods' returns into one equity curve, one tearsheet and one metrics file.
+Periods are independent tasks (:func:`run_period`): ``--scheduler`` runs them on Dask (``lbml.sweeps``).
 """
 
 import logging
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -21,6 +25,9 @@ from lbml.report.plots import plot_equity
 from lbml.report.runfolder import finish_run_folder, new_run_path, write_json
 from lbml.scenario import Scenario
 from lbml.split import Split
+
+if TYPE_CHECKING:
+    from lbml.sweeps import Sweep
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +77,45 @@ def stitch(curves: list[pd.DataFrame], initial: float) -> pd.DataFrame:
     return out[~out.index.duplicated(keep="last")][["equity", "close"]]
 
 
+@dataclass(frozen=True)
+class PeriodResult:
+    """One walk-forward period: its model's files, its equity curve and its summary row."""
+
+    model_files: dict[str, bytes]  # path inside the model folder → content
+    curve: pd.DataFrame
+    summary: dict
+
+
+def run_period(item: tuple[int, Split], *, scenario: Scenario, market, registry: PluginRegistry) -> PeriodResult:
+    """Train period ``item = (k, split)``'s model in a private folder, backtest its test window.
+
+    A pure function of its inputs, so it runs the same here or as a Dask task on another machine;
+    the model comes back as file contents.
+    """
+    from lbml.models.training import train
+    from lbml.workflows import Prepared, backtest
+
+    from lbml.sweeps import one_blas_thread
+
+    k, split = item
+    with one_blas_thread(), tempfile.TemporaryDirectory(prefix=f"lbml-period-{k:03d}-") as work:
+        model_dir = Path(work) / "model"
+        trained = train(scenario, market, registry, split, model_dir)
+        result, artifact = backtest(Prepared(scenario, market, split), registry, trained.artifact_dir)
+        files = {str(f.relative_to(model_dir)): f.read_bytes() for f in sorted(model_dir.rglob("*")) if f.is_file()}
+    m = compute_metrics(result, scenario.report.periods_per_year)
+    summary = split.to_dict() | {
+        "model_id": artifact.model_id,
+        "n_trades": m["n_trades"],
+        "total_return": m["total_return"],
+        "reconciliation_error": m["reconciliation_error"],
+        "oos_auc_cv": trained.metrics.get("oos_auc"),
+        "dsr_cv": trained.metrics.get("dsr"),
+        "ev_threshold": trained.metrics.get("ev_threshold"),
+    }
+    return PeriodResult(files, result.record.equity_frame(), summary)
+
+
 def run_walkforward(
     scenario: Scenario,
     registry: PluginRegistry,
@@ -78,44 +124,39 @@ def run_walkforward(
     out: Path | None = None,
     progress: bool = False,
     look_ahead: LookAheadPolicy | None = None,
+    sweep: "Sweep | None" = None,
 ) -> tuple[Path, dict]:
     """``lbml walkforward``: train, trade and stitch every period; write one run folder.
 
     ``look_ahead`` runs the look-ahead check around the scenario's own
-    training-window end before any period is trained.
+    training-window end before any period is trained. ``sweep`` (``lbml.sweeps``) runs the periods
+    as independent tasks (e.g. on Dask); the run folder is the serial one's, bit for bit.
     """
-    from lbml.models.training import train
-    from lbml.workflows import Prepared, backtest, prepare, stamp_look_ahead
+    from lbml.models.training import data_hash
+    from lbml.sweeps import SerialSweep
+    from lbml.workflows import prepare, stamp_look_ahead
 
     prepared = prepare(scenario, registry, progress=progress, look_ahead=look_ahead)
     splits = walkforward_splits(prepared.market[scenario.data.symbol].bars.index, scenario)
     final = out or new_run_path(runs_dir, f"{scenario.name}-walkforward")
     with atomic_folder(final) as tmp:
         (tmp / "scenario.toml").write_text(scenario.to_toml())
+        results = (sweep or SerialSweep()).map(
+            run_period, list(enumerate(splits)), scenario=scenario, market=prepared.market, registry=registry,
+        )
         periods, curves = [], []
-        for k, split in enumerate(splits):
-            period = Prepared(scenario, prepared.market, split)
-            trained = train(scenario, prepared.market, registry, split, tmp / "models" / f"period_{k:03d}")
-            result, artifact = backtest(period, registry, trained.artifact_dir, progress=progress)
-            curve = result.record.equity_frame()
-            curves.append(curve)
-            m = compute_metrics(result, scenario.report.periods_per_year)
-            periods.append(
-                split.to_dict()
-                | {
-                    "model_id": artifact.model_id,
-                    "n_trades": m["n_trades"],
-                    "total_return": m["total_return"],
-                    "reconciliation_error": m["reconciliation_error"],
-                    "oos_auc_cv": trained.metrics.get("oos_auc"),
-                    "dsr_cv": trained.metrics.get("dsr"),
-                    "ev_threshold": trained.metrics.get("ev_threshold"),
-                }
-            )
+        for k, period in enumerate(results):
+            folder = tmp / "models" / f"period_{k:03d}"
+            for name, content in period.model_files.items():
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                (folder / name).write_bytes(content)
+            curves.append(period.curve)
+            periods.append(period.summary)
             log.info("walkforward period %d/%d: %s", k + 1, len(splits), periods[-1])
         equity = stitch(curves, scenario.venue.starting_balance)
         equity.to_csv(tmp / "equity.csv")
         metrics = _stitched_metrics(equity, periods, scenario)
+        metrics["data_hash"] = data_hash(prepared.market[scenario.data.symbol].bars.loc[: splits[-1].test_end])
         stamp_look_ahead(tmp, metrics, prepared.look_ahead)
         stamp = f"{metrics['report_stamp']}: " if metrics.get("report_stamp") else ""
         write_json(tmp / "walkforward.json", {"periods": periods, "config": scenario.walkforward.model_dump()})

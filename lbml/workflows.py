@@ -27,6 +27,7 @@ from lbml.report.runfolder import new_run_path, write_json, write_reports, write
 from lbml.robustness import write_robustness
 from lbml.scenario import Scenario
 from lbml.split import Split, compute_split
+from lbml.sweeps import Sweep
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +75,23 @@ def prepare(
 def train_model(
     prepared: Prepared, registry: PluginRegistry, out_dir: Path, *, trials: TrialRegistry | None = None,
     progress: bool = False,
+    sweep: "Sweep | None" = None,
 ) -> TrainResult:
     return train(prepared.scenario, prepared.market, registry, prepared.split, out_dir, trials=trials,
-                 progress=progress)
+                 progress=progress, sweep=sweep)
 
 
 def trial_registry(runs_dir: Path) -> TrialRegistry:
     """The default trial registry: ``trials.sqlite`` in the runs folder."""
     return TrialRegistry(Path(runs_dir) / TRIALS_FILE)
+
+
+def run_data_hash(prepared: Prepared) -> str:
+    """Hash of the traded symbol's bars a run reads: from the first bar (features warm up on all
+    history) to the end of its backtest window."""
+    from lbml.models.training import data_hash
+
+    return data_hash(prepared.market[prepared.scenario.data.symbol].bars.loc[: prepared.split.test_end])
 
 
 def is_in_sample(artifact: LoadedArtifact, split: Split) -> bool:
@@ -159,6 +169,7 @@ def write_run(
     *,
     model_trained_here: bool,
     registry: PluginRegistry | None = None,
+    sweep: "Sweep | None" = None,
 ) -> dict:
     """Fill ``run_dir`` with the resolved scenario, split, trades, equity, metrics and reports."""
     scenario = prepared.scenario
@@ -183,6 +194,7 @@ def write_run(
         "backtest_window": {"start": prepared.split.test_start, "end": prepared.split.test_end},
         "data": prepared.data,
         "in_sample": in_sample,
+        "data_hash": run_data_hash(prepared),
     }
     if result.signals is not None:
         metrics["signals"] = result.signals
@@ -202,7 +214,8 @@ def write_run(
         )
     copy_model_reports(artifact, run_dir)
     if scenario.robustness.enabled and registry is not None and len(equity) > 1:
-        metrics["robustness"] = write_robustness(run_dir, prepared, result, artifact, registry, scenario.robustness)
+        metrics["robustness"] = write_robustness(run_dir, prepared, result, artifact, registry, scenario.robustness,
+                                                sweep)
     stamp = f"{metrics['report_stamp']}: " if metrics.get("report_stamp") else ""
     write_reports(run_dir, result, metrics, f"{stamp}{scenario.name}", tearsheet=scenario.report.tearsheet,
                   periods_per_year=scenario.report.periods_per_year)
@@ -233,8 +246,11 @@ def run_scenario(
     allow_in_sample: bool = False,
     ignore_edge_gate: bool = False,
     look_ahead: LookAheadPolicy | None = None,
+    sweep: "Sweep | None" = None,
 ) -> tuple[Path, dict]:
-    """``lbml backtest``: train on the training window unless a model is given, then backtest."""
+    """``lbml backtest``: train on the training window unless a model is given, then backtest.
+
+    ``sweep`` (``lbml.sweeps``) runs the CV splits and the robustness grid as independent tasks."""
     prepared = prepare(scenario, registry, progress=progress, look_ahead=look_ahead)
     final = out or new_run_path(runs_dir, scenario.name)
     with atomic_folder(final) as tmp:
@@ -242,7 +258,7 @@ def run_scenario(
         if trained_here:
             trials = trial_registry(runs_dir)
             try:
-                train_model(prepared, registry, tmp / "model", trials=trials, progress=progress)
+                train_model(prepared, registry, tmp / "model", trials=trials, progress=progress, sweep=sweep)
             finally:
                 trials.close()
             model_dir = tmp / "model"
@@ -250,7 +266,8 @@ def run_scenario(
             prepared, registry, model_dir, progress=progress, publish=publish, allow_in_sample=allow_in_sample,
             ignore_edge_gate=ignore_edge_gate,
         )
-        metrics = write_run(tmp, prepared, result, artifact, model_trained_here=trained_here, registry=registry)
+        metrics = write_run(tmp, prepared, result, artifact, model_trained_here=trained_here, registry=registry,
+                            sweep=sweep)
     if trained_here:
         metrics["model_path"] = str(final / "model")
     return final, metrics

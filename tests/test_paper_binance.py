@@ -9,6 +9,7 @@ import pytest
 
 from lbml.errors import ConfigError
 from lbml.live.binance import BinanceFeedConfig, BinanceMessages, binance_subscriptions
+from lbml.live.feed_guard import Quarantine
 from lbml.live.events import DEPTH, FUNDING, QUOTE, TRADE, MarketEvent, first_bars
 
 # Each test waits on a node, a socket or a subprocess: it fails after 120 s instead of hanging.
@@ -90,13 +91,28 @@ def test_a_malformed_message_is_counted_and_skipped():
     assert feed.feed(trade("BNBUSDT", 1_001), 0) == [MarketEvent(TRADE, "BNBUSDT", 1_001 * MS, 312.5, 0.25, 1.0)]
 
 
-def test_events_leave_in_time_order_a_late_one_is_stamped_later_never_earlier():
-    feed = BinanceMessages(["BNBUSDT"], "usdt_futures", after_ts=900 * MS)
-    assert feed.feed(trade("BNBUSDT", 899), 0)[0].ts == 900 * MS  # older than the journal's last event
-    assert feed.feed(trade("BNBUSDT", 1_000), 0)[0].ts == 1_000 * MS
-    late = feed.feed(trade("BNBUSDT", 998, price="311"), 0)[0]
+def test_events_leave_in_time_order_a_late_one_is_stamped_later_never_earlier(tmp_path):
+    """Streams are pushed independently: the feed guard stamps a slightly late event at the last
+    event's time (never earlier than it was); one later than the clock allows never moves anything."""
+    from lbml.live.feed_guard import FeedGuard
+    from lbml.live.quarantine import QuarantineJournal
+    from lbml.live.status import PaperStatus
+    from lbml.scenario import FeedGuardConfig
+
+    feed = BinanceMessages(["BNBUSDT"], "usdt_futures")
+    guard = FeedGuard(FeedGuardConfig(), QuarantineJournal(tmp_path), PaperStatus(), clock=lambda: 10_000 * MS)
+    guard.observe(MarketEvent(TRADE, "BNBUSDT", 900 * MS, 312.5, 1.0, 1.0))  # the journal's last event
+
+    def admit(raw):
+        return [guard.check(e, raw) for e in feed.decode(raw, 10_000 * MS)]
+
+    assert admit(trade("BNBUSDT", 899))[0].ts == 900 * MS  # older than the journal's last event
+    assert admit(trade("BNBUSDT", 1_000))[0].ts == 1_000 * MS
+    [late] = admit(trade("BNBUSDT", 998, price="311"))
     assert (late.ts, late.a) == (1_000 * MS, 311.0)
-    assert feed.n_late == 2 and feed.last_ts == 1_000 * MS
+    assert guard.restamped == 2 and guard.last_ts == 1_000 * MS
+    with pytest.raises(Quarantine, match="ts_ahead_of_clock"):  # refused before it can move anything
+        feed.decode(trade("BNBUSDT", 10_000 + 61_000), 10_000 * MS)
 
 
 def test_spot_book_tickers_are_stamped_on_the_exchange_clock_not_before_they_existed():
@@ -118,22 +134,23 @@ def test_spot_book_tickers_are_stamped_on_the_exchange_clock_not_before_they_exi
 def test_a_funding_settlement_is_released_at_its_time_with_the_last_announced_rate():
     feed = BinanceMessages(["BTCUSDT", "BNBUSDT"], "usdt_futures", funding=True)
     settle = 8 * HOUR_MS
-    assert feed.feed(mark(settle - 2_000, settle, "0.00010000"), 0) == []
-    assert feed.feed(mark(settle - 1_000, settle, "0.00012000"), 0) == []  # the estimate moves until then
+    NOW = 4 * settle * MS  # received after every exchange time below
+    assert feed.feed(mark(settle - 2_000, settle, "0.00010000"), NOW) == []
+    assert feed.feed(mark(settle - 1_000, settle, "0.00012000"), NOW) == []  # the estimate moves until then
     # Before the settlement time nothing is released, whatever arrives.
-    assert [e.kind for e in feed.feed(trade("BTCUSDT", settle - 1), 0)] == [TRADE]
+    assert [e.kind for e in feed.feed(trade("BTCUSDT", settle - 1), NOW)] == [TRADE]
     # The first event at or after it releases the settlement first, stamped at the settlement.
-    out = feed.feed(trade("BTCUSDT", settle), 0)
+    out = feed.feed(trade("BTCUSDT", settle), NOW)
     assert out == [MarketEvent(FUNDING, "BNBUSDT", settle * MS, 0.00012, 0.0, 0.0),
                    MarketEvent(TRADE, "BTCUSDT", settle * MS, 312.5, 0.25, 1.0)]
     # Announcements for a settlement already released change nothing; the next one is announced.
-    assert feed.feed(mark(settle + 500, settle, "0.00099000"), 0) == []
-    assert feed.feed(mark(settle + 1_000, 2 * settle, "-0.00003000"), 0) == []
-    assert feed.feed(trade("BNBUSDT", 2 * settle - 1), 0)[0].kind == TRADE
+    assert feed.feed(mark(settle + 500, settle, "0.00099000"), NOW) == []
+    assert feed.feed(mark(settle + 1_000, 2 * settle, "-0.00003000"), NOW) == []
+    assert feed.feed(trade("BNBUSDT", 2 * settle - 1), NOW)[0].kind == TRADE
     # A mark-price message past the settlement releases it by itself (a quiet market).
-    assert feed.feed(mark(2 * settle + 1_000, 3 * settle, "0.0001"), 0) == [
+    assert feed.feed(mark(2 * settle + 1_000, 3 * settle, "0.0001"), NOW) == [
         MarketEvent(FUNDING, "BNBUSDT", 2 * settle * MS, -0.00003, 0.0, 0.0)]
-    assert feed.n_malformed == feed.n_late == 0
+    assert feed.n_malformed == 0
 
 
 def test_funding_messages_are_ignored_unless_the_pipeline_uses_funding():
@@ -164,16 +181,21 @@ def test_a_live_feed_stops_after_n_bar_periods():
     assert asyncio.run(collect(first_ts=61 * 10**9)) == stamps[:7]
 
 
-def test_an_unreachable_server_is_a_one_line_data_error():
+def test_an_unreachable_server_is_a_one_line_data_error(tmp_path):
     import socket
 
     from lbml.errors import DataError
     from lbml.live.binance import BinanceSource
+    from lbml.live.feed_guard import FeedGuard
+    from lbml.live.quarantine import QuarantineJournal
+    from lbml.live.status import PaperStatus
+    from lbml.scenario import FeedGuardConfig
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    source = BinanceSource(BinanceFeedConfig(url=f"ws://127.0.0.1:{port}"), ["BNBUSDT"], funding=False, depth=False)
+    source = BinanceSource(BinanceFeedConfig(url=f"ws://127.0.0.1:{port}"), ["BNBUSDT"], funding=False, depth=False,
+                          guard=FeedGuard(FeedGuardConfig(), QuarantineJournal(tmp_path), PaperStatus()))
 
     async def first():
         async for event in source.events():

@@ -1,6 +1,7 @@
 """Feed pieces of paper trading: event-time bars, the ZeroMQ message format and feed, drift tests."""
 
 import dataclasses
+import json
 import socket
 import sqlite3
 import threading
@@ -244,7 +245,15 @@ def test_binance_feed_gives_the_replay_signals_and_restarts_from_its_journal(sma
         scenario.data.symbol].bars.index][bars - 1].value
     n_window = sum(e.ts <= end for e in events)
     messages = futures_messages(events[: n_window + 5])  # the session stops at the first event after the window
-    messages.insert(len(messages) // 2, '{"stream":"bnbusdt@trade","data":{"e":"trade","p":"oops"}}')
+    # Bad messages the feed guard quarantines: malformed, a price 1000x off, a time a year ahead.
+    middle = len(messages) // 2
+    stream, data = next(m for m in reversed(messages[:middle]) if m[0] == "bnbusdt@trade")
+    year_ms = 365 * 24 * 3_600_000
+    messages[middle:middle] = [
+        '{"stream":"bnbusdt@trade","data":{"e":"trade","p":"oops"}}',
+        json.dumps({"stream": stream, "data": data | {"p": repr(float(data["p"]) * 1000)}}),
+        json.dumps({"stream": stream, "data": data | {"T": data["T"] + year_ms, "E": data["E"] + year_ms}}),
+    ]
     streams = {"btcusdt@trade", "btcusdt@bookTicker", "bnbusdt@trade", "bnbusdt@bookTicker",
                "bnbusdt@depth5@500ms", "bnbusdt@markPrice@1s"}
     futures = BinanceFeedConfig(market="usdt_futures")
@@ -263,6 +272,7 @@ def test_binance_feed_gives_the_replay_signals_and_restarts_from_its_journal(sma
     replay = run_paper(scenario, registry, tmp_path / "replay", PaperOptions(speed=1e9, bars=bars, console=False),
                        model_dir=model, prepared=prepared)
     assert live["feed_finished"] and live["items"] == replay["items"] == n_window + 2 * bars
+    assert live["quarantined"] == {"malformed": 1, "price_jump": 1, "ts_gap": 1}
     rows = {}
     for name in ("binance", "replay"):
         db = sqlite3.connect(tmp_path / name / "state.sqlite")

@@ -79,6 +79,10 @@ class ControlledFeed:
         for event in events:
             self._sock.send(encode_event(event))
 
+    def send_raw(self, messages: list[bytes]) -> None:
+        for message in messages:
+            self._sock.send(message)
+
     def end(self) -> None:
         self._sock.send(END_OF_STREAM)
 

@@ -101,6 +101,18 @@ class FeaturePipeline:
         clone._bind_buffer(bytearray(self._raw))
         return clone
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle without the packer and the buffer view (rebuilt on load), e.g. to ship the pipeline to
+        a Dask worker (``lbml.sweeps``)."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_raw", "_pack", "_buffer")}
+        state["_raw"] = bytes(self._raw)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        raw = state.pop("_raw")
+        self.__dict__.update(state)
+        self._bind_buffer(bytearray(raw))
+
     @property
     def warmup_bars(self) -> int:
         return max(p.warmup_bars() for p in self.plugins)

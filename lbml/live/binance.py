@@ -22,10 +22,13 @@ book tickers and depth, the event time ``E`` of mark prices. Spot book tickers a
 no time: they are stamped with the receive time moved onto the exchange clock by the smallest
 ``receive time - exchange time`` seen so far (the fastest delivery), an estimate that is not
 earlier than the moment the message existed; messages before the first timed one are dropped
-(``n_untimed``). Events leave in non-decreasing time: one older than the last event (streams are
-pushed independently, so this happens) is stamped with the last event's time instead, never
-earlier than it was, and counted in ``n_late``. A malformed message is counted in ``n_malformed``
-and skipped; it never stops the feed.
+(``n_untimed``). An exchange time later than the receive time plus ``max_ahead_ns`` is refused
+before it can move that estimate or release a funding settlement.
+
+Every raw message goes through the session's ``FeedGuard`` (``lbml.live.feed_guard``), as for
+``--feed zmq``: size and nesting limits before parsing, malformed messages and implausible events
+quarantined (counted by reason, journaled), slightly late events (streams are pushed independently)
+stamped at the last event's time, never earlier than they were.
 
 The session journals every event (as for ``--feed zmq``), so a restart replays exactly what was
 processed and then continues live. What Binance sent while the client was disconnected (network
@@ -43,6 +46,7 @@ import msgspec
 
 from lbml.errors import ConfigError, DataError
 from lbml.live.events import DEPTH, FUNDING, QUOTE, TRADE, MarketEvent
+from lbml.live.feed_guard import MALFORMED, TS_AHEAD_OF_CLOCK, TS_INVALID, FeedGuard, Quarantine
 from lbml.nautilus.binance import (
     BinanceAccountType,
     BinanceAggregatedTradeMsg,
@@ -170,19 +174,18 @@ class BinanceMessages:
         ``spot`` or ``usdt_futures`` (which schemas the messages follow).
     funding
         Release the traded symbol's funding settlements from its mark-price messages.
-    after_ts
-        Time of the last event the session already processed (its journal): later events are
-        never stamped before it.
+    max_ahead_ns
+        Exchange times later than the receive time plus this are refused (``TS_AHEAD_OF_CLOCK``).
     """
 
-    def __init__(self, symbols: list[str], market: str, *, funding: bool = False, after_ts: int = 0) -> None:
+    def __init__(self, symbols: list[str], market: str, *, funding: bool = False,
+                 max_ahead_ns: int = 60_000_000_000) -> None:
         self._symbols = {str(BinanceSymbol(s)): s for s in symbols}
         self._spot = market == "spot"
         self._funding = FundingSettlements(symbols[-1]) if funding else None
-        self.last_ts = after_ts
+        self._max_ahead_ns = max_ahead_ns
         self._offset: int | None = None  # smallest receive time - exchange time seen
         self.n_malformed = 0
-        self.n_late = 0
         self.n_untimed = 0
         self._wrapper = msgspec.json.Decoder(BinanceDataMsgWrapper)
         self._decoders = {
@@ -194,7 +197,20 @@ class BinanceMessages:
         }
 
     def feed(self, raw: bytes, received_ns: int) -> list[MarketEvent]:
-        """Return the events ``raw`` (received at ``received_ns``, local clock) releases."""
+        """Return the events ``raw`` releases; a message ``decode`` refuses is counted and skipped."""
+        try:
+            return self.decode(raw, received_ns)
+        except Quarantine as why:
+            if _worth_logging(self.n_malformed):
+                log.warning("binance feed: %s; %d so far", why, self.n_malformed)
+            return []
+
+    def decode(self, raw: bytes, received_ns: int) -> list[MarketEvent]:
+        """Return the events ``raw`` (received at ``received_ns``, local clock) releases.
+
+        Raises ``Quarantine`` for a malformed message (counted in ``n_malformed``) or an exchange
+        time that cannot be right.
+        """
         try:
             stream = self._wrapper.decode(raw).stream
             if not stream:  # a reply to SUBSCRIBE, or an error reply
@@ -202,14 +218,17 @@ class BinanceMessages:
                     log.warning("binance feed: %s", raw[:200].decode(errors="replace"))
                 return []
             parsed = self._parse(stream, raw)
-        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, KeyError) as exc:
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError, KeyError, OverflowError) as exc:
             self.n_malformed += 1
-            if _worth_logging(self.n_malformed):
-                log.warning("binance feed: malformed message %r (%s); %d so far", raw[:120], exc, self.n_malformed)
-            return []
+            raise Quarantine(MALFORMED, f"binance feed: {exc}") from None
         if parsed is None:
             return []
         ts, event, announced = parsed
+        if ts is not None and ts <= 0:
+            raise Quarantine(TS_INVALID, f"exchange time {ts}")
+        if ts is not None and ts > received_ns + self._max_ahead_ns:
+            raise Quarantine(TS_AHEAD_OF_CLOCK, f"exchange time {ts} is {(ts - received_ns) / 1e9:.0f} s after "
+                                                "its receive time")
         if ts is None:
             if self._offset is None:
                 self.n_untimed += 1
@@ -221,22 +240,12 @@ class BinanceMessages:
         if self._funding is not None:
             settled = self._funding.due(ts)
             if settled is not None:
-                out.append(self._stamp(settled))
+                out.append(settled)
             if announced is not None:
                 self._funding.announce(*announced)
         if event is not None:
-            out.append(self._stamp(event._replace(ts=ts)))
+            out.append(event._replace(ts=ts))
         return out
-
-    def _stamp(self, event: MarketEvent) -> MarketEvent:
-        if event.ts >= self.last_ts:
-            self.last_ts = event.ts
-            return event
-        self.n_late += 1
-        if _worth_logging(self.n_late):
-            log.warning("binance feed: event %.3f ms older than the last one, stamped at the last one's time; "
-                        "%d so far", (self.last_ts - event.ts) / _MS, self.n_late)
-        return event._replace(ts=self.last_ts)
 
     def _parse(self, stream: str, raw: bytes) -> tuple[int | None, MarketEvent | None, tuple | None] | None:
         """Return (exchange time or None, event, funding announcement) or None (not ours)."""
@@ -299,18 +308,20 @@ class BinanceSource:
         The scenario's symbols, reference first and traded last (``paper_symbols``).
     funding, depth
         The pipeline uses funding settlements / depth summaries (``paper_custom_inputs``).
-    after_ts
-        Time of the last journaled event of the session (0 for a new session).
+    guard
+        The session's feed guard (seeded with the session's last events).
     """
 
     rewindable = False
 
     def __init__(
-        self, config: BinanceFeedConfig, symbols: list[str], *, funding: bool, depth: bool, after_ts: int = 0
+        self, config: BinanceFeedConfig, symbols: list[str], *, funding: bool, depth: bool, guard: FeedGuard
     ) -> None:
         self.config = config
         self.subscriptions = binance_subscriptions(symbols, config, funding=funding, depth=depth)
-        self.messages = BinanceMessages(symbols, config.market, funding=funding, after_ts=after_ts)
+        self.guard = guard
+        self.messages = BinanceMessages(symbols, config.market, funding=funding,
+                                        max_ahead_ns=int(guard.config.max_ahead_of_clock_s * 1e9))
         self.n_reconnects = 0
 
     async def events(self) -> AsyncIterator[MarketEvent]:
@@ -331,10 +342,20 @@ class BinanceSource:
                     await getattr(client, method)(*args)
             except WebSocketClientError as exc:
                 raise DataError(f"--feed binance: cannot connect to {self.config.ws_url()}: {exc}") from None
+            guard = self.guard
             while True:
                 received_ns, raw = await inbox.get()
-                for event in self.messages.feed(raw, received_ns):
-                    yield event
+                if not guard.wire(raw):
+                    continue
+                try:
+                    events = self.messages.decode(raw, received_ns)
+                except Quarantine as why:
+                    guard.reject(raw, why)
+                    continue
+                for event in events:
+                    accepted = guard.check(event, raw)
+                    if accepted is not None:
+                        yield accepted
         finally:
             await client.disconnect()
 

@@ -189,7 +189,7 @@ def decode_event(payload: bytes) -> MarketEvent | None:
         if kind == "depth":
             return MarketEvent(DEPTH, symbol, ts, float(msg["bid_depth"]), float(msg["ask_depth"]), 0.0)
         raise ValueError(f"unknown type {kind!r}")
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
         raise DataError(f"zmq feed: malformed message {payload[:120]!r}: {exc}") from None
 
 
@@ -197,18 +197,25 @@ POLL_S = 0.001
 
 
 class ZmqSource:
-    """Events from a ZeroMQ SUB socket connected to ``endpoint`` (documented JSON format)."""
+    """Events from a ZeroMQ SUB socket connected to ``endpoint`` (documented JSON format).
+
+    Every message goes through ``guard`` (``lbml.live.feed_guard``): too big or too deep to parse,
+    malformed or implausible messages are quarantined, never delivered. Messages of other symbols
+    are skipped without being counted.
+    """
 
     rewindable = False
 
-    def __init__(self, endpoint: str, symbols: set[str]) -> None:
+    def __init__(self, endpoint: str, symbols: set[str], guard) -> None:
         self.endpoint = endpoint
         self.symbols = symbols
+        self.guard = guard
         self._sock = None
-        self.n_malformed = 0
 
     async def events(self) -> AsyncIterator[MarketEvent]:
         import zmq
+
+        from lbml.live.feed_guard import MALFORMED, Quarantine
 
         # A plain socket polled without blocking: independent of how the node's event loop
         # integrates file descriptors, at the cost of up to POLL_S of added latency when idle.
@@ -217,6 +224,7 @@ class ZmqSource:
         self._sock.setsockopt(zmq.RCVHWM, 0)
         self._sock.connect(self.endpoint)
         self._sock.setsockopt(zmq.SUBSCRIBE, b"")
+        guard = self.guard
         try:
             while True:
                 try:
@@ -224,15 +232,19 @@ class ZmqSource:
                 except zmq.Again:
                     await asyncio.sleep(POLL_S)
                     continue
+                if not guard.wire(payload):
+                    continue
                 try:
                     event = decode_event(payload)
-                except DataError:
-                    self.n_malformed += 1
+                except DataError as exc:
+                    guard.reject(payload, Quarantine(MALFORMED, str(exc)))
                     continue
                 if event is None:
                     return
                 if event.symbol in self.symbols:
-                    yield event
+                    accepted = guard.check(event, payload)
+                    if accepted is not None:
+                        yield accepted
         finally:
             self._sock.close(0)
 

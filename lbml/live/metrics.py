@@ -110,7 +110,12 @@ class _StatusCollector:
         yield _counter("signals_published", "Signals this process sent on the ZeroMQ stream", s.signals_published)
         if s.signal_peers is not None:
             yield _gauge("signal_subscribers", "Connections to the signal stream's socket (subscribers)", s.signal_peers)
-        yield _counter("bad_feed_messages", "Feed messages refused by the feed validation", s.bad_messages)
+        yield _counter("bad_feed_messages", "Feed messages quarantined by the feed guard", s.bad_messages)
+        by_reason = CounterMetricFamily(f"{PREFIX}_bad_feed_messages_by_reason",
+                                        "Feed messages quarantined by the feed guard, by reason", labels=["reason"])
+        for reason, count in sorted(s.feed_quarantine.items()):
+            by_reason.add_metric([reason], float(count))
+        yield by_reason
         yield _gauge("market_timestamp_seconds", "Event time of the last committed bar (Unix seconds)",
                      s.market_ts / 1e9)
         idle = time.monotonic() - self._plan.last_event_wall

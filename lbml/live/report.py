@@ -4,7 +4,9 @@ The stored fills, closed trades, per-bar equity and risk, every cost-ledger char
 liquidations are turned back into the ``BacktestResult`` the backtest reports are computed from, so
 ``metrics.json`` (equity reconciliation and cost breakdown included), ``equity.png``,
 ``tearsheet.html``, ``risk.png``, ``ledgers.csv`` and ``liquidations.csv`` come from the very same
-code. Output goes to ``STATE_DIR/report/`` (replaced atomically on every call). The metrics carry the
+code. Output goes to ``STATE_DIR/report/`` (replaced atomically on every call). ``metrics.json``
+also counts the live feed messages the feed guard quarantined (``feed_quarantine``, by reason, from
+``STATE_DIR/quarantine.jsonl``). The metrics carry the
 exposure cap the session was held to and its largest exposure, as the recorder checked them on every
 bar (kept in the checkpoint, a breach at once); a session that broke the cap gets no report but ``InvariantError``
 (exit 3), as a backtest run does. A session with ``[paper.retrain]`` also gets ``retrains`` in
@@ -22,6 +24,7 @@ from lbml.gate import OVERRIDDEN, OVERRIDE_STAMP
 from lbml.engine.backtest import BacktestResult
 from lbml.engine.costs import CostLedger
 from lbml.engine.recorder import RunRecord
+from lbml.live.quarantine import FILE_NAME as QUARANTINE_FILE, quarantine_counts
 from lbml.errors import InvariantError
 from lbml.live.state import (
     BREACH_KEY,
@@ -128,6 +131,10 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
                 .to_csv(tmp / "retrains.csv", index=False)
             accepted = [r for r in retrains if r["status"] == "accepted"]
             metrics["model_id_final"] = accepted[-1]["candidate_id"] if accepted else session["model_id"]
+        quarantined = quarantine_counts(state_dir)
+        metrics["feed_quarantine"] = {"total": sum(quarantined.values()),
+                                      "by_reason": dict(sorted(quarantined.items(), key=lambda kv: -kv[1])),
+                                      "journal": QUARANTINE_FILE}
         if result.strategy_report:
             metrics["strategy_report"] = result.strategy_report
         if data is not None:

@@ -25,7 +25,9 @@ from lbml.features.guard import LookAheadPolicy
 from lbml.features.pipeline import compute_features
 from lbml.live.binance import BinanceFeedConfig, BinanceSource, binance_subscriptions
 from lbml.live.drift import DriftConfig, DriftMonitor
-from lbml.live.events import JOURNAL_COLUMNS, MarketEvent, ZmqSource, first_bars, replay_events, require_ticks
+from lbml.live.events import JOURNAL_COLUMNS, QUOTE, TRADE, MarketEvent, ZmqSource, first_bars, replay_events, \
+    require_ticks
+from lbml.live.feed_guard import FeedGuard
 from lbml.live.feeds import FeedPlan
 from lbml.live.guard import ModelGuard
 from lbml.live.dashboard import DashboardConfig, DashboardServer
@@ -33,6 +35,7 @@ from lbml.live.metrics import MetricsConfig, PaperMetrics
 from lbml.live.node import build_paper_node, paper_custom_inputs, paper_symbols
 from lbml.live.model_swap import SwapTargets
 from lbml.live.retrain import Retrainer, after_traded_bars, check_retrain, strategy_pricing
+from lbml.live.quarantine import QuarantineJournal
 from lbml.live.runner import NodeRunner
 from lbml.live.state import StateError, StateStore
 from lbml.live.status import PaperStatus
@@ -40,7 +43,7 @@ from lbml.models.artifact import load_artifact
 from lbml.models.compiled import accelerate
 from lbml.models.training import scenario_pipeline
 from lbml.plugins import PluginRegistry
-from lbml.scenario import Scenario
+from lbml.scenario import FeedGuardConfig, Scenario
 from lbml.gate import gate_decision
 from lbml.workflows import Prepared, prepare, train_model, warm_up
 
@@ -150,7 +153,8 @@ def run_paper(
         drift = DriftMonitor(pipeline.names, reference, options.drift, state_dir, status)
         # Only a replay is paced; a live source arrives at its own pace.
         speed = options.speed if options.feed == "replay" else 0.0
-        plan = FeedPlan(sources=_sources(prepared, symbols, store, options, custom), speed=speed)
+        sources = _sources(prepared, symbols, store, options, custom, status, scenario.paper.feed_guard)
+        plan = FeedPlan(sources=sources, speed=speed)
         errors: list[str | LbmlError] = []  # the first one is reported (a full disk: a StorageError)
         runner: NodeRunner | None = None
 
@@ -235,6 +239,7 @@ def run_paper(
             "position": status.position,
             "degraded": status.degraded,
             "withheld_predictions": len(guard.decisions),
+            "quarantined": dict(status.feed_quarantine),
             "strategy_report": store.get("strategy_report"),
             "data": prepared.data,
         } | ({} if prepared.look_ahead is None else {"look_ahead_check": prepared.look_ahead})
@@ -302,7 +307,8 @@ def _feed_custom_inputs(scenario: Scenario, pipeline, options: PaperOptions) -> 
 
 
 def _sources(
-    prepared: Prepared, symbols: list[str], store: StateStore, options: PaperOptions, custom: dict[str, bool]
+    prepared: Prepared, symbols: list[str], store: StateStore, options: PaperOptions, custom: dict[str, bool],
+    status: PaperStatus, guard_config: FeedGuardConfig,
 ) -> list:
     split = prepared.split
     if options.feed == "replay":
@@ -312,14 +318,36 @@ def _sources(
             after = bars.index[bars.index > split.test_start]
             end = after[min(options.bars, len(after)) - 1]
         return [replay_events(prepared.market, symbols, split.test_start, end, **custom)]
-    journal = (MarketEvent(*row) for row in store.iter_rows("journal", JOURNAL_COLUMNS))
-    first_ts, last_ts = store.first_and_last("journal", "ts")
+    # The feed guard's references start at the last known events: the history before the paper
+    # window, then every journaled event as a restart replays it.
+    guard = FeedGuard(guard_config, QuarantineJournal(store.dir), status)
+    for event in _last_known_events(prepared, symbols):
+        guard.observe(event)
+    journal = (guard.observe(MarketEvent(*row)) for row in store.iter_rows("journal", JOURNAL_COLUMNS))
+    first_ts, _ = store.first_and_last("journal", "ts")
     if options.feed == "binance":
-        live = BinanceSource(options.binance, symbols, **custom, after_ts=last_ts or 0).events
+        live = BinanceSource(options.binance, symbols, **custom, guard=guard).events
     else:
-        live = ZmqSource(options.endpoint, set(symbols)).events
+        live = ZmqSource(options.endpoint, set(symbols), guard).events
     if options.bars is not None:  # a live session of N bar periods
         period_ns = prepared.market.bar_minutes * 60_000_000_000
         live = partial(first_bars, live, options.bars, period_ns, first_ts)
     return [journal, live]
 
+
+
+def _last_known_events(prepared: Prepared, symbols: list[str]) -> list[MarketEvent]:
+    """Each symbol's last trade and quote at or before the paper window's start, in time order."""
+    start = prepared.split.test_start
+    events = []
+    for symbol in symbols:
+        data = prepared.market[symbol]
+        for kind, frame, columns in ((TRADE, data.trades, ("price", "size", "side")),
+                                     (QUOTE, data.quotes, ("bid", "ask", "bid_size", "ask_size"))):
+            if frame is None:
+                continue
+            before = frame.loc[:start]
+            if len(before):
+                row = before.iloc[-1]
+                events.append(MarketEvent(kind, symbol, int(before.index[-1].value), *(float(row[c]) for c in columns)))
+    return sorted(events, key=lambda e: e.ts)

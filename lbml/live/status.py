@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from lbml.atomic import write_atomic
@@ -53,7 +53,9 @@ class PaperStatus:
     drift_features: int = 0  # features the last drift check rejected (Holm-adjusted)
     drift_flags: int = 0  # drift checks that flagged so far in the session (a new one can trigger a retrain)
     drift_min_p: float | None = None  # the last drift check's smallest Holm-adjusted p-value
-    bad_messages: int = 0  # feed messages refused (quarantined) by the feed validation
+    bad_messages: int = 0  # live feed messages the feed guard quarantined (lbml.live.feed_guard)
+    feed_quarantine: dict[str, int] = field(default_factory=dict)  # the same, by reason
+    feed_restamped: int = 0  # slightly late events stamped at the last event's time
     retrain: dict | None = None  # [paper.retrain]: counts by outcome, the running retrain, the last one
 
     def line(self) -> str:
@@ -62,7 +64,8 @@ class PaperStatus:
         lat = "-" if self.bar_latency_us is None else f"{self.bar_latency_us:.0f}us"
         hf = "-" if self.health_factor is None else f"{self.health_factor:.2f}"
         flags = [f for f, on in (("DEGRADED:" + str(self.degraded), self.degraded), ("FEED-STALLED", self.feed_stalled),
-                                 ("DRIFT", self.drift_flagged)) if on]
+                                 ("DRIFT", self.drift_flagged),
+                                 (f"QUARANTINED:{self.bad_messages}", self.bad_messages)) if on]
         return (f"[{self.state}] {ts} equity {self.equity:,.2f} pos {self.position:+.4f} lev {self.leverage:.2f}x "
                 f"hf {hf} signal #{self.last_signal_seq} p={prob} bar {lat} bars {self.bars} fills {self.fills}"
                 + (" " + " ".join(flags) if flags else ""))

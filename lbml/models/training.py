@@ -5,7 +5,7 @@ import math
 from dataclasses import dataclass, replace
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -35,6 +35,9 @@ from lbml.models.progress import TrainingProgress
 from lbml.plugins import PluginRegistry
 from lbml.scenario import Scenario
 from lbml.split import Split
+
+if TYPE_CHECKING:
+    from lbml.sweeps import Sweep
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +205,7 @@ def train(
     on_fold: Callable[[int, float], None] | None = None,
     reports: bool = True,
     progress: bool = False,
+    sweep: "Sweep | None" = None,
 ) -> TrainResult:
     """Evaluate out of sample with purged CV, fit the final model, calibrate it, save the artifact.
 
@@ -219,17 +223,19 @@ def train(
     4. The trial is recorded in ``trials`` (study defaults to the scenario name).
 
     ``progress`` shows the stages and folds on stderr (``lbml.models.progress``).
+    ``sweep`` (``lbml.sweeps``) fits the CV splits as independent tasks (e.g. on Dask), bit for bit
+    as the serial loop does.
     """
     shown = TrainingProgress(progress)
     try:
         return _train(scenario, market, registry, split, out_dir, trials=trials, study=study,
-                      model_params=model_params, on_fold=on_fold, reports=reports, progress=shown)
+                      model_params=model_params, on_fold=on_fold, reports=reports, progress=shown, sweep=sweep)
     finally:
         shown.close()
 
 
 def _train(scenario, market, registry, split, out_dir, *, trials, study, model_params, on_fold, reports,
-           progress: TrainingProgress) -> TrainResult:
+           progress: TrainingProgress, sweep=None) -> TrainResult:
     def fold_done(k: int, loss: float) -> None:
         progress.fold(k, loss)
         if on_fold is not None:
@@ -275,6 +281,8 @@ def _train(scenario, market, registry, split, out_dir, *, trials, study, model_p
         lambda: with_resampling(model_cls(**params), resampling, fold_resampled), X[dev], y[dev], t0_dev, t1_dev,
         v, embargo, None if weights is None else weights[dev], fold_done, fold_features, lab[dev],
         importance=feature_groups(pipeline) if reports else False,
+        # resampling reports are collected in this process: its folds stay here
+        sweep=sweep if resampling.method == "none" else None,
     )
     progress.stage("statistics")
     pricing = training_pricing(scenario, market, split, ts, dev)
@@ -422,7 +430,8 @@ REPORTS_DIR = "reports"
 
 
 def _purged_out_of_fold(
-    make_model, X, y, t0, t1, v, embargo, weights, on_fold, fold_features=None, trainable=None, importance=False
+    make_model, X, y, t0, t1, v, embargo, weights, on_fold, fold_features=None, trainable=None, importance=False,
+    sweep=None,
 ):
     """Out-of-fold predictions with the configured purged CV, else walk-forward with fewer splits.
 
@@ -446,7 +455,7 @@ def _purged_out_of_fold(
                 early_stopping_fraction=v.early_stopping_fraction,
                 calibration=v.calibration if v.fold_calibration and v.calibration != "none" else None,
                 on_fold=on_fold, fold_features=fold_features, trainable=trainable,
-                fold_report=_importance_report(importance),
+                fold_report=_importance_report(importance), sweep=sweep,
             )
         except DataError as exc:
             reasons.append(str(exc))

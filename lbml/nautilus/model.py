@@ -39,13 +39,13 @@ from nautilus_trader.model.events import (
 )
 from nautilus_trader.model.identifiers import ClientId, ClientOrderId, InstrumentId, Symbol, TradeId, TraderId, Venue
 from nautilus_trader.model.instruments import CurrencyPair, Instrument
-from nautilus_trader.model.objects import Currency, Money, Price, Quantity
+from nautilus_trader.model.objects import PRICE_MAX, QUANTITY_MAX, Currency, Money, Price, Quantity
 
 __all__ = [
     "AccountType", "AggressorSide", "Bar", "BarType", "ClientId", "ClientOrderId", "Currency", "CurrencyPair",
     "CurrencyType", "Instrument", "InstrumentId", "LiquiditySide", "Money", "OmsType", "OrderCanceled", "OrderCancelRejected",
     "OrderFilled", "OrderModifyRejected", "OrderPendingCancel", "OrderPendingUpdate", "OrderSide", "OrderUpdated",
-    "OrderType", "PositionClosed", "PositionOpened", "PositionSide", "Price", "Quantity", "QuoteTick", "Symbol",
+    "OrderType", "PositionClosed", "PositionOpened", "PositionSide", "PRICE_MAX", "Price", "QUANTITY_MAX", "Quantity", "QuoteTick", "Symbol",
     "TimeInForce", "TradeId", "TradeTick", "TraderId", "TrailingOffsetType", "TriggerType", "USDT", "Venue",
     "bar_type_for", "bars_from_arrays", "make_bar", "make_price", "make_qty", "make_quote_tick", "make_trade_tick",
     "order_side_to_str", "order_status_to_str", "order_type_to_str", "quote_ticks_from_arrays",

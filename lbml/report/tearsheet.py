@@ -87,6 +87,7 @@ COSTS_TAIL: list[Row] = [
     ("Turnover (traded notional / mean equity)", "turnover", MONEY),
     ("Edge gate", "edge_gate.status", TEXT),
     ("Edge gate reason", "edge_gate.reason", TEXT),
+    ("Live feed messages quarantined", "feed_quarantine.total", COUNT),
     ("Realised PnL (fills, before costs)", "realized_pnl_gross", MONEY),
     ("Unrealised PnL", "unrealized_pnl", MONEY),
     ("Reconciliation error", "reconciliation_error", SCI),
