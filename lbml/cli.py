@@ -281,7 +281,7 @@ def _cmd_paper(args, settings) -> int:
     options = PaperOptions(
         feed=args.feed, speed=args.speed, duration_s=args.duration, bars=args.bars, endpoint=args.endpoint,
         console=not args.quiet, model_budget_s=args.model_budget, stall_after_s=args.stall_after,
-        binance=binance, ignore_edge_gate=args.ignore_edge_gate,
+        binance=binance, ignore_edge_gate=args.ignore_edge_gate, plugins_dir=settings.paths.plugins_dir,
         metrics=None if args.metrics_port is None else MetricsConfig(port=args.metrics_port, host=args.metrics_host),
         dashboard=None if args.dashboard_port is None else DashboardConfig(port=args.dashboard_port,
                                                                            host=args.metrics_host),

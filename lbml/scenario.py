@@ -380,10 +380,31 @@ class FeedGuardConfig(_Section):
     )
 
 
+class RetrainConfig(_Section):
+    """``[paper.retrain]``: retrain the paper session's model on the latest bars it has seen
+    (``lbml.live.retrain``): when the drift monitor flags drift and/or every ``every_days`` of feed
+    time. The candidate replaces the model only if it passes the edge gate (``[gate]``)."""
+
+    on_drift: Bool = Field(False, description="retrain when a drift check flags drift")
+    every_days: Float | None = Field(None, gt=0, le=365, description="retrain every this many days of feed time")
+    window_bars: Int | None = Field(None, ge=300, description="train on the last this many bars (or window_days)")
+    window_days: Float | None = Field(None, gt=0, le=3650, description="train on the last this many days (or window_bars)")
+    min_bars_between: Int = Field(60, ge=1, description="bars from one retrain's trigger to the next one's at the least")
+
+    @model_validator(mode="after")
+    def _one_window_and_a_trigger(self) -> "RetrainConfig":
+        if (self.window_bars is None) == (self.window_days is None):
+            raise ValueError("set exactly one of window_bars and window_days")
+        if not self.on_drift and self.every_days is None:
+            raise ValueError("set on_drift = true and/or every_days: nothing would trigger a retrain")
+        return self
+
+
 class PaperConfig(_Section):
     """Paper trading (``lbml paper``)."""
 
     feed_guard: FeedGuardConfig = FeedGuardConfig()
+    retrain: RetrainConfig | None = None
 
 
 class ReportConfig(_Section):

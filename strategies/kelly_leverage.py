@@ -76,7 +76,13 @@ class KellyLeverage(LeveragedPositionStrategy):
 
     def __init__(self, config: KellyLeverageConfig) -> None:
         super().__init__(config)
-        payoff = config.payoff or Payoff.from_brackets(
+        self.reprice(config.ev_margin, config.payoff, config.costs, config.sigma_1m)
+        self.decisions: list[tuple[int, Decision]] = []  # (prediction ts, decision) of every entry
+
+    def reprice(self, ev_margin: float, payoff: Payoff | None, costs: CostModel, sigma_1m: float) -> None:
+        """Trade with a (retrained) model's EV margin and pricing from the next prediction on."""
+        config = self.config
+        payoff = payoff or Payoff.from_brackets(
             config.take_profit_pct, config.stop_loss_pct, config.max_holding_bars * config.bar_minutes
         )
         self._params = kelly_params(
@@ -85,13 +91,14 @@ class KellyLeverage(LeveragedPositionStrategy):
             max_position_fraction=config.max_position_fraction,
             min_notional=config.min_notional,
             payoff=payoff,
-            costs=config.costs,
+            costs=costs,
             leverage_spec=config.leverage,
             probability_shrinkage=config.probability_shrinkage,
             probability_n_eff=config.probability_n_eff,
-            ev_margin=config.ev_margin,
+            ev_margin=ev_margin,
         )
-        self.decisions: list[tuple[int, Decision]] = []  # (prediction ts, decision) of every entry
+        self._costs = costs
+        self._sigma_1m = sigma_1m
 
     def on_start(self) -> None:
         super().on_start()
@@ -112,7 +119,7 @@ class KellyLeverage(LeveragedPositionStrategy):
         flat = self._is_flat()
         if flat and not self._may_enter():
             return  # a leg or liquidation order of the last position is still live
-        decision = decide(data.probability, self._params, equity=self._equity(), sigma_1m=self.config.sigma_1m)
+        decision = decide(data.probability, self._params, equity=self._equity(), sigma_1m=self._sigma_1m)
         exposure = decision.exposure
         if not flat:
             held_long = self.portfolio.is_net_long(self.config.instrument_id)
@@ -126,7 +133,7 @@ class KellyLeverage(LeveragedPositionStrategy):
 
     # -- actions ----------------------------------------------------------------------------------
     def _enter(self, exposure: float, price: float) -> bool:
-        notional = self.config.costs.entry_notional(exposure, self._equity(), self.config.sigma_1m)
+        notional = self._costs.entry_notional(exposure, self._equity(), self._sigma_1m)
         if notional < self._params.min_notional or price <= 0.0:
             return False
         instrument = self._instrument

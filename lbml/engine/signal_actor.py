@@ -72,6 +72,12 @@ class SignalActor(Actor):
         self.n_predictions = 0
         self.latencies_ns = array("q")  # per bar, ns (8 bytes each)
 
+    def replace_pipeline(self, pipeline: FeaturePipeline) -> None:
+        """Compute the next bars with ``pipeline`` (same inputs; already fed everything up to the last bar)."""
+        if pipeline.inputs != self._pipeline.inputs:
+            raise ValueError("a replacement pipeline must read the same inputs")
+        self._pipeline = pipeline
+
     def on_start(self) -> None:
         # Bars closing at the same instant may arrive in either order; cross-asset features only use
         # reference bars that closed strictly before the traded bar, so the order cannot matter.

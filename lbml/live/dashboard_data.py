@@ -55,6 +55,9 @@ def snapshot(state_dir: Path, now: float | None = None) -> dict:
                             "FROM trades ORDER BY i DESC LIMIT ?", (RECENT,)).fetchall()
         drift = db.execute("SELECT ts, n_features, n_drifted, share, flagged, detail FROM drift "
                            "ORDER BY i DESC LIMIT 10").fetchall()
+        has_retrains = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'retrains'").fetchone()
+        retrains = db.execute(f"SELECT {', '.join(_RETRAIN_FIELDS)} FROM retrains ORDER BY i").fetchall() \
+            if has_retrains else []  # noqa: S608 - fixed names
     status = _status(state_dir, now)
     start = session.get("starting_balance")
     summary = None
@@ -90,7 +93,19 @@ def snapshot(state_dir: Path, now: float | None = None) -> dict:
         "recent_trades": [dict(zip(("opened", "closed", "side", "quantity", "entry_price", "exit_price",
                                     "realized_pnl", "exit_reason"), r)) for r in trades],
         "drift": [_drift_row(r) for r in drift],
+        "retrains": [_retrain_row(r) for r in retrains],
     }
+
+
+_RETRAIN_FIELDS = ("i", "reason", "status", "trigger_ts", "trigger_bar", "window_start", "window_end",
+                   "candidate_id", "old_model_id", "swap_bar", "swap_ts", "gate", "error")
+
+
+def _retrain_row(row: tuple) -> dict:
+    out = dict(zip(_RETRAIN_FIELDS, row))
+    gate = json.loads(out["gate"]) if out["gate"] else None
+    out["gate"] = None if gate is None else {"status": gate.get("status"), "reason": gate.get("reason")}
+    return out
 
 
 def _connect(state_dir: Path) -> sqlite3.Connection:

@@ -111,15 +111,19 @@ class DriftMonitor:
                  status=None) -> None:
         self.names = names
         self.config = config
-        columns = np.asarray(reference, dtype=np.float64).T
-        finite = [col[np.isfinite(col)] for col in columns]
-        self._reference = [np.sort(col) for col in finite]
-        self.tau = [autocorrelation_time(col <= np.median(col)) if len(col) >= 20 else math.inf for col in finite]
+        self.rebase(reference)
         self._live: deque[np.ndarray] = deque(maxlen=config.window)
         self._n = 0
         self._reports: list[tuple] = []
         self._path = Path(state_dir) / "drift.json"
         self._status = status
+
+    def rebase(self, reference: np.ndarray) -> None:
+        """Test against ``reference`` from now on (a retrained model's training features); the live window is kept."""
+        columns = np.asarray(reference, dtype=np.float64).T
+        finite = [col[np.isfinite(col)] for col in columns]
+        self._reference = [np.sort(col) for col in finite]
+        self.tau = [autocorrelation_time(col <= np.median(col)) if len(col) >= 20 else math.inf for col in finite]
 
     def add(self, ts: int, features: np.ndarray) -> None:
         self._live.append(np.array(features, dtype=np.float64))
@@ -154,6 +158,7 @@ class DriftMonitor:
         min_p = min(adjusted) if adjusted else None
         if self._status is not None:
             self._status.drift_flagged = flagged
+            self._status.drift_flags += int(flagged)
             self._status.drift_features = drifted
             self._status.drift_min_p = min_p
         report = {"ts": ts, "n_features": n, "n_untested": len(self.names) - n, "n_drifted": drifted, "share": share,

@@ -32,11 +32,14 @@ SEQ_FILE = "signals.seq"
 class PaperSignalPublisherActor(SignalPublisherActor):
     """Publishes predictions that are new to the session; owns and closes its publisher."""
 
-    def __init__(self, config, publisher: SignalPublisher, status: PaperStatus) -> None:
+    def __init__(self, config, publisher: SignalPublisher, status: PaperStatus,
+                 pricing_for: Callable[[PaperStatus], dict] | None = None) -> None:
         super().__init__(config, publisher)
         self._status = status
         self._seen = 0
         self._owned = publisher
+        self._model_id = status.model_id
+        self._pricing_for = pricing_for  # the sizing arguments of the status' model ([paper.retrain] swaps it)
 
     def on_data(self, data) -> None:
         if not isinstance(data, Prediction):
@@ -44,6 +47,10 @@ class PaperSignalPublisherActor(SignalPublisherActor):
         self._seen += 1
         if self._status.replaying and self._seen <= self._status.last_durable_signal_seq:
             return  # published by the run before the restart
+        if self._status.model_id != self._model_id and self._pricing_for is not None:  # a retrained model went in
+            self._model_id = self._status.model_id
+            self._owned.name_model(self._model_id)
+            self.reprice(**self._pricing_for(self._status))
         # The wire seq is the prediction's number in the session, the state database's signal seq:
         # a prediction published but not committed before a crash is regenerated (deterministically)
         # after the restart and goes out again with the same seq, never as a new one.
@@ -57,6 +64,11 @@ class PaperSignalPublisherActor(SignalPublisherActor):
 def _record_stats(status: PaperStatus, stats) -> None:
     status.signals_published = stats.published
     status.signal_peers = stats.peers
+
+
+def _model_pricing(scenario: Scenario, status: PaperStatus) -> dict:
+    kwargs = strategy_config_kwargs(scenario, scenario.data.bar_minutes, status.ev_margin, status_pricing(status))
+    return {key: kwargs[key] for key in ("ev_margin", "payoff", "costs", "sigma_1m")}
 
 
 def session_health(status: PaperStatus) -> str | None:
@@ -81,6 +93,7 @@ def paper_publisher(
         publisher = SignalPublisher(config, health=lambda: session_health(status),
                                     on_heartbeat=partial(_record_stats, status))
         kwargs = strategy_config_kwargs(scenario, scenario.data.bar_minutes, status.ev_margin, status_pricing(status))
-        return PaperSignalPublisherActor(publisher_actor_config(kwargs), publisher, status)
+        return PaperSignalPublisherActor(publisher_actor_config(kwargs), publisher, status,
+                                         pricing_for=partial(_model_pricing, scenario))
 
     return make

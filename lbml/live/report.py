@@ -9,7 +9,9 @@ also counts the live feed messages the feed guard quarantined (``feed_quarantine
 ``STATE_DIR/quarantine.jsonl``). The metrics carry the
 exposure cap the session was held to and its largest exposure, as the recorder checked them on every
 bar (kept in the checkpoint, a breach at once); a session that broke the cap gets no report but ``InvariantError``
-(exit 3), as a backtest run does.
+(exit 3), as a backtest run does. A session with ``[paper.retrain]`` also gets ``retrains`` in
+``metrics.json`` (every row of the state's ``retrains`` table) and ``retrains.csv``; ``model_id``
+stays the model the session started with and ``model_id_final`` is the one trading at the end.
 """
 
 from collections import defaultdict
@@ -103,6 +105,7 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
             raise InvariantError(f"{state_dir}: {breach}")
         look_ahead = store.get("look_ahead_check")
         edge_gate = store.get("edge_gate")
+        retrains = store.retrains()
         data = store.get("data")
     finally:
         store.close()
@@ -122,6 +125,12 @@ def write_report(state_dir: Path) -> tuple[Path, dict]:
         }
         if look_ahead is not None:
             metrics["look_ahead_check"] = look_ahead
+        if retrains:  # [paper.retrain]: every retrain, its gate verdict and where an accepted one went in
+            metrics["retrains"] = retrains
+            pd.DataFrame(retrains).assign(gate=[r["gate"]["status"] if r["gate"] else None for r in retrains]) \
+                .to_csv(tmp / "retrains.csv", index=False)
+            accepted = [r for r in retrains if r["status"] == "accepted"]
+            metrics["model_id_final"] = accepted[-1]["candidate_id"] if accepted else session["model_id"]
         quarantined = quarantine_counts(state_dir)
         metrics["feed_quarantine"] = {"total": sum(quarantined.values()),
                                       "by_reason": dict(sorted(quarantined.items(), key=lambda kv: -kv[1])),

@@ -32,6 +32,8 @@ from lbml.live.guard import ModelGuard
 from lbml.live.dashboard import DashboardConfig, DashboardServer
 from lbml.live.metrics import MetricsConfig, PaperMetrics
 from lbml.live.node import build_paper_node, paper_custom_inputs, paper_symbols
+from lbml.live.model_swap import SwapTargets
+from lbml.live.retrain import Retrainer, after_traded_bars, check_retrain, strategy_pricing
 from lbml.live.quarantine import QuarantineJournal
 from lbml.live.runner import NodeRunner
 from lbml.live.state import StateError, StateStore
@@ -64,6 +66,7 @@ class PaperOptions:
     ignore_edge_gate: bool = False  # trade a model whose out-of-fold evidence shows no edge (stamped)
     metrics: MetricsConfig | None = None  # serve Prometheus metrics while the session runs
     dashboard: DashboardConfig | None = None  # serve the dashboard (lbml dashboard) while the session runs
+    plugins_dir: Path | None = None  # the local plugins folder the registry was loaded with (retrain processes load it too)
 
     def __post_init__(self) -> None:
         if self.speed <= 0:
@@ -107,6 +110,10 @@ def run_paper(
         binance_subscriptions(symbols, options.binance, **custom)
     if options.feed == "replay":  # refused before anything is written
         _require_next_open(scenario, prepared, symbols)
+    strategy_cls = load_strategy_class(scenario.strategy.class_path)[0]
+    retrain = scenario.paper.retrain
+    if retrain is not None:
+        check_retrain(scenario, strategy_cls, options.feed, pipeline.warmup_bars, prepared.market.bar_minutes)
     store = StateStore(state_dir)
     try:
         artifact_dir = _model(prepared, registry, state_dir, model_dir)
@@ -118,7 +125,7 @@ def run_paper(
             prepared.market[scenario.data.symbol], scenario.data.venue, scenario, prepared.split.test_start
         ).quote_currency.code
         gate = gate_decision(artifact.manifest.get("metrics", {}), scenario.gate, override=options.ignore_edge_gate,
-                             strategy_cls=load_strategy_class(scenario.strategy.class_path)[0])
+                             strategy_cls=strategy_cls)
         if not gate.trades:
             raise ArtifactError(gate.line())
         _check_session(store, scenario, artifact.model_id, options, currency)
@@ -163,6 +170,14 @@ def run_paper(
             guard=guard,
         )
         plan.resume_pos = paper.keeper.resume_pos
+        retrainer = None
+        if retrain is not None:
+            targets = SwapTargets(paper.signal_actor, guard, paper.strategy, status, drift,
+                                  partial(strategy_pricing, scenario, prepared.market.bar_minutes))
+            retrainer = Retrainer(retrain, scenario=scenario, market=prepared.market, registry=registry, store=store,
+                                  targets=targets, strategy_cls=strategy_cls, model_path=artifact_dir,
+                                  resume_pos=paper.keeper.resume_pos, plugins_dir=options.plugins_dir)
+            plan.on_item = after_traded_bars(plan.on_item, status, retrainer.on_bar, on_error)
         node = paper.node
         runner = NodeRunner(node)
         plan.on_end = partial(runner.request_stop, "feed ended")
@@ -178,8 +193,12 @@ def run_paper(
                 dashboard = DashboardServer(state_dir, options.dashboard)
                 threading.Thread(target=dashboard.serve_forever, name="lbml-dashboard", daemon=True).start()
                 log.warning("dashboard: %s", dashboard.url)
+            if retrainer is not None:
+                retrainer.start()
             runner.run(options.duration_s)
         finally:
+            if retrainer is not None:
+                retrainer.close()
             node.dispose()
             if metrics is not None:
                 metrics.stop()

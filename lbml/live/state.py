@@ -11,7 +11,9 @@
   interest, slippage, gap-through, funding, liquidation penalty, gas), ``liquidations``,
   ``signals`` (one row per prediction, numbered 1, 2, ...),
   ``drift`` (Kolmogorov-Smirnov reports), ``model_guard`` (predictions withheld from a failing
-  or slow model) and ``journal`` (events of feeds that cannot be rewound).
+  or slow model), ``journal`` (events of feeds that cannot be rewound) and ``retrains`` (one row
+  per retrain of ``[paper.retrain]``: trigger, window, candidate, gate verdict and, when the
+  candidate went in, the item after which it trades; ``lbml.live.retrain``).
 
 Commits use ``synchronous=FULL``: a committed checkpoint survives ``kill -9`` and power loss. A
 commit that fails (a full disk) is rolled back whole and raises ``StorageError``: the database keeps
@@ -35,6 +37,9 @@ EQUITY_COLUMNS = ("ts", "equity", "balance", "close", "borrow", "slippage",
 COST_COLUMNS = ("ts", "kind", "amount")
 BREACH_KEY = "exposure_breach"  # meta key: the first bar that broke the exposure cap (lbml.engine.recorder)
 LIQUIDATION_COLUMNS = ("ts", "order_id", "side", "quantity", "price", "penalty")
+RETRAIN_COLUMNS = ("i", "reason", "trigger_pos", "trigger_bar", "trigger_ts", "window_start", "window_end", "started",
+                   "status", "finished", "candidate_id", "candidate_path", "gate", "old_model_id", "old_model_path",
+                   "swap_pos", "swap_bar", "swap_ts", "error")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,6 +61,11 @@ CREATE TABLE IF NOT EXISTS drift (
     i INTEGER PRIMARY KEY, ts INTEGER, n_features INTEGER, n_drifted INTEGER, share REAL,
     flagged INTEGER, detail TEXT);
 CREATE TABLE IF NOT EXISTS model_guard (call INTEGER PRIMARY KEY, decision TEXT);
+CREATE TABLE IF NOT EXISTS retrains (
+    i INTEGER PRIMARY KEY, reason TEXT, trigger_pos INTEGER, trigger_bar INTEGER, trigger_ts INTEGER,
+    window_start INTEGER, window_end INTEGER, started REAL, status TEXT, finished REAL,
+    candidate_id TEXT, candidate_path TEXT, gate TEXT, old_model_id TEXT, old_model_path TEXT,
+    swap_pos INTEGER, swap_bar INTEGER, swap_ts INTEGER, error TEXT);
 CREATE TABLE IF NOT EXISTS journal (
     pos INTEGER PRIMARY KEY, kind INTEGER, symbol TEXT, ts INTEGER, a REAL, b REAL, c REAL, d REAL);
 """
@@ -150,6 +160,30 @@ class StateStore:
             if len(page) < batch:
                 return
             last = page[-1][0]
+
+    # -- retrains -------------------------------------------------------------------------------
+    def retrains(self) -> list[dict[str, Any]]:
+        """Every retrain row in order, as dicts (``gate`` parsed)."""
+        rows = self._db.execute(f"SELECT {', '.join(RETRAIN_COLUMNS)} FROM retrains ORDER BY i").fetchall()  # noqa: S608
+        out = [dict(zip(RETRAIN_COLUMNS, row)) for row in rows]
+        for row in out:
+            row["gate"] = json.loads(row["gate"]) if row["gate"] else None
+        return out
+
+    def put_retrain(self, row: dict[str, Any]) -> None:
+        """Insert or replace retrain row ``row["i"]`` durably (one transaction)."""
+        values = dict(row)
+        if values.get("gate") is not None:
+            values["gate"] = json.dumps(values["gate"], sort_keys=True)
+        columns = [c for c in RETRAIN_COLUMNS if c in values]
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(f"INSERT OR REPLACE INTO retrains({', '.join(columns)}) "  # noqa: S608
+                             f"VALUES ({', '.join('?' * len(columns))})", [values[c] for c in columns])
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     # -- the checkpoint ------------------------------------------------------------------------
     def checkpoint(

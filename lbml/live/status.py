@@ -51,10 +51,12 @@ class PaperStatus:
     feed_stalled: bool = False
     drift_flagged: bool = False
     drift_features: int = 0  # features the last drift check rejected (Holm-adjusted)
+    drift_flags: int = 0  # drift checks that flagged so far in the session (a new one can trigger a retrain)
     drift_min_p: float | None = None  # the last drift check's smallest Holm-adjusted p-value
     bad_messages: int = 0  # live feed messages the feed guard quarantined (lbml.live.feed_guard)
     feed_quarantine: dict[str, int] = field(default_factory=dict)  # the same, by reason
     feed_restamped: int = 0  # slightly late events stamped at the last event's time
+    retrain: dict | None = None  # [paper.retrain]: counts by outcome, the running retrain, the last one
 
     def line(self) -> str:
         ts = time.strftime("%Y-%m-%d %H:%M", time.gmtime(self.market_ts / 1e9)) if self.market_ts else "-"

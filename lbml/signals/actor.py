@@ -74,19 +74,25 @@ class SignalPublisherActor(Actor):
     def __init__(self, config: SignalPublisherActorConfig, publisher: SignalPublisher) -> None:
         super().__init__(config)
         self._publisher = publisher
+        self.reprice(config.ev_margin, config.payoff, config.costs, config.sigma_1m)
+        self._bracket = (config.stop_loss_pct, config.take_profit_pct)
+
+    def reprice(self, ev_margin: float, payoff: Payoff | None, costs: CostModel, sigma_1m: float) -> None:
+        """Size the next signals with a (retrained) model's EV margin and pricing."""
+        config = self.config
         self._params = kelly_params(
             kelly_fraction=config.kelly_fraction,
             max_leverage=config.max_leverage,
             max_position_fraction=config.max_position_fraction,
             min_notional=config.min_notional,
-            payoff=config.payoff or Payoff.from_brackets(
+            payoff=payoff or Payoff.from_brackets(
                 config.take_profit_pct, config.stop_loss_pct, config.max_holding_bars * config.bar_seconds / 60
             ),
-            costs=config.costs,
+            costs=costs,
             probability_shrinkage=config.probability_shrinkage,
-            ev_margin=config.ev_margin,
+            ev_margin=ev_margin,
         )
-        self._bracket = (config.stop_loss_pct, config.take_profit_pct)
+        self._sigma_1m = sigma_1m
 
     def on_start(self) -> None:
         subscribe_custom(self, PREDICTION_TYPE)
@@ -96,7 +102,7 @@ class SignalPublisherActor(Actor):
             self._publish(data)
 
     def _publish(self, prediction: Prediction, seq: int | None = None) -> None:
-        signal = signal_from_prediction(prediction, self._params, self.config.bar_seconds, self.config.sigma_1m,
+        signal = signal_from_prediction(prediction, self._params, self.config.bar_seconds, self._sigma_1m,
                                         self._bracket)
         self._publisher.publish(signal, seq=seq)
 

@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +136,10 @@ class SignalPublisher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._heartbeat_loop, name="lbml-signals-heartbeat", daemon=True)
         self._thread.start()
+
+    def name_model(self, model_id: str) -> None:
+        """Name ``model_id`` in the signals and heartbeats from now on (a paper session's retrained model)."""
+        self._config = replace(self._config, model_id=model_id)
 
     @property
     def config(self) -> PublisherConfig:
