@@ -135,3 +135,15 @@ def test_the_price_table_covers_the_shared_markets_with_room():
         bars = load_file(shared_file(*SPOT_2021, name)).frame
         low, high = YEARLY_RANGES[base][2021]
         assert low <= bars["low"].min() and bars["high"].max() <= high
+
+
+@pytest.mark.parametrize("folder", [SPOT_2021, ("klines_1m", "bybit_linear_2025-05-30_to_2025-06-29")])
+@pytest.mark.parametrize("base", ["BTC", "ETH", "BNB"])
+def test_the_yearly_range_table_holds_every_real_price_in_the_shared_data(folder, base):
+    # The table is reference data written by hand: check it against the real files it covers, with
+    # no band at all (every 1-minute low and high of the year's files inside the year's range).
+    name = f"{base}USDT-1m.csv.gz" if folder == SPOT_2021 else f"{base}USDT_1m.csv"
+    bars = load_file(shared_file(*folder, name)).frame
+    for year, rows in bars.groupby(bars.index.year):
+        low, high = YEARLY_RANGES[base][int(year)]
+        assert low <= rows["low"].min() and rows["high"].max() <= high, (base, year)
