@@ -135,12 +135,13 @@ def _cmd_train(args, settings) -> int:
         trials.close()
     from lbml.models.training import training_data_hash
 
-    _track(tracker, "train", scenario, result.metrics, run_folder=result.artifact_dir,
-           data_hash=training_data_hash(scenario, prepared.market, prepared.split))
-    if args.json:
+    tracked = _track(tracker, "train", scenario, result.metrics, run_folder=result.artifact_dir,
+                     data_hash=training_data_hash(scenario, prepared.market, prepared.split), echo=False)
+    if args.json:  # stdout is the JSON document alone; the tracking outcome is one of its fields
         print(json.dumps({"model": str(result.artifact_dir), "n_samples": result.n_samples,
                           "n_features": result.n_features, "look_ahead_check": prepared.look_ahead,
-                          "data": prepared.data, "metrics": result.metrics}, indent=2, default=str))
+                          "data": prepared.data, "metrics": result.metrics, "tracking": tracked},
+                         indent=2, default=str))
         return 0
     _print_rows([
         ("model", str(result.artifact_dir)),
@@ -149,6 +150,7 @@ def _cmd_train(args, settings) -> int:
         ("look-ahead check", _look_ahead_line(prepared.look_ahead)),
         *(("data", line) for line in _data_lines(prepared.data)),
     ] + training_rows(result.metrics))
+    print(_tracking_line(tracked))
     return 0
 
 
@@ -590,9 +592,16 @@ def _tracker(settings):
     return Tracker(settings.tracking, settings.paths.runs_dir).start()
 
 
-def _track(tracker, kind, scenario, metrics, *, run_folder=None, data_hash=None, extra_params=None) -> dict:
-    """Log a finished run to MLflow and print one line saying where (or why not)."""
-    from lbml.tracking import TrackedRun, numeric_metrics, scenario_params, tracking_line
+def _tracking_line(outcome) -> str:
+    from lbml.tracking import tracking_line
+
+    return tracking_line(outcome)
+
+
+def _track(tracker, kind, scenario, metrics, *, run_folder=None, data_hash=None, extra_params=None,
+           echo: bool = True) -> dict:
+    """Log a finished run to MLflow; print one line saying where (or why not) unless ``echo`` is off."""
+    from lbml.tracking import TrackedRun, numeric_metrics, scenario_params
 
     run = TrackedRun(
         kind=kind, name=f"{scenario.name}-{kind}", params=scenario_params(scenario) | (extra_params or {}),
@@ -601,7 +610,8 @@ def _track(tracker, kind, scenario, metrics, *, run_folder=None, data_hash=None,
         run_folder=run_folder, data_hash=data_hash,
     )
     outcome = tracker.finish(run)
-    print(tracking_line(outcome))
+    if echo:
+        print(_tracking_line(outcome))
     return outcome
 
 

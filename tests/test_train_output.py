@@ -46,6 +46,7 @@ def test_train_prints_a_table_of_the_stored_metrics_and_no_progress_when_piped(t
     for label, value in training_rows(metrics):  # every row, with the artifact's own numbers
         assert any(line.split(label, 1)[-1].strip() == value for line in lines if label in line), label
     assert f"{metrics['oos_auc']:.3f} / {metrics['oos_logloss']:.3f}" in proc.stdout
+    assert lines[-1].startswith("tracked: MLflow run ")  # after the table, not before it
     assert "training:" not in proc.stderr and "\r" not in proc.stderr  # stderr is no terminal: no bar
 
 
@@ -83,3 +84,4 @@ def test_train_shows_stages_and_folds_on_a_terminal_and_json_on_request(tmp_path
     payload = json.loads(stdout)
     assert payload["model"] == str(out)
     assert payload["metrics"] == json.loads((out / "manifest.json").read_text())["metrics"]
+    assert payload["tracking"]["status"] == "logged"  # the MLflow run is a field, not a stray line
