@@ -12,6 +12,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,8 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from lbml.settings import load_settings
 
         settings = load_settings()
-        level = args.log_level or settings.log_level
-        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+        configure_logging(args.log_level or settings.log_level)
         return int(args.func(args, settings) or 0)
     except LbmlError as exc:
         print(f"lbml: error: {exc}", file=sys.stderr)
@@ -44,6 +44,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lbml: interrupted", file=sys.stderr)
         return 130
+
+
+def configure_logging(level: str) -> None:
+    """Log lines as ``LEVEL logger: message``; Python warnings (lbml's and its libraries') join them.
+
+    A warning is one ``WARNING py.warnings: Category: message (file:line)`` line, shown or hidden by
+    the log level like any other, instead of the interpreter's two-line dump on stderr: at
+    ``--log-level ERROR`` a command's stderr holds its own lines only. (A library's import-time
+    warning filter can be undone by another thread's ``warnings.catch_warnings`` exit, so filters
+    alone cannot keep such warnings out.)
+    """
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    warnings_log = logging.getLogger("py.warnings")
+
+    def log_warning(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        warnings_log.warning("%s: %s (%s:%s)", category.__name__, text, filename, lineno)
+
+    warnings.showwarning = log_warning
 
 
 # -- commands -------------------------------------------------------------------------------------

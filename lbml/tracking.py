@@ -20,6 +20,7 @@ returns; the run's own result is unaffected.
 
 import logging
 import math
+import os
 import subprocess
 import threading
 from collections.abc import Mapping
@@ -228,7 +229,13 @@ class Tracker:
 
 
 def quiet_mlflow() -> None:
-    """MLflow and alembic announce every table they create at INFO; lbml's output keeps to its own lines."""
+    """MLflow and alembic announce every table they create at INFO; lbml's output keeps to its own lines.
+
+    MLflow also sends usage telemetry to its vendor's servers from a background thread unless told
+    not to; lbml never makes a network call the user did not ask for, so it is off unless
+    ``MLFLOW_DISABLE_TELEMETRY`` is set explicitly (it is read when MLflow is first imported).
+    """
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

@@ -268,3 +268,28 @@ def test_the_entry_point_refuses_a_binary_scenario_in_one_line(tmp_path, inputs)
     assert proc.returncode == 2
     assert proc.stderr == f"lbml: error: {inputs['binary']}: not a scenario file (not UTF-8 text)\n"
     assert proc.stdout == ""
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("level", ["WARNING", "ERROR"])
+def test_a_library_warning_is_one_log_line_or_none(level):
+    """Regression: a library's warning (urllib3's SOCKS notice, whose ignore filter another thread's
+    ``catch_warnings`` had undone) printed two raw lines before a command's one-line error."""
+    code = (
+        "import threading, warnings\n"
+        "from lbml.cli import configure_logging\n"
+        f"configure_logging({level!r})\n"
+        "warnings.warn('SOCKS support requires\\n  PySocks', UserWarning)\n"
+        "thread = threading.Thread(target=lambda: warnings.warn('from a thread', RuntimeWarning))\n"
+        "thread.start(); thread.join()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=100,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    if level == "ERROR":
+        assert lines == []
+    else:
+        assert len(lines) == 2, lines
+        assert lines[0].startswith("WARNING py.warnings: UserWarning: SOCKS support requires PySocks (<string>:")
+        assert lines[1].startswith("WARNING py.warnings: RuntimeWarning: from a thread (")

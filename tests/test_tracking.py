@@ -122,3 +122,45 @@ def test_runs_compare_refuses_an_unknown_run_in_one_line(tmp_path, capsys, monke
     assert main(["runs", "compare", "no-such-run", "0123abcd"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "neither a run folder nor an MLflow run id" in err
+
+
+_CI_MARKERS = ("PYTEST_CURRENT_TEST", "CI", "GITHUB_ACTIONS", "GITLAB_CI", "JENKINS_URL", "TRAVIS", "BUILDKITE")
+
+
+@pytest.mark.timeout(300)
+def test_a_tracked_run_sends_no_telemetry(tmp_path):
+    """Regression: MLflow's usage telemetry was on outside CI, a network call nobody asked for (and on
+    a machine with a SOCKS proxy its import-time warning leaked into a command's one-line error)."""
+    import socket
+    import sys
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.settimeout(0.5)
+    proxy = f"http://127.0.0.1:{listener.getsockname()[1]}"  # every HTTP(S) call of the child lands here
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in _CI_MARKERS and k != "MLFLOW_DISABLE_TELEMETRY" and "proxy" not in k.lower()}
+    env |= {"PYTHONPATH": str(ROOT), "HTTPS_PROXY": proxy, "HTTP_PROXY": proxy}
+    code = (
+        "import sys, time\n"
+        "from lbml.settings import load_settings\n"
+        "from lbml.tracking import TrackedRun, Tracker\n"
+        f"tracker = Tracker(load_settings().tracking, {str(tmp_path)!r}).start()\n"
+        "outcome = tracker.finish(TrackedRun('train', 'x', {'a': 1}, {'auc': 0.5}))\n"
+        "assert outcome['status'] == 'logged', outcome\n"
+        "from mlflow.telemetry.utils import is_telemetry_disabled\n"
+        "time.sleep(2)\n"  # time for a telemetry thread to try
+        "print('disabled' if is_telemetry_disabled() else 'enabled')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "disabled"
+    try:
+        connection, _ = listener.accept()
+        connection.close()
+        raise AssertionError("the tracked run made a network call")
+    except TimeoutError:
+        pass
+    finally:
+        listener.close()
