@@ -96,16 +96,15 @@ def test_retrain_config_is_strict_and_the_policy_is_a_function_of_the_bars():
 
 def test_a_session_that_cannot_retrain_is_refused_up_front():
     scenario = _scenario(RETRAIN)
-    with pytest.raises(ConfigError, match="needs --feed replay"):
-        check_retrain(scenario, KellyLeverage, "zmq", 1440, 1)
+    check_retrain(scenario, KellyLeverage, 1440, 1)  # on every feed (live ones train on the bars they kept)
     with pytest.raises(ConfigError, match="fewer than 300 bars after the features' warm-up"):
-        check_retrain(scenario, KellyLeverage, "replay", 1800, 1)
+        check_retrain(scenario, KellyLeverage, 1800, 1)
 
     class NoReprice:
         trades_predictions = True
 
     with pytest.raises(ConfigError, match="has no reprice"):
-        check_retrain(scenario, NoReprice, "replay", 1440, 1)
+        check_retrain(scenario, NoReprice, 1440, 1)
 
 
 def _retrain_processes(state: Path) -> list[int]:
@@ -309,3 +308,95 @@ def test_a_candidate_that_fails_the_edge_gate_is_recorded_and_not_traded(setup, 
     for sql in ("SELECT seq, ts, probability, close FROM signals ORDER BY seq",
                 f"SELECT {', '.join(FILL_COLS)} FROM fills ORDER BY i"):
         assert _rows(state, sql) == _rows(ref, sql)
+
+
+@pytest.mark.timeout(900)
+def test_a_zmq_session_retrains_on_the_bars_it_kept_and_a_kill_9_loses_none_of_them(setup, tmp_path):
+    """``lbml paper --feed zmq`` fed by a real publisher on loopback: the live events and the bars the
+    session built are its only copy of the market after the paper window's start. The retrain reads its
+    window from them; a kill -9 while it trains loses none (the restart trains on the same window), and
+    after the swap the signals are the candidate's predictions, computed here from the scenario's data."""
+    from .watch_support import ControlledFeed, events_through_bar, free_port, session_events, start_paper, wait_for
+
+    scenario, prepared, registry = setup["scenario"], setup["prepared"], setup["registry"]
+    symbol, bar_ns = scenario.data.symbol, prepared.market.bar_minutes * 60_000_000_000
+    events = session_events(scenario, registry, prepared)
+    state = tmp_path / "state"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    feed = ControlledFeed(endpoint)
+    old_id = load_artifact(setup["model"], registry).model_id
+    total = 120
+    proc = start_paper(setup["file"], setup["model"], state, endpoint, tmp_path / "paper1.log")
+    try:
+        # 1. 40 bars; the retrain triggers ~15 bars in; kill -9 while its process trains
+        feed.wait_subscriber(120)
+        feed.send(events[: events_through_bar(events, symbol, bar_ns, 40)])
+        wait_for(lambda: _retrain_processes(state) or proc.poll() is not None, 300, "the retrain process")
+        assert proc.poll() is None, (tmp_path / "paper1.log").read_text()[-2000:]
+        proc.kill()
+        proc.wait()
+        (row,) = _retrains(state)
+        assert row["status"] == "running" and row["reason"] == "schedule"
+        # what the session kept: every bar it built equals the scenario's bar (the feed built them
+        # from the same trades), and the journal holds the events it was sent, in order
+        kept = _rows(state, "SELECT symbol, ts, open, high, low, close, volume, taker_buy_volume FROM bars ORDER BY i")
+        assert len(kept) >= 30 and {r[0] for r in kept} <= set(prepared.market.instruments)
+        for sym in {r[0] for r in kept}:
+            mine = np.array([r[2:] for r in kept if r[0] == sym])
+            index = pd.to_datetime([r[1] for r in kept if r[0] == sym], utc=True)
+            want = prepared.market[sym].bars.loc[index, ["open", "high", "low", "close", "volume", "taker_buy_volume"]]
+            np.testing.assert_allclose(mine, want.to_numpy(), rtol=1e-12)
+        journaled = _rows(state, "SELECT kind, symbol, ts, a, b FROM journal ORDER BY pos")
+        assert journaled == [(e.kind, e.symbol, e.ts, e.a, e.b) for e in events[: len(journaled)]]
+        wait_for(lambda: not _retrain_processes(state), 60, "the orphaned retrain process to end itself")
+
+        # 2. restart: the interrupted retrain trains again on the same window, read from the state
+        # database (the scenario's data after the paper window's start is never read by the session)
+        proc = start_paper(setup["file"], setup["model"], state, endpoint, tmp_path / "paper2.log")
+        feed.wait_subscriber(120)
+        manifest = state / "models" / "retrain-001" / "manifest.json"
+        wait_for(lambda: (manifest.exists() and not _retrain_processes(state)) or proc.poll() is not None, 600,
+                 "the relaunched retrain to finish")
+        assert proc.poll() is None, (tmp_path / "paper2.log").read_text()[-2000:]
+        job_bars = pd.read_parquet(state / "retrains" / "001" / "data" / f"bars.{symbol}.parquet")
+        window = prepared.market[symbol].bars.loc[job_bars.index[0]: job_bars.index[-1]]
+        assert job_bars.index.equals(window.index) and job_bars.index[-1].value == row["window_end"]
+        assert job_bars.index[-1] > prepared.split.test_start  # the window reaches into the kept bars
+        np.testing.assert_allclose(job_bars[window.columns].to_numpy(), window.to_numpy(), rtol=1e-12)
+        feed.send(events[len(journaled): events_through_bar(events, symbol, bar_ns, total)])
+        feed.end()
+        assert proc.wait(timeout=300) == 0, (tmp_path / "paper2.log").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        feed.close()
+
+    rows = _retrains(state)
+    first = rows[0]
+    assert (first["trigger_pos"], first["window_start"], first["window_end"]) == \
+        (row["trigger_pos"], row["window_start"], row["window_end"])
+    assert first["status"] == "accepted", first
+    assert first["old_model_id"] == old_id and first["candidate_id"] != old_id
+    signals = "SELECT seq, ts, probability, close FROM signals ORDER BY seq"
+    mine = _rows(state, signals)
+    # one signal per bar, each once: the 120 bars sent, and the one the end of the stream closed
+    assert [r[0] for r in mine] == list(range(1, total + 2))
+    k = first["swap_bar"] - 1
+    assert 40 <= k < total
+    accepted = [r for r in rows if r["status"] == "accepted"]
+    end = accepted[1]["swap_bar"] - 1 if len(accepted) > 1 else len(mine)
+    # before the swap: the replay session of the old model, signal for signal (same events, same bars)
+    theirs = _rows(setup["reference"], signals)
+    assert mine[:k] == theirs[:k]
+    assert [r[2] for r in mine[k:end]] != [r[2] for r in theirs[k:end]]  # the candidate trades from the swap bar
+    candidate = load_artifact(Path(first["candidate_path"]), registry)
+    pipeline = scenario_pipeline(scenario, prepared.market, registry)
+    pipeline.load_fitted_state(candidate.feature_state)
+    last = pd.Timestamp(mine[end - 1][1], tz="UTC")
+    inputs = window_inputs(scenario, prepared.market, Split(candidate.training_window.start, last, last, last))
+    features = compute_features(pipeline, inputs.data, inputs.bars, inputs.reference_bars, inputs.funding)
+    after = pd.DatetimeIndex([pd.Timestamp(r[1], tz="UTC") for r in mine[k:end]])
+    expected = candidate.model.predict_proba(features.loc[after].to_numpy())[:, list(candidate.model.classes_).index(1)]
+    np.testing.assert_allclose([r[2] for r in mine[k:end]], expected, rtol=1e-12, atol=1e-12)
+    assert candidate.training_window.end < after[0]

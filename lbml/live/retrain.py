@@ -6,7 +6,9 @@ After every traded bar the session has committed, ``Retrainer.on_bar`` decides:
   ``every_days`` of feed time since the session's first bar or the last trigger, and/or when the
   session's drift checks flagged since the last trigger, never within ``min_bars_between`` bars of the last trigger, and
   never while a retrain runs. The window is the last ``window_bars`` bars (or ``window_days``) up
-  to the trigger bar, read from the session's market: bars it has seen, none after.
+  to the trigger bar, read from what the session has seen, none after (``lbml.live.seen_market``:
+  a replay's market, or for a live feed the history before the paper window followed by the bars
+  and events the session kept in its state database with each commit).
 - **Train** in a separate process (``lbml.live.retrain_job``) with lbml's training path (purged CV,
   EV margin, gate evidence); the bar loop goes on with the old model meanwhile. The candidate is
   saved in the normal artifact format under ``STATE_DIR/models/``.
@@ -32,6 +34,7 @@ nothing else depends on the interrupted job.
 import logging
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -41,6 +44,7 @@ from lbml.errors import LbmlError
 from lbml.gate import gate_decision
 from lbml.live.model_swap import SwapTargets, apply_swap, load_candidate, prepare_swap
 from lbml.live.retrain_job import JobSpec, RetrainJob
+from lbml.live.seen_market import LiveMarket, ReplayMarket
 from lbml.live.state import StateStore
 from lbml.plugins import PluginRegistry
 from lbml.scenario import RetrainConfig, Scenario
@@ -100,6 +104,7 @@ class Retrainer:
         *,
         scenario: Scenario,
         market: MarketData,
+        seen: ReplayMarket | LiveMarket,
         registry: PluginRegistry,
         store: StateStore,
         targets: SwapTargets,
@@ -111,6 +116,7 @@ class Retrainer:
         self.policy = RetrainPolicy(config)
         self._scenario = scenario
         self._market = market
+        self._seen = seen
         self._registry = registry
         self._store = store
         self._targets = targets
@@ -157,11 +163,11 @@ class Retrainer:
                 self.policy.triggered(ts, bar, self._targets.status.drift_flags)
             if row["status"] == ACCEPTED and row["swap_pos"] == pos:
                 artifact = load_candidate(Path(row["candidate_path"]), self._scenario, self._market, self._registry)
-                self._swap(artifact, ts)
+                self._swap(artifact, pos, ts)
 
     # -- live ------------------------------------------------------------------------------------
     def _trigger(self, reason: str, pos: int, ts: int, bar: int) -> None:
-        index = self._market[self._scenario.data.symbol].bars.index
+        index = self._seen.bar_index(self._scenario.data.symbol, pos)
         start, end = self.policy.window(index, ts)
         i = len(self._rows) + 1
         row = {"i": i, "reason": reason, "trigger_pos": pos, "trigger_bar": bar, "trigger_ts": ts,
@@ -174,10 +180,11 @@ class Retrainer:
         self._launch(row)
 
     def _launch(self, row: dict) -> None:
-        spec = JobSpec(self._scenario.to_toml(), pd.Timestamp(row["window_start"], tz="UTC"),
-                       pd.Timestamp(row["window_end"], tz="UTC"), Path(row["candidate_path"]),
+        start, end = pd.Timestamp(row["window_start"], tz="UTC"), pd.Timestamp(row["window_end"], tz="UTC")
+        spec = JobSpec(self._scenario.to_toml(), start, end, Path(row["candidate_path"]),
                        str(self._plugins_dir) if self._plugins_dir is not None else None)
-        self._job = RetrainJob(self._store.dir / "retrains" / f"{row['i']:03d}", spec, self._market).start()
+        market = partial(self._seen.at, row["trigger_pos"], start, end)  # read off the bar loop, by the job's thread
+        self._job = RetrainJob(self._store.dir / "retrains" / f"{row['i']:03d}", spec, market).start()
         self._job_row = row
 
     def _collect(self, pos: int, ts: int, bar: int) -> None:
@@ -202,7 +209,7 @@ class Retrainer:
             self._finish(row | {"status": REJECTED})
             return
         try:
-            swap = prepare_swap(artifact, self._scenario, self._market, self._registry, pd.Timestamp(ts, tz="UTC"))
+            swap = self._prepare(artifact, pos, ts)
         except LbmlError as exc:  # e.g. a feature plugin refusing the candidate's fitted state
             self._finish(row | {"status": FAILED, "error": str(exc)})
             return
@@ -218,8 +225,13 @@ class Retrainer:
                     f": {row['gate']['reason']}" if row.get("gate") and "reason" in row["gate"]
                     else f": {row['error']}" if row.get("error") else "")
 
-    def _swap(self, artifact, ts: int) -> None:
-        swap = prepare_swap(artifact, self._scenario, self._market, self._registry, pd.Timestamp(ts, tz="UTC"))
+    def _prepare(self, artifact, pos: int, ts: int):
+        until = pd.Timestamp(ts, tz="UTC")
+        market = self._seen.at(pos, artifact.training_window.start, until)
+        return prepare_swap(artifact, self._scenario, market, self._registry, until)
+
+    def _swap(self, artifact, pos: int, ts: int) -> None:
+        swap = self._prepare(artifact, pos, ts)
         apply_swap(swap, self._targets)
         self._model_path = str(artifact.path)
 
@@ -240,7 +252,7 @@ def _summary(row: dict) -> dict:
     return out
 
 
-def check_retrain(scenario: Scenario, strategy_cls: type, feed: str, warmup_bars: int, bar_minutes: int) -> None:
+def check_retrain(scenario: Scenario, strategy_cls: type, warmup_bars: int, bar_minutes: int) -> None:
     """Refuse (``ConfigError``) a ``[paper.retrain]`` this session cannot run."""
     from lbml.errors import ConfigError
 
@@ -250,9 +262,6 @@ def check_retrain(scenario: Scenario, strategy_cls: type, feed: str, warmup_bars
         raise ConfigError(f"[paper.retrain]: a window of {window} bars leaves fewer than {MIN_TRAINING_BARS} bars after "
                           f"the features' warm-up of {warmup_bars} bars (features are computed from the window's start)")
 
-    if feed != "replay":
-        raise ConfigError(f"[paper.retrain] needs --feed replay (the retrain window is read from the scenario's "
-                          f"market; bars of a {feed} feed are not collected for training yet)")
     if getattr(strategy_cls, "trades_predictions", True) and not callable(getattr(strategy_cls, "reprice", None)):
         raise ConfigError(f"[paper.retrain]: strategy {strategy_cls.__name__} has no reprice(ev_margin, payoff, costs, "
                           "sigma_1m) to take a retrained model's EV margin and pricing")

@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,11 +96,12 @@ def _read(path: Path) -> pd.DataFrame | None:
 class RetrainJob:
     """The session's handle on one job: writes the job folder and runs this module, off the bar loop.
 
-    A background thread writes the data and waits for the process; ``done`` and ``returncode`` are
+    A background thread reads the window's data (``market()``: the session's market up to the
+    trigger, ``lbml.live.seen_market``), writes it and waits for the process; ``done`` and ``returncode`` are
     read by the session between bars. ``cancel`` kills the process (the session is stopping).
     """
 
-    def __init__(self, job_dir: Path, spec: JobSpec, market: MarketData) -> None:
+    def __init__(self, job_dir: Path, spec: JobSpec, market: Callable[[], MarketData]) -> None:
         self.job_dir = Path(job_dir)
         self.spec = spec
         self._market = market
@@ -127,7 +129,7 @@ class RetrainJob:
 
         log_path = self.job_dir / "job.log"
         try:
-            write_job(self.job_dir, self.spec, self._market)
+            write_job(self.job_dir, self.spec, self._market())
             root = str(Path(__file__).resolve().parents[2])  # lbml's own source tree first
             env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
             with self._lock:
