@@ -5,6 +5,7 @@ candidate, swaps it in between bars, records the swap, replays to it after a res
 
 import json
 import os
+from dataclasses import replace
 import signal
 import time
 from pathlib import Path
@@ -400,3 +401,99 @@ def test_a_zmq_session_retrains_on_the_bars_it_kept_and_a_kill_9_loses_none_of_t
     expected = candidate.model.predict_proba(features.loc[after].to_numpy())[:, list(candidate.model.classes_).index(1)]
     np.testing.assert_allclose([r[2] for r in mine[k:end]], expected, rtol=1e-12, atol=1e-12)
     assert candidate.training_window.end < after[0]
+
+
+def test_a_swap_prepared_off_the_bar_loop_and_caught_up_equals_one_prepared_at_the_swap_bar(setup):
+    """The job's thread replays the candidate's pipeline up to the last committed bar, the bar loop
+    advances it over the bars since (``catch_up``): the same pipeline state as one replay up to the
+    swap bar, shown by the features both compute for the bars after it (exactly equal)."""
+    from lbml.live.model_swap import catch_up, prepare_swap
+
+    scenario, market, registry = setup["scenario"], setup["prepared"].market, setup["registry"]
+    artifact = load_artifact(setup["model"], registry)
+    index = market[scenario.data.symbol].bars.index
+    after = index[index > setup["prepared"].split.test_start]
+    t1, t2, t3 = after[10], after[17], after[40]
+    whole = prepare_swap(artifact, scenario, market, registry, t2)
+    parts = catch_up(prepare_swap(artifact, scenario, market, registry, t1), scenario, market, t2)
+    assert parts.until == whole.until == t2
+    np.testing.assert_array_equal(parts.reference, whole.reference)
+    nothing = catch_up(parts, scenario, market, t1)  # a bar the swap has consumed already: nothing to do
+    assert nothing is parts
+    data = market[scenario.data.symbol]
+
+    def between(frame):
+        return frame.loc[(frame.index > t2) & (frame.index <= t3)] if frame is not None else None
+
+    clipped = replace(data, trades=between(data.trades), quotes=between(data.quotes), depth=between(data.depth))
+    ref = scenario.data.reference_symbol
+    later = [compute_features(swap.pipeline, clipped, between(data.bars),
+                              between(market[ref].bars) if ref in market.instruments else None,
+                              between(market.funding.get(scenario.data.symbol)), reset=False).to_numpy()
+             for swap in (whole, parts)]
+    assert later[0].shape == (23, len(whole.pipeline.names)) and np.isfinite(later[0]).all()
+    np.testing.assert_array_equal(later[1], later[0])
+
+
+def _shifted(prepared, factor: float = 4.0):
+    """``prepared`` with the traded symbol's market after the paper window's start made ``factor`` times as
+    volatile (every price's distance from the last price before the window, in log terms) and as heavy
+    (trade sizes); its bars rebuilt from the shifted trades as the loader builds them."""
+    from dataclasses import replace
+
+    from lbml.data.frames import MarketData, bars_from_trades
+
+    market, start = prepared.market, prepared.split.test_start
+    symbol = prepared.scenario.data.symbol
+    inst = market[symbol]
+    p0 = float(inst.trades.loc[:start, "price"].iloc[-1])
+
+    def move(prices: pd.Series) -> np.ndarray:
+        return np.round(p0 * (prices.to_numpy() / p0) ** factor, 2)
+
+    trades, quotes = inst.trades.copy(), inst.quotes.copy()
+    after, q_after = trades.index > start, quotes.index > start
+    trades.loc[after, "price"] = move(trades.loc[after, "price"])
+    trades.loc[after, "size"] = np.round(trades.loc[after, "size"].to_numpy() * factor, 3)
+    bid, ask = move(quotes.loc[q_after, "bid"]), move(quotes.loc[q_after, "ask"])
+    quotes.loc[q_after, "bid"], quotes.loc[q_after, "ask"] = bid, np.maximum(ask, bid + 0.01)
+    bars = pd.concat([inst.bars.loc[:start], bars_from_trades(trades.loc[after], market.bar_minutes)])
+    instruments = market.instruments | {symbol: replace(inst, trades=trades, quotes=quotes, bars=bars)}
+    return replace(prepared, market=MarketData(instruments, market.funding, market.bar_minutes))
+
+
+@pytest.mark.timeout(900)
+def test_a_shifted_stream_makes_the_drift_monitor_flag_and_the_session_retrain_for_drift(setup, tmp_path):
+    """Drift, not the schedule, triggers the retrain (``on_drift = true`` alone): on a stream four
+    times as volatile as the training data the drift check flags and the session retrains on it; the
+    same session on the unshifted stream, checked the same way, flags nothing and never retrains."""
+    from lbml.live.drift import DriftConfig
+
+    raw = setup["scenario"].to_dict()
+    raw["paper"] = {"retrain": {"on_drift": True, "window_bars": WINDOW, "min_bars_between": 30}}
+    scenario = parse_scenario(raw)
+    drift = DriftConfig(every_bars=30, window=60)  # the default test: alpha 0.01 per check, Holm, effective draws
+    shifted = _shifted(setup["prepared"])
+    state = tmp_path / "shifted"
+    summary = run_paper(scenario, setup["registry"], state, PaperOptions(speed=SPEED, bars=BARS, console=False,
+                                                                          drift=drift),
+                        model_dir=setup["model"], prepared=shifted)
+    assert summary["bars"] == BARS
+    rows = _retrains(state)
+    assert rows and all(r["reason"] == "drift" for r in rows)
+    first = rows[0]
+    flagged = _rows(state, f"SELECT ts, n_drifted, n_features FROM drift WHERE flagged = 1 AND ts <= {first['trigger_ts']}")
+    assert flagged, _rows(state, "SELECT ts, n_drifted, n_features, flagged FROM drift")
+    assert json.loads(first["gate"])["status"] == "disabled" and first["status"] == "accepted"
+    assert first["trigger_bar"] < first["swap_bar"]
+    # the window ends at the trigger bar and holds the shifted bars the session traded
+    assert pd.Timestamp(first["window_end"], tz="UTC") > setup["prepared"].split.test_start
+
+    calm = tmp_path / "calm"
+    summary = run_paper(scenario, setup["registry"], calm, PaperOptions(speed=1e9, bars=BARS, console=False,
+                                                                         drift=drift),
+                        model_dir=setup["model"], prepared=setup["prepared"])
+    assert summary["bars"] == BARS
+    checks = _rows(calm, "SELECT flagged FROM drift")
+    assert len(checks) >= 5 and not any(f for (f,) in checks)
+    assert _retrains(calm) == []

@@ -42,7 +42,7 @@ import pandas as pd
 from lbml.data.frames import MarketData
 from lbml.errors import LbmlError
 from lbml.gate import gate_decision
-from lbml.live.model_swap import SwapTargets, apply_swap, load_candidate, prepare_swap
+from lbml.live.model_swap import PreparedSwap, SwapTargets, apply_swap, catch_up, load_candidate, prepare_swap
 from lbml.live.retrain_job import JobSpec, RetrainJob
 from lbml.live.seen_market import LiveMarket, ReplayMarket
 from lbml.live.state import StateStore
@@ -95,6 +95,17 @@ class RetrainPolicy:
         return index[start], index[end]
 
 
+@dataclass(frozen=True)
+class _Verdict:
+    """What the job's thread found: the candidate, the gate's decision, the prepared swap, or why not."""
+
+    artifact: object = None  # LoadedArtifact (None: it could not be loaded)
+    decision: object = None  # GateDecision
+    swap: PreparedSwap | None = None
+    swap_pos: int = 0  # the item of the last bar the swap's pipeline has consumed
+    error: str | None = None
+
+
 class Retrainer:
     """Runs the policy for one session; see the module docstring."""
 
@@ -127,6 +138,8 @@ class Retrainer:
         self._rows = store.retrains()
         self._job: RetrainJob | None = None
         self._job_row: dict | None = None
+        self._committed = (resume_pos, 0)  # the last traded bar committed (item, close): read by the job's thread
+        self.swap_wait_s: list[float] = []  # bar-loop time of each swap (measured; README "Retraining")
         self._publish_status()
 
     # -- the session's calls ------------------------------------------------------------------------
@@ -140,6 +153,7 @@ class Retrainer:
     def on_bar(self, pos: int, ts: int, bar: int) -> None:
         """After traded bar number ``bar`` (closing at ``ts``, feed item ``pos``) was committed or verified."""
         self.policy.observe(ts)
+        self._committed = (pos, ts)
         if pos <= self._resume_pos:
             self._replay(pos, ts, bar)
             return
@@ -184,39 +198,77 @@ class Retrainer:
         spec = JobSpec(self._scenario.to_toml(), start, end, Path(row["candidate_path"]),
                        str(self._plugins_dir) if self._plugins_dir is not None else None)
         market = partial(self._seen.at, row["trigger_pos"], start, end)  # read off the bar loop, by the job's thread
-        self._job = RetrainJob(self._store.dir / "retrains" / f"{row['i']:03d}", spec, market).start()
+        self._job = RetrainJob(self._store.dir / "retrains" / f"{row['i']:03d}", spec, market,
+                               after=partial(self._judge, Path(row["candidate_path"]))).start()
         self._job_row = row
+
+    def _judge(self, path: Path) -> "_Verdict":
+        """In the job's thread, once the candidate is saved: load it, gate it and, if it goes in,
+        replay its pipeline up to the last bar the session has committed (the bar loop goes on)."""
+        try:
+            artifact = load_candidate(path, self._scenario, self._market, self._registry)
+        except LbmlError as exc:
+            return _Verdict(error=str(exc))
+        decision = gate_decision(artifact.manifest.get("metrics", {}), self._scenario.gate,
+                                 strategy_cls=self._strategy_cls)
+        if not decision.trades:
+            return _Verdict(artifact, decision)
+        pos, ts = self._committed
+        if ts < artifact.training_window.end.value:  # a restart still replaying: the bar loop prepares it all
+            return _Verdict(artifact, decision)
+        try:
+            return _Verdict(artifact, decision, self._prepare(artifact, pos, ts), pos)
+        except LbmlError as exc:  # e.g. a feature plugin refusing the candidate's fitted state
+            return _Verdict(artifact, decision, error=str(exc))
 
     def _collect(self, pos: int, ts: int, bar: int) -> None:
         job, row = self._job, self._job_row
-        if job is None or not job.done:
+        if job is None or not job.ended:
             return
+        # The first bar after the training process ended decides (as before the work moved off the
+        # bar loop); the job's thread has normally judged and prepared the candidate by now.
+        t0 = time.perf_counter()
+        job.wait()
         self._job = self._job_row = None
         row |= {"finished": time.time(), "old_model_id": self._targets.status.model_id,
                 "old_model_path": self._model_path}
         if job.returncode != 0:
             self._finish(row | {"status": FAILED, "error": job.error})
             return
-        try:
-            artifact = load_candidate(Path(row["candidate_path"]), self._scenario, self._market, self._registry)
-        except LbmlError as exc:
-            self._finish(row | {"status": FAILED, "error": str(exc)})
+        verdict = job.result
+        if isinstance(verdict, Exception):
+            raise verdict
+        if verdict.artifact is None:
+            self._finish(row | {"status": FAILED, "error": verdict.error})
             return
-        decision = gate_decision(artifact.manifest.get("metrics", {}), self._scenario.gate,
-                                 strategy_cls=self._strategy_cls)
-        row |= {"candidate_id": artifact.model_id, "gate": decision.to_dict()}
-        if not decision.trades:
+        row |= {"candidate_id": verdict.artifact.model_id, "gate": verdict.decision.to_dict()}
+        if not verdict.decision.trades:
             self._finish(row | {"status": REJECTED})
             return
+        if verdict.error is not None:
+            self._finish(row | {"status": FAILED, "error": verdict.error})
+            return
+        until = pd.Timestamp(ts, tz="UTC")
         try:
-            swap = self._prepare(artifact, pos, ts)
-        except LbmlError as exc:  # e.g. a feature plugin refusing the candidate's fitted state
+            if verdict.swap is None:
+                swap = self._prepare(verdict.artifact, pos, ts)
+            elif until > verdict.swap.until:  # the bars committed since the thread's replay
+                since = verdict.swap.until
+                market = self._seen.at(pos, since, until, after_pos=verdict.swap_pos)
+                swap = catch_up(verdict.swap, self._scenario, market, until)
+            else:
+                swap = verdict.swap
+        except LbmlError as exc:
             self._finish(row | {"status": FAILED, "error": str(exc)})
             return
         # durable before the new model predicts anything: a restart replays to this very item
         self._finish(row | {"status": ACCEPTED, "swap_pos": pos, "swap_bar": bar + 1, "swap_ts": ts})
         apply_swap(swap, self._targets)
         self._model_path = row["candidate_path"]
+        self.swap_wait_s.append(time.perf_counter() - t0)
+        log.warning("retrain %d: the bar loop spent %.3f s swapping in the candidate (its pipeline was replayed "
+                    "off the loop up to %s)", row["i"], self.swap_wait_s[-1],
+                    verdict.swap.until if verdict.swap is not None else "nothing")
 
     def _finish(self, row: dict) -> None:
         self._store.put_retrain(row)

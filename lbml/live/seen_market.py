@@ -35,7 +35,7 @@ class ReplayMarket:
     def bar_index(self, symbol: str, pos: int) -> pd.DatetimeIndex:  # noqa: ARG002 - every feed's signature
         return self.market[symbol].bars.index
 
-    def at(self, pos: int, start: pd.Timestamp, end: pd.Timestamp) -> MarketData:  # noqa: ARG002
+    def at(self, pos: int, start: pd.Timestamp, end: pd.Timestamp, after_pos: int = 0) -> MarketData:  # noqa: ARG002
         return self.market
 
 
@@ -58,20 +58,24 @@ class LiveMarket:
         live = pd.DatetimeIndex(pd.to_datetime(np.asarray(stored, dtype=np.int64), utc=True), name="ts")
         return self._history(self.history[symbol].bars, live).index.append(live)
 
-    def at(self, pos: int, start: pd.Timestamp, end: pd.Timestamp) -> MarketData:
-        """The market known after item ``pos``, from one bar before ``start`` (depth: all of it) to ``end``."""
+    def at(self, pos: int, start: pd.Timestamp, end: pd.Timestamp, after_pos: int = 0) -> MarketData:
+        """The market known after item ``pos``, from one bar before ``start`` (depth: all of it) to ``end``;
+        with ``after_pos``, only the feed's items after it (an index range: no history, no scan)."""
         first = int((start - pd.Timedelta(minutes=self.history.bar_minutes)).value)
         with closing(self._connect()) as db:
             bars = db.execute("SELECT symbol, ts, open, high, low, close, volume, taker_buy_volume FROM bars "
-                              "WHERE pos <= ? AND ts >= ? AND ts <= ? ORDER BY i", (pos, first, end.value)).fetchall()
-            events = db.execute("SELECT kind, symbol, ts, a, b, c, d FROM journal WHERE pos <= ? AND ts <= ? "
-                                "AND (ts >= ? OR kind = ?) ORDER BY pos", (pos, end.value, first, DEPTH)).fetchall()
+                              "WHERE pos > ? AND pos <= ? AND ts >= ? AND ts <= ? ORDER BY i",
+                              (after_pos, pos, first, end.value)).fetchall()
+            events = db.execute("SELECT kind, symbol, ts, a, b, c, d FROM journal WHERE pos > ? AND pos <= ? "
+                                "AND ts <= ? AND (ts >= ? OR kind = ?) ORDER BY pos",
+                                (after_pos, pos, end.value, first, DEPTH)).fetchall()
         by_kind: dict[tuple[int, str], list[tuple]] = {}
         for kind, symbol, ts, a, b, c, d in events:
             by_kind.setdefault((kind, symbol), []).append((ts, a, b, c, d))
         lo = pd.Timestamp(first, tz="UTC")
+        history = self.history if not after_pos else _empty(self.history)
         instruments = {}
-        for symbol, inst in self.history.instruments.items():
+        for symbol, inst in history.instruments.items():
             mine = [r[1:] for r in bars if r[0] == symbol]
             live_bars = _frame(mine, ("open", "high", "low", "close", "volume", "taker_buy_volume"))
             hist_bars = self._history(inst.bars, live_bars.index, lo)
@@ -90,9 +94,9 @@ class LiveMarket:
                 else None,
             )
         funding = {}
-        for symbol in set(self.history.funding) | {s for k, s in by_kind if k == FUNDING}:
+        for symbol in set(history.funding) | {s for k, s in by_kind if k == FUNDING}:
             live = _frame([r[:2] for r in by_kind.get((FUNDING, symbol), [])], ("rate",))
-            hist = self.history.funding.get(symbol)
+            hist = history.funding.get(symbol)
             funding[symbol] = _concat(self._history(hist, live.index, lo), live) if hist is not None else live
         return MarketData(instruments, funding, self.history.bar_minutes)
 
@@ -104,6 +108,16 @@ class LiveMarket:
         if len(live):
             out = out.loc[out.index < live[0]]
         return out
+
+
+def _empty(market: MarketData) -> MarketData:
+    """``market`` with no rows (the columns and dtypes kept)."""
+    def none(frame):
+        return frame.iloc[:0] if frame is not None else None
+
+    instruments = {s: replace(i, bars=none(i.bars), trades=none(i.trades), quotes=none(i.quotes), depth=none(i.depth))
+                   for s, i in market.instruments.items()}
+    return MarketData(instruments, {s: f.iloc[:0] for s, f in market.funding.items()}, market.bar_minutes)
 
 
 def _frame(rows: list[tuple], columns: tuple[str, ...]) -> pd.DataFrame:
