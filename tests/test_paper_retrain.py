@@ -5,6 +5,8 @@ candidate, swaps it in between bars, records the swap, replays to it after a res
 
 import json
 import os
+import subprocess
+import sys
 from dataclasses import replace
 import signal
 import time
@@ -27,6 +29,7 @@ from lbml.workflows import prepare, train_model
 from strategies.kelly_leverage import KellyLeverage
 
 from .paper_support import bars_done, run_cli
+from .watch_support import ROOT
 from .paper_support import state_rows as _rows
 
 BARS = 240
@@ -336,8 +339,9 @@ def test_a_zmq_session_retrains_on_the_bars_it_kept_and_a_kill_9_loses_none_of_t
         assert proc.poll() is None, (tmp_path / "paper1.log").read_text()[-2000:]
         proc.kill()
         proc.wait()
+        killed_at = bars_done(state)
         (row,) = _retrains(state)
-        assert row["status"] == "running" and row["reason"] == "schedule"
+        assert row["status"] == "running" and row["reason"] == "schedule" and row["trigger_bar"] <= killed_at
         # what the session kept: every bar it built equals the scenario's bar (the feed built them
         # from the same trades), and the journal holds the events it was sent, in order
         kept = _rows(state, "SELECT symbol, ts, open, high, low, close, volume, taker_buy_volume FROM bars ORDER BY i")
@@ -384,7 +388,7 @@ def test_a_zmq_session_retrains_on_the_bars_it_kept_and_a_kill_9_loses_none_of_t
     # one signal per bar, each once: the 120 bars sent, and the one the end of the stream closed
     assert [r[0] for r in mine] == list(range(1, total + 2))
     k = first["swap_bar"] - 1
-    assert 40 <= k < total
+    assert killed_at < k < total  # decided on a bar the restart committed, after the relaunched job ended
     accepted = [r for r in rows if r["status"] == "accepted"]
     end = accepted[1]["swap_bar"] - 1 if len(accepted) > 1 else len(mine)
     # before the swap: the replay session of the old model, signal for signal (same events, same bars)
@@ -401,6 +405,19 @@ def test_a_zmq_session_retrains_on_the_bars_it_kept_and_a_kill_9_loses_none_of_t
     expected = candidate.model.predict_proba(features.loc[after].to_numpy())[:, list(candidate.model.classes_).index(1)]
     np.testing.assert_allclose([r[2] for r in mine[k:end]], expected, rtol=1e-12, atol=1e-12)
     assert candidate.training_window.end < after[0]
+
+    # the retrains as the dashboard (in a real headless Chromium) and `lbml report` show them: the state database's rows
+    _check_dashboard_retrains(state, tmp_path)
+    report = subprocess.run([sys.executable, "-m", "lbml", "report", str(state)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    assert report.returncode == 0, report.stderr[-2000:]
+    listed = [ln.strip() for ln in report.stdout.splitlines() if ln.strip().startswith("retrain ")]
+    assert len(listed) == len(rows)
+    when = pd.Timestamp(first["trigger_ts"], tz="UTC").strftime("%Y-%m-%d %H:%M")
+    gate = json.loads(first["gate"])
+    assert gate["status"] == "disabled"
+    assert listed[0] == (f"retrain 1 (schedule, bar {first['trigger_bar']}, {when}): accepted, gate disabled "
+                         f"({gate['reason']}), model {old_id} -> {first['candidate_id']}, trades from bar {first['swap_bar']}")
 
 
 def test_a_swap_prepared_off_the_bar_loop_and_caught_up_equals_one_prepared_at_the_swap_bar(setup):
@@ -497,3 +514,53 @@ def test_a_shifted_stream_makes_the_drift_monitor_flag_and_the_session_retrain_f
     checks = _rows(calm, "SELECT flagged FROM drift")
     assert len(checks) >= 5 and not any(f for (f,) in checks)
     assert _retrains(calm) == []
+
+
+READ_RETRAINS = """(() => ({
+  count: document.getElementById("retrain-count").textContent,
+  rows: [...document.querySelectorAll("#retrains-table tbody tr")].map(
+    (tr) => [...tr.children].map((td) => td.textContent)),
+  triggers: document.querySelectorAll("#chart-equity line.retrain-trigger").length,
+  swaps: document.querySelectorAll("#chart-equity line.retrain-swap").length,
+  error: document.getElementById("error").textContent,
+}))()"""
+
+
+def _check_dashboard_retrains(state: Path, tmp_path: Path) -> None:
+    """``lbml dashboard STATE_DIR`` in Chromium: the retrains table and the equity chart's markers equal
+    the ``retrains`` rows read here from the state database (newest first)."""
+    from .chromium_support import Chromium
+    from .watch_support import free_port, wait_for
+
+    want = []
+    for i, trigger_ts, reason, status, old, new, gate, error, swap_bar in reversed(_rows(
+            state, "SELECT i, trigger_ts, reason, status, old_model_id, candidate_id, gate, error, swap_bar "
+                   "FROM retrains ORDER BY i")):
+        verdict = json.loads(gate) if gate else None
+        shown_gate = (verdict["status"] + (f": {verdict['reason']}" if verdict.get("reason") else "")) if verdict \
+            else (f"error: {error}" if error else "-")
+        want.append([str(i), pd.Timestamp(trigger_ts, tz="UTC").strftime("%Y-%m-%d %H:%M"), reason, status,
+                     old or "-", new or "-", shown_gate, "-" if swap_bar is None else str(swap_bar)])
+    port = free_port()
+    dashboard = subprocess.Popen(
+        [sys.executable, "-m", "lbml", "dashboard", str(state), "--port", str(port), "--interval", "0.25"],
+        cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    browser = None
+    try:
+        assert dashboard.stdout.readline().strip().endswith(f"http://127.0.0.1:{port}/")
+        browser = Chromium(tmp_path / "chromium")
+        browser.open(f"http://127.0.0.1:{port}/")
+        wait_for(lambda: browser.evaluate("document.getElementById('retrain-count').textContent") == str(len(want)),
+                 60, "the page to show the retrains")
+        page = browser.evaluate(READ_RETRAINS)
+        assert page["error"] == ""
+        assert page["rows"] == want
+        assert page["triggers"] == len(want) and page["swaps"] == sum(r[3] == "accepted" for r in want)
+        browser.screenshot(tmp_path / "retrains.png")
+        assert (tmp_path / "retrains.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        if browser is not None:
+            browser.close()
+        dashboard.terminate()
+        dashboard.wait(timeout=30)
