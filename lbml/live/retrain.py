@@ -12,9 +12,12 @@ After every traded bar the session has committed, ``Retrainer.on_bar`` decides:
 - **Train** in a separate process (``lbml.live.retrain_job``) with lbml's training path (purged CV,
   EV margin, gate evidence); the bar loop goes on with the old model meanwhile. The candidate is
   saved in the normal artifact format under ``STATE_DIR/models/``.
-- **Gate**: the first bar after the process ended, the candidate is judged by the same edge gate as
-  deployment (``lbml.gate.gate_decision`` with the scenario's ``[gate]``, no override). It goes in
-  only if the gate opens (or is disabled); ``lbml.live.model_swap`` swaps everything it carries.
+- **Gate**: the candidate is judged by the same edge gate as deployment (``lbml.gate.gate_decision``
+  with the scenario's ``[gate]``, no override). It goes in only if the gate opens (or is disabled);
+  ``lbml.live.model_swap`` swaps everything it carries. Loading, gating and the candidate pipeline's
+  replay run in the job's thread as soon as the process ends (up to the last bar committed then),
+  off the bar loop; the verdict takes effect at the first bar committed after the process ended,
+  where the bar loop only catches the prepared pipeline up over the bars since (none, or a few).
 
 Every retrain is a row of the state database's ``retrains`` table: reason, trigger item/bar/time,
 window, status (running, accepted, rejected, failed), both models' ids and paths, the gate verdict
