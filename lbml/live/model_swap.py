@@ -28,6 +28,7 @@ import pandas as pd
 
 from lbml.data.frames import MarketData
 from lbml.features.pipeline import FeaturePipeline, compute_features
+from lbml.live.drift import DriftReference, drift_reference
 from lbml.models.artifact import LoadedArtifact, load_artifact
 from lbml.models.compiled import accelerate
 from lbml.models.training import funding_for, reference_bars, scenario_pipeline, window_inputs
@@ -42,6 +43,7 @@ class PreparedSwap:
     pipeline: FeaturePipeline
     model: object
     reference: np.ndarray  # the candidate's training-window features (drift reference)
+    drift_reference: DriftReference  # the same, prepared for the drift monitor
     until: pd.Timestamp  # the pipeline has consumed every event up to this bar's close
 
 
@@ -71,7 +73,8 @@ def prepare_swap(
     pipeline.load_fitted_state(artifact.feature_state)
     inputs = window_inputs(scenario, market, Split(window.start, until, until, until))
     features = compute_features(pipeline, inputs.data, inputs.bars, inputs.reference_bars, inputs.funding)
-    return PreparedSwap(artifact, pipeline, accelerate(artifact.model), features.loc[: window.end].to_numpy(), until)
+    reference = features.loc[: window.end].to_numpy()
+    return PreparedSwap(artifact, pipeline, accelerate(artifact.model), reference, drift_reference(reference), until)
 
 
 def catch_up(swap: PreparedSwap, scenario: Scenario, market: MarketData, until: pd.Timestamp) -> PreparedSwap:
@@ -81,11 +84,11 @@ def catch_up(swap: PreparedSwap, scenario: Scenario, market: MarketData, until: 
         return swap
     data = market[scenario.data.symbol]
 
-    def after(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+    def after(frame: pd.DataFrame | None) -> pd.DataFrame | None:  # sorted indexes: two binary searches
         if frame is None:
             return None
         index = frame.index
-        return frame.loc[(index > since) & (index <= until)]
+        return frame.iloc[index.searchsorted(since, side="right"): index.searchsorted(until, side="right")]
 
     ref = reference_bars(scenario, market)
     clipped = replace(data, trades=after(data.trades), quotes=after(data.quotes), depth=after(data.depth))
@@ -103,7 +106,7 @@ def apply_swap(swap: PreparedSwap, targets: SwapTargets) -> None:
     if reprice is not None:
         reprice(**targets.strategy_kwargs(artifact.ev_margin, artifact.pricing))
     if targets.drift is not None:
-        targets.drift.rebase(swap.reference)
+        targets.drift.rebase(swap.drift_reference)
     status = targets.status
     status.model_id = artifact.model_id
     status.ev_margin = artifact.ev_margin

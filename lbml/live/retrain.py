@@ -232,6 +232,7 @@ class Retrainer:
         # bar loop); the job's thread has normally judged and prepared the candidate by now.
         t0 = time.perf_counter()
         job.wait()
+        waited = time.perf_counter() - t0
         self._job = self._job_row = None
         row |= {"finished": time.time(), "old_model_id": self._targets.status.model_id,
                 "old_model_path": self._model_path}
@@ -264,13 +265,17 @@ class Retrainer:
         except LbmlError as exc:
             self._finish(row | {"status": FAILED, "error": str(exc)})
             return
+        caught_up = time.perf_counter() - t0
         # durable before the new model predicts anything: a restart replays to this very item
         self._finish(row | {"status": ACCEPTED, "swap_pos": pos, "swap_bar": bar + 1, "swap_ts": ts})
+        committed = time.perf_counter() - t0
         apply_swap(swap, self._targets)
         self._model_path = row["candidate_path"]
         self.swap_wait_s.append(time.perf_counter() - t0)
-        log.warning("retrain %d: the bar loop spent %.3f s swapping in the candidate (its pipeline was replayed "
-                    "off the loop up to %s)", row["i"], self.swap_wait_s[-1],
+        log.warning("retrain %d: the bar loop spent %.3f s swapping in the candidate (waiting for the job's thread "
+                    "%.3f s, catching up %.3f s, the durable row %.3f s, the swap %.3f s; the thread had replayed its "
+                    "pipeline up to %s)", row["i"], self.swap_wait_s[-1], waited, caught_up - waited,
+                    committed - caught_up, self.swap_wait_s[-1] - committed,
                     verdict.swap.until if verdict.swap is not None else "nothing")
 
     def _finish(self, row: dict) -> None:
