@@ -48,7 +48,7 @@ class LiveMarket:
     state_dir: Path
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(f"file:{Path(self.state_dir) / DB_NAME}?mode=ro", uri=True)
+        return sqlite3.connect(f"{(Path(self.state_dir) / DB_NAME).resolve().as_uri()}?mode=ro", uri=True)
 
     def bar_index(self, symbol: str, pos: int) -> pd.DatetimeIndex:
         """Close times of ``symbol``'s bars known after item ``pos``."""
