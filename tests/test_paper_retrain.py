@@ -368,6 +368,11 @@ def test_a_zmq_session_retrains_on_the_bars_it_kept_and_a_kill_9_loses_none_of_t
         assert job_bars.index.equals(window.index) and job_bars.index[-1].value == row["window_end"]
         assert job_bars.index[-1] > prepared.split.test_start  # the window reaches into the kept bars
         np.testing.assert_allclose(job_bars[window.columns].to_numpy(), window.to_numpy(), rtol=1e-12)
+        for kind in ("trades", "quotes"):  # the window's ticks: history, then the journal's, as the scenario has them
+            job_ticks = pd.read_parquet(state / "retrains" / "001" / "data" / f"{kind}.{symbol}.parquet")
+            frame = getattr(prepared.market[symbol], kind)
+            pd.testing.assert_frame_equal(job_ticks, frame.loc[job_ticks.index[0]: job_ticks.index[-1]], check_freq=False)
+            assert job_ticks.index[-1] > prepared.split.test_start
         feed.send(events[len(journaled): events_through_bar(events, symbol, bar_ns, total)])
         feed.end()
         assert proc.wait(timeout=300) == 0, (tmp_path / "paper2.log").read_text()[-3000:]
