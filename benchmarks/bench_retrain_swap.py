@@ -5,9 +5,10 @@ about every 15 bars) runs at ``--speed``; every call of the retrainer on the bar
 (``Retrainer.on_bar``, after each committed bar) is timed, and the calls that swapped a candidate in
 (the ``retrains`` rows' ``swap_pos``) are reported next to the median call.
 
-Run: ``python -m benchmarks.bench_retrain_swap --speed 150 --bars 240`` (from the repository root).
-The script only uses ``run_paper`` and times the method from outside, so it measures any version
-of lbml the same way.
+Run: ``python -m benchmarks.bench_retrain_swap --speed 150 --bars 240`` (from the repository root; one
+JSON line), or in the suite (``python -m benchmarks.run --only retrain_swap``: smoke size 120 bars at
+speed 150, full size also 60 bars at speed 30). The measurement only uses ``run_paper`` and times the
+method from outside, so it measures any version of lbml the same way.
 """
 
 import argparse
@@ -20,7 +21,22 @@ import time
 from pathlib import Path
 
 
-def run(speed: float, bars: int) -> dict:
+def run(size: str) -> list[dict]:
+    """The suite's rows: the longest bar-loop call at a swap per setting (baseline: the median call)."""
+    settings = [(150.0, 120)] if size == "smoke" else [(150.0, 240), (30.0, 60)]
+    rows = []
+    for speed, bars in settings:
+        got = measure(speed, bars)
+        times = [s["bar_loop_s"] for s in got["swaps"]]
+        value = max(times) if times else float("nan")
+        rows.append({"name": f"retrain_swap_bar_loop_max_speed{speed:g}", "value": value, "unit": "s",
+                     "baseline": got["median_call_s"], "ratio": value / got["median_call_s"], "target": None,
+                     "met": None, "note": f"{len(times)} swaps in {bars} bars ({', '.join(f'{t:.3f}' for t in times)} s); "
+                                          "baseline = the median retrainer call on other bars"})
+    return rows
+
+
+def measure(speed: float, bars: int) -> dict:
     from lbml.live import retrain
     from lbml.live.session import PaperOptions, run_paper
     from lbml.plugins import load_registry
@@ -68,5 +84,5 @@ if __name__ == "__main__":
     parser.add_argument("--speed", type=float, default=150.0)
     parser.add_argument("--bars", type=int, default=240)
     args = parser.parse_args()
-    print(json.dumps(run(args.speed, args.bars)))
+    print(json.dumps(measure(args.speed, args.bars)))
     sys.exit(0)
