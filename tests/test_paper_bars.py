@@ -11,7 +11,7 @@ from lbml.data.frames import MarketData
 from lbml.live.events import BAR, BAR_FLOW, BAR_TRADE, replay_events
 from lbml.live.session import PaperOptions, run_paper
 from lbml.plugins import load_registry
-from lbml.workflows import prepare
+from lbml.workflows.prepare import prepare
 
 from .test_acceptance import short_scenario
 

@@ -77,7 +77,7 @@ class BacktestResult:
     gas: CostLedger = field(default_factory=CostLedger)
     decisions: list = field(default_factory=list)  # (prediction ts, lbml.sizing.Decision) of every entry
     strategy_report: dict = field(default_factory=dict)  # the strategy's own counters (``report()``), if any
-    edge_gate: dict | None = None  # the edge gate's decision (lbml.gate), set by the workflow
+    edge_gate: dict | None = None  # the edge gate's decision (lbml.research.gate), set by the workflow
 
 
 def load_strategy_class(class_path: str) -> tuple[type, type]:

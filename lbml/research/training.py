@@ -14,23 +14,23 @@ from sklearn.metrics import log_loss, roc_auc_score
 from lbml.data.frames import InstrumentData, MarketData
 from lbml.data.provenance import content_hash
 from lbml.errors import DataError
-from lbml.features.folds import fold_features_for
+from lbml.research.folds import fold_features_for
 from lbml.features.pipeline import FeaturePipeline, available_inputs, build_pipeline, compute_features
 from lbml.features.sequence import feature_groups, pipeline_for_window
-from lbml.importance import fold_permutation_importance
-from lbml.calibration import calibration_method, fit_calibrator
-from lbml.evaluation import choose_margin, grid_hash, oos_statistics, trade_grid
-from lbml.labels import forward_returns, label_spec, make_labels, sample_uniqueness
-from lbml.payoff import TradeOutcomes, estimate_payoff, simulate_brackets
-from lbml.gate import edge_evidence
+from lbml.research.importance import fold_permutation_importance
+from lbml.models.calibration import calibration_method, fit_calibrator
+from lbml.research.evaluation import choose_margin, grid_hash, oos_statistics, trade_grid
+from lbml.research.labels import forward_returns, label_spec, make_labels, sample_uniqueness
+from lbml.research.payoff import TradeOutcomes, estimate_payoff, simulate_brackets
+from lbml.research.gate import edge_evidence
 from lbml.pricing import Pricing, kelly_params_for
 from lbml.sizing import Payoff
 from lbml.models.artifact import TrainingWindow, save_artifact
 from lbml.models.degenerate import require_varying_output
 from lbml.models.resampling import ResampledModel, ResampleReport, resampling_effect, with_resampling
-from lbml.registry_trials import StudyKey, TrialRegistry, configuration_hash, trial_evidence
-from lbml.stats import sharpe
-from lbml.validation import cpcv, cross_val_predict_purged, early_stopping_block, purge_train, purged_walk_forward
+from lbml.research.trials import StudyKey, TrialRegistry, configuration_hash, trial_evidence
+from lbml.research.stats import sharpe
+from lbml.research.validation import cpcv, cross_val_predict_purged, early_stopping_block, purge_train, purged_walk_forward
 from lbml.models.progress import TrainingProgress
 from lbml.plugins import PluginRegistry
 from lbml.scenario import Scenario
@@ -115,7 +115,7 @@ class TrainingSet:
     Rows are the bars with finite features and a known forward return. ``labelled`` marks the
     bars with a label (outside the dead zone): only they are fitted on; trade statistics use all.
     ``y`` is 1 (up), 0 (down) or -1 (no label); ``t1`` the label's end (the horizon's end for
-    unlabelled bars); ``outcomes`` each row's simulated bracket trade (``lbml.payoff``).
+    unlabelled bars); ``outcomes`` each row's simulated bracket trade (``lbml.research.payoff``).
     """
 
     X: pd.DataFrame
@@ -133,7 +133,7 @@ def training_set(
     """Features and labels for the training window only: no data after ``split.train_end`` is read.
 
     The pipeline is fitted on the whole window (what the final model trains on and the artifact
-    carries); cross-validation refits parameter-learning plugins per fold (``lbml.features.folds``).
+    carries); cross-validation refits parameter-learning plugins per fold (``lbml.research.folds``).
     """
     inputs = window_inputs(scenario, market, split)
     bars = inputs.bars
@@ -213,7 +213,7 @@ def train(
        out-of-fold predictions for every bar (each fold: fitted on labelled bars only, early
        stopping and calibration on a purged block at the end of its training samples; feature
        plugins that learn parameters, e.g. GARCH, refitted on the fold's training bars and their
-       features recomputed, see ``lbml.features.folds``).
+       features recomputed, see ``lbml.research.folds``).
     2. The trade's payoff and costs are priced on the training window (``lbml.pricing``); the EV
        margin is chosen on the out-of-fold predictions with the strategy's own rule; OOS statistics
        (AUC, log loss, Brier, ECE on labelled bars; IC, PSR, DSR with N from the trial registry,
@@ -435,7 +435,7 @@ def _purged_out_of_fold(
 ):
     """Out-of-fold predictions with the configured purged CV, else walk-forward with fewer splits.
 
-    ``fold_features`` (a ``lbml.features.folds.FoldFeatures``) gives each split its own matrix, with
+    ``fold_features`` (a ``lbml.research.folds.FoldFeatures``) gives each split its own matrix, with
     the parameter-learning plugins fitted on that split's training bars.
 
     Returns ``(oof, plan)``; ``oof`` is None when not even two purged splits have enough samples,
@@ -538,8 +538,8 @@ def _path_sharpes(paths, outcomes: TradeOutcomes, t0n, bar_ns: int, rule, rows) 
 
 def _write_reports(folder: Path, model, X: pd.DataFrame, y, p_oof, reports, name: str, fold_reports=None) -> None:
     """Reliability diagram, OOF predictions and feature importance (informational, not hashed)."""
-    from lbml.calibration import reliability_diagram
-    from lbml.importance import feature_importance, plot_importance
+    from lbml.models.calibration import reliability_diagram
+    from lbml.research.importance import feature_importance, plot_importance
 
     folder.mkdir(exist_ok=True)
     ok = np.isfinite(p_oof)
