@@ -163,3 +163,13 @@ def test_the_reader_sees_lazy_and_relative_imports(tmp_path):
     assert graph["lbml.data.b"] == {"lbml.data.a"}  # relative, both forms
     assert circles(graph) == [["lbml.data.a", "lbml.data.b", "lbml.models.m"]]
     assert upward_imports(graph) == ["lbml.data.a (data) imports lbml.models.m (models)"]
+
+
+def test_format_families_stand_alone():
+    # lbml.data.formats: each family parses with the shared helpers only; the importers choose among them
+    graph = import_graph()
+    families = [m for m in graph if m.startswith("lbml.data.formats")]
+    assert len(families) >= 5  # the package and its four families
+    for family in families:
+        lbml_imports = {t for t in graph[family] if not t.startswith("lbml.nautilus.")}
+        assert lbml_imports <= {"lbml.data.parsing", "lbml.data.frames", "lbml.errors"}, family

@@ -90,9 +90,11 @@ class TextFormat:
 
 
 TEXT_FORMATS: tuple[TextFormat, ...] = (
-    TextFormat("order-book capture", orderbook.is_capture, lambda s, text, kind, minutes: orderbook.parse_capture([s])),
-    TextFormat("freqtrade JSON", freqtrade_json.is_json, lambda s, text, kind, minutes: freqtrade_json.parse_json(s, minutes)),
-    TextFormat("CSV", lambda text: True, lambda s, text, kind, minutes: _parse_csv(s, text, kind, minutes)),
+    TextFormat("order-book capture", orderbook.is_capture,
+               lambda source, text, kind, minutes: orderbook.parse_capture([source])),
+    TextFormat("freqtrade JSON", freqtrade_json.is_json,
+               lambda source, text, kind, minutes: freqtrade_json.parse_json(source, minutes)),
+    TextFormat("CSV", lambda text: True, lambda source, text, kind, minutes: _parse_csv(source, text, kind, minutes)),
 )
 # CSV first line → layout: Binance's positional layouts (and headed klines), else a header row.
 CSV_LAYOUTS: tuple[Callable[[list[str]], CsvLayout | None], ...] = (binance.detect_csv, tables.detect_csv)
