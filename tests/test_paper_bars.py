@@ -14,7 +14,7 @@ from lbml.live.events import BAR, BAR_FLOW, BAR_TRADE, replay_events
 from lbml.live.session import PaperOptions, run_paper
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
-from lbml.workflows import prepare
+from lbml.workflows.prepare import prepare
 
 from .conftest import shared_file, without_calibration, without_edge_gate
 from .test_acceptance import _both_modes, short_scenario

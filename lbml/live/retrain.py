@@ -11,7 +11,7 @@ After every traded bar the session has committed, ``Retrainer.on_bar`` decides:
   EV margin, gate evidence); the bar loop goes on with the old model meanwhile. The candidate is
   saved in the normal artifact format under ``STATE_DIR/models/``.
 - **Gate**: the first bar after the process ended, the candidate is judged by the same edge gate as
-  deployment (``lbml.gate.gate_decision`` with the scenario's ``[gate]``, no override). It goes in
+  deployment (``lbml.research.gate.gate_decision`` with the scenario's ``[gate]``, no override). It goes in
   only if the gate opens (or is disabled); ``lbml.live.model_swap`` swaps everything it carries.
 
 Every retrain is a row of the state database's ``retrains`` table: reason, trigger item/bar/time,
@@ -38,7 +38,7 @@ import pandas as pd
 
 from lbml.data.frames import MarketData
 from lbml.errors import LbmlError
-from lbml.gate import gate_decision
+from lbml.research.gate import gate_decision
 from lbml.live.model_swap import SwapTargets, apply_swap, load_candidate, prepare_swap
 from lbml.live.retrain_job import JobSpec, RetrainJob
 from lbml.live.state import StateStore
