@@ -1,0 +1,319 @@
+"""Compiled incremental state for the built-in feature plugins: one native call per bar.
+
+The Python plugins stay the reference and the plugin API. When a pipeline is built, the plugins
+that have a kernel here (the built-in classes themselves, not subclasses, which may override
+``update``) are handed to one :class:`CompiledFeatures` set: its ``step`` runs all of them for a
+bar in a single C call that writes their values straight into the pipeline's output buffer. The
+other plugins (third-party ones, and built-ins without a kernel) run in Python alongside, in the
+same bar, into the same buffer. Training replay (``compute_features``), the backtest engine and the
+paper trader all call ``FeaturePipeline.update``, so they share this one path.
+
+The C source (``lbml.features.native_source``) is built on first use with the system C compiler,
+as the compiled trees are (``lbml.models.compiled``): ``-O2 -ffp-contract=off``, no
+``-ffast-math``, into the per-user cache keyed by the SHA-256 of source and options, and loaded
+through ``ctypes``. Every kernel keeps the Python code's floating-point operations and their order,
+so the values are equal with ``==`` (tests compare every feature on synthetic and real klines).
+Without a compiler (or if the build fails) the pipeline runs every plugin in Python and says so in
+one log line per process.
+
+Every kernel's state lives in one arena (a numpy byte array, offsets instead of pointers): a
+deep copy or a pickle of the pipeline copies it like any other array.
+"""
+
+import ctypes
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lbml.features.base import BarEvent, FeaturePlugin
+from lbml.features.native_source import SOURCE
+from lbml.models.compiled import CompileUnavailable, default_cache_dir
+
+log = logging.getLogger(__name__)
+
+COMPILER_OPTIONS = ("-O2", "-ffp-contract=off", "-fno-fast-math", "-std=c99")
+_CACHE_VERSION = "1"
+_ABI = 1
+_MAX_PLUGINS = 64  # MAXP in the C header
+
+
+def _core(p: FeaturePlugin) -> list[float]:
+    q = p.params
+    return [len(q.return_lags), *q.return_lags, q.vol_window, q.ema_period, q.volume_window]
+
+
+def _technical(p: FeaturePlugin) -> list[float]:
+    q = p.params
+    return [*q.ema_periods, q.rsi_period, q.macd_fast, q.macd_slow, q.macd_signal, q.bb_period, float(q.bb_k)]
+
+
+def _volatility(p: FeaturePlugin) -> list[float]:
+    from plugins import features_volatility as fv
+
+    q = p.params
+    g = p._garch or {}  # unfitted: NaN parameters (``step`` refuses to run, as ``update`` does)
+    garch = [g.get(k, math.nan) for k in ("mu", "omega", "alpha", "beta", "initial_variance", "scale")]
+    return [q.window, q.drawdown_window, *garch, fv._LN2, fv._GK_C]
+
+
+def _lagged(p: FeaturePlugin) -> list[float]:
+    from plugins import features_lagged as fl
+
+    q = p.params
+    return [
+        len(q.return_windows), *q.return_windows,
+        len(q.log_return_windows), *q.log_return_windows,
+        len(q.std_windows), *q.std_windows,
+        q.volume_window, fl._TWO_PI,
+    ]
+
+
+def _order_flow(p: FeaturePlugin) -> list[float]:
+    from plugins import features_microstructure as fm
+
+    q = p.params
+    return [q.flow_window, q.bvc_window, q.vpin_buckets, float(q.vpin_bucket_bars), q.sizing_window,
+            q.illiquidity_window, fm._SQRT2]
+
+
+def _cross_asset(p: FeaturePlugin) -> list[float]:
+    q = p.params
+    return [q.window, len(q.lags), *q.lags]
+
+
+# (module, class) of a built-in plugin -> (kernel id in the C source, its parameter list)
+KERNELS: dict[tuple[str, str], tuple[int, Callable[[FeaturePlugin], list[float]]]] = {
+    ("plugins.features_core", "CoreFeatures"): (1, _core),
+    ("plugins.features_technical", "TechnicalFeatures"): (2, _technical),
+    ("plugins.features_volatility", "VolatilityFeatures"): (3, _volatility),
+    ("plugins.features_lagged", "LaggedFeatures"): (4, _lagged),
+    ("plugins.features_microstructure", "OrderFlowFeatures"): (5, _order_flow),
+    ("plugins.features_cross_asset", "CrossAssetFeatures"): (6, _cross_asset),
+}
+_LEARNS = {3}  # kernels whose parameters come from a fit (GARCH): refreshed when the plugin refits
+
+
+def kernel_of(plugin: FeaturePlugin) -> tuple[int, Callable[[FeaturePlugin], list[float]]] | None:
+    """Return the kernel of ``plugin``'s exact class, or None (the plugin then runs in Python)."""
+    cls = type(plugin)
+    return KERNELS.get((cls.__module__, cls.__qualname__))
+
+
+class Library:
+    """The loaded kernel library and its typed entry points."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        lib = ctypes.CDLL(str(path))
+        lib.lbml_features_abi.restype = ctypes.c_int64
+        if lib.lbml_features_abi() != _ABI:
+            raise CompileUnavailable(f"{path}: kernel ABI {lib.lbml_features_abi()}, expected {_ABI}")
+        lib.lbml_features_size.restype = ctypes.c_int64
+        lib.lbml_features_size.argtypes = (ctypes.c_void_p,)
+        lib.lbml_features_init.restype = None
+        lib.lbml_features_init.argtypes = (ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)
+        step = lib.lbml_features_step
+        step.restype = None
+        step.argtypes = (ctypes.c_void_p, ctypes.c_int64, *([ctypes.c_double] * 6), ctypes.c_void_p)
+        on_ref = lib.lbml_features_on_reference_bar
+        on_ref.restype = None
+        on_ref.argtypes = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_double)
+        self.size, self.init, self.step, self.on_ref = lib.lbml_features_size, lib.lbml_features_init, step, on_ref
+        self._lib = lib
+
+
+_LOADED: dict[tuple[str, str], "Library | CompileUnavailable"] = {}
+_LOCK = threading.Lock()
+
+
+def build_library(cache_dir: Path | None = None, *, compiler: str = "cc") -> Path:
+    """Compile the kernels (or find them in the cache) and return the shared library's path.
+
+    Raises
+    ------
+    CompileUnavailable
+        When the C compiler is missing or the build fails.
+    """
+    key = hashlib.sha256(json.dumps([_CACHE_VERSION, COMPILER_OPTIONS, SOURCE]).encode()).hexdigest()[:24]
+    folder = Path(cache_dir or default_cache_dir()) / f"features-{key}"
+    library = folder / "features.so"
+    if library.is_file():
+        return library
+    if shutil.which(compiler) is None:
+        raise CompileUnavailable(f"C compiler {compiler!r} not found")
+    folder.mkdir(parents=True, exist_ok=True)
+    src = folder / f"features.{os.getpid()}.c"
+    tmp_lib = folder / f"features.{os.getpid()}.so"
+    src.write_text(SOURCE)
+    try:
+        proc = subprocess.run(
+            [compiler, *COMPILER_OPTIONS, "-shared", "-fPIC", "-o", str(tmp_lib), str(src), "-lm"],
+            capture_output=True,
+            text=True,
+        )
+    finally:
+        src.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        tmp_lib.unlink(missing_ok=True)
+        detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise CompileUnavailable(f"building the feature kernels failed: {detail}")
+    os.replace(tmp_lib, library)  # atomic: concurrent loaders never see a half-written library
+    return library
+
+
+def load_library(cache_dir: Path | None = None, *, compiler: str = "cc") -> Library:
+    """Return the kernel library, built once per process and cache folder.
+
+    Raises
+    ------
+    CompileUnavailable
+        When it cannot be built or loaded (logged once per process and cause).
+    """
+    key = (str(cache_dir or default_cache_dir()), compiler)
+    with _LOCK:
+        found = _LOADED.get(key)
+        if found is None:
+            try:
+                found = Library(build_library(cache_dir, compiler=compiler))
+            except (CompileUnavailable, OSError) as exc:
+                found = exc if isinstance(exc, CompileUnavailable) else CompileUnavailable(str(exc))
+                log.warning("compiled features unavailable, running every feature plugin in Python: %s", found)
+            _LOADED[key] = found
+    if isinstance(found, CompileUnavailable):
+        raise found
+    return found
+
+
+class CompiledFeatures:
+    """The compiled plugins of one pipeline: their state in one arena, one ``step`` per bar.
+
+    Parameters
+    ----------
+    library : Library
+        The loaded kernels.
+    plugins : sequence of (FeaturePlugin, int)
+        Each plugin with a kernel and the index of its first output in the pipeline's buffer.
+    """
+
+    def __init__(self, library: Library, plugins: Sequence[tuple[FeaturePlugin, int]]) -> None:
+        if not plugins or len(plugins) > _MAX_PLUGINS:
+            raise ValueError(f"a compiled set holds 1..{_MAX_PLUGINS} plugins, got {len(plugins)}")
+        self._library = library
+        self.plugins = tuple(p for p, _ in plugins)
+        self.offsets = tuple(int(o) for _, o in plugins)
+        self._kinds = tuple(kernel_of(p)[0] for p in self.plugins)  # type: ignore[index]
+        self.has_reference = 6 in self._kinds
+        self._arena = np.zeros(0, dtype=np.uint8)
+        self.reset()
+
+    # -- configuration -------------------------------------------------------------------------
+    def _config(self) -> np.ndarray:
+        cfg: list[float] = [len(self.plugins)]
+        for plugin, offset in zip(self.plugins, self.offsets):
+            kind, params = kernel_of(plugin)  # type: ignore[misc]
+            values = [float(v) for v in params(plugin)]
+            cfg += [kind, offset, len(values), *values]
+        return np.asarray(cfg, dtype=np.float64)
+
+    def _fitted(self) -> tuple[Any, ...]:
+        """The fitted-parameter objects the kernels were configured with (identity-compared)."""
+        return tuple(getattr(p, "_garch", None) if k in _LEARNS else None for p, k in zip(self.plugins, self._kinds))
+
+    def reset(self) -> None:
+        """Forget all streaming state and reread the plugins' parameters (e.g. after a fit)."""
+        cfg = self._config()
+        size = int(self._library.size(cfg.ctypes.data))
+        if len(self._arena) != size:
+            self._arena = np.zeros(size, dtype=np.uint8)
+        self._library.init(self._arena.ctypes.data, cfg.ctypes.data, -1)
+        self._seen = self._fitted()
+        self._learning = tuple(
+            (i, p) for i, (p, k) in enumerate(zip(self.plugins, self._kinds)) if k in _LEARNS
+        )
+        self._bind()
+
+    def _bind(self) -> None:
+        self._addr = self._arena.ctypes.data
+        self._step = self._library.step
+        self._on_ref = self._library.on_ref
+
+    def _refresh(self, bar: BarEvent) -> None:
+        """A learning plugin was refitted since the kernels were configured: restart its state.
+
+        ``fit`` and ``load_fitted_state`` reset the Python plugin's streaming state, so the kernel
+        restarts that plugin only, with the new parameters; unfitted, the plugin's own ``update``
+        raises its error.
+        """
+        cfg = self._config()
+        for i, plugin in self._learning:
+            if getattr(plugin, "_garch", None) is not self._seen[i]:
+                if getattr(plugin, "_garch", None) is None:
+                    plugin.update(bar)  # raises: GARCH is not fitted
+                self._library.init(self._addr, cfg.ctypes.data, i)
+        self._seen = self._fitted()
+
+    # -- streaming ---------------------------------------------------------------------------
+    def step(self, bar: BarEvent, out: int) -> None:
+        """Run every compiled plugin on ``bar``, writing their values at address ``out``."""
+        for i, plugin in self._learning:
+            if plugin._garch is not self._seen[i]:
+                self._refresh(bar)
+                break
+        self._step(self._addr, bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume,
+                   bar.taker_buy_volume, out)
+
+    def on_reference_bar(self, bar: BarEvent) -> None:
+        self._on_ref(self._addr, bar.ts, bar.close)
+
+    # -- copies ------------------------------------------------------------------------------
+    def __deepcopy__(self, memo: dict[int, Any]) -> "CompiledFeatures":
+        import copy
+
+        clone = object.__new__(type(self))
+        memo[id(self)] = clone
+        for key, value in self.__dict__.items():
+            if key in ("_library", "_step", "_on_ref", "_addr"):
+                setattr(clone, key, value)
+            elif key != "_seen":
+                setattr(clone, key, copy.deepcopy(value, memo))
+        clone._seen = clone._fitted()  # the copied plugins' parameter objects, in the same state
+        clone._bind()
+        return clone
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            k: v for k, v in self.__dict__.items() if k not in ("_library", "_step", "_on_ref", "_addr", "_seen")
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._library = load_library()  # raises CompileUnavailable where it cannot be built
+        self._seen = self._fitted()
+        self._bind()
+
+
+def compile_plugins(
+    plugins: Sequence[FeaturePlugin], offsets: Sequence[int], *, cache_dir: Path | None = None, compiler: str = "cc"
+) -> CompiledFeatures | None:
+    """Return the compiled set of the plugins that have a kernel, or None (none has, or no compiler).
+
+    ``offsets[i]`` is the index of ``plugins[i]``'s first output in the pipeline's buffer.
+    """
+    chosen = [(p, o) for p, o in zip(plugins, offsets) if kernel_of(p) is not None][:_MAX_PLUGINS]
+    if not chosen:
+        return None
+    try:
+        library = load_library(cache_dir, compiler=compiler)
+    except CompileUnavailable:
+        return None
+    return CompiledFeatures(library, chosen)
