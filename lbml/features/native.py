@@ -256,9 +256,9 @@ class CompiledFeatures:
         """
         cfg = self._config()
         for i, plugin in self._learning:
-            if getattr(plugin, "_garch", None) is not self._seen[i]:
-                if getattr(plugin, "_garch", None) is None:
-                    plugin.update(bar)  # raises: GARCH is not fitted
+            if plugin._garch is None:
+                plugin.update(bar)  # raises: GARCH is not fitted
+            if plugin._garch is not self._seen[i]:
                 self._library.init(self._addr, cfg.ctypes.data, i)
         self._seen = self._fitted()
 
@@ -266,7 +266,8 @@ class CompiledFeatures:
     def step(self, bar: BarEvent, out: int) -> None:
         """Run every compiled plugin on ``bar``, writing their values at address ``out``."""
         for i, plugin in self._learning:
-            if plugin._garch is not self._seen[i]:
+            fitted = plugin._garch
+            if fitted is None or fitted is not self._seen[i]:  # unfitted (raises) or refitted
                 self._refresh(bar)
                 break
         self._step(self._addr, bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume,
@@ -297,18 +298,28 @@ class CompiledFeatures:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
-        self._library = load_library()  # raises CompileUnavailable where it cannot be built
+        self._library = load_library(compiler=default_compiler())  # raises CompileUnavailable if it cannot be built
         self._seen = self._fitted()
         self._bind()
 
 
+def default_compiler() -> str:
+    """The C compiler: ``$CC`` (a program name) when set, else ``cc``."""
+    return os.environ.get("CC") or "cc"
+
+
 def compile_plugins(
-    plugins: Sequence[FeaturePlugin], offsets: Sequence[int], *, cache_dir: Path | None = None, compiler: str = "cc"
+    plugins: Sequence[FeaturePlugin],
+    offsets: Sequence[int],
+    *,
+    cache_dir: Path | None = None,
+    compiler: str | None = None,
 ) -> CompiledFeatures | None:
     """Return the compiled set of the plugins that have a kernel, or None (none has, or no compiler).
 
     ``offsets[i]`` is the index of ``plugins[i]``'s first output in the pipeline's buffer.
     """
+    compiler = compiler or default_compiler()
     chosen = [(p, o) for p, o in zip(plugins, offsets) if kernel_of(p) is not None][:_MAX_PLUGINS]
     if not chosen:
         return None

@@ -1,0 +1,237 @@
+"""The compiled feature kernels equal the Python plugins with ``==``, feature by feature.
+
+The Python plugins are the reference (``compiled=False`` runs every plugin in Python); the
+default pipeline runs the built-in plugins with a kernel in one native call per bar. Compared on
+the synthetic market with every input (with and without taker-buy volume, so both signed-volume
+paths of ``order_flow`` run), with non-default parameters, on real 1-minute klines (the May 2021
+crash and a month of Bybit perpetuals), event by event in engine order, across deep copies,
+pickles and refits, and with a third-party plugin alongside. Without a C compiler the pipeline
+runs in Python and says so in one log line.
+"""
+
+import copy
+import logging
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.bench_features import FULL_SET, make_inputs
+from lbml.data.frames import InstrumentData
+from lbml.features import native
+from lbml.features.base import BarEvent, FeaturePlugin
+from lbml.features.pipeline import FeaturePipeline, compute_features
+from lbml.plugins import load_registry
+
+from .conftest import shared_file
+from .test_features_replay import engine_events, feed
+
+PORTED = ("technical", "volatility", "lagged", "cross_asset", "order_flow", "core")
+
+
+@pytest.fixture(scope="module")
+def market():
+    return make_inputs(6_000, seed=11)
+
+
+def pipelines(specs, fit_bars):
+    """(Python reference, compiled) pipelines of the same plugins, fitted on ``fit_bars``."""
+    registry = load_registry()
+    out = []
+    for compiled in (False, True):
+        pipeline = FeaturePipeline([registry.feature(n)(**params) for n, params in specs], compiled=compiled)
+        pipeline.fit(fit_bars)
+        out.append(pipeline)
+    return out
+
+
+def assert_equal_per_feature(names, expected: np.ndarray, actual: np.ndarray) -> None:
+    """Every column equal with ``==`` (NaN where the reference is NaN), named in the failure."""
+    assert expected.shape == actual.shape
+    bad = []
+    for j, name in enumerate(names):
+        e, a = expected[:, j], actual[:, j]
+        same = (e == a) | (np.isnan(e) & np.isnan(a))
+        if not same.all():
+            row = int(np.flatnonzero(~same)[0])
+            bad.append(f"{name}: row {row}: python {e[row]!r} compiled {a[row]!r} ({int((~same).sum())} rows)")
+    assert not bad, "\n".join(bad)
+
+
+def test_every_ported_plugin_runs_compiled_in_the_full_set(market):
+    _, bars, _, _ = market
+    python, compiled = pipelines([(n, {}) for n in (*FULL_SET, "core")], bars.iloc[:600])
+    assert python.compiled_plugins == ()
+    assert set(compiled.compiled_plugins) == set(PORTED)
+    assert compiled.names == python.names
+
+
+@pytest.mark.parametrize("taker", [True, False], ids=["taker_buy", "bulk_volume_classification"])
+def test_synthetic_matrix_is_equal_feature_by_feature(market, taker):
+    data, bars, ref, funding = market
+    if not taker:
+        bars = bars.drop(columns="taker_buy_volume")
+    python, compiled = pipelines([(n, {}) for n in (*FULL_SET, "core")], bars.iloc[:600])
+    expected = compute_features(python, data, bars, ref, funding).to_numpy()
+    actual = compute_features(compiled, data, bars, ref, funding).to_numpy()
+    assert np.isfinite(expected[-50:]).all()  # every feature is past its warm-up
+    assert_equal_per_feature(python.names, expected, actual)
+
+
+def test_non_default_parameters_are_equal(market):
+    data, bars, ref, funding = market
+    specs = [
+        ("core", {"return_lags": (2, 7, 1), "vol_window": 9, "ema_period": 5, "volume_window": 11}),
+        ("technical", {"ema_periods": (3, 8, 30), "rsi_period": 5, "macd_fast": 4, "macd_slow": 9,
+                       "macd_signal": 3, "bb_period": 7, "bb_k": 1.5}),
+        ("volatility", {"window": 7, "drawdown_window": 13, "garch_dist": "normal"}),
+        ("lagged", {"return_windows": (3, 1, 30), "log_return_windows": (2, 9), "std_windows": (4, 17, 2),
+                    "volume_window": 6}),
+        # small VPIN buckets: several buckets filled by one bar
+        ("order_flow", {"flow_window": 1, "bvc_window": 5, "vpin_buckets": 7, "vpin_bucket_bars": 0.3,
+                        "sizing_window": 3, "illiquidity_window": 4}),
+        ("cross_asset", {"window": 5, "lags": (3, 1, 6)}),
+    ]
+    python, compiled = pipelines(specs, bars.iloc[:600])
+    assert set(compiled.compiled_plugins) == set(PORTED)
+    expected = compute_features(python, data, bars, ref, funding).to_numpy()
+    actual = compute_features(compiled, data, bars, ref, funding).to_numpy()
+    assert_equal_per_feature(python.names, expected, actual)
+
+
+def _klines(path) -> pd.DataFrame:
+    df = pd.read_csv(path)
+    stamp = df.pop(df.columns[0])
+    opened = (
+        pd.to_datetime(stamp, unit="ms", utc=True) if np.issubdtype(stamp.dtype, np.number)
+        else pd.to_datetime(stamp, utc=True)
+    )
+    df.index = pd.DatetimeIndex(opened + pd.Timedelta(minutes=1), name="ts")  # features index by close time
+    return df[["open", "high", "low", "close", "volume"]].astype(np.float64)
+
+
+@pytest.mark.parametrize(
+    "traded, reference",
+    [
+        (("binance_spot_2021-04-02_to_2021-05-14", "BNBUSDT-1m.csv.gz"),
+         ("binance_spot_2021-04-02_to_2021-05-14", "BTCUSDT-1m.csv.gz")),
+        (("bybit_linear_2025-05-30_to_2025-06-29", "ETHUSDT_1m.csv"),
+         ("bybit_linear_2025-05-30_to_2025-06-29", "BTCUSDT_1m.csv")),
+    ],
+    ids=["binance_2021_crash", "bybit_2025"],
+)
+def test_real_klines_are_equal_feature_by_feature(traded, reference):
+    bars = _klines(shared_file("klines_1m", *traded))
+    ref = _klines(shared_file("klines_1m", *reference))
+    assert len(bars) > 40_000
+    python, compiled = pipelines([(n, {}) for n in PORTED], bars.iloc[:5_000])
+    data = InstrumentData(symbol="BNBUSDT", bars=bars)
+    expected = compute_features(python, data, bars, ref, None).to_numpy()
+    actual = compute_features(compiled, data, bars, ref, None).to_numpy()
+    assert np.isfinite(expected[-50:]).all()
+    assert_equal_per_feature(python.names, expected, actual)
+
+
+def test_event_by_event_streaming_copies_and_pickles_match_the_reference(market):
+    data, bars, ref, funding = market
+    bars = bars.iloc[:3_000]
+    python, compiled = pipelines([(n, {}) for n in (*FULL_SET, "core")], bars.iloc[:600])
+    events = engine_events(data, bars, ref.iloc[:3_000], funding)
+    python.reset()
+    expected = feed(python, events)
+    compiled.reset()
+    cut = len(events) // 2
+    head = feed(compiled, events[:cut])
+    clone = copy.deepcopy(compiled)
+    shipped = pickle.loads(pickle.dumps(compiled))  # as a Dask worker receives it (never on disk)
+    rest = feed(compiled, events[cut:])
+    assert_equal_per_feature(python.names, expected, np.vstack([head, rest]))
+    # the copies carry on from the cut exactly as the original did, independently of it
+    assert_equal_per_feature(python.names, rest, feed(clone, events[cut:]))
+    assert_equal_per_feature(python.names, rest, feed(shipped, events[cut:]))
+
+
+def test_refitting_a_plugin_restarts_it_as_the_python_plugin_does(market):
+    data, bars, ref, funding = market
+    python, compiled = pipelines([(n, {}) for n in ("volatility", "lagged")], bars.iloc[:600])
+    events = [BarEvent(int(t), *row) for t, row in zip(bars.index.asi8, bars.to_numpy().tolist())]
+    rows = {}
+    for name, pipeline in (("python", python), ("compiled", compiled)):
+        pipeline.reset()
+        out = [pipeline.update(bar).copy() for bar in events[:1_000]]
+        pipeline.plugins[0].fit(bars.iloc[1_000:2_000])  # a plugin refitted directly, mid-stream
+        out += [pipeline.update(bar).copy() for bar in events[1_000:1_500]]
+        rows[name] = np.array(out)
+    assert_equal_per_feature(python.names, rows["python"], rows["compiled"])
+    unfitted = FeaturePipeline([load_registry().feature("volatility")()])
+    assert unfitted.compiled_plugins == ("volatility",)
+    with pytest.raises(Exception, match="GARCH is not fitted"):
+        unfitted.update(events[0])
+
+
+class _Spread(FeaturePlugin):
+    """A third-party pure-Python plugin: high-low range over close."""
+
+    name = "test_spread"
+
+    def output_names(self):
+        return ("test_hl_range",)
+
+    def warmup_bars(self):
+        return 1
+
+    def reset(self):
+        self.n = 0
+
+    def update(self, bar):
+        self.n += 1
+        return ((bar.high - bar.low) / bar.close,)
+
+
+def test_third_party_and_subclassed_plugins_run_in_python_alongside(market):
+    data, bars, ref, funding = market
+    registry = load_registry()
+    lagged = registry.feature("lagged")
+
+    class MyLagged(lagged):  # a subclass may override update: never swapped for the kernel
+        name = "my_lagged"
+
+    def make(compiled):
+        plugins = [registry.feature("technical")(), _Spread(), MyLagged(), registry.feature("quotes")(),
+                   registry.feature("order_flow")()]
+        return FeaturePipeline(plugins, compiled=compiled)
+
+    python, compiled = make(False), make(True)
+    assert compiled.compiled_plugins == ("technical", "order_flow")
+    expected = compute_features(python, data, bars, ref, funding).to_numpy()
+    actual = compute_features(compiled, data, bars, ref, funding).to_numpy()
+    assert_equal_per_feature(python.names, expected, actual)
+    assert compiled.plugins[1].n == len(bars)  # the Python plugin saw every bar
+
+
+def test_without_a_compiler_every_plugin_runs_in_python_with_one_log_line(market, monkeypatch, tmp_path, caplog):
+    data, bars, ref, funding = market
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))  # nothing cached: the kernels must be built
+    monkeypatch.setenv("CC", "lbml-test-no-such-compiler")
+    registry = load_registry()
+    with caplog.at_level(logging.WARNING, logger="lbml.features.native"):
+        first = FeaturePipeline([registry.feature(n)() for n in FULL_SET])
+        second = FeaturePipeline([registry.feature(n)() for n in FULL_SET])
+    assert first.compiled_plugins == second.compiled_plugins == ()
+    lines = [r.getMessage() for r in caplog.records if r.name == "lbml.features.native"]
+    assert len(lines) == 1, lines
+    assert "compiled features unavailable" in lines[0] and "lbml-test-no-such-compiler" in lines[0]
+    assert "Python" in lines[0]
+    # the fallback is the reference itself
+    first.fit(bars.iloc[:600])
+    reference = FeaturePipeline([registry.feature(n)() for n in FULL_SET], compiled=False)
+    reference.fit(bars.iloc[:600])
+    head = bars.iloc[:2_000]
+    assert_equal_per_feature(
+        first.names,
+        compute_features(reference, data, head, ref, funding).to_numpy(),
+        compute_features(first, data, head, ref, funding).to_numpy(),
+    )
+    with pytest.raises(native.CompileUnavailable, match="not found"):
+        native.build_library(tmp_path / "other", compiler="lbml-test-no-such-compiler")
