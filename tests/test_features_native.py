@@ -235,3 +235,29 @@ def test_without_a_compiler_every_plugin_runs_in_python_with_one_log_line(market
     )
     with pytest.raises(native.CompileUnavailable, match="not found"):
         native.build_library(tmp_path / "other", compiler="lbml-test-no-such-compiler")
+
+
+@pytest.mark.slow
+def test_a_backtest_is_identical_with_compiled_and_python_features(registry, small_scenario, tmp_path, monkeypatch,
+                                                                     caplog):
+    from lbml.workflows import run_scenario
+
+    from .conftest import without_edge_gate
+
+    scenario = without_edge_gate(small_scenario)  # trades on 4 days: fills and equity to compare
+    with caplog.at_level(logging.WARNING, logger="lbml.features.native"):
+        compiled_dir, compiled_metrics = run_scenario(scenario, registry, tmp_path / "compiled")
+        assert not [r for r in caplog.records if r.name == "lbml.features.native"]
+        # The same trained model, backtested again with every feature plugin in Python: no C
+        # compiler and nothing cached (the compiled trees still build with ``cc``).
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        monkeypatch.setenv("CC", "lbml-test-no-such-compiler")
+        python_dir, python_metrics = run_scenario(scenario, registry, tmp_path / "python",
+                                                  model_dir=compiled_dir / "model")
+    assert [r.getMessage() for r in caplog.records if r.name == "lbml.features.native"][0].startswith(
+        "compiled features unavailable")
+    assert compiled_metrics["n_trades"] > 0
+    for name in ("fills.csv", "equity.csv", "trades.csv", "predictions.csv"):
+        assert (python_dir / name).read_bytes() == (compiled_dir / name).read_bytes(), name
+    for key in ("n_trades", "final_equity", "total_return", "n_bars"):
+        assert python_metrics[key] == compiled_metrics[key], key
