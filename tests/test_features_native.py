@@ -20,14 +20,15 @@ import pytest
 from benchmarks.bench_features import FULL_SET, make_inputs
 from lbml.data.frames import InstrumentData
 from lbml.features import native
-from lbml.features.base import BarEvent, FeaturePlugin
-from lbml.features.pipeline import FeaturePipeline, compute_features
+from lbml.features.base import BarEvent, FeatureInput, FeaturePlugin
+from lbml.features.pipeline import FeaturePipeline, _replays_natively, compute_features
 from lbml.plugins import load_registry
 
 from .conftest import shared_file
 from .test_features_replay import engine_events, feed
 
-PORTED = ("technical", "volatility", "lagged", "cross_asset", "order_flow", "core")
+PORTED = ("technical", "volatility", "lagged", "cross_asset", "order_flow", "core", "quotes", "depth", "funding")
+BARS_ONLY = ("technical", "volatility", "lagged", "cross_asset", "order_flow", "core")
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +74,7 @@ def test_synthetic_matrix_is_equal_feature_by_feature(market, taker):
     if not taker:
         bars = bars.drop(columns="taker_buy_volume")
     python, compiled = pipelines([(n, {}) for n in (*FULL_SET, "core")], bars.iloc[:600])
+    assert _replays_natively(compiled)  # every plugin compiled: the whole replay is one native call
     expected = compute_features(python, data, bars, ref, funding).to_numpy()
     actual = compute_features(compiled, data, bars, ref, funding).to_numpy()
     assert np.isfinite(expected[-50:]).all()  # every feature is past its warm-up
@@ -92,6 +94,9 @@ def test_non_default_parameters_are_equal(market):
         ("order_flow", {"flow_window": 1, "bvc_window": 5, "vpin_buckets": 7, "vpin_bucket_bars": 0.3,
                         "sizing_window": 3, "illiquidity_window": 4}),
         ("cross_asset", {"window": 5, "lags": (3, 1, 6)}),
+        ("depth", {"volume_window": 7}),
+        ("quotes", {}),
+        ("funding", {"settle_interval_bars": 10}),
     ]
     python, compiled = pipelines(specs, bars.iloc[:600])
     assert set(compiled.compiled_plugins) == set(PORTED)
@@ -125,7 +130,7 @@ def test_real_klines_are_equal_feature_by_feature(traded, reference):
     bars = _klines(shared_file("klines_1m", *traded))
     ref = _klines(shared_file("klines_1m", *reference))
     assert len(bars) > 40_000
-    python, compiled = pipelines([(n, {}) for n in PORTED], bars.iloc[:5_000])
+    python, compiled = pipelines([(n, {}) for n in BARS_ONLY], bars.iloc[:5_000])
     data = InstrumentData(symbol="BNBUSDT", bars=bars)
     expected = compute_features(python, data, bars, ref, None).to_numpy()
     actual = compute_features(compiled, data, bars, ref, None).to_numpy()
@@ -171,22 +176,28 @@ def test_refitting_a_plugin_restarts_it_as_the_python_plugin_does(market):
 
 
 class _Spread(FeaturePlugin):
-    """A third-party pure-Python plugin: high-low range over close."""
+    """A third-party pure-Python plugin: high-low range over close, and the bar's quote count."""
 
     name = "test_spread"
+    inputs = frozenset({FeatureInput.BARS, FeatureInput.QUOTES})
 
     def output_names(self):
-        return ("test_hl_range",)
+        return ("test_hl_range", "test_quotes_per_bar")
 
     def warmup_bars(self):
         return 1
 
     def reset(self):
         self.n = 0
+        self.quotes = 0
+
+    def on_quote(self, ts, bid, ask, bid_size, ask_size):
+        self.quotes += 1
 
     def update(self, bar):
         self.n += 1
-        return ((bar.high - bar.low) / bar.close,)
+        quotes, self.quotes = self.quotes, 0
+        return ((bar.high - bar.low) / bar.close, float(quotes))
 
 
 def test_third_party_and_subclassed_plugins_run_in_python_alongside(market):
@@ -203,11 +214,12 @@ def test_third_party_and_subclassed_plugins_run_in_python_alongside(market):
         return FeaturePipeline(plugins, compiled=compiled)
 
     python, compiled = make(False), make(True)
-    assert compiled.compiled_plugins == ("technical", "order_flow")
+    assert compiled.compiled_plugins == ("technical", "quotes", "order_flow")
     expected = compute_features(python, data, bars, ref, funding).to_numpy()
     actual = compute_features(compiled, data, bars, ref, funding).to_numpy()
     assert_equal_per_feature(python.names, expected, actual)
-    assert compiled.plugins[1].n == len(bars)  # the Python plugin saw every bar
+    assert compiled.plugins[1].n == len(bars)  # the Python plugin saw every bar and every quote
+    assert actual[:, python.names.index("test_quotes_per_bar")].sum() == len(data.quotes)
 
 
 def test_without_a_compiler_every_plugin_runs_in_python_with_one_log_line(market, monkeypatch, tmp_path, caplog):

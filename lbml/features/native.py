@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 COMPILER_OPTIONS = ("-O2", "-ffp-contract=off", "-fno-fast-math", "-std=c99")
 _CACHE_VERSION = "1"
-_ABI = 1
+_ABI = 2
 _MAX_PLUGINS = 64  # MAXP in the C header
 
 
@@ -91,6 +91,14 @@ def _cross_asset(p: FeaturePlugin) -> list[float]:
     return [q.window, len(q.lags), *q.lags]
 
 
+def _no_params(p: FeaturePlugin) -> list[float]:
+    return []
+
+
+def _depth(p: FeaturePlugin) -> list[float]:
+    return [p.params.volume_window]
+
+
 # (module, class) of a built-in plugin -> (kernel id in the C source, its parameter list)
 KERNELS: dict[tuple[str, str], tuple[int, Callable[[FeaturePlugin], list[float]]]] = {
     ("plugins.features_core", "CoreFeatures"): (1, _core),
@@ -99,7 +107,12 @@ KERNELS: dict[tuple[str, str], tuple[int, Callable[[FeaturePlugin], list[float]]
     ("plugins.features_lagged", "LaggedFeatures"): (4, _lagged),
     ("plugins.features_microstructure", "OrderFlowFeatures"): (5, _order_flow),
     ("plugins.features_cross_asset", "CrossAssetFeatures"): (6, _cross_asset),
+    ("plugins.features_microstructure", "QuoteFeatures"): (7, _no_params),
+    ("plugins.features_microstructure", "DepthFeatures"): (8, _depth),
+    ("plugins.features_cross_asset", "FundingFeatures"): (9, _no_params),
 }
+# event method -> the kernels that consume it (each event is one native call to all of them)
+EVENT_KINDS = {"on_reference_bar": 6, "on_quote": 7, "on_depth": 8, "on_funding": 9}
 _LEARNS = {3}  # kernels whose parameters come from a fit (GARCH): refreshed when the plugin refits
 
 
@@ -125,10 +138,23 @@ class Library:
         step = lib.lbml_features_step
         step.restype = None
         step.argtypes = (ctypes.c_void_p, ctypes.c_int64, *([ctypes.c_double] * 6), ctypes.c_void_p)
-        on_ref = lib.lbml_features_on_reference_bar
-        on_ref.restype = None
-        on_ref.argtypes = (ctypes.c_void_p, ctypes.c_int64, ctypes.c_double)
-        self.size, self.init, self.step, self.on_ref = lib.lbml_features_size, lib.lbml_features_init, step, on_ref
+        d, i64, ptr = ctypes.c_double, ctypes.c_int64, ctypes.c_void_p
+        events = {
+            "on_reference_bar": (i64, d),
+            "on_quote": (i64, d, d, d, d),
+            "on_depth": (i64, d, d),
+            "on_funding": (i64, d),
+        }
+        self.events = {}
+        for method, args in events.items():
+            fn = getattr(lib, f"lbml_features_{method}")
+            fn.restype = None
+            fn.argtypes = (ptr, *args)
+            self.events[method] = fn
+        replay = lib.lbml_features_replay
+        replay.restype = None
+        replay.argtypes = (ptr, i64, *([ptr] * 7), ptr, i64, ptr, ptr, ptr, ptr)
+        self.size, self.init, self.step, self.replay = lib.lbml_features_size, lib.lbml_features_init, step, replay
         self._lib = lib
 
 
@@ -194,6 +220,9 @@ def load_library(cache_dir: Path | None = None, *, compiler: str = "cc") -> Libr
     return found
 
 
+_UNCOPIED = ("_library", "_step", "_on_ref", "_on_quote", "_on_depth", "_on_funding", "_addr")
+
+
 class CompiledFeatures:
     """The compiled plugins of one pipeline: their state in one arena, one ``step`` per bar.
 
@@ -212,7 +241,8 @@ class CompiledFeatures:
         self.plugins = tuple(p for p, _ in plugins)
         self.offsets = tuple(int(o) for _, o in plugins)
         self._kinds = tuple(kernel_of(p)[0] for p in self.plugins)  # type: ignore[index]
-        self.has_reference = 6 in self._kinds
+        # the event methods this set consumes (``on_quote`` ...), each one native call per event
+        self.events = frozenset(m for m, k in EVENT_KINDS.items() if k in self._kinds)
         self._arena = np.zeros(0, dtype=np.uint8)
         self.reset()
 
@@ -245,7 +275,9 @@ class CompiledFeatures:
     def _bind(self) -> None:
         self._addr = self._arena.ctypes.data
         self._step = self._library.step
-        self._on_ref = self._library.on_ref
+        events = self._library.events
+        self._on_ref, self._on_quote = events["on_reference_bar"], events["on_quote"]
+        self._on_depth, self._on_funding = events["on_depth"], events["on_funding"]
 
     def _refresh(self, bar: BarEvent) -> None:
         """A learning plugin was refitted since the kernels were configured: restart its state.
@@ -257,12 +289,19 @@ class CompiledFeatures:
         cfg = self._config()
         for i, plugin in self._learning:
             if plugin._garch is None:
-                plugin.update(bar)  # raises: GARCH is not fitted
+                plugin.update(bar)  # type: ignore[arg-type]  # raises: GARCH is not fitted
             if plugin._garch is not self._seen[i]:
                 self._library.init(self._addr, cfg.ctypes.data, i)
         self._seen = self._fitted()
 
     # -- streaming ---------------------------------------------------------------------------
+    def _refresh_if_needed(self, bar: BarEvent | None) -> None:
+        for i, plugin in self._learning:
+            fitted = plugin._garch
+            if fitted is None or fitted is not self._seen[i]:
+                self._refresh(bar)
+                return
+
     def step(self, bar: BarEvent, out: int) -> None:
         """Run every compiled plugin on ``bar``, writing their values at address ``out``."""
         for i, plugin in self._learning:
@@ -276,6 +315,49 @@ class CompiledFeatures:
     def on_reference_bar(self, bar: BarEvent) -> None:
         self._on_ref(self._addr, bar.ts, bar.close)
 
+    def on_quote(self, ts: int, bid: float, ask: float, bid_size: float, ask_size: float) -> None:
+        self._on_quote(self._addr, ts, bid, ask, bid_size, ask_size)
+
+    def on_depth(self, ts: int, bid_depth: float, ask_depth: float) -> None:
+        self._on_depth(self._addr, ts, bid_depth, ask_depth)
+
+    def on_funding(self, ts: int, rate: float) -> None:
+        self._on_funding(self._addr, ts, rate)
+
+    def replay(self, bars: Any, out: np.ndarray, streams: dict[str, tuple[np.ndarray, ...]]) -> None:
+        """Run the whole batch replay in one native call (every plugin of the pipeline compiled).
+
+        ``bars`` is the canonical bar frame; ``out`` the C-contiguous (rows, width) result;
+        ``streams`` maps ``on_quote``/``on_depth``/``on_funding``/``on_reference_bar`` to
+        (timestamps, value columns..., per-bar end index), as ``compute_features`` dispatches them.
+        """
+        self._refresh_if_needed(None)
+        n = len(bars)
+        keep: list[Any] = []
+
+        def column(values: Any, dtype: Any = np.float64) -> int:
+            array = np.ascontiguousarray(values, dtype=dtype)
+            keep.append(array)
+            return array.ctypes.data
+
+        ts = column(bars.index.asi8, np.int64)
+        cols = [column(bars[c].to_numpy(np.float64)) for c in ("open", "high", "low", "close", "volume")]
+        taker = bars["taker_buy_volume"].to_numpy(np.float64) if "taker_buy_volume" in bars else np.full(n, np.nan)
+        pointers = []
+        for method in ("on_quote", "on_depth", "on_funding", "on_reference_bar"):
+            found = streams.get(method)
+            if found is None:
+                pointers.append(None)
+                continue
+            stamps, *values, ends = found
+            fields = [len(stamps), column(stamps, np.int64)]
+            fields += [column(v) for v in values] + [0] * (4 - len(values)) + [column(ends, np.int64)]
+            record = (ctypes.c_int64 * 7)(*fields)
+            keep.append(record)
+            pointers.append(ctypes.addressof(record))
+        assert out.flags.c_contiguous and out.dtype == np.float64
+        self._library.replay(self._addr, n, ts, *cols, column(taker), out.ctypes.data, out.shape[1], *pointers)
+
     # -- copies ------------------------------------------------------------------------------
     def __deepcopy__(self, memo: dict[int, Any]) -> "CompiledFeatures":
         import copy
@@ -283,7 +365,7 @@ class CompiledFeatures:
         clone = object.__new__(type(self))
         memo[id(self)] = clone
         for key, value in self.__dict__.items():
-            if key in ("_library", "_step", "_on_ref", "_addr"):
+            if key in _UNCOPIED:
                 setattr(clone, key, value)
             elif key != "_seen":
                 setattr(clone, key, copy.deepcopy(value, memo))
@@ -293,7 +375,7 @@ class CompiledFeatures:
 
     def __getstate__(self) -> dict[str, Any]:
         return {
-            k: v for k, v in self.__dict__.items() if k not in ("_library", "_step", "_on_ref", "_addr", "_seen")
+            k: v for k, v in self.__dict__.items() if k not in _UNCOPIED and k != "_seen"
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:

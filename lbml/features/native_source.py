@@ -805,7 +805,115 @@ static void crossasset_step(char* b, CrossAsset* s, int64_t ts, double close, do
     for (int64_t k = 0; k < s->nlags; k++) out[1 + k] = n >= lags[k] ? ring_back(b, &s->ref_returns, lags[k] - 1) : NAN;
 }
 
+
+/* ---- plugins.features_microstructure.QuoteFeatures (kind 7) ------------------------------- */
+typedef struct { double bid, ask, bid_size, ask_size, spread_sum, depth_sum, ofi; int64_t n; } Quotes;
+
+static void quotes_init(Quotes* s) {
+    if (!s) return;
+    s->bid = s->ask = s->bid_size = s->ask_size = NAN;
+    s->spread_sum = s->depth_sum = s->ofi = 0.0;
+    s->n = 0;
+}
+
+static inline void quotes_on_quote(Quotes* s, double bid, double ask, double bid_size, double ask_size) {
+    double pb = s->bid;
+    if (pb == pb) {
+        double pa = s->ask, e = 0.0;
+        if (bid >= pb) e += bid_size;
+        if (bid <= pb) e -= s->bid_size;
+        if (ask <= pa) e -= ask_size;
+        if (ask >= pa) e += s->ask_size;
+        s->ofi += e;
+    }
+    s->bid = bid;
+    s->ask = ask;
+    s->bid_size = bid_size;
+    s->ask_size = ask_size;
+    s->spread_sum += (ask - bid) / (0.5 * (bid + ask));
+    s->depth_sum += 0.5 * (bid_size + ask_size);
+    s->n++;
+}
+
+static void quotes_step(Quotes* s, double* out) {
+    double bid = s->bid, ask = s->ask, spread, ofi;
+    if (bid != bid) { out[0] = out[1] = out[2] = NAN; return; }
+    int64_t n = s->n;
+    if (n) {
+        spread = 1e4 * s->spread_sum / (double)n;
+        double mean_depth = s->depth_sum / (double)n;
+        ofi = mean_depth > 0 ? s->ofi / mean_depth : 0.0;
+    } else {
+        spread = 1e4 * (ask - bid) / (0.5 * (bid + ask));
+        ofi = 0.0;
+    }
+    double total = s->bid_size + s->ask_size;
+    out[0] = spread;
+    out[1] = total > 0 ? (s->bid_size - s->ask_size) / total : 0.0;
+    out[2] = ofi;
+    s->spread_sum = s->depth_sum = s->ofi = 0.0;
+    s->n = 0;
+}
+
+/* ---- plugins.features_microstructure.DepthFeatures (kind 8) ------------------------------- */
+typedef struct { Ring ts, bid, ask; RSum volume; } Depth;
+
+static void depth_init(Alloc* a, Depth* s, const double* p) {
+    ring_init(a, s ? &s->ts : 0, 4);
+    ring_init(a, s ? &s->bid : 0, 4);
+    ring_init(a, s ? &s->ask : 0, 4);
+    rsum_init(a, s ? &s->volume : 0, (int64_t)p[0]);
+}
+
+static inline void ring_append_i64(char* b, Ring* r, int64_t v) {
+    double d;
+    memcpy(&d, &v, 8);
+    ring_append(b, r, d);
+}
+
+static inline void depth_on_depth(char* b, Depth* s, int64_t ts, double bid, double ask) {
+    ring_append_i64(b, &s->ts, ts);
+    ring_append(b, &s->bid, bid);
+    ring_append(b, &s->ask, ask);
+}
+
+static void depth_step(char* b, Depth* s, int64_t close_ts, double volume, double* out);
+
+/* ---- plugins.features_cross_asset.FundingFeatures (kind 9) -------------------------------- */
+typedef struct { Ring ts, rate; } Funding;
+
+static void funding_init(Alloc* a, Funding* s) {
+    ring_init(a, s ? &s->ts : 0, 4);
+    ring_init(a, s ? &s->rate : 0, 4);
+}
+
+static inline void funding_on_funding(char* b, Funding* s, int64_t ts, double rate) {
+    ring_append_i64(b, &s->ts, ts);
+    ring_append(b, &s->rate, rate);
+}
+
 /* ---- the compiled set ------------------------------------------------------------------- */
+
+static void depth_step(char* b, Depth* s, int64_t close_ts, double volume, double* out) {
+    double mean = rsum_push_mean(b, &s->volume, volume);
+    out[0] = out[1] = NAN;
+    if (!(mean > 0)) return;
+    for (int64_t k = s->ts.n - 1; k >= 0; k--) {  /* snapshots strictly before the close, newest first */
+        if (ring_get_i64(b, &s->ts, k) < close_ts) {
+            out[0] = ring_get(b, &s->bid, k) / mean;
+            out[1] = ring_get(b, &s->ask, k) / mean;
+            return;
+        }
+    }
+}
+
+static void funding_step(char* b, Funding* s, int64_t ts, double* out) {
+    out[0] = NAN;
+    for (int64_t k = s->ts.n - 1; k >= 0; k--) {
+        if (ring_get_i64(b, &s->ts, k) < ts) { out[0] = ring_get(b, &s->rate, k); return; }
+    }
+}
+
 static int64_t layout(char* base, const double* cfg, int64_t only) {
     Alloc a = { base, 0 };
     int64_t n = (int64_t)cfg[0];
@@ -817,8 +925,8 @@ static int64_t layout(char* base, const double* cfg, int64_t only) {
         int64_t kind = (int64_t)c[0], out = (int64_t)c[1], np = (int64_t)c[2];
         const double* p = c + 3;
         int w = base && (only < 0 || only == k);
-        int64_t sizes[7] = { 0, sizeof(Core), sizeof(Technical), sizeof(Volatility), sizeof(Lagged),
-                             sizeof(OrderFlow), sizeof(CrossAsset) };
+        int64_t sizes[10] = { 0, sizeof(Core), sizeof(Technical), sizeof(Volatility), sizeof(Lagged),
+                              sizeof(OrderFlow), sizeof(CrossAsset), sizeof(Quotes), sizeof(Depth), sizeof(Funding) };
         int64_t off = take(&a, sizes[kind]);
         void* s = w ? (void*)(base + off) : 0;
         if (w) { h->kind[k] = kind; h->off[k] = off; h->out[k] = out; }
@@ -829,13 +937,16 @@ static int64_t layout(char* base, const double* cfg, int64_t only) {
             case 4: lagged_init(&a, (Lagged*)s, p); break;
             case 5: orderflow_init(&a, (OrderFlow*)s, p); break;
             case 6: crossasset_init(&a, (CrossAsset*)s, p); break;
+            case 7: quotes_init((Quotes*)s); break;
+            case 8: depth_init(&a, (Depth*)s, p); break;
+            case 9: funding_init(&a, (Funding*)s); break;
         }
         c = p + np;
     }
     return a.cur;
 }
 
-int64_t lbml_features_abi(void) { return 1; }
+int64_t lbml_features_abi(void) { return 2; }
 int64_t lbml_features_size(const double* cfg) { return layout(0, cfg, -1); }
 void lbml_features_init(char* arena, const double* cfg, int64_t only) { layout(arena, cfg, only); }
 
@@ -852,6 +963,9 @@ void lbml_features_step(char* b, int64_t ts, double open, double high, double lo
             case 4: lagged_step(b, (Lagged*)s, ts, close, volume, o); break;
             case 5: orderflow_step(b, (OrderFlow*)s, close, volume, taker, o); break;
             case 6: crossasset_step(b, (CrossAsset*)s, ts, close, o); break;
+            case 7: quotes_step((Quotes*)s, o); break;
+            case 8: depth_step(b, (Depth*)s, ts, volume, o); break;
+            case 9: funding_step(b, (Funding*)s, ts, o); break;
         }
     }
 }
@@ -860,5 +974,60 @@ void lbml_features_on_reference_bar(char* b, int64_t ts, double close) {
     const Header* h = (const Header*)b;
     for (int64_t k = 0; k < h->n; k++)
         if (h->kind[k] == 6) crossasset_on_ref(b, (CrossAsset*)(b + h->off[k]), ts, close);
+}
+
+void lbml_features_on_quote(char* b, int64_t ts, double bid, double ask, double bid_size, double ask_size) {
+    const Header* h = (const Header*)b;
+    (void)ts;
+    for (int64_t k = 0; k < h->n; k++)
+        if (h->kind[k] == 7) quotes_on_quote((Quotes*)(b + h->off[k]), bid, ask, bid_size, ask_size);
+}
+
+void lbml_features_on_depth(char* b, int64_t ts, double bid_depth, double ask_depth) {
+    const Header* h = (const Header*)b;
+    for (int64_t k = 0; k < h->n; k++)
+        if (h->kind[k] == 8) depth_on_depth(b, (Depth*)(b + h->off[k]), ts, bid_depth, ask_depth);
+}
+
+void lbml_features_on_funding(char* b, int64_t ts, double rate) {
+    const Header* h = (const Header*)b;
+    for (int64_t k = 0; k < h->n; k++)
+        if (h->kind[k] == 9) funding_on_funding(b, (Funding*)(b + h->off[k]), ts, rate);
+}
+
+/* The batch replay of ``compute_features`` in one call: per bar, the quotes, depth snapshots,
+   funding settlements and reference bars up to its close (``*_end[row]``, in that stream order, as
+   the Python replay dispatches them), then ``lbml_features_step`` into row ``row`` of ``out``. */
+typedef struct {
+    int64_t n;
+    const int64_t* ts;
+    const double* a;
+    const double* b;
+    const double* c;
+    const double* d;
+    const int64_t* end;
+} Stream;
+
+void lbml_features_replay(char* arena, int64_t n_bars, const int64_t* ts, const double* open, const double* high,
+                          const double* low, const double* close, const double* volume, const double* taker,
+                          double* out, int64_t width, const Stream* quotes, const Stream* depth,
+                          const Stream* funding, const Stream* ref) {
+    int64_t qi = 0, di = 0, fi = 0, ri = 0;
+    for (int64_t row = 0; row < n_bars; row++) {
+        if (quotes)
+            for (; qi < quotes->end[row]; qi++)
+                lbml_features_on_quote(arena, quotes->ts[qi], quotes->a[qi], quotes->b[qi], quotes->c[qi], quotes->d[qi]);
+        if (depth)
+            for (; di < depth->end[row]; di++)
+                lbml_features_on_depth(arena, depth->ts[di], depth->a[di], depth->b[di]);
+        if (funding)
+            for (; fi < funding->end[row]; fi++)
+                lbml_features_on_funding(arena, funding->ts[fi], funding->a[fi]);
+        if (ref)
+            for (; ri < ref->end[row]; ri++)
+                lbml_features_on_reference_bar(arena, ref->ts[ri], ref->a[ri]);
+        lbml_features_step(arena, ts[row], open[row], high[row], low[row], close[row], volume[row], taker[row],
+                           out + row * width);
+    }
 }
 """

@@ -61,10 +61,10 @@ class FeaturePipeline:
         self.names = tuple(names)
         self.inputs = frozenset().union(*(p.inputs for p in self.plugins))
         self._trade_sinks = [p for p in self.plugins if FeatureInput.TRADES in p.inputs]
-        self._quote_sinks = [p for p in self.plugins if FeatureInput.QUOTES in p.inputs]
+        self._quote_sinks: list[Any] = [p for p in self.plugins if FeatureInput.QUOTES in p.inputs]
         self._ref_sinks: list[Any] = [p for p in self.plugins if FeatureInput.REFERENCE in p.inputs]
-        self._funding_sinks = [p for p in self.plugins if FeatureInput.FUNDING in p.inputs]
-        self._depth_sinks = [p for p in self.plugins if FeatureInput.DEPTH in p.inputs]
+        self._funding_sinks: list[Any] = [p for p in self.plugins if FeatureInput.FUNDING in p.inputs]
+        self._depth_sinks: list[Any] = [p for p in self.plugins if FeatureInput.DEPTH in p.inputs]
         self._updates = tuple(p.update for p in self.plugins)
         # The built-in plugins with a compiled kernel run in one native call per bar
         # (``lbml.features.native``); the others (third-party plugins) run in Python alongside,
@@ -77,10 +77,13 @@ class FeaturePipeline:
         self._native = compile_plugins(self.plugins, offsets) if compiled else None
         if self._native is not None:
             self._python_parts = self._python_parts_of(self._native)
-            if self._native.has_reference:
-                # Reference bars reach the compiled cross-asset state through one native call each.
-                native = set(map(id, self._native.plugins))
-                self._ref_sinks = [self._native, *(p for p in self._ref_sinks if id(p) not in native)]
+            # Events for compiled plugins reach them through one native call each (to all of them).
+            native = set(map(id, self._native.plugins))
+            for attr, method in (("_ref_sinks", "on_reference_bar"), ("_quote_sinks", "on_quote"),
+                                 ("_depth_sinks", "on_depth"), ("_funding_sinks", "on_funding")):
+                if method in self._native.events:
+                    others = [p for p in getattr(self, attr) if id(p) not in native]
+                    setattr(self, attr, [self._native, *others])
         # An input with a single sink (the usual case) goes straight to that plugin's method:
         # one Python call less per tick, quote or snapshot (unless a subclass overrides the method).
         for method, sinks in (
@@ -291,6 +294,8 @@ def compute_features(
     settlement and reference bar with a timestamp at or before a bar's close, then the bar itself.
     """
     pipeline.reset()
+    if _replays_natively(pipeline):
+        return _native_replay(pipeline, data, bars, reference_bars, funding)
     streams: list[_EventStream] = []
     if pipeline._trade_sinks and data.trades is not None:
         t = data.trades
@@ -324,6 +329,50 @@ def compute_features(
         for run_to, stream_ends in zip(runs, ends):
             run_to(stream_ends[row])
         out[row] = update(bar)
+    return pd.DataFrame(out, index=bars.index, columns=list(pipeline.names))
+
+
+_DISPATCH = ("update", "on_trade", "on_quote", "on_depth", "on_funding", "on_reference_bar")
+
+
+def _replays_natively(pipeline: FeaturePipeline) -> bool:
+    """Whether every plugin is compiled and the pipeline dispatches as ``FeaturePipeline`` does."""
+    return (
+        pipeline._native is not None
+        and not pipeline._python_parts
+        and not pipeline._trade_sinks
+        and all(getattr(type(pipeline), m) is getattr(FeaturePipeline, m) for m in _DISPATCH)
+    )
+
+
+def _native_replay(
+    pipeline: FeaturePipeline,
+    data: InstrumentData,
+    bars: pd.DataFrame,
+    reference_bars: pd.DataFrame | None,
+    funding: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """``compute_features`` in one native call: the same kernels, events and order, looped in C."""
+    bar_ts = bars.index.asi8
+    streams: dict[str, tuple[np.ndarray, ...]] = {}
+
+    def add(method: str, frame: pd.DataFrame, columns: Sequence[str]) -> None:
+        stamps = frame.index.asi8
+        ends = np.searchsorted(stamps, bar_ts, side="right")
+        streams[method] = (stamps, *(frame[c].to_numpy(np.float64) for c in columns), ends)
+
+    if pipeline._quote_sinks and data.quotes is not None:
+        add("on_quote", data.quotes, ("bid", "ask", "bid_size", "ask_size"))
+    if pipeline._depth_sinks and data.depth is not None:
+        add("on_depth", data.depth, ("bid_depth", "ask_depth"))
+    if pipeline._funding_sinks and funding is not None and len(funding):
+        add("on_funding", funding, ("rate",))
+    if pipeline._ref_sinks and reference_bars is not None:
+        add("on_reference_bar", reference_bars, ("close",))
+    out = np.empty((len(bars), len(pipeline.names)), dtype=np.float64)
+    pipeline._native.replay(bars, out, streams)  # type: ignore[union-attr]
+    if len(out):
+        pipeline._buffer[:] = out[-1]  # as after the last ``update``
     return pd.DataFrame(out, index=bars.index, columns=list(pipeline.names))
 
 
