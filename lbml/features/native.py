@@ -29,6 +29,7 @@ import os
 import shutil
 import subprocess
 import threading
+from array import array
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ log = logging.getLogger(__name__)
 
 COMPILER_OPTIONS = ("-O2", "-ffp-contract=off", "-fno-fast-math", "-std=c99")
 _CACHE_VERSION = "1"
-_ABI = 2
+_ABI = 3
 _MAX_PLUGINS = 64  # MAXP in the C header
 
 
@@ -151,6 +152,10 @@ class Library:
             fn.restype = None
             fn.argtypes = (ptr, *args)
             self.events[method] = fn
+        step_events = lib.lbml_features_step_events
+        step_events.restype = None
+        step_events.argtypes = (ptr, ptr, ptr, i64, i64, *([d] * 6), ptr)
+        self.step_events = step_events
         replay = lib.lbml_features_replay
         replay.restype = None
         replay.argtypes = (ptr, i64, *([ptr] * 7), ptr, i64, ptr, ptr, ptr, ptr)
@@ -220,7 +225,7 @@ def load_library(cache_dir: Path | None = None, *, compiler: str = "cc") -> Libr
     return found
 
 
-_UNCOPIED = ("_library", "_step", "_on_ref", "_on_quote", "_on_depth", "_on_funding", "_addr")
+_UNCOPIED = ("_library", "_step", "_step_events", "_ts_append", "_values_extend", "_addr")
 
 
 class CompiledFeatures:
@@ -244,6 +249,10 @@ class CompiledFeatures:
         # the event methods this set consumes (``on_quote`` ...), each one native call per event
         self.events = frozenset(m for m, k in EVENT_KINDS.items() if k in self._kinds)
         self._arena = np.zeros(0, dtype=np.uint8)
+        # Events since the last bar: timestamps and (kind, 4 values) per event, handed over with the
+        # bar in one native call (a native call per quote or snapshot costs several times more).
+        self._event_ts = array("q")
+        self._event_values = array("d")
         self.reset()
 
     # -- configuration -------------------------------------------------------------------------
@@ -266,6 +275,8 @@ class CompiledFeatures:
         if len(self._arena) != size:
             self._arena = np.zeros(size, dtype=np.uint8)
         self._library.init(self._arena.ctypes.data, cfg.ctypes.data, -1)
+        del self._event_ts[:]
+        del self._event_values[:]
         self._seen = self._fitted()
         self._learning = tuple(
             (i, p) for i, (p, k) in enumerate(zip(self.plugins, self._kinds)) if k in _LEARNS
@@ -275,9 +286,9 @@ class CompiledFeatures:
     def _bind(self) -> None:
         self._addr = self._arena.ctypes.data
         self._step = self._library.step
-        events = self._library.events
-        self._on_ref, self._on_quote = events["on_reference_bar"], events["on_quote"]
-        self._on_depth, self._on_funding = events["on_depth"], events["on_funding"]
+        self._step_events = self._library.step_events
+        self._ts_append = self._event_ts.append
+        self._values_extend = self._event_values.extend
 
     def _refresh(self, bar: BarEvent) -> None:
         """A learning plugin was refitted since the kernels were configured: restart its state.
@@ -309,20 +320,35 @@ class CompiledFeatures:
             if fitted is None or fitted is not self._seen[i]:  # unfitted (raises) or refitted
                 self._refresh(bar)
                 break
-        self._step(self._addr, bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume,
-                   bar.taker_buy_volume, out)
+        stamps = self._event_ts
+        n = len(stamps)
+        if n:
+            values = self._event_values
+            self._step_events(self._addr, stamps.buffer_info()[0], values.buffer_info()[0], n, bar.ts, bar.open,
+                              bar.high, bar.low, bar.close, bar.volume, bar.taker_buy_volume, out)
+            del stamps[:]
+            del values[:]
+        else:
+            self._step(self._addr, bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume,
+                       bar.taker_buy_volume, out)
 
+    # Events are queued and delivered, in arrival order, by the next ``step`` (nothing observes the
+    # compiled state in between).
     def on_reference_bar(self, bar: BarEvent) -> None:
-        self._on_ref(self._addr, bar.ts, bar.close)
+        self._ts_append(bar.ts)
+        self._values_extend((6.0, bar.close, 0.0, 0.0, 0.0))
 
     def on_quote(self, ts: int, bid: float, ask: float, bid_size: float, ask_size: float) -> None:
-        self._on_quote(self._addr, ts, bid, ask, bid_size, ask_size)
+        self._ts_append(ts)
+        self._values_extend((7.0, bid, ask, bid_size, ask_size))
 
     def on_depth(self, ts: int, bid_depth: float, ask_depth: float) -> None:
-        self._on_depth(self._addr, ts, bid_depth, ask_depth)
+        self._ts_append(ts)
+        self._values_extend((8.0, bid_depth, ask_depth, 0.0, 0.0))
 
     def on_funding(self, ts: int, rate: float) -> None:
-        self._on_funding(self._addr, ts, rate)
+        self._ts_append(ts)
+        self._values_extend((9.0, rate, 0.0, 0.0, 0.0))
 
     def replay(self, bars: Any, out: np.ndarray, streams: dict[str, tuple[np.ndarray, ...]]) -> None:
         """Run the whole batch replay in one native call (every plugin of the pipeline compiled).

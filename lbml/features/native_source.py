@@ -946,7 +946,7 @@ static int64_t layout(char* base, const double* cfg, int64_t only) {
     return a.cur;
 }
 
-int64_t lbml_features_abi(void) { return 2; }
+int64_t lbml_features_abi(void) { return 3; }
 int64_t lbml_features_size(const double* cfg) { return layout(0, cfg, -1); }
 void lbml_features_init(char* arena, const double* cfg, int64_t only) { layout(arena, cfg, only); }
 
@@ -993,6 +993,24 @@ void lbml_features_on_funding(char* b, int64_t ts, double rate) {
     const Header* h = (const Header*)b;
     for (int64_t k = 0; k < h->n; k++)
         if (h->kind[k] == 9) funding_on_funding(b, (Funding*)(b + h->off[k]), ts, rate);
+}
+
+/* Events queued since the last bar (``on_quote`` ... append to a log in Python, far cheaper than a
+   native call each), delivered in arrival order, then the bar: ``ev`` holds 5 doubles per event,
+   the kernel kind and up to four values; ``ev_ts`` the event timestamps. */
+void lbml_features_step_events(char* b, const int64_t* ev_ts, const double* ev, int64_t n_ev, int64_t ts,
+                               double open, double high, double low, double close, double volume, double taker,
+                               double* out) {
+    for (int64_t i = 0; i < n_ev; i++) {
+        const double* e = ev + 5 * i;
+        switch ((int)e[0]) {
+            case 6: lbml_features_on_reference_bar(b, ev_ts[i], e[1]); break;
+            case 7: lbml_features_on_quote(b, ev_ts[i], e[1], e[2], e[3], e[4]); break;
+            case 8: lbml_features_on_depth(b, ev_ts[i], e[1], e[2]); break;
+            case 9: lbml_features_on_funding(b, ev_ts[i], e[1]); break;
+        }
+    }
+    lbml_features_step(b, ts, open, high, low, close, volume, taker, out);
 }
 
 /* The batch replay of ``compute_features`` in one call: per bar, the quotes, depth snapshots,
