@@ -16,6 +16,12 @@ so the values are equal with ``==`` (tests compare every feature on synthetic an
 Without a compiler (or if the build fails) the pipeline runs every plugin in Python and says so in
 one log line per process.
 
+Events (quotes, depth snapshots, funding, reference bars) for compiled plugins are appended to two
+arrays and handed to the kernels, in arrival order, by the next bar's native call: a ctypes call
+per event would cost several times the Python plugin's method. When every plugin of a pipeline is
+compiled, ``compute_features`` runs the whole replay (events and bars, in the same order) in one
+native call.
+
 Every kernel's state lives in one arena (a numpy byte array, offsets instead of pointers): a
 deep copy or a pickle of the pipeline copies it like any other array.
 """
@@ -112,7 +118,7 @@ KERNELS: dict[tuple[str, str], tuple[int, Callable[[FeaturePlugin], list[float]]
     ("plugins.features_microstructure", "DepthFeatures"): (8, _depth),
     ("plugins.features_cross_asset", "FundingFeatures"): (9, _no_params),
 }
-# event method -> the kernels that consume it (each event is one native call to all of them)
+# event method -> the kernel that consumes it (events are queued and delivered with the next bar)
 EVENT_KINDS = {"on_reference_bar": 6, "on_quote": 7, "on_depth": 8, "on_funding": 9}
 _LEARNS = {3}  # kernels whose parameters come from a fit (GARCH): refreshed when the plugin refits
 
@@ -246,7 +252,7 @@ class CompiledFeatures:
         self.plugins = tuple(p for p, _ in plugins)
         self.offsets = tuple(int(o) for _, o in plugins)
         self._kinds = tuple(kernel_of(p)[0] for p in self.plugins)  # type: ignore[index]
-        # the event methods this set consumes (``on_quote`` ...), each one native call per event
+        # the event methods this set consumes (``on_quote`` ...)
         self.events = frozenset(m for m, k in EVENT_KINDS.items() if k in self._kinds)
         self._arena = np.zeros(0, dtype=np.uint8)
         # Events since the last bar: timestamps and (kind, 4 values) per event, handed over with the

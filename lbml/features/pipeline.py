@@ -77,7 +77,7 @@ class FeaturePipeline:
         self._native = compile_plugins(self.plugins, offsets) if compiled else None
         if self._native is not None:
             self._python_parts = self._python_parts_of(self._native)
-            # Events for compiled plugins reach them through one native call each (to all of them).
+            # Events for compiled plugins go to the compiled set (queued there, delivered with the bar).
             native = set(map(id, self._native.plugins))
             for attr, method in (("_ref_sinks", "on_reference_bar"), ("_quote_sinks", "on_quote"),
                                  ("_depth_sinks", "on_depth"), ("_funding_sinks", "on_funding")):
