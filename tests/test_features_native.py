@@ -273,3 +273,70 @@ def test_a_backtest_is_identical_with_compiled_and_python_features(registry, sma
         assert (python_dir / name).read_bytes() == (compiled_dir / name).read_bytes(), name
     for key in ("n_trades", "final_equity", "total_return", "n_bars"):
         assert python_metrics[key] == compiled_metrics[key], key
+
+
+def _adversarial_market(n: int, seed: int):
+    """Inputs that walk every branch: prices on a coarse tick grid (flat windows, equal highs and
+    closes), zero-volume bars, missing/negative/oversized taker-buy volume, reference bars missing
+    or closing at the traded bar's own timestamp, events stamped exactly at bar closes."""
+    rng = np.random.default_rng(seed)
+    ns_min = 60_000_000_000
+    ts = pd.Timestamp("2024-03-01", tz="UTC").value + ns_min * np.arange(1, n + 1)
+    index = pd.DatetimeIndex(ts.astype("datetime64[ns]"), name="ts").tz_localize("UTC")
+    steps = rng.choice([-1, 0, 0, 0, 1], size=n) * (rng.random(n) < 0.7)
+    steps[200:320] = 0  # a long flat stretch: zero variances, flat bands, RSI without changes
+    close = 100.0 + 0.5 * np.cumsum(steps)
+    open_ = np.concatenate(([100.0], close[:-1]))
+    high = np.maximum(open_, close) + 0.5 * (rng.random(n) < 0.3)
+    low = np.minimum(open_, close) - 0.5 * (rng.random(n) < 0.3)
+    volume = np.round(rng.lognormal(0, 1.0, n), 1) * (rng.random(n) > 0.1)  # ~10 % zero-volume bars
+    taker = volume * rng.choice([0.0, 0.3, 0.5, 1.0, 1.2, -0.1], size=n)
+    taker[rng.random(n) < 0.3] = np.nan  # bulk volume classification on these bars
+    bars = pd.DataFrame({"open": open_, "high": high, "low": low, "close": close, "volume": volume,
+                         "taker_buy_volume": taker}, index=index)
+    ref_close = 50_000.0 + 25.0 * np.cumsum(rng.choice([-1, 0, 1], size=n))
+    keep = rng.random(n) > 0.1  # missing reference bars
+    ref = pd.DataFrame({"open": ref_close, "high": ref_close + 25, "low": ref_close - 25, "close": ref_close,
+                        "volume": 1.0}, index=index)[keep]
+    q_ts = np.sort(np.concatenate([np.repeat(ts, 2) - rng.integers(0, ns_min, 2 * n), ts[::7]]))  # some at the close
+    mid = 100.0 + 0.5 * np.round(rng.normal(0, 4, len(q_ts)))
+    half = 0.05 * rng.integers(1, 3, len(q_ts))
+    quotes = pd.DataFrame({"bid": mid - half, "ask": mid + half, "bid_size": rng.integers(0, 5, len(q_ts)) * 1.0,
+                           "ask_size": rng.integers(0, 5, len(q_ts)) * 1.0},
+                          index=pd.DatetimeIndex(q_ts.astype("datetime64[ns]"), name="ts").tz_localize("UTC"))
+    d_ts = np.sort(np.concatenate([ts - ns_min // 2, ts[::5]]))  # some snapshots exactly at the close
+    depth = pd.DataFrame({"bid_depth": rng.integers(0, 100, len(d_ts)) * 1.0,
+                          "ask_depth": rng.integers(0, 100, len(d_ts)) * 1.0},
+                         index=pd.DatetimeIndex(d_ts.astype("datetime64[ns]"), name="ts").tz_localize("UTC"))
+    f_ts = ts[::97]  # settlements exactly at bar closes
+    funding = pd.DataFrame({"rate": rng.normal(1e-4, 1e-4, len(f_ts))},
+                           index=pd.DatetimeIndex(f_ts.astype("datetime64[ns]"), name="ts").tz_localize("UTC"))
+    data = InstrumentData(symbol="BNBUSDT", bars=bars, quotes=quotes, depth=depth)
+    return data, bars, ref, funding
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_adversarial_inputs_are_equal_feature_by_feature(seed):
+    data, bars, ref, funding = _adversarial_market(3_000, seed)
+    registry = load_registry()
+    # small VPIN buckets on top of the defaults: buckets closed, and several filled, within one bar
+    small_buckets = {"vpin_buckets": 5, "vpin_bucket_bars": 0.5, "sizing_window": 3, "flow_window": 2}
+    cases = [
+        pipelines([(n, {}) for n in (*FULL_SET, "core")], bars.iloc[:1_000]),
+        [FeaturePipeline([registry.feature("order_flow")(**small_buckets)], compiled=c) for c in (False, True)],
+    ]
+    for python, compiled in cases:
+        assert len(compiled.compiled_plugins) == len(compiled.plugins)
+        expected = compute_features(python, data, bars, ref, funding).to_numpy()
+        actual = compute_features(compiled, data, bars, ref, funding).to_numpy()
+        assert_equal_per_feature(python.names, expected, actual)
+        # and event by event, in engine order
+        python.reset()
+        compiled.reset()
+        events = engine_events(data, bars.iloc[:1_500], ref.loc[: bars.index[1_499]], funding)
+        assert_equal_per_feature(python.names, feed(python, events), feed(compiled, events))
+    # the inputs reach the branches they are built for
+    full = pd.DataFrame(compute_features(cases[0][0], data, bars, ref, funding))
+    assert (full["tech_bb_position"] == 0.5).any()  # a flat band
+    assert (bars["volume"] == 0).any() and bars["taker_buy_volume"].isna().any()
+    assert np.isfinite(full["mi_vpin"].iloc[-100:]).all()
