@@ -336,12 +336,9 @@ _DISPATCH = ("update", "on_trade", "on_quote", "on_depth", "on_funding", "on_ref
 
 
 def _replays_natively(pipeline: FeaturePipeline) -> bool:
-    """Whether every plugin is compiled and the pipeline dispatches as ``FeaturePipeline`` does."""
-    return (
-        pipeline._native is not None
-        and not pipeline._python_parts
-        and not pipeline._trade_sinks
-        and all(getattr(type(pipeline), m) is getattr(FeaturePipeline, m) for m in _DISPATCH)
+    """Whether the pipeline has compiled plugins and dispatches as ``FeaturePipeline`` does."""
+    return pipeline._native is not None and all(
+        getattr(type(pipeline), m) is getattr(FeaturePipeline, m) for m in _DISPATCH
     )
 
 
@@ -352,25 +349,37 @@ def _native_replay(
     reference_bars: pd.DataFrame | None,
     funding: pd.DataFrame | None,
 ) -> pd.DataFrame:
-    """``compute_features`` in one native call: the same kernels, events and order, looped in C."""
+    """``compute_features`` with the compiled plugins' replay in one native call.
+
+    The same kernels, events and order as the per-bar path, looped in C. Plugins share no state,
+    so the Python plugins (third-party ones) are then replayed on their own, through a pipeline
+    of just them, over the same events, and their columns filled in.
+    """
+    native = pipeline._native
+    assert native is not None
     bar_ts = bars.index.asi8
     streams: dict[str, tuple[np.ndarray, ...]] = {}
 
-    def add(method: str, frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    def add(method: str, frame: pd.DataFrame | None, columns: Sequence[str]) -> None:
+        if method not in native.events or frame is None or not len(frame):
+            return
         stamps = frame.index.asi8
         ends = np.searchsorted(stamps, bar_ts, side="right")
         streams[method] = (stamps, *(frame[c].to_numpy(np.float64) for c in columns), ends)
 
-    if pipeline._quote_sinks and data.quotes is not None:
-        add("on_quote", data.quotes, ("bid", "ask", "bid_size", "ask_size"))
-    if pipeline._depth_sinks and data.depth is not None:
-        add("on_depth", data.depth, ("bid_depth", "ask_depth"))
-    if pipeline._funding_sinks and funding is not None and len(funding):
-        add("on_funding", funding, ("rate",))
-    if pipeline._ref_sinks and reference_bars is not None:
-        add("on_reference_bar", reference_bars, ("close",))
-    out = np.empty((len(bars), len(pipeline.names)), dtype=np.float64)
-    pipeline._native.replay(bars, out, streams)  # type: ignore[union-attr]
+    add("on_quote", data.quotes, ("bid", "ask", "bid_size", "ask_size"))
+    add("on_depth", data.depth, ("bid_depth", "ask_depth"))
+    add("on_funding", funding, ("rate",))
+    add("on_reference_bar", reference_bars, ("close",))
+    out = np.full((len(bars), len(pipeline.names)), np.nan, dtype=np.float64)
+    native.replay(bars, out, streams)
+    compiled = set(map(id, native.plugins))
+    rest = [(p, o) for p, o in zip(pipeline.plugins, pipeline._offsets) if id(p) not in compiled]
+    if rest:
+        values = compute_features(FeaturePipeline([p for p, _ in rest], compiled=False), data, bars,
+                                  reference_bars, funding).to_numpy()
+        columns = [o + j for p, o in rest for j in range(len(p.output_names()))]
+        out[:, columns] = values
     if len(out):
         pipeline._buffer[:] = out[-1]  # as after the last ``update``
     return pd.DataFrame(out, index=bars.index, columns=list(pipeline.names))
