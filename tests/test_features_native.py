@@ -340,3 +340,10 @@ def test_adversarial_inputs_are_equal_feature_by_feature(seed):
     assert (full["tech_bb_position"] == 0.5).any()  # a flat band
     assert (bars["volume"] == 0).any() and bars["taker_buy_volume"].isna().any()
     assert np.isfinite(full["mi_vpin"].iloc[-100:]).all()
+
+
+def test_a_plugin_whose_version_moved_on_runs_in_python(monkeypatch):
+    lagged = load_registry().feature("lagged")
+    assert FeaturePipeline([lagged()]).compiled_plugins == ("lagged",)
+    monkeypatch.setattr(lagged, "version", "2")  # as if its outputs had changed since the kernel was written
+    assert FeaturePipeline([lagged()]).compiled_plugins == ()

@@ -106,17 +106,19 @@ def _depth(p: FeaturePlugin) -> list[float]:
     return [p.params.volume_window]
 
 
-# (module, class) of a built-in plugin -> (kernel id in the C source, its parameter list)
-KERNELS: dict[tuple[str, str], tuple[int, Callable[[FeaturePlugin], list[float]]]] = {
-    ("plugins.features_core", "CoreFeatures"): (1, _core),
-    ("plugins.features_technical", "TechnicalFeatures"): (2, _technical),
-    ("plugins.features_volatility", "VolatilityFeatures"): (3, _volatility),
-    ("plugins.features_lagged", "LaggedFeatures"): (4, _lagged),
-    ("plugins.features_microstructure", "OrderFlowFeatures"): (5, _order_flow),
-    ("plugins.features_cross_asset", "CrossAssetFeatures"): (6, _cross_asset),
-    ("plugins.features_microstructure", "QuoteFeatures"): (7, _no_params),
-    ("plugins.features_microstructure", "DepthFeatures"): (8, _depth),
-    ("plugins.features_cross_asset", "FundingFeatures"): (9, _no_params),
+# (module, class, version) of a built-in plugin -> (kernel id in the C source, its parameter list).
+# A plugin whose ``version`` moved on (its outputs changed) runs in Python until its kernel is
+# ported again: a kernel never computes an older version's features.
+KERNELS: dict[tuple[str, str, str], tuple[int, Callable[[FeaturePlugin], list[float]]]] = {
+    ("plugins.features_core", "CoreFeatures", "2"): (1, _core),
+    ("plugins.features_technical", "TechnicalFeatures", "2"): (2, _technical),
+    ("plugins.features_volatility", "VolatilityFeatures", "2"): (3, _volatility),
+    ("plugins.features_lagged", "LaggedFeatures", "1"): (4, _lagged),
+    ("plugins.features_microstructure", "OrderFlowFeatures", "1"): (5, _order_flow),
+    ("plugins.features_cross_asset", "CrossAssetFeatures", "1"): (6, _cross_asset),
+    ("plugins.features_microstructure", "QuoteFeatures", "1"): (7, _no_params),
+    ("plugins.features_microstructure", "DepthFeatures", "1"): (8, _depth),
+    ("plugins.features_cross_asset", "FundingFeatures", "1"): (9, _no_params),
 }
 # event method -> the kernel that consumes it (events are queued and delivered with the next bar)
 EVENT_KINDS = {"on_reference_bar": 6, "on_quote": 7, "on_depth": 8, "on_funding": 9}
@@ -126,7 +128,7 @@ _LEARNS = {3}  # kernels whose parameters come from a fit (GARCH): refreshed whe
 def kernel_of(plugin: FeaturePlugin) -> tuple[int, Callable[[FeaturePlugin], list[float]]] | None:
     """Return the kernel of ``plugin``'s exact class, or None (the plugin then runs in Python)."""
     cls = type(plugin)
-    return KERNELS.get((cls.__module__, cls.__qualname__))
+    return KERNELS.get((cls.__module__, cls.__qualname__, str(cls.version)))
 
 
 class Library:
@@ -146,18 +148,6 @@ class Library:
         step.restype = None
         step.argtypes = (ctypes.c_void_p, ctypes.c_int64, *([ctypes.c_double] * 6), ctypes.c_void_p)
         d, i64, ptr = ctypes.c_double, ctypes.c_int64, ctypes.c_void_p
-        events = {
-            "on_reference_bar": (i64, d),
-            "on_quote": (i64, d, d, d, d),
-            "on_depth": (i64, d, d),
-            "on_funding": (i64, d),
-        }
-        self.events = {}
-        for method, args in events.items():
-            fn = getattr(lib, f"lbml_features_{method}")
-            fn.restype = None
-            fn.argtypes = (ptr, *args)
-            self.events[method] = fn
         step_events = lib.lbml_features_step_events
         step_events.restype = None
         step_events.argtypes = (ptr, ptr, ptr, i64, i64, *([d] * 6), ptr)
