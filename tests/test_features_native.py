@@ -252,7 +252,7 @@ def test_without_a_compiler_every_plugin_runs_in_python_with_one_log_line(market
 @pytest.mark.slow
 def test_a_backtest_is_identical_with_compiled_and_python_features(registry, small_scenario, tmp_path, monkeypatch,
                                                                      caplog):
-    from lbml.workflows import run_scenario
+    from lbml.workflows.run import run_scenario
 
     from .conftest import without_edge_gate
 

@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # bare "lbml" names the package's own __init__ only, so a new top-level module must be placed here.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # errors, settings, the scenario, plugin machinery, the chronological split, the Dask sweep
-    # executor, and the nautilus seam (the only package that imports nautilus_trader)
+    # executor, the C build of the native paths, and the nautilus seam (the only package that imports nautilus_trader)
     ("core", ("lbml", "lbml.errors", "lbml.atomic", "lbml.settings", "lbml.scenario", "lbml.hookspecs",
-              "lbml.plugins", "lbml.outputs", "lbml.split", "lbml.sweeps", "lbml.nautilus")),
+              "lbml.plugins", "lbml.outputs", "lbml.split", "lbml.sweeps", "lbml.native_build", "lbml.nautilus")),
     # what a trade costs and how big it may be: the one cost model, Kelly sizing, leverage terms
     ("pricing", ("lbml.cost_model", "lbml.sizing", "lbml.pricing", "lbml.leverage")),
     ("data", ("lbml.data",)),

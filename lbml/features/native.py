@@ -27,13 +27,9 @@ deep copy or a pickle of the pipeline copies it like any other array.
 """
 
 import ctypes
-import hashlib
-import json
 import logging
 import math
 import os
-import shutil
-import subprocess
 import threading
 from array import array
 from collections.abc import Callable, Sequence
@@ -44,7 +40,7 @@ import numpy as np
 
 from lbml.features.base import BarEvent, FeaturePlugin
 from lbml.features.native_source import SOURCE
-from lbml.models.compiled import CompileUnavailable, default_cache_dir
+from lbml.native_build import CompileUnavailable, build_shared_library, default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -171,31 +167,8 @@ def build_library(cache_dir: Path | None = None, *, compiler: str = "cc") -> Pat
     CompileUnavailable
         When the C compiler is missing or the build fails.
     """
-    key = hashlib.sha256(json.dumps([_CACHE_VERSION, COMPILER_OPTIONS, SOURCE]).encode()).hexdigest()[:24]
-    folder = Path(cache_dir or default_cache_dir()) / f"features-{key}"
-    library = folder / "features.so"
-    if library.is_file():
-        return library
-    if shutil.which(compiler) is None:
-        raise CompileUnavailable(f"C compiler {compiler!r} not found")
-    folder.mkdir(parents=True, exist_ok=True)
-    src = folder / f"features.{os.getpid()}.c"
-    tmp_lib = folder / f"features.{os.getpid()}.so"
-    src.write_text(SOURCE)
-    try:
-        proc = subprocess.run(
-            [compiler, *COMPILER_OPTIONS, "-shared", "-fPIC", "-o", str(tmp_lib), str(src), "-lm"],
-            capture_output=True,
-            text=True,
-        )
-    finally:
-        src.unlink(missing_ok=True)
-    if proc.returncode != 0:
-        tmp_lib.unlink(missing_ok=True)
-        detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise CompileUnavailable(f"building the feature kernels failed: {detail}")
-    os.replace(tmp_lib, library)  # atomic: concurrent loaders never see a half-written library
-    return library
+    return build_shared_library(SOURCE, "features", COMPILER_OPTIONS, "the feature kernels",
+                                cache_dir=cache_dir, compiler=compiler, version=_CACHE_VERSION)
 
 
 def load_library(cache_dir: Path | None = None, *, compiler: str = "cc") -> Library:
