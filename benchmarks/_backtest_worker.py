@@ -19,14 +19,14 @@ from lbml.engine.backtest import instrument_for, run_backtest
 from lbml.engine.convert import to_bars, to_trade_ticks
 from lbml.models.artifact import load_artifact
 from lbml.models.compiled import CompiledModel, accelerate
-from lbml.models.training import scenario_pipeline
+from lbml.research.training import scenario_pipeline
 from lbml.nautilus.backtest import add_margin_venue, new_backtest_engine
 from lbml.nautilus.model import Bar, BarType, Venue, bar_type_for
 from lbml.nautilus.trading import Strategy, StrategyConfig
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
 from lbml.split import compute_split
-from lbml.workflows import Prepared, warm_up
+from lbml.workflows.prepare import Prepared, warm_up
 
 
 def read_market(workdir: Path) -> MarketData:

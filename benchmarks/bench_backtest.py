@@ -36,13 +36,13 @@ from lbml.engine.backtest import strategy_config_kwargs
 from lbml.features.pipeline import bar_events, compute_features
 from lbml.models.artifact import load_artifact
 from lbml.models.compiled import CompiledModel, accelerate
-from lbml.models.training import funding_for, reference_bars, scenario_pipeline
+from lbml.research.training import funding_for, reference_bars, scenario_pipeline
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario, parse_scenario
 from lbml.pricing import kelly_params_for
 from lbml.sizing import decide
 from lbml.split import compute_split
-from lbml.workflows import Prepared, train_model
+from lbml.workflows.prepare import Prepared, train_model
 
 from benchmarks._scenarios import smoke_model
 

@@ -1,8 +1,8 @@
 """Benchmark: cost of refitting parameter-learning feature plugins (GARCH) inside every CV fold.
 
-``lbml.models.training.train`` computes the training window's features once (every plugin fitted
+``lbml.research.training.train`` computes the training window's features once (every plugin fitted
 on the whole window) and then, per CV split, refits only the plugins that learn parameters on the
-split's training bars and replays just them (``lbml.features.folds.FoldFeatures``). This measures
+split's training bars and replays just them (``lbml.research.folds.FoldFeatures``). This measures
 that per-fold work on the default scenario's training window (``smoke``: 4 days, ``full``: the
 scenario's 30 days): the 5 purged walk-forward splits and the 15 CPCV(6, 2) splits. Baseline (same
 run): the one-off feature computation of the window (``training_set``: fit + replay of all plugins
@@ -31,12 +31,12 @@ def _timed(fn):
 
 
 def run(size: str) -> list[dict]:
-    from lbml.features.folds import FoldFeatures
-    from lbml.models.training import scenario_pipeline, training_set, window_inputs
+    from lbml.research.folds import FoldFeatures
+    from lbml.research.training import scenario_pipeline, training_set, window_inputs
     from lbml.plugins import load_registry
     from lbml.scenario import load_scenario
-    from lbml.validation import cpcv, purge_train, purged_walk_forward
-    from lbml.workflows import prepare
+    from lbml.research.validation import cpcv, purge_train, purged_walk_forward
+    from lbml.workflows.prepare import prepare
 
     import arch  # noqa: F401  (imported once per process either way; keep it out of both timings)
 

@@ -21,7 +21,7 @@ def run(size: str) -> list[dict]:
     from lbml.features.guard import LookAheadPolicy, guard_look_ahead
     from lbml.plugins import load_registry
     from lbml.scenario import load_scenario
-    from lbml.workflows import prepare
+    from lbml.workflows.prepare import prepare
 
     import arch  # noqa: F401  (imported once per process either way; keep it out of the timings)
 

@@ -4,7 +4,7 @@
 writes it with the raw numbers to ``benchmarks/results/models.{md,json}``; ``python -m
 benchmarks.run --only models`` runs it through the suite runner (one row per model and dataset).
 
-For each dataset and model kind, ``lbml.models.training.train`` runs exactly as ``lbml train``
+For each dataset and model kind, ``lbml.research.training.train`` runs exactly as ``lbml train``
 does (purged walk-forward CV with early stopping inside each training fold, per-fold calibration,
 final fit, calibration block; ``scenarios/default.toml``'s features, labels, validation and costs)
 with no trial registry, so the DSR's N is the 4 EV margins that model tried, not the whole table.
@@ -85,7 +85,7 @@ def per_bar_cost(scenario, prepared, registry, model_dir: Path, cache: dict) -> 
     from lbml.features.market import market_features
     from lbml.models.artifact import load_artifact
     from lbml.models.compiled import accelerate
-    from lbml.models.training import scenario_pipeline
+    from lbml.research.training import scenario_pipeline
 
     pipeline = scenario_pipeline(scenario, prepared.market, registry)
     artifact = load_artifact(model_dir, registry, pipeline.schema())
@@ -114,9 +114,9 @@ def measure(size: str, shared_data: Path | None) -> list[dict]:
     import torch
 
     from lbml.errors import DataError
-    from lbml.models.training import train
+    from lbml.research.training import train
     from lbml.plugins import load_registry
-    from lbml.workflows import prepare
+    from lbml.workflows.prepare import prepare
 
     torch.set_num_threads(1)
     registry = load_registry()

@@ -1,5 +1,5 @@
 """Order-book import throughput: a raw Binance websocket capture (hftbacktest layout) rebuilt into
-depth summaries, quotes and trades by :mod:`lbml.data.orderbook`.
+depth summaries, quotes and trades by :mod:`lbml.data.formats.orderbook`.
 
 Value: capture lines imported per second (decompress, JSON, book rebuilt in nautilus' L2 book with
 update-id checks, frames built). Baseline, measured in the same run: the floor of any importer of

@@ -16,10 +16,10 @@ def run(size: str) -> list[dict]:
     from lbml.engine.backtest import run_backtest
     from lbml.live.session import PaperOptions, run_paper
     from lbml.models.artifact import load_artifact
-    from lbml.models.training import scenario_pipeline
+    from lbml.research.training import scenario_pipeline
     from lbml.plugins import load_registry
     from lbml.scenario import load_scenario
-    from lbml.workflows import prepare, train_model, warm_up
+    from lbml.workflows.prepare import prepare, train_model, warm_up
 
     from benchmarks._scenarios import smoke_model
 

@@ -41,7 +41,7 @@ def measure(speed: float, bars: int) -> dict:
     from lbml.live.session import PaperOptions, run_paper
     from lbml.plugins import load_registry
     from lbml.scenario import load_scenario, parse_scenario
-    from lbml.workflows import prepare, train_model
+    from lbml.workflows.prepare import prepare, train_model
 
     raw = load_scenario("scenarios/default.toml").with_data(days=4, edge=0.3).to_dict()
     raw["split"]["embargo_bars"] = 374

@@ -4,7 +4,7 @@
   Dask tasks on a ``LocalCluster`` of 2 worker processes (one thread each; the machine has 2 cores),
   in the same run; the figure is the wall-clock speed-up serial / Dask. The cluster's start-up is
   measured separately (paid once per command). The results are checked to be identical.
-- **Tracking overhead** (``lbml.tracking``): a small backtest, then what MLflow adds to it on the
+- **Tracking overhead** (``lbml.workflows.tracking``): a small backtest, then what MLflow adds to it on the
   command's critical path (waiting for the store opened in the background + logging at the end),
   and the whole command with tracking on against off, as ratios of the backtest's own time.
 
@@ -72,8 +72,8 @@ def _median_pair(times: list[tuple[float, float]]) -> tuple[float, float]:
 def run(size: str) -> list[dict]:
     from lbml.plugins import load_registry
     from lbml.sweeps import open_sweep
-    from lbml.walkforward import run_walkforward
-    from lbml.workflows import prepare, train_model
+    from lbml.workflows.walkforward import run_walkforward
+    from lbml.workflows.prepare import prepare, train_model
 
     registry = load_registry()
     days, n = DAYS[size], REPEATS[size]
@@ -119,8 +119,8 @@ def run(size: str) -> list[dict]:
 
 def _tracking_overhead(registry, work: Path, days: int, trees: int, pairs: int) -> list[dict]:
     from lbml.settings import TrackingSettings
-    from lbml.tracking import TrackedRun, Tracker, numeric_metrics, scenario_params
-    from lbml.workflows import run_scenario
+    from lbml.workflows.tracking import TrackedRun, Tracker, numeric_metrics, scenario_params
+    from lbml.workflows.run import run_scenario
 
     scenario = _scenario(days, trees, validation={"n_splits": 3, "bootstrap_reps": 100})
     runs = work / "runs"

@@ -2,7 +2,7 @@
 
 The matrix is random (41 Gaussian features, a weak linear signal in three of them, labels spanning
 15 one-minute bars); it measures training cost only, not model quality. The pipeline is the one
-``lbml.models.training.train`` runs: purged walk-forward (5 folds, embargo 1%), early stopping on a
+``lbml.research.training.train`` runs: purged walk-forward (5 folds, embargo 1%), early stopping on a
 purged block inside each training fold, then the final fit with early stopping. Baseline (same
 run): one plain XGBoost fit on all rows with the same parameters, without CV or early stopping.
 """
@@ -28,7 +28,7 @@ def _data(n: int, seed: int = 0):
 
 
 def run(size: str) -> list[dict]:
-    from lbml.validation import cross_val_predict_purged, early_stopping_block, purged_walk_forward
+    from lbml.research.validation import cross_val_predict_purged, early_stopping_block, purged_walk_forward
     from plugins.model_xgboost import XGBoostModel
 
     n = SIZES[size]

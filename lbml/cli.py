@@ -138,7 +138,7 @@ def _cmd_data_download(args, settings) -> int:
 
 def _cmd_train(args, settings) -> int:
     from lbml.models.summary import training_rows
-    from lbml.workflows import prepare, train_model, trial_registry
+    from lbml.workflows.prepare import prepare, train_model, trial_registry
 
     out = outputs.new_folder(args.out, "--out") if args.out else None
     scenario = _scenario(args, settings)
@@ -152,7 +152,7 @@ def _cmd_train(args, settings) -> int:
             result = train_model(prepared, registry, out, trials=trials, progress=_progress(), sweep=sweep)
     finally:
         trials.close()
-    from lbml.models.training import training_data_hash
+    from lbml.research.training import training_data_hash
 
     tracked = _track(tracker, "train", scenario, result.metrics, run_folder=result.artifact_dir,
                      data_hash=training_data_hash(scenario, prepared.market, prepared.split), echo=False)
@@ -174,7 +174,7 @@ def _cmd_train(args, settings) -> int:
 
 
 def _cmd_backtest(args, settings) -> int:
-    from lbml.workflows import run_scenario
+    from lbml.workflows.run import run_scenario
 
     out = outputs.new_folder(args.out, "--out") if args.out else None
     model_dir = _model_dir(args.model)
@@ -262,7 +262,7 @@ def _add_signals_commands(sub) -> None:
 
 def _cmd_demo(args, settings) -> int:
     from lbml.scenario import load_scenario
-    from lbml.workflows import run_scenario
+    from lbml.workflows.run import run_scenario
 
     scenario_file = args.scenario or Path(__file__).resolve().parents[1] / "scenarios" / "default.toml"
     scenario = load_scenario(scenario_file)
@@ -376,7 +376,7 @@ def _cmd_feed_serve(args, settings) -> int:
 
 
 def _cmd_search(args, settings) -> int:
-    from lbml.search import run_search, run_search_workers, trial_shares
+    from lbml.workflows.search import run_search, run_search_workers, trial_shares
 
     trial_shares(args.trials, args.workers)  # refuse a bad split before any work
     scenario = _scenario(args, settings)
@@ -414,8 +414,8 @@ def _safe_url(url: str) -> str:
 
 
 def _cmd_report_pbo(args, settings) -> int:
-    from lbml.registry_trials import TrialRegistry
-    from lbml.stats import probability_of_backtest_overfitting
+    from lbml.research.trials import TrialRegistry
+    from lbml.research.stats import probability_of_backtest_overfitting
 
     storage = args.storage or settings.paths.runs_dir / "trials.sqlite"
     if "://" not in str(storage) and not Path(storage).is_file():  # reading must not create an empty registry
@@ -439,7 +439,7 @@ def _cmd_report_pbo(args, settings) -> int:
 
 
 def _cmd_walkforward(args, settings) -> int:
-    from lbml.walkforward import run_walkforward
+    from lbml.workflows.walkforward import run_walkforward
 
     out = outputs.new_folder(args.out, "--out") if args.out else None
     scenario = _scenario(args, settings)
@@ -468,8 +468,8 @@ def _cmd_walkforward(args, settings) -> int:
 
 
 def _cmd_runs_compare(args, settings) -> int:
-    from lbml.compare import comparison_table, load_run
-    from lbml.tracking import Tracker
+    from lbml.workflows.compare import comparison_table, load_run
+    from lbml.workflows.tracking import Tracker
 
     tracker = Tracker(settings.tracking, settings.paths.runs_dir)
     print(comparison_table(load_run(args.a, tracker), load_run(args.b, tracker)))
@@ -608,13 +608,13 @@ def _add_scheduler_flags(cmd, what: str) -> None:
 
 
 def _tracker(settings):
-    from lbml.tracking import Tracker
+    from lbml.workflows.tracking import Tracker
 
     return Tracker(settings.tracking, settings.paths.runs_dir).start()
 
 
 def _tracking_line(outcome) -> str:
-    from lbml.tracking import tracking_line
+    from lbml.workflows.tracking import tracking_line
 
     return tracking_line(outcome)
 
@@ -622,7 +622,7 @@ def _tracking_line(outcome) -> str:
 def _track(tracker, kind, scenario, metrics, *, run_folder=None, data_hash=None, extra_params=None,
            echo: bool = True) -> dict:
     """Log a finished run to MLflow; print one line saying where (or why not) unless ``echo`` is off."""
-    from lbml.tracking import TrackedRun, numeric_metrics, scenario_params
+    from lbml.workflows.tracking import TrackedRun, numeric_metrics, scenario_params
 
     run = TrackedRun(
         kind=kind, name=f"{scenario.name}-{kind}", params=scenario_params(scenario) | (extra_params or {}),

@@ -2,7 +2,7 @@
 
 Everything that *prices* a trade before it is made reads this module: the EV rule and Kelly
 sizing in the strategy (``lbml.sizing``), the out-of-fold evaluation in training
-(``lbml.evaluation``) and the reports' break-even figures. The venue modules that *charge* costs
+(``lbml.research.evaluation``) and the reports' break-even figures. The venue modules that *charge* costs
 (``lbml.engine.venue_modules``) are built from the same ``CostModel`` rates, so the price assumed
 and the price charged cannot drift apart; a test on the engine compares them trade by trade.
 

@@ -133,7 +133,7 @@ class FeaturesConfig(_Section):
 
 
 class LabelsConfig(_Section):
-    """Training labels; see ``lbml.labels`` (every kind keeps the label end time t1)."""
+    """Training labels; see ``lbml.research.labels`` (every kind keeps the label end time t1)."""
 
     kind: Literal["fixed_horizon", "vol_scaled", "triple_barrier"] = "fixed_horizon"
     horizon_bars: Int = Field(15, ge=1, le=10_000)
@@ -146,7 +146,7 @@ class LabelsConfig(_Section):
 
 
 class ValidationConfig(_Section):
-    """Purged out-of-sample evaluation inside the training window (see ``lbml.validation``)."""
+    """Purged out-of-sample evaluation inside the training window (see ``lbml.research.validation``)."""
 
     method: Literal["walk_forward", "cpcv"] = "walk_forward"
     n_splits: Int = Field(5, ge=2, le=50, description="walk_forward: number of test folds")
@@ -312,7 +312,7 @@ class LeverageConfig(_Section):
 
 
 class RobustnessConfig(_Section):
-    """Monte Carlo, regimes, sensitivity sweep and buy-and-hold tables in the run folder (``lbml.robustness``)."""
+    """Monte Carlo, regimes, sensitivity sweep and buy-and-hold tables in the run folder (``lbml.workflows.robustness``)."""
 
     enabled: Bool = False
     mc_paths: Int = Field(1000, ge=100, le=100_000)
@@ -325,7 +325,7 @@ class RobustnessConfig(_Section):
 
 
 class GateConfig(_Section):
-    """The edge gate (``lbml.gate``): trade a model only when its out-of-fold trades, net of every
+    """The edge gate (``lbml.research.gate``): trade a model only when its out-of-fold trades, net of every
     cost, show a significant edge."""
 
     enabled: Bool = True

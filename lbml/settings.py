@@ -61,7 +61,7 @@ class DownloadSettings(BaseModel):
 
 
 class TrackingSettings(BaseModel):
-    """Where runs are tracked in MLflow (``lbml.tracking``)."""
+    """Where runs are tracked in MLflow (``lbml.workflows.tracking``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

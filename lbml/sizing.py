@@ -8,7 +8,7 @@ with what it actually earns:
 
 - ``Payoff``: expected gross return of a long and of a short, *given the label's outcome*, under
   the strategy's own exits (stop-loss, take-profit, time exit), estimated on the training window
-  (``lbml.payoff``). With ``p`` the calibrated probability of "up",
+  (``lbml.research.payoff``). With ``p`` the calibrated probability of "up",
   ``E[r_long] = p·win_long − (1 − p)·loss_long``.
 - ``CostModel`` (``lbml.cost_model``): fees, slippage, financing and gas of the round trip at the
   size it would be traded.

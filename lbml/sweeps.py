@@ -64,7 +64,7 @@ class DaskSweep:
 
 #: Modules every task needs; imported on each worker when the sweep opens (nautilus, XGBoost, the
 #: feature plugins), so the first task on a worker does not pay several seconds of imports.
-PRELOAD = ("lbml.workflows", "lbml.walkforward", "lbml.robustness", "lbml.plugins")
+PRELOAD = ("lbml.workflows.run", "lbml.workflows.walkforward", "lbml.workflows.robustness", "lbml.plugins")
 
 
 def preload(modules: Sequence[str] = PRELOAD) -> None:

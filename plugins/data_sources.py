@@ -8,7 +8,7 @@ import pandas as pd
 
 from lbml.data.frames import InstrumentData, MarketData, bars_from_trades
 from lbml.data.importers import ImportedFile, load_file
-from lbml.data.orderbook import load_depth
+from lbml.data.importers import load_depth
 from lbml.data.plausibility import check_file_symbol, check_price_level, same_symbol
 from lbml.data.sources import DataSource, data_paths_exist
 from lbml.data.synthetic import SyntheticMarketConfig, generate_market

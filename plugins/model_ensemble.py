@@ -148,7 +148,7 @@ class EnsembleModel(ModelPlugin):
         return self
 
     def _fit_meta(self, X, y, sample_weight, t0, t1) -> dict[str, Any]:
-        from lbml.validation import cross_val_predict_purged, purged_walk_forward
+        from lbml.research.validation import cross_val_predict_purged, purged_walk_forward
 
         n = len(y)
         if t0 is None or t1 is None:

@@ -72,7 +72,7 @@ class KellyLeverageConfig(StrategyConfig, frozen=True):
 class KellyLeverage(LeveragedPositionStrategy):
     """Bracketed, Kelly-sized long/short positions from model probabilities."""
 
-    trades_predictions = True  # the edge gate (lbml.gate) decides whether it may trade a model
+    trades_predictions = True  # the edge gate (lbml.research.gate) decides whether it may trade a model
 
     def __init__(self, config: KellyLeverageConfig) -> None:
         super().__init__(config)

@@ -44,7 +44,7 @@ class LeveragedHoldConfig(StrategyConfig, frozen=True):
 class LeveragedHold(LeveragedPositionStrategy):
     """Holds a constant leveraged exposure, closing and re-opening every ``max_holding_bars``."""
 
-    trades_predictions = False  # ignores the model: the edge gate does not apply (lbml.gate)
+    trades_predictions = False  # ignores the model: the edge gate does not apply (lbml.research.gate)
 
     def __init__(self, config: LeveragedHoldConfig) -> None:
         super().__init__(config)

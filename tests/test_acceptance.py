@@ -31,7 +31,8 @@ from lbml.live.report import write_report
 from lbml.live.session import PaperOptions, run_paper
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
-from lbml.workflows import prepare, run_scenario
+from lbml.workflows.prepare import prepare
+from lbml.workflows.run import run_scenario
 
 from .conftest import ROOT, SHARED_DATA, without_calibration, without_edge_gate
 from .fill_support import check_bar_fills

@@ -168,7 +168,7 @@ def test_an_edited_training_window_cannot_slip_past_the_in_sample_guard(registry
     # Reported bypass: a model trained into the backtest window, its manifest's training_window.end
     # moved back before the backtest, ran and was stamped in_sample: false.
     from lbml.cli import main
-    from lbml.workflows import prepare, train_model
+    from lbml.workflows.prepare import prepare, train_model
 
     late = small_scenario.model_copy(update={"split": small_scenario.split.model_copy(update={"train_fraction": 0.9})})
     train_model(prepare(late, registry), registry, tmp_path / "late-model")

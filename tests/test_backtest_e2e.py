@@ -14,8 +14,9 @@ from lbml.data.frames import InstrumentData, MarketData, bars_from_trades
 from lbml.engine.backtest import run_backtest
 from lbml.features.market import market_features
 from lbml.models.artifact import load_artifact
-from lbml.models.training import scenario_pipeline
-from lbml.workflows import Prepared, prepare, run_scenario, train_model, warm_up
+from lbml.research.training import scenario_pipeline
+from lbml.workflows.prepare import Prepared, prepare, train_model, warm_up
+from lbml.workflows.run import run_scenario
 
 from .conftest import shared_file, without_edge_gate
 from .fill_support import check_bar_fills

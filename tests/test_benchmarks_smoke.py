@@ -81,3 +81,15 @@ def test_results_go_to_a_git_ignored_folder_by_default():
         assert subprocess.run(["git", "-C", str(root), "check-ignore", "-q", str(path)]).returncode == 0, path
         tracked = subprocess.run(["git", "-C", str(root), "ls-files", "--error-unmatch", str(path)], capture_output=True)
         assert tracked.returncode != 0, path
+
+
+def test_features_benchmark_smoke_compares_the_compiled_path_with_the_python_reference():
+    from benchmarks import bench_features
+
+    rows = {r["name"]: r for r in bench_features.run("smoke")}  # raises if the two paths' matrices differ
+    p99 = rows["features per-bar incremental p99 (cpu)"]
+    assert p99["target"] == "< 30 us" and isinstance(p99["met"], bool)
+    assert "baseline: the same plugins in Python" in p99["note"]
+    assert "(8 of 8 plugins compiled)" in p99["note"]
+    for row in rows.values():
+        assert math.isfinite(row["value"]) and row["value"] > 0 and row["baseline"] > 0

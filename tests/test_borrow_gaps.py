@@ -16,7 +16,7 @@ import pytest
 
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
-from lbml.workflows import run_scenario
+from lbml.workflows.run import run_scenario
 
 from .conftest import shared_file, without_calibration, without_edge_gate
 

@@ -21,7 +21,7 @@ import pytest
 # Imported here so that the forked rows do not each pay for them.
 import lbml.cli
 import lbml.live.session  # noqa: F401
-import lbml.workflows  # noqa: F401
+import lbml.workflows.run  # noqa: F401
 from lbml.plugins import load_registry
 
 ROW_TIMEOUT_S = 120

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import xgboost as xgb
 
-from lbml.calibration import CalibratedModel, fit_calibrator
+from lbml.models.calibration import CalibratedModel, fit_calibrator
 from lbml.models.compiled import CompiledModel, accelerate, compile_booster, probe_rows
 from plugins.model_xgboost import XGBoostModel
 

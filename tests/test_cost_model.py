@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from lbml.cost_model import CostModel, cost_model_for
-from lbml.payoff import estimate_payoff, simulate_brackets
+from lbml.research.payoff import estimate_payoff, simulate_brackets
 from lbml.pricing import Pricing, kelly_params_for
 from lbml.scenario import load_scenario
 from lbml.sizing import KellyParams, Payoff, decide

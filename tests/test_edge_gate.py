@@ -18,11 +18,11 @@ import pytest
 from lbml.cli import main
 from lbml.engine.backtest import run_backtest
 from lbml.models.artifact import load_artifact
-from lbml.models.training import scenario_pipeline
+from lbml.research.training import scenario_pipeline
 from lbml.report.metrics import ledger_frame
 from lbml.report.trade_costs import trade_cost_table
 from lbml.scenario import load_scenario
-from lbml.workflows import prepare, train_model, warm_up
+from lbml.workflows.prepare import prepare, train_model, warm_up
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,8 +6,8 @@ import pytest
 from lbml.engine.backtest import run_backtest
 from lbml.models.artifact import load_artifact
 from lbml.models.compiled import CompiledModel, accelerate
-from lbml.models.training import scenario_pipeline
-from lbml.workflows import prepare, train_model, warm_up
+from lbml.research.training import scenario_pipeline
+from lbml.workflows.prepare import prepare, train_model, warm_up
 
 
 @pytest.fixture(scope="module")

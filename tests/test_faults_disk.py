@@ -24,7 +24,7 @@ from lbml.live.session import PaperOptions, run_paper
 from lbml.live.state import StateStore
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
-from lbml.workflows import prepare, train_model
+from lbml.workflows.prepare import prepare, train_model
 
 from .conftest import ROOT, without_edge_gate
 from .paper_support import state_rows
@@ -187,8 +187,8 @@ def test_a_paper_session_that_cannot_write_its_state_at_all_is_one_line(setup, t
 @pytest.mark.parametrize("registry_exists", [False, True])  # the registry cannot open / the model cannot be written
 def test_training_on_a_full_disk_ends_with_one_line_and_leaves_no_model(setup, tmp_path, registry_exists):
     if registry_exists:
-        from lbml.registry_trials import TrialRegistry
-        from lbml.workflows import TRIALS_FILE
+        from lbml.research.trials import TrialRegistry
+        from lbml.workflows.prepare import TRIALS_FILE
 
         (tmp_path / "runs").mkdir()
         TrialRegistry(tmp_path / "runs" / TRIALS_FILE).close()

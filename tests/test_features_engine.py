@@ -11,9 +11,9 @@ from lbml.engine.backtest import run_backtest
 from lbml.features.market import market_features
 from lbml.features.pipeline import FeaturePipeline
 from lbml.models.artifact import load_artifact
-from lbml.models.training import scenario_pipeline
+from lbml.research.training import scenario_pipeline
 from lbml.split import compute_split
-from lbml.workflows import Prepared, train_model, warm_up
+from lbml.workflows.prepare import Prepared, train_model, warm_up
 
 
 class RecordingPipeline(FeaturePipeline):

@@ -31,10 +31,10 @@ def setup(tmp_path_factory):
     """A 3-day scenario, its model, the paper window's first 40 bars of events and a clean session."""
     from lbml.live.node import paper_custom_inputs, paper_symbols
     from lbml.live.session import PaperOptions, run_paper
-    from lbml.models.training import scenario_pipeline
+    from lbml.research.training import scenario_pipeline
     from lbml.plugins import load_registry
     from lbml.scenario import load_scenario
-    from lbml.workflows import prepare, train_model
+    from lbml.workflows.prepare import prepare, train_model
 
     registry = load_registry()
     scenario = without_edge_gate(without_calibration(load_scenario("scenarios/default.toml").with_data(days=3)))

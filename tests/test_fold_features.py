@@ -17,12 +17,12 @@ import pytest
 
 from lbml.data.frames import MarketData
 from lbml.features.base import FeaturePlugin
-from lbml.features.folds import FoldFeatures
+from lbml.research.folds import FoldFeatures
 from lbml.models.artifact import load_artifact
 from lbml.scenario import load_scenario, parse_scenario
 from lbml.errors import DataError
-from lbml.validation import PurgedSplit, cpcv, cross_val_predict_purged, purged_walk_forward
-from lbml.workflows import Prepared, prepare, train_model
+from lbml.research.validation import PurgedSplit, cpcv, cross_val_predict_purged, purged_walk_forward
+from lbml.workflows.prepare import Prepared, prepare, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SYMBOL = "BNBUSDT"
@@ -125,8 +125,8 @@ def test_cpcv_folds_fit_around_their_test_groups(registry):
     scenario = _scenario(method="cpcv", n_groups=4, n_test_groups=2)
     prepared = prepare(scenario, registry)
     from lbml.features.pipeline import compute_features
-    from lbml.labels import make_labels
-    from lbml.models.training import scenario_pipeline, window_inputs
+    from lbml.research.labels import make_labels
+    from lbml.research.training import scenario_pipeline, window_inputs
 
     inputs = window_inputs(scenario, prepared.market, prepared.split)
     pipeline = scenario_pipeline(scenario, prepared.market, registry)

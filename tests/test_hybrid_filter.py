@@ -12,7 +12,8 @@ from lbml.live.report import write_report
 from lbml.live.session import PaperOptions, run_paper
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
-from lbml.workflows import backtest, prepare, train_model
+from lbml.workflows.prepare import prepare, train_model
+from lbml.workflows.run import backtest
 from strategies.entry_filters import EntryFilters
 from strategies.hybrid_filter import HybridFilterConfig
 

@@ -10,13 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lbml.importance import (
+from lbml.research.importance import (
     feature_importance,
     fold_permutation_importance,
     in_sample_importance,
     out_of_fold_importance,
 )
-from lbml.validation import cross_val_predict_purged, purged_walk_forward
+from lbml.research.validation import cross_val_predict_purged, purged_walk_forward
 from plugins.model_xgboost import XGBoostModel
 
 N_FEATURES = 6
@@ -119,7 +119,7 @@ def test_out_of_fold_permutation_importance_equals_hand_computed_loss_difference
 
 
 def test_a_long_test_block_is_thinned_to_evenly_spaced_rows(monkeypatch):
-    import lbml.importance as importance
+    import lbml.research.importance as importance
 
     monkeypatch.setattr(importance, "MAX_PERMUTATION_ROWS", 100)
     X, y = _data(1000, 4)
@@ -146,7 +146,7 @@ def test_permutation_scheme_agrees_with_sklearn_on_a_sklearn_model():
 @pytest.mark.slow
 def test_training_writes_both_labelled_importances(tmp_path, registry, small_scenario):
     from lbml.scenario import parse_scenario
-    from lbml.workflows import prepare, train_model
+    from lbml.workflows.prepare import prepare, train_model
 
     raw = small_scenario.to_dict()
     raw["validation"] = dict(raw.get("validation", {})) | {"bootstrap_reps": 50}

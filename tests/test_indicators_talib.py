@@ -16,7 +16,7 @@ import pytest
 from lbml.data.frames import InstrumentData
 from lbml.data.synthetic import SyntheticMarketConfig, generate_market
 from lbml.features.pipeline import FeaturePipeline, compute_features
-from lbml.labels import trailing_volatility
+from lbml.research.labels import trailing_volatility
 from lbml.plugins import load_registry
 
 from .conftest import shared_file

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lbml.labels import make_labels, sample_uniqueness, trailing_volatility
+from lbml.research.labels import make_labels, sample_uniqueness, trailing_volatility
 from lbml.scenario import LabelsConfig
-from lbml.validation import cpcv, cpcv_paths, cross_val_predict_purged, n_cpcv_paths, purged_walk_forward
+from lbml.research.validation import cpcv, cpcv_paths, cross_val_predict_purged, n_cpcv_paths, purged_walk_forward
 
 
 def _bars(n=3000, seed=0):

@@ -17,7 +17,8 @@ from lbml.leverage.lending import LendingParams
 from lbml.leverage.rates import accrued_interest
 from lbml.report.metrics import compute_metrics
 from lbml.scenario import load_scenario
-from lbml.workflows import backtest, prepare, train_model
+from lbml.workflows.prepare import prepare, train_model
+from lbml.workflows.run import backtest
 
 from .conftest import shared_file, without_edge_gate
 

@@ -196,7 +196,7 @@ def test_allow_look_ahead_runs_and_stamps_every_report(tmp_path):
 
 def test_the_guard_caches_verdicts_per_plugin_version_params_and_data(tmp_path, small_scenario):
     from lbml.features.guard import LookAheadError, LookAheadPolicy, guard_look_ahead
-    from lbml.workflows import prepare
+    from lbml.workflows.prepare import prepare
 
     registry = load_registry(ROOT / "tests" / "leaky")
     policy = LookAheadPolicy(tmp_path / "cache")

@@ -11,9 +11,10 @@ from lbml.features.market import market_features
 from lbml.features.pipeline import FeatureSchema, compute_features
 from lbml.features.sequence import SequencePipeline
 from lbml.models.artifact import TrainingWindow, load_artifact, save_artifact
-from lbml.models.training import scenario_pipeline
+from lbml.research.training import scenario_pipeline
 from lbml.plugins import load_registry
-from lbml.workflows import prepare, run_scenario
+from lbml.workflows.prepare import prepare
+from lbml.workflows.run import run_scenario
 
 from .conftest import shared_file, without_calibration, without_edge_gate
 

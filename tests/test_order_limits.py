@@ -296,7 +296,7 @@ def test_exits_leave_no_dust_on_adabtc():
 def test_shipped_scenarios_count_every_exit_and_stay_within_the_cap(name, tmp_path):
     import json
 
-    from lbml.workflows import run_scenario
+    from lbml.workflows.run import run_scenario
 
     from .conftest import without_calibration, without_edge_gate
 
@@ -327,7 +327,7 @@ def test_a_paper_session_stops_at_the_first_bar_above_the_cap(tmp_path, monkeypa
 
     import lbml.live.node as node
     from lbml.live.session import PaperOptions, run_paper
-    from lbml.workflows import prepare, train_model
+    from lbml.workflows.prepare import prepare, train_model
 
     from .conftest import without_edge_gate
     from .paper_support import state_rows

@@ -18,7 +18,7 @@ import pytest
 
 from lbml.data.frames import bars_from_trades
 from lbml.data.importers import load_file
-from lbml.data.orderbook import load_depth
+from lbml.data.importers import load_depth
 from lbml.data.validate import validate
 from lbml.errors import DataError
 from lbml.features.check import FeatureInputs, check_features

@@ -20,10 +20,10 @@ from lbml.engine.backtest import run_backtest
 from lbml.live.session import PaperOptions, run_paper
 from lbml.live.state import StateError
 from lbml.models.artifact import load_artifact
-from lbml.models.training import scenario_pipeline
+from lbml.research.training import scenario_pipeline
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
-from lbml.workflows import prepare, train_model, warm_up
+from lbml.workflows.prepare import prepare, train_model, warm_up
 
 from .conftest import without_edge_gate
 from .paper_support import bars_done, run_cli
@@ -351,7 +351,7 @@ def test_extra_actors_receive_every_prediction_and_the_replay_flag(setup, tmp_pa
 def test_paper_session_has_no_look_ahead(setup, tmp_path):
     """Perturbing the market after time t changes nothing the paper node did up to t."""
     from lbml.data.frames import MarketData, bars_from_trades
-    from lbml.workflows import Prepared
+    from lbml.workflows.prepare import Prepared
 
     prepared = setup["prepared"]
     bars = prepared.market[setup["scenario"].data.symbol].bars

@@ -126,7 +126,7 @@ def small(tmp_path_factory):
     """A 3-day scenario and its trained model, shared by the node tests of this module."""
     from lbml.plugins import load_registry
     from lbml.scenario import load_scenario
-    from lbml.workflows import prepare, train_model
+    from lbml.workflows.prepare import prepare, train_model
 
     registry = load_registry()
     scenario = without_edge_gate(without_calibration(load_scenario("scenarios/default.toml").with_data(days=3)))
@@ -231,8 +231,8 @@ def test_binance_feed_gives_the_replay_signals_and_restarts_from_its_journal(sma
     from lbml.live.binance import BinanceFeedConfig
     from lbml.live.node import paper_custom_inputs, paper_symbols
     from lbml.live.session import PaperOptions, run_paper
-    from lbml.models.training import scenario_pipeline
-    from lbml.workflows import prepare
+    from lbml.research.training import scenario_pipeline
+    from lbml.workflows.prepare import prepare
     from tests.binance_support import BinanceStreamServer, futures_messages
 
     scenario, registry, model = small

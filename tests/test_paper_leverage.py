@@ -19,10 +19,10 @@ from lbml.engine.backtest import run_backtest
 from lbml.live.session import PaperOptions, run_paper
 from lbml.live.state import COST_COLUMNS, EQUITY_COLUMNS, StateError
 from lbml.models.artifact import load_artifact
-from lbml.models.training import scenario_pipeline
+from lbml.research.training import scenario_pipeline
 from lbml.plugins import load_registry
 from lbml.scenario import Scenario, load_scenario
-from lbml.workflows import prepare, train_model, warm_up
+from lbml.workflows.prepare import prepare, train_model, warm_up
 
 from .conftest import without_edge_gate
 from .paper_support import state_rows as _rows

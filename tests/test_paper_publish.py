@@ -15,7 +15,7 @@ from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
 from lbml.settings import SignalsSettings
 from lbml.signals.publisher import HEARTBEAT_TOPIC
-from lbml.workflows import prepare, train_model
+from lbml.workflows.prepare import prepare, train_model
 
 from .conftest import without_calibration, without_edge_gate
 

@@ -21,11 +21,11 @@ from lbml.features.pipeline import compute_features
 from lbml.live.retrain import RetrainPolicy, check_retrain
 from lbml.live.session import PaperOptions, run_paper
 from lbml.models.artifact import load_artifact
-from lbml.models.training import scenario_pipeline, window_inputs
+from lbml.research.training import scenario_pipeline, window_inputs
 from lbml.plugins import load_registry
 from lbml.scenario import RetrainConfig, load_scenario, parse_scenario
 from lbml.split import Split
-from lbml.workflows import prepare, train_model
+from lbml.workflows.prepare import prepare, train_model
 from strategies.kelly_leverage import KellyLeverage
 
 from .paper_support import bars_done, run_cli

@@ -24,7 +24,7 @@ from lbml.live.state import StateError
 from lbml.live.status import PaperStatus, StatusActor, StatusActorConfig
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
-from lbml.workflows import prepare, train_model
+from lbml.workflows.prepare import prepare, train_model
 
 from .conftest import without_edge_gate
 from .paper_support import state_rows

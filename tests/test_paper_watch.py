@@ -15,7 +15,7 @@ from lbml.errors import ConfigError
 from lbml.live.metrics import MetricsConfig
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
-from lbml.workflows import prepare, train_model
+from lbml.workflows.prepare import prepare, train_model
 
 from .conftest import without_calibration, without_edge_gate
 from .paper_support import state_rows

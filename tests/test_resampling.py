@@ -7,7 +7,7 @@ import pytest
 
 from lbml.errors import ConfigError
 from lbml.models.resampling import ResampledModel, resample
-from lbml.models.training import scenario_pipeline, train, training_set
+from lbml.research.training import scenario_pipeline, train, training_set
 from lbml.scenario import ResamplingConfig, load_scenario
 from lbml.split import compute_split
 from plugins.models_sklearn import LogisticModel
@@ -94,7 +94,7 @@ def test_no_synthetic_sample_reaches_validation_calibration_or_out_of_fold_evalu
     registry.models["recording_logistic"] = RecordingLogistic
     for rows in RecordingLogistic.seen.values():
         rows.clear()
-    from lbml.workflows import prepare
+    from lbml.workflows.prepare import prepare
 
     prepared = prepare(scenario, registry)
     result = train(scenario, prepared.market, registry, prepared.split, tmp_path / "model", reports=False)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lbml.robustness import (
+from lbml.workflows.robustness import (
     block_bootstrap,
     hurst_exponent,
     max_drawdown,
@@ -14,7 +14,8 @@ from lbml.robustness import (
     sweep_variants,
 )
 from lbml.scenario import load_scenario
-from lbml.workflows import backtest, prepare, train_model
+from lbml.workflows.prepare import prepare, train_model
+from lbml.workflows.run import backtest
 from .conftest import without_edge_gate
 
 

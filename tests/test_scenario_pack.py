@@ -13,7 +13,7 @@ import pytest
 
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
-from lbml.workflows import run_scenario
+from lbml.workflows.run import run_scenario
 
 from .conftest import ROOT, shared_file, without_calibration
 

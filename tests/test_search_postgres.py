@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from lbml.registry_trials import PRUNED, TrialRegistry, database_url
+from lbml.research.trials import PRUNED, TrialRegistry, database_url
 from lbml.scenario import load_scenario, parse_scenario
 from tests.postgres_support import postgres_server
 
@@ -39,7 +39,7 @@ def _new_database(server_url: str, name: str) -> str:
 
 
 def _open_everything(url: str, k: int) -> int:
-    from lbml.search import open_study
+    from lbml.workflows.search import open_study
 
     trials = TrialRegistry(url)
     try:

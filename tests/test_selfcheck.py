@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 
 from lbml.errors import DataError
-from lbml.registry_trials import TrialRegistry
+from lbml.research.trials import TrialRegistry
 from lbml.scenario import load_scenario, parse_scenario
-from lbml.workflows import prepare, train_model
+from lbml.workflows.prepare import prepare, train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The feature set the self-checks were designed on (see the module docstring).

@@ -6,7 +6,7 @@ import pytest
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
 from lbml.settings import SignalsSettings
-from lbml.workflows import run_scenario
+from lbml.workflows.run import run_scenario
 
 from .conftest import without_calibration
 from .signals_support import Subscriber, free_port

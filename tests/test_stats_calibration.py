@@ -7,15 +7,20 @@ import pytest
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
-from lbml.calibration import Calibrator, calibration_method, fit_calibrator, probability_scores
+from lbml.models.calibration import (
+    Calibrator,
+    calibration_method,
+    expected_calibration_error,
+    fit_calibrator,
+    probability_scores,
+)
 from lbml.cost_model import CostModel
-from lbml.evaluation import trade_grid
-from lbml.payoff import TradeOutcomes
+from lbml.research.evaluation import trade_grid
+from lbml.research.payoff import TradeOutcomes
 from lbml.sizing import KellyParams, Payoff
 from lbml.models.base import ModelPlugin
-from lbml.stats import (
+from lbml.research.stats import (
     deflated_sharpe_ratio,
-    expected_calibration_error,
     expected_max_sharpe,
     probabilistic_sharpe_ratio,
     probability_of_backtest_overfitting,

@@ -32,7 +32,7 @@ def _scenario(**updates):
     raw = load_scenario(ROOT / "scenarios" / "default.toml").to_dict()
     raw["name"] = "sweep"
     raw["data"]["days"] = 3
-    # core features plus the GARCH layer, which is refitted inside every CV fold (lbml.features.folds)
+    # core features plus the GARCH layer, which is refitted inside every CV fold (lbml.research.folds)
     raw["features"] = {"plugins": [{"plugin": "core"}, {"plugin": "volatility"}]}
     raw["model"]["params"] = {"n_estimators": 40, "max_depth": 3, "n_jobs": 1, "random_state": 3}
     raw["report"] = {"tearsheet": False}
@@ -49,7 +49,7 @@ def _files(folder: Path) -> dict[str, bytes]:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_cpcv_folds_on_dask_equal_the_serial_run(registry, tmp_path, dask_sweep):
-    from lbml.workflows import prepare, train_model
+    from lbml.workflows.prepare import prepare, train_model
 
     scenario = _scenario(validation={"method": "cpcv", "n_groups": 4, "n_test_groups": 2, "bootstrap_reps": 50})
     prepared = prepare(scenario, registry)
@@ -66,7 +66,7 @@ def test_cpcv_folds_on_dask_equal_the_serial_run(registry, tmp_path, dask_sweep)
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_walkforward_periods_on_dask_equal_the_serial_run(registry, tmp_path, dask_sweep):
-    from lbml.walkforward import run_walkforward
+    from lbml.workflows.walkforward import run_walkforward
 
     scenario = _scenario(validation={"n_splits": 3, "bootstrap_reps": 50},
                          walkforward={"retrain_every_days": 0.5, "train_days": 2.0, "window": "expanding"})
@@ -82,8 +82,9 @@ def test_walkforward_periods_on_dask_equal_the_serial_run(registry, tmp_path, da
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_the_robustness_grid_on_dask_equals_the_serial_run(registry, tmp_path, dask_sweep):
-    from lbml.robustness import sensitivity_sweep
-    from lbml.workflows import backtest, prepare, train_model
+    from lbml.workflows.robustness import sensitivity_sweep
+    from lbml.workflows.prepare import prepare, train_model
+    from lbml.workflows.run import backtest
 
     scenario = without_edge_gate(_scenario(validation={"n_splits": 3, "bootstrap_reps": 50}))
     prepared = prepare(scenario, registry)

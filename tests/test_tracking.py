@@ -102,7 +102,7 @@ def test_an_unreachable_tracking_store_is_reported_and_the_run_still_succeeds(tm
 
 def test_tracking_switched_off_logs_nothing(tmp_path, monkeypatch):
     from lbml.settings import load_settings
-    from lbml.tracking import TrackedRun, Tracker
+    from lbml.workflows.tracking import TrackedRun, Tracker
 
     monkeypatch.setenv("LBML_TRACKING__ENABLED", "false")
     settings = load_settings()
@@ -145,7 +145,7 @@ def test_a_tracked_run_sends_no_telemetry(tmp_path):
     code = (
         "import sys, time\n"
         "from lbml.settings import load_settings\n"
-        "from lbml.tracking import TrackedRun, Tracker\n"
+        "from lbml.workflows.tracking import TrackedRun, Tracker\n"
         f"tracker = Tracker(load_settings().tracking, {str(tmp_path)!r}).start()\n"
         "outcome = tracker.finish(TrackedRun('train', 'x', {'a': 1}, {'auc': 0.5}))\n"
         "assert outcome['status'] == 'logged', outcome\n"

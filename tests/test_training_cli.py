@@ -101,7 +101,7 @@ def test_search_registers_every_trial_and_pbo_reads_them(tmp_path, lbml):
     result = lbml("search", scenario, "--trials", "3", "--storage", storage, "--seed", "1")
     assert result.returncode == 0, result.stderr
     assert "the study now holds 3 distinct configurations" in result.stdout
-    from lbml.registry_trials import TrialRegistry
+    from lbml.research.trials import TrialRegistry
 
     registry = TrialRegistry(storage)
     trials = registry.configurations(registry.study_key("small"))
@@ -123,8 +123,8 @@ def test_search_registers_every_trial_and_pbo_reads_them(tmp_path, lbml):
 @pytest.mark.slow
 def test_cpcv_training_of_a_stacking_ensemble_with_uniqueness_weights(tmp_path, registry):
     from lbml.models.artifact import load_artifact
-    from lbml.models.training import scenario_pipeline
-    from lbml.workflows import prepare, train_model
+    from lbml.research.training import scenario_pipeline
+    from lbml.workflows.prepare import prepare, train_model
 
     raw = load_scenario(_small(tmp_path)).to_dict()
     raw["labels"] = {"kind": "triple_barrier", "horizon_bars": 20, "vol_estimator": "yang_zhang", "vol_window": 60}
@@ -157,7 +157,7 @@ def test_training_reads_nothing_after_the_training_window(tmp_path, registry):
 
     from lbml.data.frames import MarketData, bars_from_trades
     from lbml.models.artifact import load_artifact
-    from lbml.workflows import Prepared, prepare, train_model
+    from lbml.workflows.prepare import Prepared, prepare, train_model
 
     raw = load_scenario(_small(tmp_path)).to_dict()
     raw["labels"] = {"kind": "triple_barrier", "horizon_bars": 15, "vol_estimator": "garman_klass", "vol_window": 30}

@@ -20,9 +20,9 @@ from hypothesis import given, strategies as st
 from scipy import stats
 
 from lbml.errors import ConfigError
-from lbml.registry_trials import StudyKey, TrialRegistry, configuration_hash, study_evidence, trial_evidence
+from lbml.research.trials import StudyKey, TrialRegistry, configuration_hash, study_evidence, trial_evidence
 from lbml.scenario import load_scenario, parse_scenario
-from lbml.stats import deflated_sharpe_ratio, expected_max_sharpe, psr_from_moments
+from lbml.research.stats import deflated_sharpe_ratio, expected_max_sharpe, psr_from_moments
 
 ROOT = Path(__file__).resolve().parents[1]
 EULER_GAMMA = 0.5772156649015329
@@ -157,7 +157,7 @@ def _selfcheck_scenario(*, seed: int, edge: float, name: str = "bet", **params):
 @pytest.mark.slow
 def test_reruns_and_other_data_files_do_not_move_the_dsr_and_a_new_trial_only_lowers_it(registry, tmp_path):
     # The planted-edge market of the self-checks (seed 101): a real edge, as the DSR must keep seeing it.
-    from lbml.workflows import prepare, train_model
+    from lbml.workflows.prepare import prepare, train_model
 
     edge = prepare(_selfcheck_scenario(seed=101, edge=0.3), registry)
 
@@ -233,7 +233,7 @@ def test_two_search_workers_start_together_on_a_new_storage_and_draw_distinct_pa
 
 @pytest.mark.slow
 def test_a_search_that_draws_an_evaluated_configuration_again_neither_retrains_nor_counts_it(tmp_path, registry):
-    from lbml.search import run_search
+    from lbml.workflows.search import run_search
 
     scenario = load_scenario(_search_scenario(tmp_path))
     storage = tmp_path / "study.sqlite"

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from lbml.scenario import load_scenario, parse_scenario
-from lbml.walkforward import stitch, walkforward_splits
+from lbml.workflows.walkforward import stitch, walkforward_splits
 
 
 def _scenario(**wf):

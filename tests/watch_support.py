@@ -18,7 +18,7 @@ import zmq
 
 from lbml.live.events import END_OF_STREAM, TRADE, encode_event, replay_events
 from lbml.live.node import paper_custom_inputs, paper_symbols
-from lbml.models.training import scenario_pipeline
+from lbml.research.training import scenario_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,6 +11,7 @@ import importlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,7 @@ from lbml.engine.instruments import infer_precision, make_instrument
 from lbml.engine.purge import CachePurger, CachePurgerConfig
 from lbml.engine.recorder import RunRecord, RunRecorder, check_invariants, recorder_config
 from lbml.engine.signal_actor import SignalActor, SignalActorConfig
-from lbml.engine.venue_modules import venue_modules
+from lbml.engine.venue_modules import VenueModules, venue_modules
 from lbml.errors import ConfigError
 from lbml.features.base import FeatureInput
 from lbml.features.pipeline import FeaturePipeline
@@ -77,7 +78,7 @@ class BacktestResult:
     gas: CostLedger = field(default_factory=CostLedger)
     decisions: list = field(default_factory=list)  # (prediction ts, lbml.sizing.Decision) of every entry
     strategy_report: dict = field(default_factory=dict)  # the strategy's own counters (``report()``), if any
-    edge_gate: dict | None = None  # the edge gate's decision (lbml.gate), set by the workflow
+    edge_gate: dict | None = None  # the edge gate's decision (lbml.research.gate), set by the workflow
 
 
 def load_strategy_class(class_path: str) -> tuple[type, type]:
@@ -162,6 +163,38 @@ def run_backtest(
     """Backtest ``(split.test_start, split.test_end]``; ``pipeline`` must be warmed up to test_start."""
     if compiled_inference:  # same probabilities, ~50x cheaper per bar (lbml.models.compiled)
         model = accelerate(model)
+    venue = _build_venue(scenario, market, split, pipeline)
+    components = _add_components(venue, scenario, pipeline, model, ev_margin=ev_margin, pricing=pricing,
+                                 trade=trade, publisher=publisher, purge_every_bars=purge_every_bars)
+    streams = _data_streams(venue, scenario, market, split)
+    replay = _replay(venue.engine, streams, chunk_events, components.purger, progress)
+    result = _collect_result(venue, components, replay, scenario, trade)
+    venue.engine.dispose()
+    check_invariants(result.record)
+    return result
+
+
+@dataclass
+class _VenueSetup:
+    """The engine with its margin venue, venue modules and instruments, and what the data feeds it."""
+
+    engine: BacktestEngine
+    venue: Venue
+    venue_mods: VenueModules
+    instruments: dict
+    instrument: Any  # the traded instrument
+    symbols: list[str]
+    minutes: int  # bar length
+    tick_mode: bool
+    bar_type: Any
+    ref_bar_type: Any
+    sends_funding: bool
+    sends_bar_flow: bool
+    sends_depth: bool
+
+
+def _build_venue(scenario: Scenario, market: MarketData, split: Split, pipeline: FeaturePipeline) -> _VenueSetup:
+    """1. The engine, its margin venue with the venue modules (costs, leverage), the instruments."""
     cfg = scenario.data
     traded = market[cfg.symbol]
     tick_mode = traded.has_ticks
@@ -171,16 +204,14 @@ def run_backtest(
 
     instruments = {s: instrument_for(market[s], cfg.venue, scenario, split.test_start) for s in symbols}
     instrument = instruments[cfg.symbol]
-    quote = instrument.quote_currency
     venue = Venue(cfg.venue)
 
     engine = new_backtest_engine("LBML-001", log_level="ERROR")
     venue_mods = venue_modules(scenario, market, split)
-    lev, slippage, gaps, gas = venue_mods.leverage, venue_mods.slippage, venue_mods.gaps, venue_mods.gas
     add_margin_venue(
         engine,
         venue=venue,
-        base_currency=quote,
+        base_currency=instrument.quote_currency,
         starting_balance=scenario.venue.starting_balance,
         leverage=scenario.strategy.max_leverage,
         latency_ns=ms_to_ns(scenario.costs.latency_ms),
@@ -197,35 +228,57 @@ def run_backtest(
         if needs_reference
         else None
     )
-    sends_funding = FeatureInput.FUNDING in pipeline.inputs and cfg.symbol in market.funding
-    sends_bar_flow = not tick_mode and "taker_buy_volume" in traded.bars
-    sends_depth = FeatureInput.DEPTH in pipeline.inputs and traded.depth is not None
+    return _VenueSetup(
+        engine=engine, venue=venue, venue_mods=venue_mods, instruments=instruments, instrument=instrument,
+        symbols=symbols, minutes=minutes, tick_mode=tick_mode, bar_type=bar_type, ref_bar_type=ref_bar_type,
+        sends_funding=FeatureInput.FUNDING in pipeline.inputs and cfg.symbol in market.funding,
+        sends_bar_flow=not tick_mode and "taker_buy_volume" in traded.bars,
+        sends_depth=FeatureInput.DEPTH in pipeline.inputs and traded.depth is not None,
+    )
+
+
+@dataclass
+class _Components:
+    actor: SignalActor
+    recorder: RunRecorder
+    strategy: Any
+    purger: CachePurger | None
+    predictions: Rows
+
+
+def _add_components(v: _VenueSetup, scenario: Scenario, pipeline: FeaturePipeline, model: ModelPlugin, *,
+                    ev_margin: float, pricing: Pricing | None, trade: bool, publisher,
+                    purge_every_bars: int | None) -> _Components:
+    """2. The signal actor (features → model → prediction), recorder, strategy, publisher and purger."""
+    minutes = v.minutes
     predictions = Rows("qd")  # (bar close ns, probability up), 16 bytes per bar
     actor = SignalActor(
         SignalActorConfig(
             component_id="SignalActor",
-            instrument_id=instrument.id,
-            bar_type=bar_type,
-            reference_bar_type=ref_bar_type,
+            instrument_id=v.instrument.id,
+            bar_type=v.bar_type,
+            reference_bar_type=v.ref_bar_type,
             horizon_bars=scenario.labels.horizon_bars,
-            funding=sends_funding,
-            bar_flow=sends_bar_flow,
-            depth=sends_depth,
+            funding=v.sends_funding,
+            bar_flow=v.sends_bar_flow,
+            depth=v.sends_depth,
         ),
         pipeline,
         model,
         on_prediction=lambda p, _f: predictions.append((p.ts_event, p.probability)),
     )
-    recorder = RunRecorder(recorder_config(scenario, instrument.id, bar_type, lev.spec))
+    lev = v.venue_mods.leverage
+    recorder = RunRecorder(recorder_config(scenario, v.instrument.id, v.bar_type, lev.spec))
     strategy_cls, strategy_config_cls = load_strategy_class(scenario.strategy.class_path)
     strategy = strategy_cls(
         strategy_config_cls(
-            instrument_id=instrument.id,
-            bar_type=bar_type,
+            instrument_id=v.instrument.id,
+            bar_type=v.bar_type,
             **strategy_config_kwargs(scenario, minutes, ev_margin, pricing),
             **lev.strategy_kwargs(),
         )
     )
+    engine = v.engine
     engine.add_actor(actor)
     engine.add_actor(recorder)
     if trade:  # a closed edge gate: predictions are made and recorded, nothing is traded
@@ -236,16 +289,35 @@ def run_backtest(
         engine.add_actor(publisher_actor(publisher, strategy_config_kwargs(scenario, minutes, ev_margin, pricing)))
     purger = None
     if purge_every_bars is not None:  # flat cost per bar (lbml.engine.purge); results unchanged
-        purger = CachePurger(CachePurgerConfig(component_id="CachePurger", bar_type=bar_type, every_bars=purge_every_bars))
+        purger = CachePurger(CachePurgerConfig(component_id="CachePurger", bar_type=v.bar_type, every_bars=purge_every_bars))
         engine.add_actor(purger)
+    return _Components(actor, recorder, strategy, purger, predictions)
 
-    streams = _event_streams(market, symbols, instruments, split, tick_mode, bar_type, ref_bar_type)
-    if sends_funding:
-        streams.append(_funding_stream(market.funding[cfg.symbol], split))
-    if sends_bar_flow:
+
+def _data_streams(v: _VenueSetup, scenario: Scenario, market: MarketData, split: Split) -> list["_Stream"]:
+    """3. The backtest window's events: trades/quotes or bars, plus funding, kline flow and depth."""
+    symbol = scenario.data.symbol
+    traded = market[symbol]
+    streams = _event_streams(market, v.symbols, v.instruments, split, v.tick_mode, v.bar_type, v.ref_bar_type)
+    if v.sends_funding:
+        streams.append(_funding_stream(market.funding[symbol], split))
+    if v.sends_bar_flow:
         streams.append(_bar_flow_stream(traded.bars, split))
-    if sends_depth:
+    if v.sends_depth:
         streams.append(_custom_stream(traded.depth, split, to_depth_summaries, DEPTH_CLIENT_ID))
+    return streams
+
+
+@dataclass
+class _Replay:
+    n_events: int
+    chunk_seconds: list[tuple[int, float]]
+    run_seconds: float
+
+
+def _replay(engine: BacktestEngine, streams: list["_Stream"], chunk_events: int, purger: CachePurger | None,
+            progress: bool) -> _Replay:
+    """4. Stream the events through the engine in chunks (linear cost), purging the cache between them."""
     n_events = sum(len(s.index) for s in streams)
     boundaries = _chunk_boundaries(streams, chunk_events)
     chunk_seconds: list[tuple[int, float]] = []
@@ -271,26 +343,31 @@ def run_backtest(
             chunk_seconds.append((count, time.perf_counter() - t0))
             bar.update(count)
     engine.end()
-    run_seconds = time.perf_counter() - started
+    return _Replay(n_events, chunk_seconds, time.perf_counter() - started)
 
-    account = engine.cache.account_for_venue(venue)
-    _close_the_curve(recorder.record, engine, instrument.id, cash_balance(account))
+
+def _collect_result(v: _VenueSetup, c: _Components, replay: _Replay, scenario: Scenario, trade: bool) -> BacktestResult:
+    """5. Close the equity curve and gather the record, the cost ledgers and the strategy's report."""
+    engine, recorder, strategy = v.engine, c.recorder, c.strategy
+    lev, slippage, gaps, gas = v.venue_mods.leverage, v.venue_mods.slippage, v.venue_mods.gaps, v.venue_mods.gas
+    account = engine.cache.account_for_venue(v.venue)
+    _close_the_curve(recorder.record, engine, v.instrument.id, cash_balance(account))
     recorder.record_end_of_data()  # a position still open is a trade closed by the end of the data
-    result = BacktestResult(
+    return BacktestResult(
         record=recorder.record,
         borrow=lev.ledger(lev.borrow),
         slippage=slippage.ledger,
         starting_balance=scenario.venue.starting_balance,
         final_balance=cash_balance(account),
-        currency=quote.code,
-        mode="ticks" if tick_mode else "bars",
-        n_events=n_events,
+        currency=v.instrument.quote_currency.code,
+        mode="ticks" if v.tick_mode else "bars",
+        n_events=replay.n_events,
         n_bars=len(recorder.record.equity),
-        n_predictions=actor.n_predictions,
-        chunk_seconds=chunk_seconds,
-        run_seconds=run_seconds,
-        predictions=predictions,
-        latencies_ns=actor.latencies_ns,
+        n_predictions=c.actor.n_predictions,
+        chunk_seconds=replay.chunk_seconds,
+        run_seconds=replay.run_seconds,
+        predictions=c.predictions,
+        latencies_ns=c.actor.latencies_ns,
         funding=lev.ledger(lev.funding),
         liquidation=lev.ledger(lev.liquidation),
         n_liquidations=lev.n_liquidations,
@@ -301,9 +378,6 @@ def run_backtest(
         decisions=list(getattr(strategy, "decisions", [])) if trade else [],
         strategy_report=strategy.report() if trade and hasattr(strategy, "report") else {},
     )
-    engine.dispose()
-    check_invariants(result.record)
-    return result
 
 
 def _close_the_curve(record: RunRecord, engine: BacktestEngine, instrument_id, balance: float) -> None:

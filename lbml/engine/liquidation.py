@@ -201,8 +201,8 @@ class LiquidationGuard:
                     self._strategy.modify_order(order, quantity=qty, trigger_price=trigger)
                     self._state_at_order = state
             return
-        if order is not None and order.is_inflight:
-            return
+        if order is not None and not order.is_closed:
+            return  # sent, not yet accepted (or not yet sent): one liquidation order at a time
         self._submit_stop(state, trigger, qty)
 
     def on_fill(self, fill: OrderFilled) -> None:

@@ -16,7 +16,7 @@ timestamps up to t; look-ahead checks in the test suite perturb the future and v
 Plugins that learn parameters (GARCH) do it in ``fit`` on the training window only and expose them
 through ``fitted_state``/``load_fitted_state`` so model artifacts can carry them. Such a plugin
 (``learns_parameters()``) is also refitted inside every cross-validation fold, on that fold's
-training rows only (``fit_segments``, see ``lbml.features.folds``), so out-of-fold statistics never
+training rows only (``fit_segments``, see ``lbml.research.folds``), so out-of-fold statistics never
 rest on parameters that saw the fold's test block.
 """
 

@@ -6,6 +6,7 @@ vectorised implementation to drift from the streaming one.
 """
 
 import copy
+import ctypes
 import hashlib
 import json
 import logging
@@ -20,6 +21,7 @@ import pandas as pd
 from lbml.data.frames import InstrumentData, MarketData
 from lbml.errors import PluginError
 from lbml.features.base import BarEvent, FeatureInput, FeaturePlugin
+from lbml.features.native import compile_plugins
 from lbml.plugins import PluginRegistry
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ class FeatureSchema:
 class FeaturePipeline:
     """Feature plugins run together; the event-dispatch order is the contract of ``base.py``."""
 
-    def __init__(self, plugins: Sequence[FeaturePlugin]) -> None:
+    def __init__(self, plugins: Sequence[FeaturePlugin], *, compiled: bool = True) -> None:
         if not plugins:
             raise PluginError("the scenario enables no usable feature plugin")
         self.plugins = tuple(plugins)
@@ -59,10 +61,29 @@ class FeaturePipeline:
         self.names = tuple(names)
         self.inputs = frozenset().union(*(p.inputs for p in self.plugins))
         self._trade_sinks = [p for p in self.plugins if FeatureInput.TRADES in p.inputs]
-        self._quote_sinks = [p for p in self.plugins if FeatureInput.QUOTES in p.inputs]
-        self._ref_sinks = [p for p in self.plugins if FeatureInput.REFERENCE in p.inputs]
-        self._funding_sinks = [p for p in self.plugins if FeatureInput.FUNDING in p.inputs]
-        self._depth_sinks = [p for p in self.plugins if FeatureInput.DEPTH in p.inputs]
+        self._quote_sinks: list[Any] = [p for p in self.plugins if FeatureInput.QUOTES in p.inputs]
+        self._ref_sinks: list[Any] = [p for p in self.plugins if FeatureInput.REFERENCE in p.inputs]
+        self._funding_sinks: list[Any] = [p for p in self.plugins if FeatureInput.FUNDING in p.inputs]
+        self._depth_sinks: list[Any] = [p for p in self.plugins if FeatureInput.DEPTH in p.inputs]
+        self._updates = tuple(p.update for p in self.plugins)
+        # The built-in plugins with a compiled kernel run in one native call per bar
+        # (``lbml.features.native``); the others (third-party plugins) run in Python alongside,
+        # each packing its values at its own offset of the same buffer.
+        offsets, start = [], 0
+        for plugin in self.plugins:
+            offsets.append(start)
+            start += len(plugin.output_names())
+        self._offsets = tuple(offsets)
+        self._native = compile_plugins(self.plugins, offsets) if compiled else None
+        if self._native is not None:
+            self._python_parts = self._python_parts_of(self._native)
+            # Events for compiled plugins go to the compiled set (queued there, delivered with the bar).
+            native = set(map(id, self._native.plugins))
+            for attr, method in (("_ref_sinks", "on_reference_bar"), ("_quote_sinks", "on_quote"),
+                                 ("_depth_sinks", "on_depth"), ("_funding_sinks", "on_funding")):
+                if method in self._native.events:
+                    others = [p for p in getattr(self, attr) if id(p) not in native]
+                    setattr(self, attr, [self._native, *others])
         # An input with a single sink (the usual case) goes straight to that plugin's method:
         # one Python call less per tick, quote or snapshot (unless a subclass overrides the method).
         for method, sinks in (
@@ -74,8 +95,26 @@ class FeaturePipeline:
         ):
             if len(sinks) == 1 and getattr(type(self), method) is getattr(FeaturePipeline, method):
                 setattr(self, method, getattr(sinks[0], method))
-        self._updates = tuple(p.update for p in self.plugins)
-        self._bind_buffer(bytearray(8 * len(self.names)))
+        self._rebind(bytearray(8 * len(self.names)))
+
+    def _python_parts_of(self, native: Any) -> tuple[tuple[Any, int, Any], ...]:
+        """(packer, byte offset, update) of every plugin not in the compiled set."""
+        compiled = set(map(id, native.plugins))
+        return tuple(
+            (struct.Struct(f"={len(p.output_names())}d").pack_into, 8 * o, p.update)
+            for p, o in zip(self.plugins, self._offsets)
+            if id(p) not in compiled
+        )
+
+    @property
+    def compiled_plugins(self) -> tuple[str, ...]:
+        """Names of the plugins running in the compiled kernels (empty: all run in Python)."""
+        return tuple(p.name for p in self._native.plugins) if self._native is not None else ()
+
+    def _rebind(self, raw: bytearray) -> None:
+        self._bind_buffer(raw)
+        # Address of the buffer's memory for the compiled kernels (a bytearray never resized).
+        self._out = ctypes.addressof(ctypes.c_char.from_buffer(self._raw))
 
     def _bind_buffer(self, raw: bytearray) -> None:
         # ``update`` packs the plugins' values straight into the buffer's memory: one C call, about
@@ -96,22 +135,24 @@ class FeaturePipeline:
         clone = object.__new__(type(self))
         memo[id(self)] = clone
         for key, value in self.__dict__.items():
-            if key not in ("_raw", "_pack", "_buffer"):
+            if key not in ("_raw", "_pack", "_buffer", "_out"):
                 setattr(clone, key, copy.deepcopy(value, memo))
-        clone._bind_buffer(bytearray(self._raw))
+        clone._rebind(bytearray(self._raw))
         return clone
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle without the packer and the buffer view (rebuilt on load), e.g. to ship the pipeline to
         a Dask worker (``lbml.sweeps``)."""
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_raw", "_pack", "_buffer")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_raw", "_pack", "_buffer", "_out", "_python_parts")}
         state["_raw"] = bytes(self._raw)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         raw = state.pop("_raw")
         self.__dict__.update(state)
-        self._bind_buffer(bytearray(raw))
+        if self._native is not None:
+            self._python_parts = self._python_parts_of(self._native)
+        self._rebind(bytearray(raw))
 
     @property
     def warmup_bars(self) -> int:
@@ -127,6 +168,8 @@ class FeaturePipeline:
     def reset(self) -> None:
         for plugin in self.plugins:
             plugin.reset()
+        if self._native is not None:
+            self._native.reset()
 
     # -- streaming ------------------------------------------------------------------------------
     def on_trade(self, ts: int, price: float, size: float, side: int) -> None:
@@ -151,6 +194,13 @@ class FeaturePipeline:
 
     def update(self, bar: BarEvent) -> np.ndarray:
         """Return the feature vector at ``bar``'s close (a reused buffer: copy to keep it)."""
+        native = self._native
+        if native is not None:
+            native.step(bar, self._out)
+            raw = self._raw
+            for pack, offset, update in self._python_parts:
+                pack(raw, offset, *update(bar))
+            return self._buffer
         values: list[float] = []
         extend = values.extend
         for update in self._updates:
@@ -166,6 +216,8 @@ class FeaturePipeline:
     def fit(self, bars: pd.DataFrame) -> None:
         for plugin in self.plugins:
             plugin.fit(bars)
+        if self._native is not None:
+            self._native.reset()
 
     def fitted_state(self) -> dict[str, Any]:
         return {p.name: p.fitted_state() for p in self.plugins}
@@ -173,6 +225,8 @@ class FeaturePipeline:
     def load_fitted_state(self, state: dict[str, Any]) -> None:
         for plugin in self.plugins:
             plugin.load_fitted_state(state.get(plugin.name, {}))
+        if self._native is not None:
+            self._native.reset()
 
 
 def available_inputs(market: MarketData, symbol: str, reference: str | None) -> frozenset[FeatureInput]:
@@ -245,6 +299,8 @@ def compute_features(
     """
     if reset:
         pipeline.reset()
+        if _replays_natively(pipeline):  # a continuation runs bar by bar (the batch resets Python plugins)
+            return _native_replay(pipeline, data, bars, reference_bars, funding)
     streams: list[_EventStream] = []
     if pipeline._trade_sinks and data.trades is not None:
         t = data.trades
@@ -278,6 +334,59 @@ def compute_features(
         for run_to, stream_ends in zip(runs, ends):
             run_to(stream_ends[row])
         out[row] = update(bar)
+    return pd.DataFrame(out, index=bars.index, columns=list(pipeline.names))
+
+
+_DISPATCH = ("update", "on_trade", "on_quote", "on_depth", "on_funding", "on_reference_bar")
+
+
+def _replays_natively(pipeline: FeaturePipeline) -> bool:
+    """Whether the pipeline has compiled plugins and dispatches as ``FeaturePipeline`` does."""
+    return pipeline._native is not None and all(
+        getattr(type(pipeline), m) is getattr(FeaturePipeline, m) for m in _DISPATCH
+    )
+
+
+def _native_replay(
+    pipeline: FeaturePipeline,
+    data: InstrumentData,
+    bars: pd.DataFrame,
+    reference_bars: pd.DataFrame | None,
+    funding: pd.DataFrame | None,
+) -> pd.DataFrame:
+    """``compute_features`` with the compiled plugins' replay in one native call.
+
+    The same kernels, events and order as the per-bar path, looped in C. Plugins share no state,
+    so the Python plugins (third-party ones) are then replayed on their own, through a pipeline
+    of just them, over the same events, and their columns filled in.
+    """
+    native = pipeline._native
+    assert native is not None
+    bar_ts = bars.index.asi8
+    streams: dict[str, tuple[np.ndarray, ...]] = {}
+
+    def add(method: str, frame: pd.DataFrame | None, columns: Sequence[str]) -> None:
+        if method not in native.events or frame is None or not len(frame):
+            return
+        stamps = frame.index.asi8
+        ends = np.searchsorted(stamps, bar_ts, side="right")
+        streams[method] = (stamps, *(frame[c].to_numpy(np.float64) for c in columns), ends)
+
+    add("on_quote", data.quotes, ("bid", "ask", "bid_size", "ask_size"))
+    add("on_depth", data.depth, ("bid_depth", "ask_depth"))
+    add("on_funding", funding, ("rate",))
+    add("on_reference_bar", reference_bars, ("close",))
+    out = np.full((len(bars), len(pipeline.names)), np.nan, dtype=np.float64)
+    native.replay(bars, out, streams)
+    compiled = set(map(id, native.plugins))
+    rest = [(p, o) for p, o in zip(pipeline.plugins, pipeline._offsets) if id(p) not in compiled]
+    if rest:
+        values = compute_features(FeaturePipeline([p for p, _ in rest], compiled=False), data, bars,
+                                  reference_bars, funding).to_numpy()
+        columns = [o + j for p, o in rest for j in range(len(p.output_names()))]
+        out[:, columns] = values
+    if len(out):
+        pipeline._buffer[:] = out[-1]  # as after the last ``update``
     return pd.DataFrame(out, index=bars.index, columns=list(pipeline.names))
 
 

@@ -256,8 +256,6 @@ class ZmqSource:
     async def events(self) -> AsyncIterator[MarketEvent]:
         import zmq
 
-        from lbml.live.feed_guard import MALFORMED, Quarantine
-
         # A plain socket polled without blocking: independent of how the node's event loop
         # integrates file descriptors, at the cost of up to POLL_S of added latency when idle.
         self._sock = zmq.Context.instance().socket(zmq.SUB)
@@ -278,7 +276,7 @@ class ZmqSource:
                 try:
                     event = decode_event(payload)
                 except DataError as exc:
-                    guard.reject(payload, Quarantine(MALFORMED, str(exc)))
+                    guard.reject_malformed(payload, str(exc))
                     continue
                 if event is None:
                     return

@@ -192,6 +192,10 @@ class FeedGuard:
             self.reject(raw, why)
             return None
 
+    def reject_malformed(self, raw: bytes, detail: str) -> None:
+        """Quarantine ``raw`` as malformed (it did not decode to an event)."""
+        self.reject(raw, Quarantine(MALFORMED, detail))
+
     def reject(self, raw: bytes, why: Quarantine) -> None:
         """Quarantine ``raw`` for ``why``: count it, journal it, stop the session past the rate limit."""
         self.counts[why.reason] += 1

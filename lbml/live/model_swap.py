@@ -7,7 +7,7 @@ and the status' model identity.
 
 The new pipeline is not the old one with new parameters: loading a fitted state resets a plugin's
 running state. ``prepare_swap`` builds it by replaying the market from the candidate's window start
-up to the bar after which the swap takes effect (``lbml.models.training.window_inputs``, the very
+up to the bar after which the swap takes effect (``lbml.research.training.window_inputs``, the very
 inputs training read, so the rows up to the window's end are the candidate's training features).
 The feed delivers every event up to a traded bar's close before that bar, so after the replay the
 new pipeline has consumed exactly what the live one has, and the next bar is computed by it.
@@ -31,7 +31,7 @@ from lbml.features.pipeline import FeaturePipeline, compute_features
 from lbml.live.drift import DriftReference, drift_reference
 from lbml.models.artifact import LoadedArtifact, load_artifact
 from lbml.models.compiled import accelerate
-from lbml.models.training import funding_for, reference_bars, scenario_pipeline, window_inputs
+from lbml.research.training import funding_for, reference_bars, scenario_pipeline, window_inputs
 from lbml.plugins import PluginRegistry
 from lbml.scenario import Scenario
 from lbml.split import Split

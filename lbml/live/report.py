@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from lbml.atomic import atomic_folder
-from lbml.gate import OVERRIDDEN, OVERRIDE_STAMP
+from lbml.research.gate import OVERRIDDEN, OVERRIDE_STAMP
 from lbml.engine.backtest import BacktestResult
 from lbml.engine.costs import CostLedger
 from lbml.engine.recorder import RunRecord

@@ -12,7 +12,7 @@ After every traded bar the session has committed, ``Retrainer.on_bar`` decides:
 - **Train** in a separate process (``lbml.live.retrain_job``) with lbml's training path (purged CV,
   EV margin, gate evidence); the bar loop goes on with the old model meanwhile. The candidate is
   saved in the normal artifact format under ``STATE_DIR/models/``.
-- **Gate**: the candidate is judged by the same edge gate as deployment (``lbml.gate.gate_decision``
+- **Gate**: the candidate is judged by the same edge gate as deployment (``lbml.research.gate.gate_decision``
   with the scenario's ``[gate]``, no override). It goes in only if the gate opens (or is disabled);
   ``lbml.live.model_swap`` swaps everything it carries. Loading, gating and the candidate pipeline's
   replay run in the job's thread as soon as the process ends (up to the last bar committed then),
@@ -44,7 +44,7 @@ import pandas as pd
 
 from lbml.data.frames import MarketData
 from lbml.errors import LbmlError
-from lbml.gate import gate_decision
+from lbml.research.gate import gate_decision
 from lbml.live.model_swap import PreparedSwap, SwapTargets, apply_swap, catch_up, load_candidate, prepare_swap
 from lbml.live.retrain_job import JobSpec, RetrainJob
 from lbml.live.seen_market import LiveMarket, ReplayMarket

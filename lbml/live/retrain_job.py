@@ -4,7 +4,7 @@ The session (``lbml.live.retrain``) writes the job folder: ``job.json`` (the res
 window, where to write the artifact, the local plugins folder) and ``data/`` (the window's bars,
 ticks, depth and funding of every instrument as parquet: what the session has seen up to the
 trigger bar, nothing after it). This program trains on it with lbml's training path
-(``lbml.models.training.train``: purged CV, EV margin, edge-gate evidence, calibration) and
+(``lbml.research.training.train``: purged CV, EV margin, edge-gate evidence, calibration) and
 writes the artifact in the normal format; the session then judges it with the edge gate.
 
 The job runs in a separate process so that training never blocks the session's bar loop, and it
@@ -192,7 +192,7 @@ def _exit_with_the_session(parent: int) -> None:
 
 def main(argv: list[str]) -> int:
     from lbml.errors import LbmlError
-    from lbml.models.training import train
+    from lbml.research.training import train
     from lbml.plugins import load_registry
     from lbml.scenario import parse_scenario
     import tomllib

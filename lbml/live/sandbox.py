@@ -70,10 +70,21 @@ class PaperExecutionClient(SandboxExecutionClient):
         self._deferred.append((self.market_ns + self._latency_ns, execute, command))
 
     def submit_order(self, command):
-        self._defer(self._client.submit_order, command)
+        self._submitted(command.strategy_id, command.order)
+        self._defer(self.exchange.send, command)
 
     def submit_order_list(self, command):
-        self._defer(self._client.submit_order_list, command)
+        for order in command.order_list.orders:
+            self._submitted(command.strategy_id, order)
+        self._defer(self.exchange.send, command)
+
+    def _submitted(self, strategy_id, order) -> None:
+        # As the backtest's execution client does: the order is SUBMITTED at once, only its arrival
+        # at the venue waits for the latency. (Held INITIALIZED meanwhile, it looked unsent to the
+        # strategy, whose liquidation guard then placed a second stop on the entry's bar.)
+        self._client.generate_order_submitted(strategy_id=strategy_id, instrument_id=order.instrument_id,
+                                              client_order_id=order.client_order_id,
+                                              ts_event=self.test_clock.timestamp_ns())
 
     def modify_order(self, command):
         self._defer(self._client.modify_order, command)

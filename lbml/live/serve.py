@@ -11,10 +11,10 @@ import time
 import zmq
 
 from lbml.live.events import END_OF_STREAM, encode_event, replay_events
-from lbml.models.training import scenario_pipeline
+from lbml.research.training import scenario_pipeline
 from lbml.plugins import PluginRegistry
 from lbml.scenario import Scenario
-from lbml.workflows import prepare
+from lbml.workflows.prepare import prepare
 
 
 def serve_feed(

@@ -41,11 +41,11 @@ from lbml.live.state import StateError, StateStore
 from lbml.live.status import PaperStatus
 from lbml.models.artifact import load_artifact
 from lbml.models.compiled import accelerate
-from lbml.models.training import scenario_pipeline
+from lbml.research.training import scenario_pipeline
 from lbml.plugins import PluginRegistry
 from lbml.scenario import FeedGuardConfig, Scenario
-from lbml.gate import gate_decision
-from lbml.workflows import Prepared, prepare, train_model, warm_up
+from lbml.research.gate import gate_decision
+from lbml.workflows.prepare import Prepared, prepare, train_model, warm_up
 
 log = logging.getLogger(__name__)
 

@@ -206,7 +206,7 @@ def load_artifact(
         )
     model = registry.model(plugin_name).load(path, params)
     if manifest.get("calibration") is not None:
-        from lbml.calibration import CalibratedModel, Calibrator
+        from lbml.models.calibration import CalibratedModel, Calibrator
 
         model = CalibratedModel(model, Calibrator.load(path))
     feature_state = json.loads((path / FEATURE_STATE).read_text())

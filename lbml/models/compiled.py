@@ -28,34 +28,21 @@ failure falls back to the booster with one warning.
 """
 
 import ctypes
-import hashlib
 import json
 import logging
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from lbml.models.base import ModelPlugin
+from lbml.native_build import CompileUnavailable, build_shared_library
 
 log = logging.getLogger(__name__)
 
 PARITY_TOLERANCE = 0.0  # bit-identical to XGBoost on the probe rows, or not used at all
 COMPILER_OPTIONS = ("-O1",)  # no -ffast-math: float32 additions must stay in source order
 _CACHE_VERSION = "2"
-
-
-class CompileUnavailable(RuntimeError):
-    """The compiled path cannot be used here (unsupported model, no compiler, build error)."""
-
-
-def default_cache_dir() -> Path:
-    """Return the per-user cache folder for compiled models (``$XDG_CACHE_HOME/lbml/compiled``)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "lbml" / "compiled"
 
 
 class CompiledTrees:
@@ -179,27 +166,8 @@ def compile_booster(booster: Any, cache_dir: Path | None = None, *, compiler: st
         When the model is not supported, the C compiler is missing or the build fails.
     """
     source, n_features = generate_source(booster)
-    if shutil.which(compiler) is None:
-        raise CompileUnavailable(f"C compiler {compiler!r} not found")
-    key = hashlib.sha256(json.dumps([_CACHE_VERSION, COMPILER_OPTIONS, source]).encode()).hexdigest()[:24]
-    folder = Path(cache_dir or default_cache_dir()) / key
-    library = folder / "predictor.so"
-    if not library.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        src = folder / f"predictor.{os.getpid()}.c"
-        tmp_lib = folder / f"predictor.{os.getpid()}.so"
-        src.write_text(source)
-        proc = subprocess.run(
-            [compiler, *COMPILER_OPTIONS, "-shared", "-fPIC", "-std=c99", "-o", str(tmp_lib), str(src), "-lm"],
-            capture_output=True,
-            text=True,
-        )
-        src.unlink(missing_ok=True)
-        if proc.returncode != 0:
-            tmp_lib.unlink(missing_ok=True)
-            detail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-            raise CompileUnavailable(f"building compiled trees failed: {detail}")
-        os.replace(tmp_lib, library)  # atomic: concurrent loaders never see a half-written library
+    library = build_shared_library(source, "predictor", (*COMPILER_OPTIONS, "-std=c99"), "compiled trees",
+                                   cache_dir=cache_dir, compiler=compiler, version=_CACHE_VERSION)
     return CompiledTrees(library, n_features)
 
 

@@ -163,12 +163,12 @@ def resampling_effect(
 ) -> dict[str, Any]:
     """The ``resampling`` block of the training metrics.
 
-    ``resampled`` and ``plain`` are the out-of-fold predictions (``lbml.validation.OutOfFold``) of
+    ``resampled`` and ``plain`` are the out-of-fold predictions (``lbml.research.validation.OutOfFold``) of
     the same splits with and without resampling (None without purged CV). Log loss is computed on
     the labelled out-of-fold bars, on the calibrated predictions (what the strategy sees) and on
     the fold models' raw output (where the shifted base rate shows).
     """
-    from lbml.calibration import probability_scores
+    from lbml.models.calibration import probability_scores
 
     out: dict[str, Any] = {"method": config.method, "sampling_strategy": config.sampling_strategy}
     if config.method == "smote":

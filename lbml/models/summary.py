@@ -9,7 +9,7 @@ from typing import Any
 
 
 def training_rows(metrics: dict[str, Any]) -> list[tuple[str, str]]:
-    """``(label, value)`` rows summarising ``metrics`` of ``lbml.models.training.train``."""
+    """``(label, value)`` rows summarising ``metrics`` of ``lbml.research.training.train``."""
     m = metrics
     gate = m.get("edge_gate") or {}
     if "oos_unavailable" in m:

@@ -1,7 +1,7 @@
 """Hyperparameter search with Optuna over purged out-of-fold performance.
 
 Each Optuna trial trains the scenario with sampled model parameters through the same
-``lbml.models.training.train`` path (purged CV, EV rule, statistics) and is recorded in the trial
+``lbml.research.training.train`` path (purged CV, EV rule, statistics) and is recorded in the trial
 registry, so the deflated Sharpe ratio of every later trial counts it. Pruned trials are recorded
 too (they were tried) but carry no return series. A median pruner stops a trial whose fold log loss
 is worse than the median of earlier trials at the same fold.
@@ -35,7 +35,7 @@ from lbml.errors import ConfigError
 from lbml.features.guard import LookAheadPolicy
 from lbml.models.degenerate import DegenerateModelError
 from lbml.plugins import PluginRegistry
-from lbml.registry_trials import PRUNED, StudyKey, TrialRegistry, configuration_hash, database_url, schema_lock
+from lbml.research.trials import PRUNED, StudyKey, TrialRegistry, configuration_hash, database_url, schema_lock
 from lbml.scenario import Scenario
 
 log = logging.getLogger(__name__)
@@ -146,8 +146,8 @@ def run_search(
     """
     import optuna
 
-    from lbml.models.training import train, training_data_hash
-    from lbml.workflows import prepare
+    from lbml.research.training import train, training_data_hash
+    from lbml.workflows.prepare import prepare
 
     if n_trials < 1:
         raise ConfigError("--trials must be at least 1")

@@ -12,8 +12,8 @@ the end of the split's *training* samples, never the test group. Out-of-fold pre
 one column per backtest path for CPCV (φ = k/N·C(N, k) paths), one for walk-forward. With
 ``fold_features`` each split trains and predicts on its own feature matrix, in which the features
 of parameter-learning plugins (GARCH) were fitted on that split's training rows only
-(``lbml.features.folds``). ``fold_report`` sees each split's model with its test block, e.g. for
-out-of-fold permutation importance (``lbml.importance``).
+(``lbml.research.folds``). ``fold_report`` sees each split's model with its test block, e.g. for
+out-of-fold permutation importance (``lbml.research.importance``).
 """
 
 from collections.abc import Callable
@@ -217,7 +217,7 @@ def cross_val_predict_purged(
     ``on_fold(k, logloss)`` is called after each split with its test log loss (e.g. for pruning).
     ``fold_features(split)`` returns ``(X_split, state)``: the matrix that split trains, early-stops,
     calibrates and predicts on instead of ``X`` (e.g. features refitted on its training rows, see
-    ``lbml.features.folds.FoldFeatures``), and a JSON-able record kept in ``OutOfFold.feature_states``.
+    ``lbml.research.folds.FoldFeatures``), and a JSON-able record kept in ``OutOfFold.feature_states``.
     ``trainable`` marks the samples with a label: only they are fitted, early-stopped and calibrated
     on, while every test sample gets a prediction (e.g. bars in a label's dead zone, which the
     strategy can still trade).
@@ -296,7 +296,7 @@ def _fit_split(item, *, make_model, X, y, t0n, t1n, n_splits, embargo_ns, sample
                calibration, fold_features, trainable, fold_report) -> FoldFit:
     from sklearn.metrics import log_loss
 
-    from lbml.calibration import calibration_method, fit_calibrator
+    from lbml.models.calibration import calibration_method, fit_calibrator
 
     k, split = item
     fit, val = early_stopping_block(split.train, t0n, t1n, early_stopping_fraction, embargo_ns)

@@ -53,6 +53,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lbml.data.parsing import (
+    CsvLayout,
+    Locator,
+    Parsed,
+    Source,
+    TableBuilder,
+    floats,
+    normalise_name,
+    raise_bad_value,
+    read_csv,
+    symbol_column,
+    times,
+    ts_index,
+)
 from lbml.errors import DataError
 from lbml.nautilus.orderbook import L2Book
 
@@ -60,12 +74,25 @@ LEVELS = 5  # the depth summary sums the best five price levels of each side
 CAPTURE_LINE = re.compile(r"^\d{16,19} [\[{]")
 _CAPTURE_PRECISION = 8  # Binance sends prices and sizes as decimal strings with at most 8 places
 _MAX_PRECISION = 9
-_DEPTH_CSV_COLUMNS = {"timestamp", "first_update_id", "last_update_id", "side", "update_type", "price", "qty"}
+DEPTH_CSV_COLUMNS = {"timestamp", "first_update_id", "last_update_id", "side", "update_type", "price", "qty"}
 
 
 # --------------------------------------------------------------------------------------------
-# Detection (called from importers)
+# Detection (the registry of lbml.data.importers)
 # --------------------------------------------------------------------------------------------
+
+
+def is_capture(text: str) -> bool:
+    """True when a text file's first characters are a websocket capture line (``<ns> <JSON>``)."""
+    return CAPTURE_LINE.match(text.lstrip()) is not None
+
+
+def recognize_table(
+    source: Source, names: set[str], columns: list[str], container: str, kind_hint: str | None,
+    bar_minutes: int | None,
+) -> TableBuilder | None:
+    """The builder for an order-book table (a ``DataError`` for unsupported layouts), or None."""
+    return table_builder(source, columns) if is_order_book_table(names) else None
 
 
 def is_order_book_table(names: set[str]) -> bool:
@@ -78,8 +105,8 @@ def table_builder(source: Any, names: list[str]) -> Callable[[pd.DataFrame, Any]
     name_set = set(names)
     if {"timestamp", "local_timestamp"} <= name_set and "asks[0]_price" in name_set:
         return lambda t, loc: _build_tardis(source, t, loc)
-    if _DEPTH_CSV_COLUMNS <= name_set:
-        return lambda t, loc: _rebuild_depth_csv([_read_depth_rows(source, t, loc)])
+    if DEPTH_CSV_COLUMNS <= name_set:
+        return lambda t, loc: rebuild_depth_csv([read_depth_rows(source, t, loc)])
     raise DataError(
         f"{source.path}: unsupported order-book layout (columns: {','.join(names)[:80]}); "
         "supported: Tardis book_snapshot_N CSV, Binance depth CSV, Binance websocket capture"
@@ -112,10 +139,8 @@ class _Summaries:
         self.rows.append(row)
 
     def frames(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        from lbml.data.importers import _index
-
         values = np.array(self.rows, dtype=np.float64).reshape(-1, 6)
-        index = _index(np.array(self.ts, dtype=np.int64))
+        index = ts_index(np.array(self.ts, dtype=np.int64))
         depth = pd.DataFrame({"bid_depth": values[:, 0], "ask_depth": values[:, 1]}, index=index)
         two_sided = np.isfinite(values[:, 2]) & np.isfinite(values[:, 4])
         quotes = pd.DataFrame(
@@ -141,8 +166,6 @@ def _precision(values: np.ndarray) -> int:
 
 
 def _build_tardis(source: Any, table: pd.DataFrame, loc: Any):
-    from lbml.data.importers import _index, _Parsed, _symbol_column, _times
-
     names = set(table.columns)
     for side in ("asks", "bids"):
         for i in range(LEVELS):
@@ -167,22 +190,20 @@ def _build_tardis(source: Any, table: pd.DataFrame, loc: Any):
         raise DataError(
             f"{source.path}: {loc.where(row)}: crossed book (bids[0].price {bid[row]:.12g} >= asks[0].price {ask[row]:.12g})"
         )
-    index = _index(_times(table, "local_timestamp", source, loc))
+    index = ts_index(times(table, "local_timestamp", source, loc))
     depth = pd.DataFrame({"bid_depth": sums["bids"], "ask_depth": sums["asks"]}, index=index)
     two_sided = np.isfinite(bid) & np.isfinite(ask)
     quotes = pd.DataFrame({"bid": bid, "ask": ask, "bid_size": bid_size, "ask_size": ask_size}, index=index)
-    return _Parsed(
-        "depth", depth, "tardis_book_snapshot", symbol=_symbol_column(table), streams={"quotes": quotes[two_sided]}
+    return Parsed(
+        "depth", depth, "tardis_book_snapshot", symbol=symbol_column(table), streams={"quotes": quotes[two_sided]}
     )
 
 
 def _level_column(source: Any, table: pd.DataFrame, loc: Any, col: str) -> np.ndarray:
     """A level column as float64; empty cells (a side with fewer levels) are NaN."""
-    from lbml.data.importers import _floats
-
     values = table[col]
     if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-        _floats(table, col, source, loc)  # raises on the first cell that is not a number
+        floats(table, col, source, loc)  # raises on the first cell that is not a number
     return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
 
 
@@ -226,23 +247,21 @@ class DepthRows:
     symbol: str | None
 
 
-def _read_depth_rows(source: Any, table: pd.DataFrame, loc: Any) -> DepthRows:
-    from lbml.data.importers import _floats, _raise_bad_value, _symbol_column, _times
-
+def read_depth_rows(source: Any, table: pd.DataFrame, loc: Any) -> DepthRows:
     side = table["side"].astype(str).str.strip().str.lower()
     is_bid = side.isin(("b", "bid", "buy")).to_numpy()
     bad = ~(is_bid | side.isin(("a", "ask", "sell")).to_numpy())
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        _raise_bad_value(source, loc, "side", row, table["side"].iloc[row], "a book side (a/b)")
+        raise_bad_value(source, loc, "side", row, table["side"].iloc[row], "a book side (a/b)")
     kind = table["update_type"].astype(str).str.strip().str.lower()
     snap = (kind == "snap").to_numpy()
     bad = ~(snap | (kind == "set").to_numpy())
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        _raise_bad_value(source, loc, "update_type", row, table["update_type"].iloc[row], "'snap' or 'set'")
-    price = _floats(table, "price", source, loc)
-    size = _floats(table, "qty", source, loc)
+        raise_bad_value(source, loc, "update_type", row, table["update_type"].iloc[row], "'snap' or 'set'")
+    price = floats(table, "price", source, loc)
+    size = floats(table, "qty", source, loc)
     for name, values, bad, problem in (
         ("price", price, ~(np.isfinite(price) & (price > 0)), "is not a positive finite number"),
         ("qty", size, ~np.isfinite(size), "is not a finite number"),
@@ -256,7 +275,7 @@ def _read_depth_rows(source: Any, table: pd.DataFrame, loc: Any) -> DepthRows:
     return DepthRows(
         source=source,
         loc=loc,
-        ts=_times(table, "timestamp", source, loc),
+        ts=times(table, "timestamp", source, loc),
         first=ids["first_update_id"],
         last=ids["last_update_id"],
         prev=prev,
@@ -264,28 +283,24 @@ def _read_depth_rows(source: Any, table: pd.DataFrame, loc: Any) -> DepthRows:
         bid=is_bid,
         price=price,
         size=size,
-        symbol=_symbol_column(table),
+        symbol=symbol_column(table),
     )
 
 
 def _ids(source: Any, table: pd.DataFrame, loc: Any, col: str) -> np.ndarray:
-    from lbml.data.importers import _floats, _raise_bad_value
-
     values = table[col]
     if pd.api.types.is_integer_dtype(values):
         return values.to_numpy(dtype=np.int64)
-    numbers = _floats(table, col, source, loc)
+    numbers = floats(table, col, source, loc)
     bad = ~np.isfinite(numbers) | (numbers != np.floor(numbers))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        _raise_bad_value(source, loc, col, row, values.iloc[row], "an update id (integer)")
+        raise_bad_value(source, loc, col, row, values.iloc[row], "an update id (integer)")
     return numbers.astype(np.int64)
 
 
-def _rebuild_depth_csv(files: Sequence[DepthRows]):
+def rebuild_depth_csv(files: Sequence[DepthRows]):
     """Replay snapshots and updates of one or more depth CSV files through the book."""
-    from lbml.data.importers import _Parsed
-
     first = files[0]
     fields = ("ts", "first", "last", "prev", "snap", "bid", "price", "size")
     cat = {f: np.concatenate([getattr(rows, f) for rows in files]) for f in fields}
@@ -335,7 +350,7 @@ def _rebuild_depth_csv(files: Sequence[DepthRows]):
         last_id = u
         out.add(ts, book.summary(), where)
     depth, quotes = out.frames()
-    return _Parsed("depth", depth, "binance_depth_csv", symbol=first.symbol, streams={"quotes": quotes})
+    return Parsed("depth", depth, "binance_depth_csv", symbol=first.symbol, streams={"quotes": quotes})
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,8 +501,6 @@ class _CaptureReader:
             self.depth.add(ts, self.book.summary(), where)
 
     def result(self, first_path: Path):
-        from lbml.data.importers import _index, _Parsed
-
         if self.book is None:
             raise DataError(
                 f"{first_path}: capture has no REST depth snapshot (a line with 'lastUpdateId'): the book "
@@ -497,7 +510,7 @@ class _CaptureReader:
         q = np.array(self.quotes, dtype=np.float64).reshape(-1, 5)
         quotes = pd.DataFrame(
             {"bid": q[:, 1], "ask": q[:, 2], "bid_size": q[:, 3], "ask_size": q[:, 4]},
-            index=_index(np.array([r[0] for r in self.quotes], dtype=np.int64)),
+            index=ts_index(np.array([r[0] for r in self.quotes], dtype=np.int64)),
         )
         t = self.trades
         trades = pd.DataFrame(
@@ -506,10 +519,10 @@ class _CaptureReader:
                 "size": np.array([r[2] for r in t], dtype=np.float64),
                 "side": np.array([r[3] for r in t], dtype=np.int8),
             },
-            index=_index(np.array([r[0] for r in t], dtype=np.int64)),
+            index=ts_index(np.array([r[0] for r in t], dtype=np.int64)),
         )
         streams = {"quotes": quotes, "trades": trades}
-        return _Parsed("depth", depth, "binance_capture", symbol=self.symbol, streams=streams)
+        return Parsed("depth", depth, "binance_capture", symbol=self.symbol, streams=streams)
 
 
 def _number(value: Any, name: str, where: Callable[[], str]) -> float:
@@ -531,85 +544,25 @@ def parse_capture(sources: Sequence[Any]):
 
 
 # --------------------------------------------------------------------------------------------
-# Several files at once (scenario ``data.depth_paths``)
+# Several files at once (scenario ``data.depth_paths``; :func:`lbml.data.importers.load_depth`)
 # --------------------------------------------------------------------------------------------
 
 
-def load_depth(paths: Sequence[str | Path]) -> list[Any]:
-    """Load depth files, rebuilding books across files where one file continues another.
-
-    Binance depth CSV files (a snapshot file and its update files) are replayed together, as are
-    consecutive capture files (a session's first file holds the snapshot); every other file is
-    loaded on its own.
-
-    Parameters
-    ----------
-    paths : sequence of str or pathlib.Path
-        Depth files in any supported order-book format.
-
-    Returns
-    -------
-    list of ImportedFile
-        One per group of files (``path`` is the group's first file), kind ``"depth"``.
-
-    Raises
-    ------
-    DataError
-        If a file is not order-book data, is malformed, or the files do not chain.
-    """
-    from lbml.data import importers as im
-
-    groups: dict[str, list[Any]] = {"binance_depth_csv": [], "binance_capture": []}
-    singles: list[Path] = []
-    for raw in paths:
-        path = Path(raw)
-        source = im._Source.open(path)
-        fmt = _sniff(im, source)
-        if fmt in groups:
-            groups[fmt].append(source)
-        else:
-            singles.append(path)
-    results = []
-    if groups["binance_depth_csv"]:
-        rows = [_depth_csv_rows(im, s) for s in groups["binance_depth_csv"]]
-        results.append(_imported(im, groups["binance_depth_csv"][0], _rebuild_depth_csv(rows)))
-    if groups["binance_capture"]:
-        results.append(_imported(im, groups["binance_capture"][0], parse_capture(groups["binance_capture"])))
-    for path in singles:
-        imported = im.load_file(path)
-        if imported.kind != "depth":
-            raise DataError(
-                f"{path}: expected order-book depth data but the file holds {imported.kind} ({imported.format})"
-            )
-        results.append(imported)
-    return results
-
-
-def _sniff(im: Any, source: Any) -> str | None:
+def sniff_depth_format(source: Source) -> str | None:
+    """``"binance_capture"`` or ``"binance_depth_csv"`` (formats whose books continue across files), else None."""
     if source.container != "text":
         return None
     first = next((ln for ln in source.head().decode("utf-8-sig", errors="replace").split("\n") if ln.strip()), "")
     if CAPTURE_LINE.match(first):
         return "binance_capture"
-    names = {im._normalise_name(f) for f in first.rstrip("\r").split(",")}
-    return "binance_depth_csv" if _DEPTH_CSV_COLUMNS <= names else None
+    names = {normalise_name(f) for f in first.rstrip("\r").split(",")}
+    return "binance_depth_csv" if DEPTH_CSV_COLUMNS <= names else None
 
 
-def _depth_csv_rows(im: Any, source: Any) -> DepthRows:
+def depth_csv_rows(source: Source) -> DepthRows:
+    """The rows of one Binance depth CSV file, to replay with its neighbours (:func:`rebuild_depth_csv`)."""
     head = source.head().decode("utf-8-sig", errors="replace")
     first = next((ln.rstrip("\r") for ln in head.split("\n") if ln.strip()), "")
-    layout = im._detect_csv_layout([f.strip() for f in first.split(",")])
-    loc = im._Locator(source, header=True)
-    return _read_depth_rows(source, im._read_csv(source, layout, loc), loc)
-
-
-def _imported(im: Any, source: Any, parsed: Any) -> Any:
-    return im.ImportedFile(
-        kind=parsed.kind,
-        frame=parsed.frame,
-        symbol=im.infer_symbol(source.path.name) or parsed.symbol,
-        path=source.path,
-        bar_minutes=None,
-        format=parsed.format,
-        streams=parsed.streams,
-    )
+    layout = CsvLayout("table", tuple(normalise_name(f.strip()) for f in first.split(",")), header=True)
+    loc = Locator(source, header=True)
+    return read_depth_rows(source, read_csv(source, layout, loc), loc)

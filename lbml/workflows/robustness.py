@@ -224,8 +224,8 @@ def sweep_grid(scenario) -> list[tuple[str, float, Any]]:
 
 
 def _warm_pipeline(prepared, registry, artifact):
-    from lbml.models.training import scenario_pipeline
-    from lbml.workflows import warm_up
+    from lbml.research.training import scenario_pipeline
+    from lbml.workflows.prepare import warm_up
 
     pipeline = scenario_pipeline(prepared.scenario, prepared.market, registry)
     pipeline.load_fitted_state(artifact.feature_state)

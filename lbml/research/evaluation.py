@@ -1,7 +1,7 @@
 """Out-of-sample evaluation of out-of-fold predictions: the EV rule, trade returns, statistics.
 
 The rule is the strategy's own (``lbml.sizing.decide``): a side is traded when its calibrated
-probability clears the break-even of the trade's real payoff (``lbml.payoff``) after the round
+probability clears the break-even of the trade's real payoff (``lbml.research.payoff``) after the round
 trip's cost (``lbml.cost_model``), plus a margin. The margin is chosen on out-of-fold predictions
 only, and every margin tried counts as a trial for the deflated Sharpe ratio.
 
@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from lbml.calibration import probability_scores
-from lbml.payoff import TradeOutcomes
+from lbml.models.calibration import probability_scores
+from lbml.research.payoff import TradeOutcomes
 from lbml.sizing import KellyParams, decide
-from lbml.stats import (
+from lbml.research.stats import (
     deflated_sharpe_ratio,
     information_coefficient,
     probabilistic_sharpe_ratio,

@@ -19,10 +19,22 @@ from sklearn.metrics import brier_score_loss, log_loss
 
 from lbml.errors import ArtifactError
 from lbml.models.base import ModelPlugin
-from lbml.stats import expected_calibration_error
 
 ISOTONIC_MIN_SAMPLES = 1000
 CALIBRATION_FILE = "calibration.json"
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
+    """ECE: sample-weighted mean |observed frequency − mean prediction| over equal-width bins."""
+    y = np.asarray(y, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+    bins = np.clip((p * n_bins).astype(int), 0, n_bins - 1)
+    total = 0.0
+    for b in range(n_bins):
+        sel = bins == b
+        if sel.any():
+            total += sel.sum() * abs(y[sel].mean() - p[sel].mean())
+    return float(total / max(len(y), 1))
 
 
 @dataclass(frozen=True)

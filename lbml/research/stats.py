@@ -1,4 +1,4 @@
-"""Honest performance statistics: PSR, DSR, bootstrap Sharpe interval, PBO (CSCV), calibration.
+"""Honest performance statistics: PSR, DSR, bootstrap Sharpe interval, PBO (CSCV), information coefficient (the calibration error is in ``lbml.models.calibration``).
 
 Formulas follow Bailey & López de Prado (PSR/DSR, 2012/2014) and Bailey, Borwein, López de Prado
 & Zhu (PBO, 2015); see RESEARCH_NOTES. Sharpe ratios here are per observation (not annualised).
@@ -55,7 +55,7 @@ def deflated_sharpe_ratio(returns: np.ndarray, n_trials: int, trial_variance: fl
     """DSR = PSR(SR0) with SR0 the expected maximum Sharpe of ``n_trials`` skill-less trials.
 
     Var[SR_n] is the larger of ``trial_variance`` (the cross-trial variance of the trials' Sharpe
-    ratios, see ``lbml.registry_trials.trial_evidence``) and the sampling variance of one Sharpe
+    ratios, see ``lbml.research.trials.trial_evidence``) and the sampling variance of one Sharpe
     estimate under the null, 1/(T − 1): skill-less trials scatter at least that much, so trials that
     happen to agree (or are too few to estimate a variance) never shrink SR0 below it. With one
     trial DSR equals PSR(0).
@@ -136,19 +136,6 @@ def _column_sharpe(m: np.ndarray) -> np.ndarray:
     sd = m.std(axis=0, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(sd > 0, m.mean(axis=0) / sd, 0.0)  # a flat (no-trade) series has Sharpe 0
-
-
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, n_bins: int = 10) -> float:
-    """ECE: sample-weighted mean |observed frequency − mean prediction| over equal-width bins."""
-    y = np.asarray(y, dtype=np.float64)
-    p = np.asarray(p, dtype=np.float64)
-    bins = np.clip((p * n_bins).astype(int), 0, n_bins - 1)
-    total = 0.0
-    for b in range(n_bins):
-        sel = bins == b
-        if sel.any():
-            total += sel.sum() * abs(y[sel].mean() - p[sel].mean())
-    return float(total / max(len(y), 1))
 
 
 def information_coefficient(prediction: np.ndarray, realised: np.ndarray) -> float:

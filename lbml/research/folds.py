@@ -38,7 +38,7 @@ import pandas as pd
 from lbml.data.frames import InstrumentData
 from lbml.errors import DataError, PluginError
 from lbml.features.pipeline import FeaturePipeline, compute_features
-from lbml.validation import PurgedSplit
+from lbml.research.validation import PurgedSplit
 
 
 class FoldFeatures:

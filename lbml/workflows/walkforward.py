@@ -92,8 +92,9 @@ def run_period(item: tuple[int, Split], *, scenario: Scenario, market, registry:
     A pure function of its inputs, so it runs the same here or as a Dask task on another machine;
     the model comes back as file contents.
     """
-    from lbml.models.training import train
-    from lbml.workflows import Prepared, backtest
+    from lbml.research.training import train
+    from lbml.workflows.prepare import Prepared
+    from lbml.workflows.run import backtest
 
     from lbml.sweeps import one_blas_thread
 
@@ -132,9 +133,10 @@ def run_walkforward(
     training-window end before any period is trained. ``sweep`` (``lbml.sweeps``) runs the periods
     as independent tasks (e.g. on Dask); the run folder is the serial one's, bit for bit.
     """
-    from lbml.models.training import data_hash
+    from lbml.research.training import data_hash
     from lbml.sweeps import SerialSweep
-    from lbml.workflows import prepare, stamp_look_ahead
+    from lbml.workflows.prepare import prepare
+    from lbml.workflows.run import stamp_look_ahead
 
     prepared = prepare(scenario, registry, progress=progress, look_ahead=look_ahead)
     splits = walkforward_splits(prepared.market[scenario.data.symbol].bars.index, scenario)

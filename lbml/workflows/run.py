@@ -1,37 +1,29 @@
-"""The path from a scenario file to a report: load data → split → train → backtest → run folder.
+"""The path from a scenario file to a report: prepare (load data → split) → train → backtest → run folder.
 
-Each CLI command is a thin wrapper around one function here.
+Each CLI command is a thin wrapper around one function here or in a sibling workflow module.
 """
 
 import logging
-from dataclasses import dataclass, replace
-from functools import cached_property
 from pathlib import Path
 
-
-from lbml.data.frames import InstrumentData, MarketData
-from lbml.data.provenance import describe_market
-from lbml.data.sources import load_market
+from lbml.atomic import atomic_folder
 from lbml.engine.backtest import BacktestResult, load_strategy_class, run_backtest
-from lbml.errors import ArtifactError, DataError
-from lbml.features.guard import OVERRIDDEN, LookAheadPolicy, guard_look_ahead
-from lbml.features.pipeline import FeaturePipeline, compute_features
-from lbml.gate import OVERRIDE_STAMP, gate_decision
+from lbml.errors import ArtifactError
+from lbml.features.guard import OVERRIDDEN, LookAheadPolicy
 from lbml.models.artifact import LoadedArtifact, load_artifact
-from lbml.models.training import REPORTS_DIR, TrainResult, funding_for, reference_bars, scenario_pipeline, train
-from lbml.registry_trials import TrialRegistry
 from lbml.plugins import PluginRegistry
 from lbml.report.metrics import compute_metrics
-from lbml.atomic import atomic_folder
 from lbml.report.runfolder import new_run_path, write_json, write_reports, write_run_tables
-from lbml.robustness import write_robustness
+from lbml.research.gate import OVERRIDE_STAMP, gate_decision
+from lbml.research.training import REPORTS_DIR, scenario_pipeline
 from lbml.scenario import Scenario
-from lbml.split import Split, compute_split
+from lbml.split import Split
 from lbml.sweeps import Sweep
+from lbml.workflows.prepare import Prepared, prepare, run_data_hash, train_model, trial_registry, warm_up
+from lbml.workflows.robustness import write_robustness
 
 log = logging.getLogger(__name__)
 
-TRIALS_FILE = "trials.sqlite"
 IN_SAMPLE_STAMP = "IN-SAMPLE"
 LOOK_AHEAD_STAMP = "LOOK-AHEAD-OVERRIDDEN"
 #: Out-of-sample statistics of the model's training (purged CV) that metrics.json carries on top level.
@@ -42,82 +34,8 @@ MODEL_STATISTICS = (
 )
 
 
-@dataclass(frozen=True)
-class Prepared:
-    scenario: Scenario
-    market: MarketData
-    split: Split
-    look_ahead: dict | None = None  # the look-ahead check's result (lbml.features.guard); None: not run
-
-    @cached_property
-    def data(self) -> dict:
-        """What data the run uses (``lbml.data.provenance``): printed in summaries, ``metrics.json`` ``data``."""
-        return describe_market(self.scenario.data, self.market)
-
-
-def prepare(
-    scenario: Scenario,
-    registry: PluginRegistry,
-    *,
-    progress: bool = False,
-    look_ahead: LookAheadPolicy | None = None,
-) -> Prepared:
-    """Load the market and split it; with ``look_ahead``, refuse features that fail the look-ahead check."""
-    market = load_market(scenario.data, registry, progress=progress)
-    if scenario.data.symbol not in market:
-        raise DataError(f"data has no instrument {scenario.data.symbol} (found {', '.join(market.instruments)})")
-    bars = market[scenario.data.symbol].bars
-    split = compute_split(bars.index, scenario)
-    check = None if look_ahead is None else guard_look_ahead(scenario, market, split.train_end, registry, look_ahead)
-    return Prepared(scenario, market, split, check)
-
-
-def train_model(
-    prepared: Prepared, registry: PluginRegistry, out_dir: Path, *, trials: TrialRegistry | None = None,
-    progress: bool = False,
-    sweep: "Sweep | None" = None,
-) -> TrainResult:
-    return train(prepared.scenario, prepared.market, registry, prepared.split, out_dir, trials=trials,
-                 progress=progress, sweep=sweep)
-
-
-def trial_registry(runs_dir: Path) -> TrialRegistry:
-    """The default trial registry: ``trials.sqlite`` in the runs folder."""
-    return TrialRegistry(Path(runs_dir) / TRIALS_FILE)
-
-
-def run_data_hash(prepared: Prepared) -> str:
-    """Hash of the traded symbol's bars a run reads: from the first bar (features warm up on all
-    history) to the end of its backtest window."""
-    from lbml.models.training import data_hash
-
-    return data_hash(prepared.market[prepared.scenario.data.symbol].bars.loc[: prepared.split.test_end])
-
-
 def is_in_sample(artifact: LoadedArtifact, split: Split) -> bool:
     return artifact.training_window.end >= split.test_start
-
-
-def warm_up(pipeline: FeaturePipeline, prepared: Prepared) -> int:
-    """Replay all history up to the backtest start through the pipeline; return bars replayed."""
-    scenario, market, split = prepared.scenario, prepared.market, prepared.split
-    data = market[scenario.data.symbol]
-    bars = data.bars.loc[: split.test_start]
-    ref = reference_bars(scenario, market)
-    funding = funding_for(scenario, market)
-    clipped = replace(
-        data,
-        trades=data.trades.loc[: split.test_start] if data.trades is not None else None,
-        quotes=data.quotes.loc[: split.test_start] if data.quotes is not None else None,
-    )
-    compute_features(
-        pipeline,
-        clipped,
-        bars,
-        ref.loc[: split.test_start] if ref is not None else None,
-        funding.loc[: split.test_start] if funding is not None else None,
-    )
-    return len(bars)
 
 
 def backtest(
@@ -130,7 +48,7 @@ def backtest(
     allow_in_sample: bool = False,
     ignore_edge_gate: bool = False,
 ) -> tuple[BacktestResult, LoadedArtifact]:
-    """Backtest a trained model; a closed edge gate (``lbml.gate``) runs it without trading."""
+    """Backtest a trained model; a closed edge gate (``lbml.research.gate``) runs it without trading."""
     scenario, market, split = prepared.scenario, prepared.market, prepared.split
     pipeline = scenario_pipeline(scenario, market, registry)
     artifact = load_artifact(artifact_dir, registry, expected_schema=pipeline.schema())

@@ -14,23 +14,23 @@ from sklearn.metrics import log_loss, roc_auc_score
 from lbml.data.frames import InstrumentData, MarketData
 from lbml.data.provenance import content_hash
 from lbml.errors import DataError
-from lbml.features.folds import fold_features_for
+from lbml.research.folds import fold_features_for
 from lbml.features.pipeline import FeaturePipeline, available_inputs, build_pipeline, compute_features
 from lbml.features.sequence import feature_groups, pipeline_for_window
-from lbml.importance import fold_permutation_importance
-from lbml.calibration import calibration_method, fit_calibrator
-from lbml.evaluation import choose_margin, grid_hash, oos_statistics, trade_grid
-from lbml.labels import forward_returns, label_spec, make_labels, sample_uniqueness
-from lbml.payoff import TradeOutcomes, estimate_payoff, simulate_brackets
-from lbml.gate import edge_evidence
+from lbml.research.importance import fold_permutation_importance
+from lbml.models.calibration import calibration_method, fit_calibrator
+from lbml.research.evaluation import choose_margin, grid_hash, oos_statistics, trade_grid
+from lbml.research.labels import forward_returns, label_spec, make_labels, sample_uniqueness
+from lbml.research.payoff import TradeOutcomes, estimate_payoff, simulate_brackets
+from lbml.research.gate import edge_evidence
 from lbml.pricing import Pricing, kelly_params_for
 from lbml.sizing import Payoff
 from lbml.models.artifact import TrainingWindow, save_artifact
 from lbml.models.degenerate import require_varying_output
 from lbml.models.resampling import ResampledModel, ResampleReport, resampling_effect, with_resampling
-from lbml.registry_trials import StudyKey, TrialRegistry, configuration_hash, trial_evidence
-from lbml.stats import sharpe
-from lbml.validation import cpcv, cross_val_predict_purged, early_stopping_block, purge_train, purged_walk_forward
+from lbml.research.trials import StudyKey, TrialRegistry, configuration_hash, trial_evidence
+from lbml.research.stats import sharpe
+from lbml.research.validation import cpcv, cross_val_predict_purged, early_stopping_block, purge_train, purged_walk_forward
 from lbml.models.progress import TrainingProgress
 from lbml.plugins import PluginRegistry
 from lbml.scenario import Scenario
@@ -115,7 +115,7 @@ class TrainingSet:
     Rows are the bars with finite features and a known forward return. ``labelled`` marks the
     bars with a label (outside the dead zone): only they are fitted on; trade statistics use all.
     ``y`` is 1 (up), 0 (down) or -1 (no label); ``t1`` the label's end (the horizon's end for
-    unlabelled bars); ``outcomes`` each row's simulated bracket trade (``lbml.payoff``).
+    unlabelled bars); ``outcomes`` each row's simulated bracket trade (``lbml.research.payoff``).
     """
 
     X: pd.DataFrame
@@ -133,7 +133,7 @@ def training_set(
     """Features and labels for the training window only: no data after ``split.train_end`` is read.
 
     The pipeline is fitted on the whole window (what the final model trains on and the artifact
-    carries); cross-validation refits parameter-learning plugins per fold (``lbml.features.folds``).
+    carries); cross-validation refits parameter-learning plugins per fold (``lbml.research.folds``).
     """
     inputs = window_inputs(scenario, market, split)
     bars = inputs.bars
@@ -213,7 +213,7 @@ def train(
        out-of-fold predictions for every bar (each fold: fitted on labelled bars only, early
        stopping and calibration on a purged block at the end of its training samples; feature
        plugins that learn parameters, e.g. GARCH, refitted on the fold's training bars and their
-       features recomputed, see ``lbml.features.folds``).
+       features recomputed, see ``lbml.research.folds``).
     2. The trade's payoff and costs are priced on the training window (``lbml.pricing``); the EV
        margin is chosen on the out-of-fold predictions with the strategy's own rule; OOS statistics
        (AUC, log loss, Brier, ECE on labelled bars; IC, PSR, DSR with N from the trial registry,
@@ -241,9 +241,68 @@ def _train(scenario, market, registry, split, out_dir, *, trials, study, model_p
         if on_fold is not None:
             on_fold(k, loss)
 
-    progress.stage("features and labels")
-    v = scenario.validation
     params = scenario.model.params if model_params is None else model_params
+    progress.stage("features and labels")
+    samples = _training_samples(scenario, market, registry, split, params)
+    model_cls = registry.model(scenario.model.plugin)
+    progress.stage("cross-validation")
+    cv = _cross_validate(scenario, market, split, samples, model_cls, params, fold_done, reports, sweep)
+    progress.stage("statistics")
+    evidence = _out_of_sample_evidence(scenario, market, split, samples, cv, trials, study, params)
+    resampling_report = _resampling_effect(scenario, samples, cv, model_cls, params)
+    progress.stage("final fit")
+    final = _final_fit(scenario, samples, model_cls, params)
+    if resampling_report is not None:
+        resampling_report["final_fit"] = final.resampled[-1].to_dict()
+    calibrator, calibration_report = _calibrate(scenario, samples, final.model)
+    metrics = _training_metrics(scenario, samples, evidence, final, calibrator, calibration_report, resampling_report)
+    progress.stage("artifact and reports")
+    artifact = save_artifact(
+        out_dir,
+        model=final.model,
+        schema=samples.pipeline.schema(),
+        feature_state=samples.pipeline.fitted_state(),
+        label_spec=label_spec(scenario.labels),
+        training_window=TrainingWindow(split.train_start, split.train_end),
+        data_hash=evidence.study_key.dataset_hash,
+        scenario_hash=scenario.content_hash(),
+        metrics=metrics,
+        calibrator=calibrator,
+    )
+    if reports:
+        _write_training_reports(artifact / REPORTS_DIR, scenario, samples, cv, evidence, final.model, calibration_report)
+    _record_trial(trials, scenario, cv, evidence, params, samples)
+    log.info("trained %s on %d samples: %s", final.model.name, samples.n, metrics)
+    return TrainResult(artifact, int(samples.lab.sum()), samples.X.shape[1], metrics)
+
+
+@dataclass(frozen=True)
+class _Samples:
+    """The training window as a matrix, and the spans cross-validation, the final fit and calibration use."""
+
+    pipeline: FeaturePipeline
+    ts: TrainingSet
+    X: np.ndarray
+    y: np.ndarray
+    lab: np.ndarray  # labelled rows: the only ones fitted on
+    t0n: np.ndarray
+    t1n: np.ndarray
+    bar: pd.Timedelta
+    window: int  # a sequence model's input window in bars (1 otherwise)
+    embargo: pd.Timedelta
+    dev: np.ndarray  # development span: cross-validation and the final fit
+    cal: np.ndarray  # final calibration block, purged from the development span
+    weights: np.ndarray | None
+
+    @property
+    def n(self) -> int:
+        return len(self.y)
+
+
+def _training_samples(scenario: Scenario, market: MarketData, registry: PluginRegistry, split: Split,
+                      params: dict) -> _Samples:
+    """Features and labels of the training window; the development span and calibration block."""
+    v = scenario.validation
     pipeline = scenario_pipeline(scenario, market, registry, params)
     ts = training_set(scenario, market, pipeline, split)
     X_frame, y_s, t1_s, lab = ts.X, ts.y, ts.t1, ts.labelled
@@ -253,7 +312,6 @@ def _train(scenario, market, registry, split, out_dir, *, trials, study, model_p
     y = y_s.to_numpy()
     t0n = X_frame.index.asi8
     t1n = pd.DatetimeIndex(t1_s.to_numpy()).asi8
-    fwd = ts.forward_return.to_numpy()
     n = len(y)
     bar = pd.Timedelta(minutes=market.bar_minutes)
     # A sequence model's row at bar t holds the features of bars t-window+1..t: a training row within
@@ -265,144 +323,202 @@ def _train(scenario, market, registry, split, out_dir, *, trials, study, model_p
     n_cal = max(100, int(len(labelled_rows) * v.calibration_fraction)) if calibrating else 0
     cal = np.arange(labelled_rows[-n_cal], n) if calibrating else np.arange(0)
     dev = purge_train(np.arange(n - len(cal)), cal, t0n, t1n, int(embargo.value)) if calibrating else np.arange(n)
-    model_cls = registry.model(scenario.model.plugin)
     weights = _sample_weights(v.sample_weights, y, X_frame.index, t1_s, ts.bar_index, lab)
+    return _Samples(pipeline, ts, X, y, lab, t0n, t1n, bar, window, embargo, dev, cal, weights)
 
-    # 1. out-of-fold predictions on the development span (fewer splits when the window is short)
-    progress.stage("cross-validation")
-    t0_dev, t1_dev = X_frame.index[dev], pd.DatetimeIndex(t1_s.to_numpy()[dev])
+
+@dataclass(frozen=True)
+class _CrossValidation:
+    oof: Any  # the out-of-fold result, None when not even two purged splits fit in the window
+    plan: str
+    t0: pd.DatetimeIndex  # label start and end of the development span's rows
+    t1: pd.DatetimeIndex
+    fold_features: Any
+    resampled: list[ResampleReport]  # what resampling did in each fold (when configured)
+
+
+def _cross_validate(scenario: Scenario, market: MarketData, split: Split, s: _Samples, model_cls, params,
+                    fold_done, reports: bool, sweep) -> _CrossValidation:
+    """1. Out-of-fold predictions on the development span (fewer splits when the window is short)."""
+    dev = s.dev
+    t0_dev, t1_dev = s.ts.X.index[dev], pd.DatetimeIndex(s.ts.t1.to_numpy()[dev])
     inputs = window_inputs(scenario, market, split)
     fold_features = fold_features_for(
-        pipeline, inputs.data, inputs.bars, inputs.reference_bars, inputs.funding, X[dev], t0_dev, t1_dev,
+        s.pipeline, inputs.data, inputs.bars, inputs.reference_bars, inputs.funding, s.X[dev], t0_dev, t1_dev,
     )
     resampling = scenario.model.resampling
     fold_resampled: list[ResampleReport] = []
     oof, plan = _purged_out_of_fold(
-        lambda: with_resampling(model_cls(**params), resampling, fold_resampled), X[dev], y[dev], t0_dev, t1_dev,
-        v, embargo, None if weights is None else weights[dev], fold_done, fold_features, lab[dev],
-        importance=feature_groups(pipeline) if reports else False,
+        lambda: with_resampling(model_cls(**params), resampling, fold_resampled), s.X[dev], s.y[dev], t0_dev, t1_dev,
+        scenario.validation, s.embargo, None if s.weights is None else s.weights[dev], fold_done, fold_features,
+        s.lab[dev],
+        importance=feature_groups(s.pipeline) if reports else False,
         # resampling reports are collected in this process: its folds stay here
         sweep=sweep if resampling.method == "none" else None,
     )
-    progress.stage("statistics")
-    pricing = training_pricing(scenario, market, split, ts, dev)
+    return _CrossValidation(oof, plan, t0_dev, t1_dev, fold_features, fold_resampled)
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    pricing: Pricing
+    rule: Any  # the EV rule's KellyParams with the chosen margin
+    stats: dict[str, Any]
+    p_oof: np.ndarray  # out-of-fold probability per row (NaN outside the development span)
+    trades: Any  # the out-of-fold trades at the chosen margin (None without out-of-fold predictions)
+    grid: np.ndarray
+    margin_scores: dict | None
+    study_key: StudyKey
+    config_hash: str
+
+
+def _out_of_sample_evidence(scenario: Scenario, market: MarketData, split: Split, s: _Samples,
+                            cv: _CrossValidation, trials: TrialRegistry | None, study: str | None,
+                            params) -> _Evidence:
+    """2. Price the trade, choose the EV margin on the out-of-fold predictions, compute OOS statistics."""
+    v = scenario.validation
+    dev, n, oof = s.dev, s.n, cv.oof
+    pricing = training_pricing(scenario, market, split, s.ts, dev)
     base_params = kelly_params_for(scenario, pricing)
     study_key = StudyKey(study or scenario.name, training_data_hash(scenario, market, split))
     config_hash = configuration_hash(scenario, params)
     p_oof = np.full(n, np.nan)
     grid = np.zeros(0)
+    trades = margin_scores = None
     if oof is None:
         # Not even two purged splits fit in the window: no out-of-sample statistics, said plainly.
-        log.warning("training window too short for purged CV: no out-of-sample statistics (%s)", plan)
+        log.warning("training window too short for purged CV: no out-of-sample statistics (%s)", cv.plan)
         rule = replace(base_params, ev_margin=max(v.ev_margins))
-        stats: dict[str, Any] = {"oos_unavailable": plan, "ev_margin": rule.ev_margin, "embargo": str(embargo)}
+        stats: dict[str, Any] = {"oos_unavailable": cv.plan, "ev_margin": rule.ev_margin, "embargo": str(s.embargo)}
     else:
         p_oof[dev] = oof.mean
-
-        # 2. EV rule and OOS statistics
-        rule, margin_scores = choose_margin(p_oof, ts.outcomes, t0n, int(bar.value), base_params, v.ev_margins)
-        trades = trade_grid(p_oof, ts.outcomes, t0n, int(bar.value), rule)
+        bar_ns = int(s.bar.value)
+        rule, margin_scores = choose_margin(p_oof, s.ts.outcomes, s.t0n, bar_ns, base_params, v.ev_margins)
+        trades = trade_grid(p_oof, s.ts.outcomes, s.t0n, bar_ns, rule)
         grid = trades.returns
         # every margin tried is a trial; a re-run of this configuration on this dataset adds none
         evidence = trial_evidence(trials, study_key, config_hash, margin_scores)
         seed = int(params.get("random_state", 0)) if isinstance(params, dict) else 0
         stats = oos_statistics(
-            y, lab, p_oof, fwd, trades, n_trials=evidence.n_trials, trial_variance=evidence.variance,
-            bootstrap_reps=v.bootstrap_reps, seed=seed, score=_scattered(oof.raw_mean, dev, n),
+            s.y, s.lab, p_oof, s.ts.forward_return.to_numpy(), trades, n_trials=evidence.n_trials,
+            trial_variance=evidence.variance, bootstrap_reps=v.bootstrap_reps, seed=seed,
+            score=_scattered(oof.raw_mean, dev, n),
         )
         stats |= {
             "trial_variance": evidence.variance,
-            "validation_method": plan,
+            "validation_method": cv.plan,
             "n_cv_splits": oof.n_splits,
             "n_cv_paths": int(oof.paths.shape[1]),
             "ev_margin": rule.ev_margin,
             "ev_margin_sharpes": {str(k): v_ for k, v_ in margin_scores.items()},
-            "embargo": str(embargo),
-            "embargo_input_window_bars": window - 1,
-            "cv_refit_features": list(fold_features.plugin_names) if fold_features is not None else [],
+            "embargo": str(s.embargo),
+            "embargo_input_window_bars": s.window - 1,
+            "cv_refit_features": list(cv.fold_features.plugin_names) if cv.fold_features is not None else [],
         }
         if oof.paths.shape[1] > 1:
-            stats |= _path_sharpes(oof.paths, ts.outcomes, t0n[dev], int(bar.value), rule, dev)
+            stats |= _path_sharpes(oof.paths, s.ts.outcomes, s.t0n[dev], bar_ns, rule, dev)
     stats |= _rule_summary(rule)
-    resampling_report = None
-    if resampling.method != "none":
-        # the same splits without resampling: what it did to the out-of-fold log loss
-        plain = None
-        if oof is not None:
-            plain, _ = _purged_out_of_fold(
-                lambda: model_cls(**params), X[dev], y[dev], t0_dev, t1_dev, v, embargo,
-                None if weights is None else weights[dev], None, fold_features, lab[dev],
-            )
-        fits = fold_resampled[-oof.n_splits:] if oof is not None else fold_resampled  # the plan that succeeded
-        resampling_report = resampling_effect(resampling, fits, y[dev], lab[dev], oof, plain)
+    return _Evidence(pricing, rule, stats, p_oof, trades, grid, margin_scores, study_key, config_hash)
 
-    # 3. final fit on the development span, calibration on the final block
-    progress.stage("final fit")
-    fit_pos, val_pos = early_stopping_block(dev, t0n, t1n, v.early_stopping_fraction, int(embargo.value))
-    fit_pos, val_pos = fit_pos[lab[fit_pos]], val_pos[lab[val_pos]]
-    cal_l = cal[lab[cal]]
+
+def _resampling_effect(scenario: Scenario, s: _Samples, cv: _CrossValidation, model_cls, params) -> dict | None:
+    """What resampling did to the out-of-fold log loss: the same splits without it (None: not configured)."""
+    resampling = scenario.model.resampling
+    if resampling.method == "none":
+        return None
+    dev, oof = s.dev, cv.oof
+    plain = None
+    if oof is not None:
+        plain, _ = _purged_out_of_fold(
+            lambda: model_cls(**params), s.X[dev], s.y[dev], cv.t0, cv.t1, scenario.validation, s.embargo,
+            None if s.weights is None else s.weights[dev], None, cv.fold_features, s.lab[dev],
+        )
+    fits = cv.resampled[-oof.n_splits:] if oof is not None else cv.resampled  # the plan that succeeded
+    return resampling_effect(resampling, fits, s.y[dev], s.lab[dev], oof, plain)
+
+
+@dataclass(frozen=True)
+class _FinalFit:
+    model: Any  # the fitted model plugin (without its resampling wrapper)
+    fit_pos: np.ndarray
+    val_pos: np.ndarray  # the early-stopping block
+    p_val: np.ndarray
+    resampled: list[ResampleReport]
+
+
+def _final_fit(scenario: Scenario, s: _Samples, model_cls, params) -> _FinalFit:
+    """3. Fit the final model on the development span, early stopping on its purged last block."""
+    v = scenario.validation
+    fit_pos, val_pos = early_stopping_block(s.dev, s.t0n, s.t1n, v.early_stopping_fraction, int(s.embargo.value))
+    fit_pos, val_pos = fit_pos[s.lab[fit_pos]], val_pos[s.lab[val_pos]]
     final_resampled: list[ResampleReport] = []
-    fitting = with_resampling(model_cls(**params), resampling, final_resampled)
-    extra = {"t0": t0n[fit_pos], "t1": t1n[fit_pos]} if fitting.uses_label_times else {}
+    fitting = with_resampling(model_cls(**params), scenario.model.resampling, final_resampled)
+    extra = {"t0": s.t0n[fit_pos], "t1": s.t1n[fit_pos]} if fitting.uses_label_times else {}
+    X, y = s.X, s.y
     fitting.fit(
-        X[fit_pos], y[fit_pos], sample_weight=None if weights is None else weights[fit_pos],
+        X[fit_pos], y[fit_pos], sample_weight=None if s.weights is None else s.weights[fit_pos],
         eval_set=(X[val_pos], y[val_pos]) if len(np.unique(y[val_pos])) > 1 else None, **extra,
     )
     model = fitting.base if isinstance(fitting, ResampledModel) else fitting  # the artifact holds the model
-    if resampling_report is not None:
-        resampling_report["final_fit"] = final_resampled[-1].to_dict()
-    p_val = _up(model, X[val_pos])
+    return _FinalFit(model, fit_pos, val_pos, _up(model, X[val_pos]), final_resampled)
+
+
+def _calibrate(scenario: Scenario, s: _Samples, model) -> tuple[Any, dict[str, Any]]:
+    """Calibrate the final model on the final block (None when off or the block has one class)."""
+    v = scenario.validation
+    cal_l = s.cal[s.lab[s.cal]]
     calibrator = None
     calibration_report: dict[str, Any] = {}
-    if calibrating and len(np.unique(y[cal_l])) > 1:
+    if v.calibration != "none" and len(np.unique(s.y[cal_l])) > 1:
         method = calibration_method(len(cal_l)) if v.calibration == "auto" else v.calibration
-        calibrator = fit_calibrator(model, X[cal_l], y[cal_l], method)
-        raw_cal = _up(model, X[cal_l])
-        calibration_report["calibration_block"] = (y[cal_l], raw_cal, calibrator.apply(raw_cal))
-    deployed = calibration_report["calibration_block"][2] if calibrator is not None else p_val  # as it will predict
-    require_varying_output(model.name, {"held-out": deployed, "out-of-fold": p_oof})
+        calibrator = fit_calibrator(model, s.X[cal_l], s.y[cal_l], method)
+        raw_cal = _up(model, s.X[cal_l])
+        calibration_report["calibration_block"] = (s.y[cal_l], raw_cal, calibrator.apply(raw_cal))
+    return calibrator, calibration_report
+
+
+def _training_metrics(scenario: Scenario, s: _Samples, evidence: _Evidence, final: _FinalFit, calibrator,
+                      calibration_report: dict, resampling_report: dict | None) -> dict:
+    """The artifact's metrics: refuses a degenerate model first, adds the edge gate's evidence last."""
+    deployed = calibration_report["calibration_block"][2] if calibrator is not None else final.p_val  # as it will predict
+    require_varying_output(final.model.name, {"held-out": deployed, "out-of-fold": evidence.p_oof})
+    y, val_pos, p_val = s.y, final.val_pos, final.p_val
     metrics = {
-        "n_fit": int(len(fit_pos)),
+        "n_fit": int(len(final.fit_pos)),
         "n_validation": int(len(val_pos)),
-        "n_calibration": int(len(cal_l)),
+        "n_calibration": int(len(s.cal[s.lab[s.cal]])),
         # In-sample: the block early stopping tuned the number of trees on (not out of sample).
         "early_stopping_auc": float(roc_auc_score(y[val_pos], p_val)) if len(np.unique(y[val_pos])) > 1 else float("nan"),
         "early_stopping_logloss": float(log_loss(y[val_pos], p_val, labels=[0, 1])),
-        "label_balance": float(y[lab].mean()),
+        "label_balance": float(y[s.lab].mean()),
         "calibration": calibrator.method if calibrator is not None else None,
-        "pricing": pricing.to_dict(),
-    } | stats | ({"resampling": resampling_report} if resampling_report is not None else {})
+        "pricing": evidence.pricing.to_dict(),
+    } | evidence.stats | ({"resampling": resampling_report} if resampling_report is not None else {})
     metrics["edge_gate"] = edge_evidence(metrics, scenario.gate)
-    progress.stage("artifact and reports")
-    artifact = save_artifact(
-        out_dir,
-        model=model,
-        schema=pipeline.schema(),
-        feature_state=pipeline.fitted_state(),
-        label_spec=label_spec(scenario.labels),
-        training_window=TrainingWindow(split.train_start, split.train_end),
-        data_hash=study_key.dataset_hash,
-        scenario_hash=scenario.content_hash(),
-        metrics=metrics,
-        calibrator=calibrator,
-    )
-    if reports:
-        _write_reports(artifact / REPORTS_DIR, model, X_frame[lab], y[lab], p_oof[lab], calibration_report, scenario.name,
-                       oof.fold_reports if oof is not None else None)
-        if oof is not None:
-            _write_fold_record(artifact / REPORTS_DIR / "cv_folds.json", oof, X_frame.index[dev], plan)
-            _write_oof_trades(artifact / REPORTS_DIR / "oof_trades.csv", X_frame.index, trades)
+    return metrics
 
-    # 4. trial registry (only trials with out-of-sample returns can inform the DSR/PBO)
-    if trials is not None and oof is not None:
-        trials.record(
-            key=study_key, config_hash=config_hash, scenario=scenario.name,
-            model_plugin=scenario.model.plugin, params=dict(params),
-            metrics={k: v_ for k, v_ in stats.items() if not isinstance(v_, dict)},
-            margin_sharpes=margin_scores, grid_hash=grid_hash(X_frame.index), returns=grid,
-        )
-    log.info("trained %s on %d samples: %s", model.name, n, metrics)
-    return TrainResult(artifact, int(lab.sum()), X.shape[1], metrics)
+
+def _write_training_reports(folder: Path, scenario: Scenario, s: _Samples, cv: _CrossValidation,
+                            evidence: _Evidence, model, calibration_report: dict) -> None:
+    lab, oof = s.lab, cv.oof
+    _write_reports(folder, model, s.ts.X[lab], s.y[lab], evidence.p_oof[lab], calibration_report, scenario.name,
+                   oof.fold_reports if oof is not None else None)
+    if oof is not None:
+        _write_fold_record(folder / "cv_folds.json", oof, s.ts.X.index[s.dev], cv.plan)
+        _write_oof_trades(folder / "oof_trades.csv", s.ts.X.index, evidence.trades)
+
+
+def _record_trial(trials: TrialRegistry | None, scenario: Scenario, cv: _CrossValidation, evidence: _Evidence,
+                  params, s: _Samples) -> None:
+    """4. The trial registry (only trials with out-of-sample returns can inform the DSR/PBO)."""
+    if trials is None or cv.oof is None:
+        return
+    trials.record(
+        key=evidence.study_key, config_hash=evidence.config_hash, scenario=scenario.name,
+        model_plugin=scenario.model.plugin, params=dict(params),
+        metrics={k: v_ for k, v_ in evidence.stats.items() if not isinstance(v_, dict)},
+        margin_sharpes=evidence.margin_scores, grid_hash=grid_hash(s.ts.X.index), returns=evidence.grid,
+    )
 
 
 def _scattered(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
@@ -435,7 +551,7 @@ def _purged_out_of_fold(
 ):
     """Out-of-fold predictions with the configured purged CV, else walk-forward with fewer splits.
 
-    ``fold_features`` (a ``lbml.features.folds.FoldFeatures``) gives each split its own matrix, with
+    ``fold_features`` (a ``lbml.research.folds.FoldFeatures``) gives each split its own matrix, with
     the parameter-learning plugins fitted on that split's training bars.
 
     Returns ``(oof, plan)``; ``oof`` is None when not even two purged splits have enough samples,
@@ -538,8 +654,8 @@ def _path_sharpes(paths, outcomes: TradeOutcomes, t0n, bar_ns: int, rule, rows) 
 
 def _write_reports(folder: Path, model, X: pd.DataFrame, y, p_oof, reports, name: str, fold_reports=None) -> None:
     """Reliability diagram, OOF predictions and feature importance (informational, not hashed)."""
-    from lbml.calibration import reliability_diagram
-    from lbml.importance import feature_importance, plot_importance
+    from lbml.models.calibration import reliability_diagram
+    from lbml.research.importance import feature_importance, plot_importance
 
     folder.mkdir(exist_ok=True)
     ok = np.isfinite(p_oof)

@@ -1,7 +1,7 @@
 """``lbml runs compare A B``: two runs' key metrics side by side.
 
 A run is named by its run folder (its ``metrics.json``) or by an MLflow run id in the tracking store
-(``lbml.tracking``); the two may be mixed.
+(``lbml.workflows.tracking``); the two may be mixed.
 """
 
 import json
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lbml.errors import ConfigError
-from lbml.tracking import Tracker, numeric_metrics, quiet_mlflow
+from lbml.workflows.tracking import Tracker, numeric_metrics, quiet_mlflow
 
 #: Rows of the comparison, in order; a metric neither run has is left out.
 KEY_METRICS = (
