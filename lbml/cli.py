@@ -331,7 +331,7 @@ def _cmd_report(args, settings) -> int:
         return _cmd_report_pbo(args, settings)
     if args.study:
         raise ConfigError(f"report {args.target}: unexpected argument {args.study!r}")
-    from lbml.live.report import write_report
+    from lbml.live.report import retrain_lines, write_report
 
     args.state_dir = args.target
 
@@ -343,6 +343,8 @@ def _cmd_report(args, settings) -> int:
     print(f"  tearsheet: {report_dir / tearsheet if tearsheet else 'none: ' + str(metrics.get('tearsheet_skipped'))}")
     if "look_ahead_check" in metrics:
         print(f"  look-ahead check: {_look_ahead_line(metrics['look_ahead_check'])}")
+    for line in retrain_lines(metrics.get("retrains", [])):
+        print(f"  {line}")
     quarantine = metrics["feed_quarantine"]
     if quarantine["total"]:
         reasons = ", ".join(f"{r} {n}" for r, n in quarantine["by_reason"].items())

@@ -33,13 +33,13 @@ def test_event_time_bars_equal_the_training_bars(market):
     trades = market["BNBUSDT"].trades.iloc[:5000]
     agg = TickBarAggregator(["BNBUSDT"], 60_000_000_000)
     bars = []
-    for ts, price, size in zip(trades.index.asi8, trades["price"], trades["size"]):
+    for ts, price, size, side in zip(trades.index.asi8, trades["price"], trades["size"], trades["side"]):
         bars += agg.due(int(ts))
-        agg.on_trade("BNBUSDT", int(ts), float(price), float(size))
+        agg.on_trade("BNBUSDT", int(ts), float(price), float(size), float(side))
     bars += agg.flush()
-    got = pd.DataFrame([b[2:] for b in bars], columns=["open", "high", "low", "close", "volume"],
-                       index=pd.to_datetime([b[1] for b in bars], utc=True))
-    want = bars_from_trades(trades)[["open", "high", "low", "close", "volume"]]
+    columns = ["open", "high", "low", "close", "volume", "taker_buy_volume"]
+    got = pd.DataFrame([b[2:] for b in bars], columns=columns, index=pd.to_datetime([b[1] for b in bars], utc=True))
+    want = bars_from_trades(trades)[columns]
     assert len(got) == len(want) > 100
     np.testing.assert_array_equal(got.index.asi8, want.index.asi8)
     np.testing.assert_allclose(got.to_numpy(), want.to_numpy(), rtol=1e-12)
@@ -50,8 +50,8 @@ def test_a_trade_on_the_close_belongs_to_the_closing_bar():
     agg.on_trade("X", 59, 1.0, 1.0)
     agg.on_trade("X", 60, 2.0, 1.0)
     assert agg.due(60) == []
-    [(symbol, close_ts, o, h, low, c, v)] = agg.due(61)
-    assert (symbol, close_ts, o, h, low, c, v) == ("X", 60, 1.0, 2.0, 1.0, 2.0, 2.0)
+    [(symbol, close_ts, o, h, low, c, v, taker_buy)] = agg.due(61)
+    assert (symbol, close_ts, o, h, low, c, v, taker_buy) == ("X", 60, 1.0, 2.0, 1.0, 2.0, 2.0, 0.0)
 
 
 def test_replay_order_is_time_then_trades_before_quotes(market):

@@ -5,6 +5,9 @@ candidate, swaps it in between bars, records the swap, replays to it after a res
 
 import json
 import os
+import subprocess
+import sys
+from dataclasses import replace
 import signal
 import time
 from pathlib import Path
@@ -26,6 +29,7 @@ from lbml.workflows.prepare import prepare, train_model
 from strategies.kelly_leverage import KellyLeverage
 
 from .paper_support import bars_done, run_cli
+from .watch_support import ROOT
 from .paper_support import state_rows as _rows
 
 BARS = 240
@@ -96,16 +100,15 @@ def test_retrain_config_is_strict_and_the_policy_is_a_function_of_the_bars():
 
 def test_a_session_that_cannot_retrain_is_refused_up_front():
     scenario = _scenario(RETRAIN)
-    with pytest.raises(ConfigError, match="needs --feed replay"):
-        check_retrain(scenario, KellyLeverage, "zmq", 1440, 1)
+    check_retrain(scenario, KellyLeverage, 1440, 1)  # on every feed (live ones train on the bars they kept)
     with pytest.raises(ConfigError, match="fewer than 300 bars after the features' warm-up"):
-        check_retrain(scenario, KellyLeverage, "replay", 1800, 1)
+        check_retrain(scenario, KellyLeverage, 1800, 1)
 
     class NoReprice:
         trades_predictions = True
 
     with pytest.raises(ConfigError, match="has no reprice"):
-        check_retrain(scenario, NoReprice, "replay", 1440, 1)
+        check_retrain(scenario, NoReprice, 1440, 1)
 
 
 def _retrain_processes(state: Path) -> list[int]:
@@ -309,3 +312,260 @@ def test_a_candidate_that_fails_the_edge_gate_is_recorded_and_not_traded(setup, 
     for sql in ("SELECT seq, ts, probability, close FROM signals ORDER BY seq",
                 f"SELECT {', '.join(FILL_COLS)} FROM fills ORDER BY i"):
         assert _rows(state, sql) == _rows(ref, sql)
+
+
+@pytest.mark.timeout(900)
+def test_a_zmq_session_retrains_on_the_bars_it_kept_and_a_kill_9_loses_none_of_them(setup, tmp_path):
+    """``lbml paper --feed zmq`` fed by a real publisher on loopback: the live events and the bars the
+    session built are its only copy of the market after the paper window's start. The retrain reads its
+    window from them; a kill -9 while it trains loses none (the restart trains on the same window), and
+    after the swap the signals are the candidate's predictions, computed here from the scenario's data."""
+    from .watch_support import ControlledFeed, events_through_bar, free_port, session_events, start_paper, wait_for
+
+    scenario, prepared, registry = setup["scenario"], setup["prepared"], setup["registry"]
+    symbol, bar_ns = scenario.data.symbol, prepared.market.bar_minutes * 60_000_000_000
+    events = session_events(scenario, registry, prepared)
+    state = tmp_path / "state"
+    endpoint = f"tcp://127.0.0.1:{free_port()}"
+    feed = ControlledFeed(endpoint)
+    old_id = load_artifact(setup["model"], registry).model_id
+    total = 120
+    proc = start_paper(setup["file"], setup["model"], state, endpoint, tmp_path / "paper1.log")
+    try:
+        # 1. 40 bars; the retrain triggers ~15 bars in; kill -9 while its process trains
+        feed.wait_subscriber(120)
+        feed.send(events[: events_through_bar(events, symbol, bar_ns, 40)])
+        wait_for(lambda: _retrain_processes(state) or proc.poll() is not None, 300, "the retrain process")
+        assert proc.poll() is None, (tmp_path / "paper1.log").read_text()[-2000:]
+        proc.kill()
+        proc.wait()
+        killed_at = bars_done(state)
+        (row,) = _retrains(state)
+        assert row["status"] == "running" and row["reason"] == "schedule" and row["trigger_bar"] <= killed_at
+        # what the session kept: every bar it built equals the scenario's bar (the feed built them
+        # from the same trades), and the journal holds the events it was sent, in order
+        kept = _rows(state, "SELECT symbol, ts, open, high, low, close, volume, taker_buy_volume FROM bars ORDER BY i")
+        assert len(kept) >= 30 and {r[0] for r in kept} <= set(prepared.market.instruments)
+        for sym in {r[0] for r in kept}:
+            mine = np.array([r[2:] for r in kept if r[0] == sym])
+            index = pd.to_datetime([r[1] for r in kept if r[0] == sym], utc=True)
+            want = prepared.market[sym].bars.loc[index, ["open", "high", "low", "close", "volume", "taker_buy_volume"]]
+            np.testing.assert_allclose(mine, want.to_numpy(), rtol=1e-12)
+        journaled = _rows(state, "SELECT kind, symbol, ts, a, b FROM journal ORDER BY pos")
+        assert journaled == [(e.kind, e.symbol, e.ts, e.a, e.b) for e in events[: len(journaled)]]
+        wait_for(lambda: not _retrain_processes(state), 60, "the orphaned retrain process to end itself")
+
+        # 2. restart: the interrupted retrain trains again on the same window, read from the state
+        # database (the scenario's data after the paper window's start is never read by the session)
+        proc = start_paper(setup["file"], setup["model"], state, endpoint, tmp_path / "paper2.log")
+        feed.wait_subscriber(120)
+        manifest = state / "models" / "retrain-001" / "manifest.json"
+        wait_for(lambda: (manifest.exists() and not _retrain_processes(state)) or proc.poll() is not None, 600,
+                 "the relaunched retrain to finish")
+        assert proc.poll() is None, (tmp_path / "paper2.log").read_text()[-2000:]
+        job_bars = pd.read_parquet(state / "retrains" / "001" / "data" / f"bars.{symbol}.parquet")
+        window = prepared.market[symbol].bars.loc[job_bars.index[0]: job_bars.index[-1]]
+        assert job_bars.index.equals(window.index) and job_bars.index[-1].value == row["window_end"]
+        assert job_bars.index[-1] > prepared.split.test_start  # the window reaches into the kept bars
+        np.testing.assert_allclose(job_bars[window.columns].to_numpy(), window.to_numpy(), rtol=1e-12)
+        for kind in ("trades", "quotes"):  # the window's ticks: history, then the journal's, as the scenario has them
+            job_ticks = pd.read_parquet(state / "retrains" / "001" / "data" / f"{kind}.{symbol}.parquet")
+            frame = getattr(prepared.market[symbol], kind)
+            pd.testing.assert_frame_equal(job_ticks, frame.loc[job_ticks.index[0]: job_ticks.index[-1]], check_freq=False)
+            assert job_ticks.index[-1] > prepared.split.test_start
+        feed.send(events[len(journaled): events_through_bar(events, symbol, bar_ns, total)])
+        feed.end()
+        assert proc.wait(timeout=300) == 0, (tmp_path / "paper2.log").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        feed.close()
+
+    rows = _retrains(state)
+    first = rows[0]
+    assert (first["trigger_pos"], first["window_start"], first["window_end"]) == \
+        (row["trigger_pos"], row["window_start"], row["window_end"])
+    assert first["status"] == "accepted", first
+    assert first["old_model_id"] == old_id and first["candidate_id"] != old_id
+    signals = "SELECT seq, ts, probability, close FROM signals ORDER BY seq"
+    mine = _rows(state, signals)
+    # one signal per bar, each once: the 120 bars sent, and the one the end of the stream closed
+    assert [r[0] for r in mine] == list(range(1, total + 2))
+    k = first["swap_bar"] - 1
+    assert killed_at < k < total  # decided on a bar the restart committed, after the relaunched job ended
+    accepted = [r for r in rows if r["status"] == "accepted"]
+    end = accepted[1]["swap_bar"] - 1 if len(accepted) > 1 else len(mine)
+    # before the swap: the replay session of the old model, signal for signal (same events, same bars)
+    theirs = _rows(setup["reference"], signals)
+    assert mine[:k] == theirs[:k]
+    assert [r[2] for r in mine[k:end]] != [r[2] for r in theirs[k:end]]  # the candidate trades from the swap bar
+    candidate = load_artifact(Path(first["candidate_path"]), registry)
+    pipeline = scenario_pipeline(scenario, prepared.market, registry)
+    pipeline.load_fitted_state(candidate.feature_state)
+    last = pd.Timestamp(mine[end - 1][1], tz="UTC")
+    inputs = window_inputs(scenario, prepared.market, Split(candidate.training_window.start, last, last, last))
+    features = compute_features(pipeline, inputs.data, inputs.bars, inputs.reference_bars, inputs.funding)
+    after = pd.DatetimeIndex([pd.Timestamp(r[1], tz="UTC") for r in mine[k:end]])
+    expected = candidate.model.predict_proba(features.loc[after].to_numpy())[:, list(candidate.model.classes_).index(1)]
+    np.testing.assert_allclose([r[2] for r in mine[k:end]], expected, rtol=1e-12, atol=1e-12)
+    assert candidate.training_window.end < after[0]
+
+    # the retrains as the dashboard (in a real headless Chromium) and `lbml report` show them: the state database's rows
+    _check_dashboard_retrains(state, tmp_path)
+    report = subprocess.run([sys.executable, "-m", "lbml", "report", str(state)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, env=os.environ | {"PYTHONPATH": str(ROOT)})
+    assert report.returncode == 0, report.stderr[-2000:]
+    listed = [ln.strip() for ln in report.stdout.splitlines() if ln.strip().startswith("retrain ")]
+    assert len(listed) == len(rows)
+    when = pd.Timestamp(first["trigger_ts"], tz="UTC").strftime("%Y-%m-%d %H:%M")
+    gate = json.loads(first["gate"])
+    assert gate["status"] == "disabled"
+    assert listed[0] == (f"retrain 1 (schedule, bar {first['trigger_bar']}, {when}): accepted, gate disabled "
+                         f"({gate['reason']}), model {old_id} -> {first['candidate_id']}, trades from bar {first['swap_bar']}")
+
+
+def test_a_swap_prepared_off_the_bar_loop_and_caught_up_equals_one_prepared_at_the_swap_bar(setup):
+    """The job's thread replays the candidate's pipeline up to the last committed bar, the bar loop
+    advances it over the bars since (``catch_up``): the same pipeline state as one replay up to the
+    swap bar, shown by the features both compute for the bars after it (exactly equal)."""
+    from lbml.live.model_swap import catch_up, prepare_swap
+
+    scenario, market, registry = setup["scenario"], setup["prepared"].market, setup["registry"]
+    artifact = load_artifact(setup["model"], registry)
+    index = market[scenario.data.symbol].bars.index
+    after = index[index > setup["prepared"].split.test_start]
+    t1, t2, t3 = after[10], after[17], after[40]
+    whole = prepare_swap(artifact, scenario, market, registry, t2)
+    parts = catch_up(prepare_swap(artifact, scenario, market, registry, t1), scenario, market, t2)
+    assert parts.until == whole.until == t2
+    np.testing.assert_array_equal(parts.reference, whole.reference)
+    nothing = catch_up(parts, scenario, market, t1)  # a bar the swap has consumed already: nothing to do
+    assert nothing is parts
+    data = market[scenario.data.symbol]
+
+    def between(frame):
+        return frame.loc[(frame.index > t2) & (frame.index <= t3)] if frame is not None else None
+
+    clipped = replace(data, trades=between(data.trades), quotes=between(data.quotes), depth=between(data.depth))
+    ref = scenario.data.reference_symbol
+    later = [compute_features(swap.pipeline, clipped, between(data.bars),
+                              between(market[ref].bars) if ref in market.instruments else None,
+                              between(market.funding.get(scenario.data.symbol)), reset=False).to_numpy()
+             for swap in (whole, parts)]
+    assert later[0].shape == (23, len(whole.pipeline.names)) and np.isfinite(later[0]).all()
+    np.testing.assert_array_equal(later[1], later[0])
+
+
+def _shifted(prepared, factor: float = 4.0):
+    """``prepared`` with the traded symbol's market after the paper window's start made ``factor`` times as
+    volatile (every price's distance from the last price before the window, in log terms) and as heavy
+    (trade sizes); its bars rebuilt from the shifted trades as the loader builds them."""
+    from dataclasses import replace
+
+    from lbml.data.frames import MarketData, bars_from_trades
+
+    market, start = prepared.market, prepared.split.test_start
+    symbol = prepared.scenario.data.symbol
+    inst = market[symbol]
+    p0 = float(inst.trades.loc[:start, "price"].iloc[-1])
+
+    def move(prices: pd.Series) -> np.ndarray:
+        return np.round(p0 * (prices.to_numpy() / p0) ** factor, 2)
+
+    trades, quotes = inst.trades.copy(), inst.quotes.copy()
+    after, q_after = trades.index > start, quotes.index > start
+    trades.loc[after, "price"] = move(trades.loc[after, "price"])
+    trades.loc[after, "size"] = np.round(trades.loc[after, "size"].to_numpy() * factor, 3)
+    bid, ask = move(quotes.loc[q_after, "bid"]), move(quotes.loc[q_after, "ask"])
+    quotes.loc[q_after, "bid"], quotes.loc[q_after, "ask"] = bid, np.maximum(ask, bid + 0.01)
+    bars = pd.concat([inst.bars.loc[:start], bars_from_trades(trades.loc[after], market.bar_minutes)])
+    instruments = market.instruments | {symbol: replace(inst, trades=trades, quotes=quotes, bars=bars)}
+    return replace(prepared, market=MarketData(instruments, market.funding, market.bar_minutes))
+
+
+@pytest.mark.timeout(900)
+def test_a_shifted_stream_makes_the_drift_monitor_flag_and_the_session_retrain_for_drift(setup, tmp_path):
+    """Drift, not the schedule, triggers the retrain (``on_drift = true`` alone): on a stream four
+    times as volatile as the training data the drift check flags and the session retrains on it; the
+    same session on the unshifted stream, checked the same way, flags nothing and never retrains."""
+    from lbml.live.drift import DriftConfig
+
+    raw = setup["scenario"].to_dict()
+    raw["paper"] = {"retrain": {"on_drift": True, "window_bars": WINDOW, "min_bars_between": 30}}
+    scenario = parse_scenario(raw)
+    drift = DriftConfig(every_bars=30, window=60)  # the default test: alpha 0.01 per check, Holm, effective draws
+    shifted = _shifted(setup["prepared"])
+    state = tmp_path / "shifted"
+    summary = run_paper(scenario, setup["registry"], state, PaperOptions(speed=SPEED, bars=BARS, console=False,
+                                                                          drift=drift),
+                        model_dir=setup["model"], prepared=shifted)
+    assert summary["bars"] == BARS
+    rows = _retrains(state)
+    assert rows and all(r["reason"] == "drift" for r in rows)
+    first = rows[0]
+    flagged = _rows(state, f"SELECT ts, n_drifted, n_features FROM drift WHERE flagged = 1 AND ts <= {first['trigger_ts']}")
+    assert flagged, _rows(state, "SELECT ts, n_drifted, n_features, flagged FROM drift")
+    assert json.loads(first["gate"])["status"] == "disabled" and first["status"] == "accepted"
+    assert first["trigger_bar"] < first["swap_bar"]
+    # the window ends at the trigger bar and holds the shifted bars the session traded
+    assert pd.Timestamp(first["window_end"], tz="UTC") > setup["prepared"].split.test_start
+
+    calm = tmp_path / "calm"
+    summary = run_paper(scenario, setup["registry"], calm, PaperOptions(speed=1e9, bars=BARS, console=False,
+                                                                         drift=drift),
+                        model_dir=setup["model"], prepared=setup["prepared"])
+    assert summary["bars"] == BARS
+    checks = _rows(calm, "SELECT flagged FROM drift")
+    assert len(checks) >= 5 and not any(f for (f,) in checks)
+    assert _retrains(calm) == []
+
+
+READ_RETRAINS = """(() => ({
+  count: document.getElementById("retrain-count").textContent,
+  rows: [...document.querySelectorAll("#retrains-table tbody tr")].map(
+    (tr) => [...tr.children].map((td) => td.textContent)),
+  triggers: document.querySelectorAll("#chart-equity line.retrain-trigger").length,
+  swaps: document.querySelectorAll("#chart-equity line.retrain-swap").length,
+  error: document.getElementById("error").textContent,
+}))()"""
+
+
+def _check_dashboard_retrains(state: Path, tmp_path: Path) -> None:
+    """``lbml dashboard STATE_DIR`` in Chromium: the retrains table and the equity chart's markers equal
+    the ``retrains`` rows read here from the state database (newest first)."""
+    from .chromium_support import Chromium
+    from .watch_support import free_port, wait_for
+
+    want = []
+    for i, trigger_ts, reason, status, old, new, gate, error, swap_bar in reversed(_rows(
+            state, "SELECT i, trigger_ts, reason, status, old_model_id, candidate_id, gate, error, swap_bar "
+                   "FROM retrains ORDER BY i")):
+        verdict = json.loads(gate) if gate else None
+        shown_gate = (verdict["status"] + (f": {verdict['reason']}" if verdict.get("reason") else "")) if verdict \
+            else (f"error: {error}" if error else "-")
+        want.append([str(i), pd.Timestamp(trigger_ts, tz="UTC").strftime("%Y-%m-%d %H:%M"), reason, status,
+                     old or "-", new or "-", shown_gate, "-" if swap_bar is None else str(swap_bar)])
+    port = free_port()
+    dashboard = subprocess.Popen(
+        [sys.executable, "-m", "lbml", "dashboard", str(state), "--port", str(port), "--interval", "0.25"],
+        cwd=ROOT, env=os.environ | {"PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    browser = None
+    try:
+        assert dashboard.stdout.readline().strip().endswith(f"http://127.0.0.1:{port}/")
+        browser = Chromium(tmp_path / "chromium")
+        browser.open(f"http://127.0.0.1:{port}/")
+        wait_for(lambda: browser.evaluate("document.getElementById('retrain-count').textContent") == str(len(want)),
+                 60, "the page to show the retrains")
+        page = browser.evaluate(READ_RETRAINS)
+        assert page["error"] == ""
+        assert page["rows"] == want
+        assert page["triggers"] == len(want) and page["swaps"] == sum(r[3] == "accepted" for r in want)
+        browser.screenshot(tmp_path / "retrains.png")
+        assert (tmp_path / "retrains.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        if browser is not None:
+            browser.close()
+        dashboard.terminate()
+        dashboard.wait(timeout=30)

@@ -287,15 +287,20 @@ def compute_features(
     bars: pd.DataFrame,
     reference_bars: pd.DataFrame | None = None,
     funding: pd.DataFrame | None = None,
+    *,
+    reset: bool = True,
 ) -> pd.DataFrame:
     """Replay history through the streaming pipeline and return one feature row per bar.
 
     Events are dispatched in the engine's order: every trade, quote, depth snapshot, funding
     settlement and reference bar with a timestamp at or before a bar's close, then the bar itself.
+    Events after the last bar are not dispatched, so a replay up to a bar's close continued with
+    ``reset=False`` by the events after it equals one replay of both.
     """
-    pipeline.reset()
-    if _replays_natively(pipeline):
-        return _native_replay(pipeline, data, bars, reference_bars, funding)
+    if reset:
+        pipeline.reset()
+        if _replays_natively(pipeline):  # a continuation runs bar by bar (the batch resets Python plugins)
+            return _native_replay(pipeline, data, bars, reference_bars, funding)
     streams: list[_EventStream] = []
     if pipeline._trade_sinks and data.trades is not None:
         t = data.trades

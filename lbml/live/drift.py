@@ -41,6 +41,23 @@ from lbml.atomic import write_atomic
 
 
 @dataclass(frozen=True)
+class DriftReference:
+    """A reference sample ready to test against: each feature's sorted finite values, and the
+    autocorrelation time of its indicator of being at or below the median."""
+
+    sorted: list[np.ndarray]
+    tau: list[float]
+
+
+def drift_reference(reference: np.ndarray) -> DriftReference:
+    """Prepare ``reference`` (rows are bars, columns features) for the monitor."""
+    columns = np.asarray(reference, dtype=np.float64).T
+    finite = [col[np.isfinite(col)] for col in columns]
+    return DriftReference([np.sort(col) for col in finite],
+                          [autocorrelation_time(col <= np.median(col)) if len(col) >= 20 else math.inf for col in finite])
+
+
+@dataclass(frozen=True)
 class DriftConfig:
     every_bars: int = 240
     window: int = 1440  # a day of minute bars: slow features (volatility, depth) need it to be testable
@@ -118,12 +135,11 @@ class DriftMonitor:
         self._path = Path(state_dir) / "drift.json"
         self._status = status
 
-    def rebase(self, reference: np.ndarray) -> None:
-        """Test against ``reference`` from now on (a retrained model's training features); the live window is kept."""
-        columns = np.asarray(reference, dtype=np.float64).T
-        finite = [col[np.isfinite(col)] for col in columns]
-        self._reference = [np.sort(col) for col in finite]
-        self.tau = [autocorrelation_time(col <= np.median(col)) if len(col) >= 20 else math.inf for col in finite]
+    def rebase(self, reference: "np.ndarray | DriftReference") -> None:
+        """Test against ``reference`` from now on (a retrained model's training features, or their
+        ``drift_reference`` prepared off the bar loop); the live window is kept."""
+        ref = reference if isinstance(reference, DriftReference) else drift_reference(reference)
+        self._reference, self.tau = ref.sorted, ref.tau
 
     def add(self, ts: int, features: np.ndarray) -> None:
         self._live.append(np.array(features, dtype=np.float64))

@@ -16,6 +16,8 @@ Every delivered item (tick, quote or bar) gets a position ``pos`` (1, 2, ...). I
 ``resume_pos`` are replayed without pacing (recovery); later ones are paced at
 ``speed`` x real time from the event timestamps. ``on_item(pos, event)`` is called once an item and
 everything it caused (signals, orders, fills) has been processed: the state keeper commits there.
+A bar item is announced first to ``on_bar(pos, bar)`` (``bar`` as ``TickBarAggregator.due`` gives it):
+the keeper stores the bars a session has built with the same commit.
 
 Items are delivered only while the node's trader runs (``FeedPlan.running``). Stopping the node
 stops the trader first and disconnects this client only after a grace period: items delivered in
@@ -51,6 +53,7 @@ class FeedPlan:
     speed: float = 1.0
     resume_pos: int = 0
     on_item: Callable[[int, MarketEvent | None], None] | None = None
+    on_bar: Callable[[int, tuple], None] | None = None  # a bar item, before its on_item: (symbol, ts, o, h, l, c, v, taker_buy)
     on_end: Callable[[], None] | None = None
     quiesce: Callable[[], object] | None = None
     after_bar: Callable[[int], None] | None = None
@@ -143,12 +146,12 @@ class FeedDataClient(LiveMarketDataClient):
                         return self._halted(started)
                     bars = []
                 if event.kind == BAR:
-                    bars.append((event.symbol, event.ts, event.a, event.b, event.c, event.d, event.e))
+                    bars.append((event.symbol, event.ts, event.a, event.b, event.c, event.d, event.e, float("nan")))
                     continue
                 if not await self._deliver_bars(self._aggregator.due(event.ts)):
                     return self._halted(started)
                 if event.kind == TRADE:
-                    self._aggregator.on_trade(event.symbol, event.ts, event.a, event.b)
+                    self._aggregator.on_trade(event.symbol, event.ts, event.a, event.b, event.c)
                 if plan.pos + 1 > plan.resume_pos and plan.speed > 0:
                     if wall0 is None:
                         wall0, ts0 = time.monotonic(), event.ts
@@ -199,11 +202,12 @@ class FeedDataClient(LiveMarketDataClient):
         # venue runs after the last bar of each close time, not between bars of different symbols.
         for i, bar in enumerate(bars):
             last_at_close = i + 1 == len(bars) or bars[i + 1][1] != bar[1]
-            if not await self._deliver(self._bar(bar), None, run_venue=last_at_close):
+            if not await self._deliver(self._bar(bar), None, run_venue=last_at_close, bar=bar):
                 return False
         return True
 
-    async def _deliver(self, item, event: MarketEvent | None, run_venue: bool = True, to_venue: bool = False) -> bool:
+    async def _deliver(self, item, event: MarketEvent | None, run_venue: bool = True, to_venue: bool = False,
+                       bar: tuple | None = None) -> bool:
         """Hand ``item`` over (to the venue alone: ``to_venue``) and wait until it is processed; False
         (item not counted) if stopped."""
         plan = self.plan
@@ -224,6 +228,8 @@ class FeedDataClient(LiveMarketDataClient):
         if not self._accepting():  # the stop interrupted this item: it was not (fully) processed
             return False
         plan.pos += 1
+        if bar is not None and plan.on_bar is not None:
+            plan.on_bar(plan.pos, bar)
         if plan.on_item is not None:
             plan.on_item(plan.pos, event)
         return True
@@ -247,7 +253,7 @@ class FeedDataClient(LiveMarketDataClient):
         return make_quote_tick(instrument, event.a, event.b, event.c, event.d, event.ts)
 
     def _bar(self, bar) -> Bar:
-        symbol, ts, o, h, low, c, v = bar
+        symbol, ts, o, h, low, c, v, _ = bar
         return make_bar(self._bar_types[symbol], self._instruments[symbol], o, h, low, c, v, ts)
 
 

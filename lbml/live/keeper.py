@@ -70,6 +70,7 @@ class StateKeeper(Actor):
         self._stored_counts = {k: store.count(k) for k in self._done}
         self._signals: list[list] = []  # [seq, ts, probability, close]
         self._journal: list[tuple] = []
+        self._bars: list[tuple] = []
         self._seq = 0
         self.error: str | None = None
         self._last_pos = self.resume_pos
@@ -92,6 +93,13 @@ class StateKeeper(Actor):
                 self._drift.add(prediction.ts_event, features)
             except OSError as exc:
                 self._fail(self._failure(exc))
+
+    def on_bar(self, pos: int, bar: tuple) -> None:
+        """A bar item ``pos`` (``(symbol, ts, open, high, low, close, volume, taker_buy_volume)``) was
+        delivered: stored with the commit of that item (a replayed one is stored already)."""
+        if self.error is None and self.is_running and pos > self.resume_pos:
+            symbol, ts, o, h, low, c, v, taker_buy = bar
+            self._bars.append((pos, symbol, ts, o, h, low, c, v, _finite_or_none(taker_buy)))
 
     def on_item(self, pos: int, event: MarketEvent | None) -> None:
         if self.error is not None:
@@ -210,8 +218,10 @@ class StateKeeper(Actor):
         rows = self._new_rows(pos)
         drift = self._drift.take_reports() if self._drift is not None else []
         guard = self._guard.take_new_decisions() if self._guard is not None else []
-        self._store.checkpoint(checkpoint=self._snapshot(pos), journal=self._journal, drift=drift, guard=guard, **rows)
+        self._store.checkpoint(checkpoint=self._snapshot(pos), journal=self._journal, bars=self._bars, drift=drift,
+                               guard=guard, **rows)
         self._journal = []
+        self._bars = []
         self._committed_pos = pos
         self._advance(rows, pos)
         if rows["signals"] and self.on_signals_committed is not None:

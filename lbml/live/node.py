@@ -206,6 +206,7 @@ def build_paper_node(
     register_data_client(kernel, data_client, venue)
     plan.quiesce = make_quiesce(node)
     plan.on_item = keeper.on_item
+    plan.on_bar = keeper.on_bar
     plan.after_bar = exec_client.on_bar_closed
     plan.venue = exec_client.on_data  # a bar's trades (bar-only data): matched, never published
     trader = node.trader

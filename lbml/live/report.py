@@ -94,6 +94,21 @@ def _nan(value: float | None) -> float:
     return float("nan") if value is None else value
 
 
+def retrain_lines(retrains: list[dict]) -> list[str]:
+    """One line per retrain of a session (``lbml report`` prints them)."""
+    lines = []
+    for r in retrains:
+        when = pd.Timestamp(r["trigger_ts"], tz="UTC").strftime("%Y-%m-%d %H:%M")
+        gate = r.get("gate") or {}
+        verdict = f", gate {gate['status']}" + (f" ({gate['reason']})" if gate.get("reason") else "") if gate else ""
+        models = f", model {r['old_model_id']} -> {r['candidate_id']}" if r.get("candidate_id") else ""
+        swap = f", trades from bar {r['swap_bar']}" if r.get("swap_bar") else ""
+        error = f": {r['error']}" if r.get("error") else ""
+        lines.append(f"retrain {r['i']} ({r['reason']}, bar {r['trigger_bar']}, {when}): {r['status']}{error}"
+                     f"{verdict}{models}{swap}")
+    return lines
+
+
 def write_report(state_dir: Path) -> tuple[Path, dict]:
     """Write ``STATE_DIR/report/`` and return its path and the metrics."""
     store = StateStore.open_existing(state_dir)

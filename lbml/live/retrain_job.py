@@ -20,6 +20,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,19 +96,26 @@ def _read(path: Path) -> pd.DataFrame | None:
 class RetrainJob:
     """The session's handle on one job: writes the job folder and runs this module, off the bar loop.
 
-    A background thread writes the data and waits for the process; ``done`` and ``returncode`` are
-    read by the session between bars. ``cancel`` kills the process (the session is stopping).
+    A background thread reads the window's data (``market()``: the session's market up to the
+    trigger, ``lbml.live.seen_market``), writes it and waits for the process; then, if it trained,
+    runs ``after()`` (the session's judgement and swap preparation) and keeps its value in
+    ``result``. ``ended`` (the process is over) and ``returncode`` are read by the session between
+    bars; ``wait`` waits for ``after``. ``cancel`` kills the process (the session is stopping).
     """
 
-    def __init__(self, job_dir: Path, spec: JobSpec, market: MarketData) -> None:
+    def __init__(self, job_dir: Path, spec: JobSpec, market: Callable[[], MarketData],
+                 after: Callable[[], object] | None = None) -> None:
         self.job_dir = Path(job_dir)
         self.spec = spec
         self._market = market
+        self._after = after
         self.returncode: int | None = None
         self.error: str | None = None
+        self.result: object = None
         self._lock = threading.Lock()
         self._proc = None
         self._cancelled = False
+        self._ended = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lbml-retrain", daemon=True)
 
     def start(self) -> "RetrainJob":
@@ -115,8 +123,17 @@ class RetrainJob:
         return self
 
     @property
+    def ended(self) -> bool:
+        """The training process is over (or could not run): ``returncode`` and ``error`` are final."""
+        return self._ended.is_set()
+
+    @property
     def done(self) -> bool:
         return not self._thread.is_alive()
+
+    def wait(self) -> None:
+        """Wait until ``after`` has run (the thread is done)."""
+        self._thread.join()
 
     @property
     def pid(self) -> int | None:
@@ -127,7 +144,7 @@ class RetrainJob:
 
         log_path = self.job_dir / "job.log"
         try:
-            write_job(self.job_dir, self.spec, self._market)
+            write_job(self.job_dir, self.spec, self._market())
             root = str(Path(__file__).resolve().parents[2])  # lbml's own source tree first
             env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, (root, os.environ.get("PYTHONPATH"))))}
             with self._lock:
@@ -138,12 +155,20 @@ class RetrainJob:
                         [sys.executable, "-m", "lbml.live.retrain_job", str(self.job_dir), str(os.getpid())],
                         stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL,
                     )
-            self.returncode = self._proc.wait()
-            if self.returncode != 0:
+            returncode = self._proc.wait()
+            if returncode != 0:
                 lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
-                self.error = lines[-1] if lines else f"retrain process exited with {self.returncode}"
+                self.error = lines[-1] if lines else f"retrain process exited with {returncode}"
+            self.returncode = returncode
         except Exception as exc:  # noqa: BLE001 - reported by the session as a failed retrain
             self.returncode, self.error = -1, f"retrain job could not run: {exc!r}"
+        finally:
+            self._ended.set()
+        if self.returncode == 0 and self._after is not None and not self._cancelled:
+            try:
+                self.result = self._after()
+            except Exception as exc:  # noqa: BLE001 - raised again on the session's bar loop
+                self.result = exc
 
     def cancel(self) -> None:
         with self._lock:

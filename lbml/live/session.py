@@ -35,6 +35,7 @@ from lbml.live.node import build_paper_node, paper_custom_inputs, paper_symbols
 from lbml.live.model_swap import SwapTargets
 from lbml.live.retrain import Retrainer, after_traded_bars, check_retrain, strategy_pricing
 from lbml.live.quarantine import QuarantineJournal
+from lbml.live.seen_market import LiveMarket, ReplayMarket
 from lbml.live.runner import NodeRunner
 from lbml.live.state import StateError, StateStore
 from lbml.live.status import PaperStatus
@@ -113,7 +114,7 @@ def run_paper(
     strategy_cls = load_strategy_class(scenario.strategy.class_path)[0]
     retrain = scenario.paper.retrain
     if retrain is not None:
-        check_retrain(scenario, strategy_cls, options.feed, pipeline.warmup_bars, prepared.market.bar_minutes)
+        check_retrain(scenario, strategy_cls, pipeline.warmup_bars, prepared.market.bar_minutes)
     store = StateStore(state_dir)
     try:
         artifact_dir = _model(prepared, registry, state_dir, model_dir)
@@ -174,7 +175,10 @@ def run_paper(
         if retrain is not None:
             targets = SwapTargets(paper.signal_actor, guard, paper.strategy, status, drift,
                                   partial(strategy_pricing, scenario, prepared.market.bar_minutes))
-            retrainer = Retrainer(retrain, scenario=scenario, market=prepared.market, registry=registry, store=store,
+            seen = ReplayMarket(prepared.market) if options.feed == "replay" else \
+                LiveMarket(prepared.market, prepared.split.test_start, state_dir)
+            retrainer = Retrainer(retrain, scenario=scenario, market=prepared.market, seen=seen, registry=registry,
+                                  store=store,
                                   targets=targets, strategy_cls=strategy_cls, model_path=artifact_dir,
                                   resume_pos=paper.keeper.resume_pos, plugins_dir=options.plugins_dir)
             plan.on_item = after_traded_bars(plan.on_item, status, retrainer.on_bar, on_error)

@@ -9,7 +9,9 @@
   borrow/slippage totals and the risk of the position at that bar: exposure, leverage, health
   factor, liquidation price), ``costs`` (every charge of every venue cost module: borrow or lending
   interest, slippage, gap-through, funding, liquidation penalty, gas), ``liquidations``,
-  ``signals`` (one row per prediction, numbered 1, 2, ...),
+  ``signals`` (one row per prediction, numbered 1, 2, ...), ``bars`` (every bar the session built
+or was fed, of every symbol, with the item that delivered it: with the journal, the data a live
+session's retrains train on),
   ``drift`` (Kolmogorov-Smirnov reports), ``model_guard`` (predictions withheld from a failing
   or slow model), ``journal`` (events of feeds that cannot be rewound) and ``retrains`` (one row
   per retrain of ``[paper.retrain]``: trigger, window, candidate, gate verdict and, when the
@@ -31,12 +33,14 @@ from lbml.engine.recorder import FILL_COLUMNS, TRADE_COLUMNS
 from lbml.errors import LbmlError, StorageError, is_no_space
 
 DB_NAME = "state.sqlite"
-SCHEMA_VERSION = 4  # 3: fills and trades say why a position closed (exit_reason); 4: exposure cap in the checkpoint
+SCHEMA_VERSION = 5  # 3: fills and trades say why a position closed (exit_reason); 4: exposure cap in the checkpoint;
+# 5: the bars the session built (retrain windows of live feeds)
 EQUITY_COLUMNS = ("ts", "equity", "balance", "close", "borrow", "slippage",
                   "exposure", "leverage", "health", "liquidation_price")
 COST_COLUMNS = ("ts", "kind", "amount")
 BREACH_KEY = "exposure_breach"  # meta key: the first bar that broke the exposure cap (lbml.engine.recorder)
 LIQUIDATION_COLUMNS = ("ts", "order_id", "side", "quantity", "price", "penalty")
+BAR_COLUMNS = ("pos", "symbol", "ts", "open", "high", "low", "close", "volume", "taker_buy_volume")
 RETRAIN_COLUMNS = ("i", "reason", "trigger_pos", "trigger_bar", "trigger_ts", "window_start", "window_end", "started",
                    "status", "finished", "candidate_id", "candidate_path", "gate", "old_model_id", "old_model_path",
                    "swap_pos", "swap_bar", "swap_ts", "error")
@@ -66,6 +70,9 @@ CREATE TABLE IF NOT EXISTS retrains (
     window_start INTEGER, window_end INTEGER, started REAL, status TEXT, finished REAL,
     candidate_id TEXT, candidate_path TEXT, gate TEXT, old_model_id TEXT, old_model_path TEXT,
     swap_pos INTEGER, swap_bar INTEGER, swap_ts INTEGER, error TEXT);
+CREATE TABLE IF NOT EXISTS bars (
+    i INTEGER PRIMARY KEY, pos INTEGER, symbol TEXT, ts INTEGER, open REAL, high REAL, low REAL, close REAL,
+    volume REAL, taker_buy_volume REAL);
 CREATE TABLE IF NOT EXISTS journal (
     pos INTEGER PRIMARY KEY, kind INTEGER, symbol TEXT, ts INTEGER, a REAL, b REAL, c REAL, d REAL);
 """
@@ -197,6 +204,7 @@ class StateStore:
         liquidations: list[tuple] = (),
         signals: list[tuple] = (),
         journal: list[tuple] = (),
+        bars: list[tuple] = (),
         drift: list[tuple] = (),
         guard: list[tuple] = (),
     ) -> None:
@@ -217,6 +225,8 @@ class StateStore:
                 db.executemany("INSERT INTO signals(seq, ts, probability, close, latency_us) VALUES (?,?,?,?,?)", signals)
             if journal:
                 db.executemany("INSERT INTO journal(pos, kind, symbol, ts, a, b, c, d) VALUES (?,?,?,?,?,?,?,?)", journal)
+            if bars:
+                db.executemany(f"INSERT INTO bars({', '.join(BAR_COLUMNS)}) VALUES ({', '.join('?' * len(BAR_COLUMNS))})", bars)
             if drift:
                 db.executemany("INSERT INTO drift(ts, n_features, n_drifted, share, flagged, detail) VALUES (?,?,?,?,?,?)", drift)
             if guard:
