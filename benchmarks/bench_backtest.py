@@ -55,6 +55,13 @@ SIZES = {
         "ticks": 1_000_000, "tick_train_bars": 20_000,
         "native_latency_bars": 20_000, "inference_calls": 20_000,
     },
+    # A tenth of full, for a shared 2-core machine (minutes, not an hour): ``python -m
+    # benchmarks.bench_backtest medium``. Ratios only; the 1M-bar figures need ``full``.
+    "medium": {
+        "bars": 100_000, "train_bars": 20_000, "chunk": 25_000,
+        "ticks": 100_000, "tick_train_bars": 5_000,
+        "native_latency_bars": 5_000, "inference_calls": 5_000,
+    },
     "smoke": {
         "bars": 3_500, "train_bars": 2_500, "chunk": 1_000,  # > the 1,440-bar warm-up of 24h lags
         "ticks": 20_000, "tick_train_bars": 2_000,
@@ -71,7 +78,7 @@ def _say(message: str) -> None:
 
 
 def run(size: str) -> list[dict]:
-    """Run the backtest benchmarks at ``size`` ("smoke" or "full") and return result rows."""
+    """Run the backtest benchmarks at ``size`` ("smoke", "medium" or "full") and return result rows."""
     cfg = SIZES[size]
     base = load_scenario(SCENARIO)
     if size == "smoke":
@@ -353,3 +360,10 @@ def _rows(cfg, n_ticks, inference, bare_bars, ml_bars, ml_native, bare_ticks, ml
             f"{inference['load_seconds']:.1f} s (cached by model hash)",
         ))
     return rows
+
+
+if __name__ == "__main__":
+    from benchmarks.run import markdown_table
+
+    size = sys.argv[1] if len(sys.argv) > 1 else "smoke"
+    print(markdown_table([{"benchmark": "backtest", **row} for row in run(size)]))

@@ -125,18 +125,23 @@ def decide(p_up: float, params: KellyParams, *, equity: float = math.inf, sigma_
     """Apply the EV rule and fractional Kelly to the calibrated probability ``p_up``."""
     p = 0.5 + params.probability_shrinkage * (p_up - 0.5)
     p = shrink_probability(p, params.probability_n_eff, params.uncertainty_z)
-    best: Decision | None = None
+    best: tuple[float, float] | None = None  # (break-even, expected return) of the better side
     for side in (1, -1):
         p_side = p if side > 0 else 1.0 - p
         decision = _decide_side(side, p_side, params, equity, sigma_1m)
-        if decision.exposure != 0.0:
-            return decision
-        if best is None or decision.break_even < best.break_even:
+        if type(decision) is Decision:
+            if decision.exposure != 0.0:
+                return decision
+            decision = (decision.break_even, decision.expected_return)
+        if best is None or decision[0] < best[0]:
             best = decision
-    return Decision(0.0, p, best.break_even, best.expected_return, 0.0, None)
+    return Decision(0.0, p, best[0], best[1], 0.0, None)
 
 
-def _decide_side(side: int, p: float, params: KellyParams, equity: float, sigma_1m: float) -> Decision:
+def _decide_side(side: int, p: float, params: KellyParams, equity: float,
+                 sigma_1m: float) -> Decision | tuple[float, float]:
+    """The side's decision, or ``(break_even, expected_return)`` when it does not trade (this runs on
+    every bar: no ``Decision`` is built for a side that is not taken)."""
     win, loss, hold = params.payoff.side(side)
     cap = params.cap(side)
 
@@ -148,7 +153,7 @@ def _decide_side(side: int, p: float, params: KellyParams, equity: float, sigma_
 
     # Price at the cap first (the most a trade can borrow), then at the size actually taken.
     cost, be, ev, f_star = priced(cap)
-    none = Decision(0.0, p, be, ev, f_star, None)
+    none = be, ev  # a side that does not trade reports its figures at the cap
     if p < be + params.ev_margin or ev <= 0.0 or f_star <= 0.0:
         return none
     exposure = min(params.kelly_fraction * f_star, cap)

@@ -93,3 +93,17 @@ def test_features_benchmark_smoke_compares_the_compiled_path_with_the_python_ref
     assert "(8 of 8 plugins compiled)" in p99["note"]
     for row in rows.values():
         assert math.isfinite(row["value"]) and row["value"] > 0 and row["baseline"] > 0
+
+
+def test_backtest_breakdown_accounts_for_the_whole_replay():
+    from benchmarks.backtest_breakdown import breakdown
+
+    got = breakdown(3_500, 2_500, smoke=True)
+    parts = got["parts"]
+    assert got["traded_bars"] > 0
+    assert sum(p["share"] for p in parts.values()) == pytest.approx(1.0, abs=1e-3)
+    assert parts["features (pipeline.update)"]["calls"] >= got["traded_bars"]  # warm-up, then one per traded bar
+    from lbml.engine import signal_actor
+
+    assert not hasattr(signal_actor.SignalActor.on_bar, "__wrapped__") and signal_actor.Prediction.__name__ == "Prediction"
+    assert all(p["us_per_bar"] >= 0 for k, p in parts.items() if not k.startswith("nautilus"))

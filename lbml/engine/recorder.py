@@ -56,6 +56,7 @@ def recorder_config(scenario, instrument_id: InstrumentId, bar_type: BarType, le
 #: (a fast market or a data gap moves it by a few percent) and the entry fee lowers the balance. A
 #: second entry on top of an open position doubles the exposure and is caught with a wide margin.
 EXPOSURE_TOLERANCE = 0.05
+_INF, _NAN = float("inf"), float("nan")
 EQUITY_FIELDS = ("ts", "equity", "balance", "close")
 RISK_FIELDS = ("ts", "exposure", "leverage", "health", "liquidation_price")
 
@@ -137,16 +138,20 @@ class RunRecorder(Actor):
         account = self.portfolio.account(self._venue)
         balance = cash_balance(account)
         unrealized = 0.0
-        for position in self.cache.positions_open(instrument_id=self.config.instrument_id):
+        positions = self.cache.positions_open(instrument_id=self.config.instrument_id)
+        for position in positions:
             unrealized += position.unrealized_pnl(bar.close).as_double()
         self.record.equity.append((bar.ts_event, balance + unrealized, balance, bar.close.as_double()))
+        if not positions:  # flat (most bars): no position state to read
+            self.record.risk.append((bar.ts_event, 0.0, 0.0, _INF, _NAN))
+            return
         self._record_risk(bar, account, balance + unrealized)
 
     def _record_risk(self, bar: Bar, account, equity: float) -> None:
         close = bar.close.as_double()
         state = position_state(self.cache, account, self.config.instrument_id, self._entry_balance)
         if state is None:
-            self.record.risk.append((bar.ts_event, 0.0, 0.0, float("inf"), float("nan")))
+            self.record.risk.append((bar.ts_event, 0.0, 0.0, _INF, _NAN))
             return
         self._check_exposure(bar.ts_event, state)
         exposure = state.notional(close) * (1.0 if state.long else -1.0)

@@ -9,6 +9,7 @@ artifact stays pickle-free. A test checks the JSON map reproduces scikit-learn's
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,20 @@ class Calibrator:
         p = np.asarray(p, dtype=np.float64)
         if self.method == "sigmoid":
             return 1.0 / (1.0 + np.exp(self.params["a"] * p + self.params["b"]))
-        return np.interp(p, self.params["x"], self.params["y"])
+        return np.interp(p, *self._steps)
+
+    def apply_one(self, p: float) -> float:
+        """``apply`` on one probability (the per-bar path): the same ufuncs on a 0-d array, so the
+        same value to the bit, without building a 1-element array and converting the steps."""
+        p = np.float64(p)
+        if self.method == "sigmoid":
+            return float(1.0 / (1.0 + np.exp(self.params["a"] * p + self.params["b"])))
+        return float(np.interp(p, *self._steps))
+
+    @cached_property
+    def _steps(self) -> tuple[np.ndarray, np.ndarray]:
+        # The isotonic thresholds as float64 arrays, converted once (np.interp converted the lists on every call).
+        return np.asarray(self.params["x"], dtype=np.float64), np.asarray(self.params["y"], dtype=np.float64)
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "params": self.params, "n_samples": self.n_samples}
@@ -160,4 +174,4 @@ class CalibratedModel(ModelPlugin):
         return np.column_stack([1.0 - up, up])
 
     def predict_up_one(self, x: np.ndarray) -> float:
-        return float(self.calibrator.apply(np.array([self.base.predict_up_one(x)]))[0])
+        return self.calibrator.apply_one(self.base.predict_up_one(x))
