@@ -54,11 +54,8 @@ class Calibrator:
 
     def apply_one(self, p: float) -> float:
         """``apply`` on one probability (the per-bar path): the same ufuncs on a 0-d array, so the
-        same value to the bit, without building a 1-element array and converting the steps."""
-        p = np.float64(p)
-        if self.method == "sigmoid":
-            return float(1.0 / (1.0 + np.exp(self.params["a"] * p + self.params["b"])))
-        return float(np.interp(p, *self._steps))
+        same value to the bit."""
+        return float(self.apply(p))
 
     @cached_property
     def _steps(self) -> tuple[np.ndarray, np.ndarray]:
