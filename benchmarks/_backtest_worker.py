@@ -1,7 +1,13 @@
 """One backtest in its own process, so its peak RSS is its own: ``python -m benchmarks._backtest_worker SPEC``.
 
-``SPEC`` is a JSON file written by ``bench_backtest``: ``{"kind": "ml"|"bare", "workdir": ...,
+``SPEC`` is a JSON file written by ``bench_backtest``: ``{"kind": "ml"|"bare"|"bare_same", "workdir": ...,
 "mode": "bars"|"ticks", "out": ...}``. The result (timings, counts, peak RSS) is written to ``out``.
+
+Two bare-engine baselines, both nautilus with a no-op strategy subscribed to the traded bars (no lbml
+venue module, actor, recorder or order): ``bare`` replays the traded symbol's bars (or trade ticks)
+only; ``bare_same`` replays the very events the ML backtest replays (the traded and reference
+instruments' bars or ticks, the kline-flow, funding and depth custom data, in the same chunks, through
+the same ``replay_streams``), which is what "the bare engine on the same events" means.
 """
 
 import dataclasses
@@ -15,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lbml.data.frames import InstrumentData, MarketData
-from lbml.engine.backtest import instrument_for, run_backtest
+from lbml.engine.backtest import feed_streams, instrument_for, plan_feed, replay_streams, run_backtest
 from lbml.engine.convert import to_bars, to_trade_ticks
 from lbml.models.artifact import load_artifact
 from lbml.models.compiled import CompiledModel, accelerate
@@ -131,6 +137,32 @@ def run_bare(workdir: Path) -> dict:
     return {"run_seconds": run_seconds, "n_events": n_events, "n_bars": strategy.n_bars}
 
 
+def run_bare_same(workdir: Path, chunk: int) -> dict:
+    """nautilus' BacktestEngine on the ML backtest's own events (``plan_feed``/``feed_streams``),
+    MARGIN/NETTING venue with both instruments, no-op strategy on the traded bars."""
+    scenario = load_scenario(workdir / "scenario.toml")
+    market = read_market(workdir)
+    split = compute_split(market[scenario.data.symbol].bars.index, scenario)
+    pipeline = scenario_pipeline(scenario, market, load_registry())
+    feed = plan_feed(scenario, market, split, pipeline.inputs)
+    engine = new_backtest_engine(log_level="ERROR")
+    add_margin_venue(
+        engine,
+        venue=Venue(scenario.data.venue),
+        base_currency=feed.instrument.quote_currency,
+        starting_balance=scenario.venue.starting_balance,
+        leverage=scenario.strategy.max_leverage,
+        bar_execution=not feed.tick_mode,
+    )
+    for instrument in feed.instruments.values():
+        engine.add_instrument(instrument)
+    strategy = _NoOp(_NoOpConfig(bar_type=feed.bar_type))
+    engine.add_strategy(strategy)
+    replay = replay_streams(engine, feed_streams(feed, scenario, market, split), chunk)
+    engine.dispose()
+    return {"run_seconds": replay.run_seconds, "n_events": replay.n_events, "n_bars": strategy.n_bars}
+
+
 def peak_rss_mb() -> float:
     """Peak RSS of this process image. ``ru_maxrss`` would also count the parent's memory at
     ``exec`` time (Linux carries it over), so read the kernel's high-water mark of this image."""
@@ -147,6 +179,8 @@ def main(spec_path: str) -> None:
     workdir = Path(spec["workdir"])
     if spec["kind"] == "ml":
         result = run_ml(workdir, spec.get("compiled", True), spec.get("chunk", 250_000), spec.get("limit_bars"))
+    elif spec["kind"] == "bare_same":
+        result = run_bare_same(workdir, spec.get("chunk", 250_000))
     else:
         result = run_bare(workdir)
     result["peak_rss_mb"] = peak_rss_mb()

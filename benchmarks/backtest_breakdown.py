@@ -3,7 +3,8 @@
 Builds the backtest benchmark's bar market (``bench_backtest``: default scenario, embedded
 generator) with ``BARS`` test bars, runs the ML backtest once with every lbml component method on
 the per-bar path wrapped in an exclusive wall-clock timer, and prints each part's share of the
-replay and its microseconds per traded bar as JSON. "nautilus (rest)" is the replay minus every
+replay and its microseconds per traded bar as JSON, beside the bare engine's time per traded bar on
+the same events (``_backtest_worker.run_bare_same``). "nautilus (rest)" is the replay minus every
 wrapped part: the data engine, message-bus dispatch, the instruments' bar matching, portfolio,
 cache and event conversion. Each wrapped call adds about a microsecond, which inflates the parts
 called many times per bar; read shares, on a quiet machine. Not a ``bench_*`` module: it measures a
@@ -113,7 +114,7 @@ def breakdown(bars: int, train_bars: int, smoke: bool = False) -> dict:
     ``smoke``: the benchmark's small model (``benchmarks._scenarios.smoke_model``), for a few thousand bars."""
     from benchmarks import bench_backtest
     from benchmarks._scenarios import smoke_model
-    from benchmarks._backtest_worker import run_ml
+    from benchmarks._backtest_worker import run_bare_same, run_ml
     from lbml.engine import backtest as engine_backtest
     from lbml.scenario import load_scenario
 
@@ -123,7 +124,7 @@ def breakdown(bars: int, train_bars: int, smoke: bool = False) -> dict:
         base = load_scenario(bench_backtest.SCENARIO)
         bench_backtest._prepare_bars(smoke_model(base) if smoke else base, workdir, bars, train_bars)
         replay_ns = []
-        replay = engine_backtest._replay
+        replay = engine_backtest.replay_streams
 
         def timed_replay(*args, **kwargs):
             t0 = _clock()
@@ -132,19 +133,23 @@ def breakdown(bars: int, train_bars: int, smoke: bool = False) -> dict:
             finally:
                 replay_ns.append(_clock() - t0)
 
-        engine_backtest._replay = timed_replay
+        engine_backtest.replay_streams = timed_replay
         _instrument(timers)
         try:
             result = run_ml(workdir, True, 250_000, None)
         finally:
             timers.restore()
-            engine_backtest._replay = replay
+            engine_backtest.replay_streams = replay
+        bare = run_bare_same(workdir, 250_000)
     n, total = result["n_bars"], replay_ns[0]
     parts = dict(timers.total)
     parts["nautilus (rest): data engine, bus dispatch, bar matching, portfolio, conversion"] = total - sum(parts.values())
     return {
         "traded_bars": n, "round_trips": result["n_trades"], "replay_seconds": total / 1e9,
         "us_per_bar": total / n / 1e3,
+        # nautilus alone on the same events (no-op strategy): the part of "nautilus (rest)" any
+        # strategy pays; the rest of the replay is lbml's components and the engine work they cause.
+        "bare_engine_same_events_us_per_bar": bare["run_seconds"] / n * 1e6,
         "parts": {k: {"share": round(v / total, 4), "us_per_bar": round(v / n / 1e3, 2), "calls": timers.calls.get(k)}
                   for k, v in sorted(parts.items(), key=lambda kv: -kv[1])},
     }

@@ -3,6 +3,7 @@ not judged, in tests)."""
 
 import json
 import math
+import re
 
 import pytest
 
@@ -12,6 +13,7 @@ EXPECTED = {
     "backtest_bars_throughput", "backtest_ticks_throughput", "backtest_chunk_scaling", "backtest_peak_rss",
     "per_bar_latency_p50", "per_bar_latency_p99", "per_bar_compute_p50", "per_bar_compute_p99",
     "model_inference_p50", "model_inference_p99", "compiled_trees_max_abs_diff",
+    "backtest_bars_throughput_vs_traded_only", "backtest_ticks_throughput_vs_traded_only",
 }
 
 
@@ -34,6 +36,14 @@ def test_backtest_benchmark_smoke(tmp_path, capsys):
         if row["target"] is not None:
             assert isinstance(row["met"], bool)
     assert rows["backtest_ticks_throughput"]["note"].startswith("20,")  # ~20k trade ticks fed
+    for name in ("backtest_bars_throughput", "backtest_ticks_throughput"):
+        # The target's baseline replays exactly the ML run's engine events (reference symbol, custom data).
+        note = rows[name]["note"]
+        ml_events = re.search(r"\(([\d,]+) engine events", note).group(1)
+        baseline_events = re.search(r"on the same ([\d,]+) events", note).group(1)
+        assert ml_events == baseline_events, note
+        traded = int(note.split(" ", 1)[0].replace(",", ""))
+        assert int(ml_events.replace(",", "")) > traded  # more than the traded symbol's own events
     md = (tmp_path / "latest.md").read_text()
     assert "| backtest | backtest_bars_throughput |" in md
     assert "| backtest | backtest_bars_throughput |" in capsys.readouterr().out
@@ -101,6 +111,7 @@ def test_backtest_breakdown_accounts_for_the_whole_replay():
     got = breakdown(3_500, 2_500, smoke=True)
     parts = got["parts"]
     assert got["traded_bars"] > 0
+    assert math.isfinite(got["bare_engine_same_events_us_per_bar"]) and got["bare_engine_same_events_us_per_bar"] > 0
     assert sum(p["share"] for p in parts.values()) == pytest.approx(1.0, abs=1e-3)
     assert parts["features (pipeline.update)"]["calls"] >= got["traded_bars"]  # warm-up, then one per traded bar
     from lbml.engine import signal_actor

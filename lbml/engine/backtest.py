@@ -166,8 +166,8 @@ def run_backtest(
     venue = _build_venue(scenario, market, split, pipeline)
     components = _add_components(venue, scenario, pipeline, model, ev_margin=ev_margin, pricing=pricing,
                                  trade=trade, publisher=publisher, purge_every_bars=purge_every_bars)
-    streams = _data_streams(venue, scenario, market, split)
-    replay = _replay(venue.engine, streams, chunk_events, components.purger, progress)
+    streams = feed_streams(venue, scenario, market, split)
+    replay = replay_streams(venue.engine, streams, chunk_events, components.purger, progress)
     result = _collect_result(venue, components, replay, scenario, trade)
     venue.engine.dispose()
     check_invariants(result.record)
@@ -175,12 +175,10 @@ def run_backtest(
 
 
 @dataclass
-class _VenueSetup:
-    """The engine with its margin venue, venue modules and instruments, and what the data feeds it."""
+class BacktestFeed:
+    """What the engine is fed: the instruments, bar types and event streams a scenario's backtest
+    replays (``plan_feed``), independent of the venue's modules and the components that consume it."""
 
-    engine: BacktestEngine
-    venue: Venue
-    venue_mods: VenueModules
     instruments: dict
     instrument: Any  # the traded instrument
     symbols: list[str]
@@ -193,48 +191,63 @@ class _VenueSetup:
     sends_depth: bool
 
 
-def _build_venue(scenario: Scenario, market: MarketData, split: Split, pipeline: FeaturePipeline) -> _VenueSetup:
-    """1. The engine, its margin venue with the venue modules (costs, leverage), the instruments."""
+@dataclass
+class _VenueSetup(BacktestFeed):
+    """The engine with its margin venue, venue modules and instruments, and what the data feeds it."""
+
+    engine: BacktestEngine = None
+    venue: Venue = None
+    venue_mods: VenueModules = None
+
+
+def plan_feed(scenario: Scenario, market: MarketData, split: Split, inputs) -> BacktestFeed:
+    """The instruments and streams of a backtest whose feature pipeline reads ``inputs``."""
     cfg = scenario.data
     traded = market[cfg.symbol]
     tick_mode = traded.has_ticks
-    needs_reference = FeatureInput.REFERENCE in pipeline.inputs and cfg.reference_symbol in market
+    needs_reference = FeatureInput.REFERENCE in inputs and cfg.reference_symbol in market
     symbols = [cfg.reference_symbol] if needs_reference else []
     symbols.append(cfg.symbol)
-
     instruments = {s: instrument_for(market[s], cfg.venue, scenario, split.test_start) for s in symbols}
     instrument = instruments[cfg.symbol]
-    venue = Venue(cfg.venue)
+    minutes = market.bar_minutes
+    return BacktestFeed(
+        instruments=instruments,
+        instrument=instrument,
+        symbols=symbols,
+        minutes=minutes,
+        tick_mode=tick_mode,
+        bar_type=bar_type_for(instrument.id, minutes, internal=tick_mode),
+        ref_bar_type=(
+            bar_type_for(instruments[cfg.reference_symbol].id, minutes, internal=tick_mode)
+            if needs_reference
+            else None
+        ),
+        sends_funding=FeatureInput.FUNDING in inputs and cfg.symbol in market.funding,
+        sends_bar_flow=not tick_mode and "taker_buy_volume" in traded.bars,
+        sends_depth=FeatureInput.DEPTH in inputs and traded.depth is not None,
+    )
 
+
+def _build_venue(scenario: Scenario, market: MarketData, split: Split, pipeline: FeaturePipeline) -> _VenueSetup:
+    """1. The engine, its margin venue with the venue modules (costs, leverage), the instruments."""
+    feed = plan_feed(scenario, market, split, pipeline.inputs)
     engine = new_backtest_engine("LBML-001", log_level="ERROR")
+    venue = Venue(scenario.data.venue)
     venue_mods = venue_modules(scenario, market, split)
     add_margin_venue(
         engine,
         venue=venue,
-        base_currency=instrument.quote_currency,
+        base_currency=feed.instrument.quote_currency,
         starting_balance=scenario.venue.starting_balance,
         leverage=scenario.strategy.max_leverage,
         latency_ns=ms_to_ns(scenario.costs.latency_ms),
         modules=venue_mods.modules,
-        bar_execution=not tick_mode,
+        bar_execution=not feed.tick_mode,
     )
-    for inst in instruments.values():
+    for inst in feed.instruments.values():
         engine.add_instrument(inst)
-
-    minutes = market.bar_minutes
-    bar_type = bar_type_for(instrument.id, minutes, internal=tick_mode)
-    ref_bar_type = (
-        bar_type_for(instruments[cfg.reference_symbol].id, minutes, internal=tick_mode)
-        if needs_reference
-        else None
-    )
-    return _VenueSetup(
-        engine=engine, venue=venue, venue_mods=venue_mods, instruments=instruments, instrument=instrument,
-        symbols=symbols, minutes=minutes, tick_mode=tick_mode, bar_type=bar_type, ref_bar_type=ref_bar_type,
-        sends_funding=FeatureInput.FUNDING in pipeline.inputs and cfg.symbol in market.funding,
-        sends_bar_flow=not tick_mode and "taker_buy_volume" in traded.bars,
-        sends_depth=FeatureInput.DEPTH in pipeline.inputs and traded.depth is not None,
-    )
+    return _VenueSetup(**vars(feed), engine=engine, venue=venue, venue_mods=venue_mods)
 
 
 @dataclass
@@ -294,7 +307,7 @@ def _add_components(v: _VenueSetup, scenario: Scenario, pipeline: FeaturePipelin
     return _Components(actor, recorder, strategy, purger, predictions)
 
 
-def _data_streams(v: _VenueSetup, scenario: Scenario, market: MarketData, split: Split) -> list["_Stream"]:
+def feed_streams(v: BacktestFeed, scenario: Scenario, market: MarketData, split: Split) -> list["_Stream"]:
     """3. The backtest window's events: trades/quotes or bars, plus funding, kline flow and depth."""
     symbol = scenario.data.symbol
     traded = market[symbol]
@@ -315,8 +328,8 @@ class _Replay:
     run_seconds: float
 
 
-def _replay(engine: BacktestEngine, streams: list["_Stream"], chunk_events: int, purger: CachePurger | None,
-            progress: bool) -> _Replay:
+def replay_streams(engine: BacktestEngine, streams: list["_Stream"], chunk_events: int,
+                   purger: CachePurger | None = None, progress: bool = False) -> _Replay:
     """4. Stream the events through the engine in chunks (linear cost), purging the cache between them."""
     n_events = sum(len(s.index) for s in streams)
     boundaries = _chunk_boundaries(streams, chunk_events)
