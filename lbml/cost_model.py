@@ -39,11 +39,16 @@ class RoundTripCost:
 
     @property
     def total(self) -> float:
-        return self.fees + self.slippage + self.financing + self.gas
+        return total_of(self.fees, self.slippage, self.financing, self.gas)
 
     def as_dict(self) -> dict[str, float]:
         return {"fees": self.fees, "slippage": self.slippage, "financing": self.financing, "gas": self.gas,
                 "total": self.total}
+
+
+def total_of(fees: float, slippage: float, financing: float, gas: float) -> float:
+    """A round trip's total from its parts (``RoundTripCost.total``; the EV rule sums unboxed parts)."""
+    return fees + slippage + financing + gas
 
 
 @dataclass(frozen=True)
@@ -92,13 +97,15 @@ class CostModel:
         self, side: int, exposure: float, hold_minutes: float, *, notional: float = math.inf, sigma_1m: float = 0.0
     ) -> RoundTripCost:
         """Expected cost of opening and closing one position (``side`` +1 long, −1 short)."""
+        return RoundTripCost(*self.round_trip_parts(side, exposure, hold_minutes, notional, sigma_1m))
+
+    def round_trip_parts(
+        self, side: int, exposure: float, hold_minutes: float, notional: float = math.inf, sigma_1m: float = 0.0
+    ) -> tuple[float, float, float, float]:
+        """``round_trip``'s (fees, slippage, financing, gas) as a tuple: the EV rule prices every bar's
+        candidate sizes with it and builds a ``RoundTripCost`` only for the trade it takes."""
         gas = 2.0 * self.gas_per_tx / notional if notional > 0.0 and math.isfinite(notional) else 0.0
-        return RoundTripCost(
-            fees=2.0 * self.taker_fee,
-            slippage=2.0 * self.slippage_per_leg(sigma_1m),
-            financing=self.financing(side, exposure, hold_minutes),
-            gas=gas,
-        )
+        return 2.0 * self.taker_fee, 2.0 * self.slippage_per_leg(sigma_1m), self.financing(side, exposure, hold_minutes), gas
 
 
 def cost_model_for(scenario, funding_per_settlement: float = 0.0, funding_interval_minutes: float = 480.0) -> CostModel:

@@ -22,7 +22,7 @@ A side is traded when ``p_side ≥ break_even + ev_margin`` with
 import math
 from dataclasses import dataclass, field
 
-from lbml.cost_model import CostModel, RoundTripCost
+from lbml.cost_model import CostModel, RoundTripCost, total_of
 
 
 @dataclass(frozen=True)
@@ -144,25 +144,26 @@ def _decide_side(side: int, p: float, params: KellyParams, equity: float,
     every bar: no ``Decision`` is built for a side that is not taken)."""
     win, loss, hold = params.payoff.side(side)
     cap = params.cap(side)
+    costs = params.costs
 
-    def priced(exposure: float) -> tuple[RoundTripCost, float, float, float]:
-        cost = params.costs.round_trip(side, exposure, hold, notional=exposure * equity, sigma_1m=sigma_1m)
-        c = cost.total
-        return cost, break_even_probability(win, loss, c), p * (win - c) - (1.0 - p) * (loss + c), \
+    def priced(exposure: float) -> tuple[tuple[float, float, float, float], float, float, float]:
+        parts = costs.round_trip_parts(side, exposure, hold, exposure * equity, sigma_1m)
+        c = total_of(*parts)
+        return parts, break_even_probability(win, loss, c), p * (win - c) - (1.0 - p) * (loss + c), \
             kelly_fraction(p, win - c, loss + c)
 
     # Price at the cap first (the most a trade can borrow), then at the size actually taken.
-    cost, be, ev, f_star = priced(cap)
+    _, be, ev, f_star = priced(cap)
     none = be, ev  # a side that does not trade reports its figures at the cap
     if p < be + params.ev_margin or ev <= 0.0 or f_star <= 0.0:
         return none
     exposure = min(params.kelly_fraction * f_star, cap)
     if exposure * equity < params.min_notional:
         return none
-    cost, be, ev, f_star = priced(exposure)
+    parts, be, ev, f_star = priced(exposure)
     if p < be + params.ev_margin or ev <= 0.0:
         return none
-    return Decision(side * exposure, p, be, ev, f_star, cost)
+    return Decision(side * exposure, p, be, ev, f_star, RoundTripCost(*parts))
 
 
 def target_exposure(p_up: float, params: KellyParams, *, equity: float = math.inf) -> float:

@@ -57,6 +57,9 @@ class NextOpenFillModule(VenueModule):
         self._open: list[float] = bars["open"].to_numpy(dtype=np.float64).tolist()
         self._volume: list[float] = bars["volume"].to_numpy(dtype=np.float64).tolist()
         self._opened = -1  # index of the last bar whose open was applied
+        # (start, close] of that bar: events inside it (most of them: the traded bar itself, the
+        # reference bar, the predictions) return before the lookup.
+        self._opened_span = (0, -1)
         self._before: list = []  # modules that see a market event before this one
         self.n_bars = 0
         self.n_early = 0  # opens applied on another event than the traded bar itself
@@ -78,6 +81,9 @@ class NextOpenFillModule(VenueModule):
             self._open_bar_at(data.ts_init, own=False)
 
     def _open_bar_at(self, ts: int, own: bool) -> None:
+        start, close = self._opened_span
+        if start < ts <= close:
+            return  # inside the bar opened last: the lookup below would find it and return
         close_ns = self._close_ns
         i = bisect_left(close_ns, ts)  # the first bar closing at or after ts
         if i == self._opened or i >= len(close_ns) or close_ns[i] - self._bar_ns >= ts:
@@ -96,6 +102,8 @@ class NextOpenFillModule(VenueModule):
         # Match resting and due orders against the open and run the venue: for the traded bar before
         # its high, low and close; otherwise right before the engine would run it after this event.
         self._opened = i
+        # Within both the bar's length and the previous close, any ts gives this same i above.
+        self._opened_span = (max(close_ns[i] - self._bar_ns, close_ns[i - 1] if i else -1), close_ns[i])
         if self.fill_at_trade(self._instrument_id, price, size, trade_id, ts):
             self.n_bars += 1
             self.n_early += not own
@@ -108,5 +116,6 @@ class NextOpenFillModule(VenueModule):
 
     def reset(self) -> None:
         self._opened = -1
+        self._opened_span = (0, -1)
         self.n_bars = 0
         self.n_early = 0
