@@ -27,7 +27,11 @@ from lbml.models.artifact import load_artifact
 from lbml.models.compiled import CompiledModel, accelerate
 from lbml.research.training import scenario_pipeline
 from lbml.nautilus.backtest import add_margin_venue, new_backtest_engine
-from lbml.nautilus.model import Bar, BarType, Venue, bar_type_for
+from lbml.engine.purge import CachePurger, CachePurgerConfig
+from lbml.nautilus.clock import ms_to_ns
+from lbml.nautilus.model import (
+    Bar, BarType, InstrumentId, OrderSide, Price, Quantity, TimeInForce, Venue, bar_type_for, order_type_to_str,
+)
 from lbml.nautilus.trading import Strategy, StrategyConfig
 from lbml.plugins import load_registry
 from lbml.scenario import load_scenario
@@ -47,7 +51,9 @@ def read_market(workdir: Path) -> MarketData:
     return MarketData(instruments=instruments, funding=funding, bar_minutes=1)
 
 
-def run_ml(workdir: Path, compiled: bool, chunk: int, limit_bars: int | None) -> dict:
+def run_ml(workdir: Path, compiled: bool, chunk: int, limit_bars: int | None, orders_out: Path | None = None) -> dict:
+    if orders_out is not None:
+        commands = _record_commands()
     scenario = load_scenario(workdir / "scenario.toml")
     market = read_market(workdir)
     registry = load_registry()
@@ -66,6 +72,8 @@ def run_ml(workdir: Path, compiled: bool, chunk: int, limit_bars: int | None) ->
         scenario, market, prepared.split, pipeline, model,
         chunk_events=chunk, compiled_inference=compiled,
     )
+    if orders_out is not None:
+        orders_out.write_text(json.dumps(commands))
     lat = np.asarray(result.latencies_ns, dtype=np.float64) / 1e3
     return {
         "run_seconds": result.run_seconds,
@@ -80,6 +88,41 @@ def run_ml(workdir: Path, compiled: bool, chunk: int, limit_bars: int | None) ->
         "latency_us_p99": float(np.percentile(lat, 99)) if len(lat) else None,
         "compiled_trees": isinstance(getattr(model, "base", model), CompiledModel),  # calibration wraps the trees
     }
+
+
+def _record_commands() -> list:
+    """Record every order command the lbml strategy sends (time, kind, what it sends), for
+    ``run_bare_orders``: wraps the strategy base's calls into nautilus for this process only."""
+    from strategies.leveraged_base import LeveragedPositionStrategy as Base
+
+    commands: list = []
+
+    def order_fields(order) -> dict:
+        return {
+            "id": order.client_order_id.value, "type": order_type_to_str(order.order_type),
+            "side": "BUY" if order.side == OrderSide.BUY else "SELL", "quantity": str(order.quantity),
+            "trigger": str(order.trigger_price) if getattr(order, "trigger_price", None) is not None else None,
+            "price": str(order.price) if getattr(order, "price", None) is not None else None,
+            "reduce_only": order.is_reduce_only,
+        }
+
+    def wrap(name: str, record) -> None:
+        original = getattr(Base, name)
+
+        def wrapper(self, *args, **kwargs):
+            commands.append([self.clock.timestamp_ns(), name, record(*args, **kwargs)])
+            return original(self, *args, **kwargs)
+
+        setattr(Base, name, wrapper)
+
+    wrap("submit_order", lambda order, *a, **k: order_fields(order))
+    wrap("submit_order_list", lambda orders, *a, **k: [order_fields(o) for o in orders.orders])
+    wrap("cancel_all_orders", lambda *a, **k: None)
+    wrap("cancel_order", lambda order, *a, **k: order.client_order_id.value)
+    wrap("modify_order", lambda order, quantity=None, price=None, trigger_price=None, *a, **k: {
+        "id": order.client_order_id.value, "quantity": None if quantity is None else str(quantity),
+        "trigger": None if trigger_price is None else str(trigger_price)})
+    return commands
 
 
 class _NoOpConfig(StrategyConfig, frozen=True):
@@ -163,6 +206,109 @@ def run_bare_same(workdir: Path, chunk: int) -> dict:
     return {"run_seconds": replay.run_seconds, "n_events": replay.n_events, "n_bars": strategy.n_bars}
 
 
+_SIDES = {"BUY": OrderSide.BUY, "SELL": OrderSide.SELL}
+
+
+class _ReplayConfig(StrategyConfig, frozen=True):
+    bar_type: BarType
+    instrument_id: InstrumentId
+
+
+class _ReplayOrders(Strategy):
+    """Sends, at each traded bar, the order commands the lbml strategy sent at that time (recorded by
+    ``_record_commands``): the same brackets, closes, liquidation stops, modifies and cancels, built
+    with the engine's own order factory, and nothing else."""
+
+    def __init__(self, config: _ReplayConfig, commands: list) -> None:
+        super().__init__(config)
+        self.by_ts: dict[int, list] = {}
+        for ts, name, payload in commands:
+            self.by_ts.setdefault(ts, []).append((name, payload))
+        self.orders: dict = {}  # recorded client order id -> this run's order
+        self.n_bars = 0
+        self.n_commands = 0
+        self.n_fills = 0
+
+    def on_start(self) -> None:
+        self.subscribe_bars(self.config.bar_type)
+
+    def on_order_filled(self, event) -> None:
+        self.n_fills += 1
+
+    def on_bar(self, bar: Bar) -> None:
+        self.n_bars += 1
+        for name, payload in self.by_ts.pop(bar.ts_init, ()):
+            self.n_commands += 1
+            if name == "submit_order":
+                self.submit_order(self._order(payload))
+            elif name == "submit_order_list":
+                entry, stop, take = payload
+                bracket = self.order_factory.bracket(
+                    instrument_id=self.config.instrument_id, order_side=_SIDES[entry["side"]],
+                    quantity=Quantity.from_str(entry["quantity"]), sl_trigger_price=Price.from_str(stop["trigger"]),
+                    tp_price=Price.from_str(take["price"]), time_in_force=TimeInForce.GTC,
+                )
+                for recorded, order in zip(payload, bracket.orders):
+                    self.orders[recorded["id"]] = order
+                self.submit_order_list(bracket)
+            elif name == "cancel_all_orders":
+                self.cancel_all_orders(self.config.instrument_id)
+            else:
+                order = self.orders.get(payload if name == "cancel_order" else payload["id"])
+                if order is None or not order.is_open:
+                    continue
+                if name == "cancel_order":
+                    self.cancel_order(order)
+                else:
+                    self.modify_order(
+                        order,
+                        quantity=None if payload["quantity"] is None else Quantity.from_str(payload["quantity"]),
+                        trigger_price=None if payload["trigger"] is None else Price.from_str(payload["trigger"]),
+                    )
+
+    def _order(self, fields: dict):
+        kwargs = dict(instrument_id=self.config.instrument_id, order_side=_SIDES[fields["side"]],
+                      quantity=Quantity.from_str(fields["quantity"]), reduce_only=fields["reduce_only"],
+                      time_in_force=TimeInForce.GTC)
+        if fields["type"] == "STOP_MARKET":
+            order = self.order_factory.stop_market(trigger_price=Price.from_str(fields["trigger"]), **kwargs)
+        else:
+            order = self.order_factory.market(**kwargs)
+        self.orders[fields["id"]] = order
+        return order
+
+
+def run_bare_orders(workdir: Path, chunk: int, commands_path: Path) -> dict:
+    """``run_bare_same`` with the lbml run's order commands replayed by a bare strategy
+    (``_ReplayOrders``): what nautilus alone spends on the same events and the same orders."""
+    scenario = load_scenario(workdir / "scenario.toml")
+    market = read_market(workdir)
+    split = compute_split(market[scenario.data.symbol].bars.index, scenario)
+    pipeline = scenario_pipeline(scenario, market, load_registry())
+    feed = plan_feed(scenario, market, split, pipeline.inputs)
+    engine = new_backtest_engine(log_level="ERROR")
+    add_margin_venue(
+        engine,
+        venue=Venue(scenario.data.venue),
+        base_currency=feed.instrument.quote_currency,
+        starting_balance=scenario.venue.starting_balance,
+        leverage=scenario.strategy.max_leverage,
+        latency_ns=ms_to_ns(scenario.costs.latency_ms),
+        bar_execution=not feed.tick_mode,
+    )
+    for instrument in feed.instruments.values():
+        engine.add_instrument(instrument)
+    commands = json.loads(commands_path.read_text())
+    strategy = _ReplayOrders(_ReplayConfig(bar_type=feed.bar_type, instrument_id=feed.instrument.id), commands)
+    engine.add_strategy(strategy)
+    purger = CachePurger(CachePurgerConfig(component_id="CachePurger", bar_type=feed.bar_type))
+    engine.add_actor(purger)  # as in the lbml run: without it the cost per fill grows with the run
+    replay = replay_streams(engine, feed_streams(feed, scenario, market, split), chunk, purger)
+    engine.dispose()
+    return {"run_seconds": replay.run_seconds, "n_events": replay.n_events, "n_bars": strategy.n_bars,
+            "n_commands": strategy.n_commands, "n_recorded": len(commands), "n_fills": strategy.n_fills}
+
+
 def peak_rss_mb() -> float:
     """Peak RSS of this process image. ``ru_maxrss`` would also count the parent's memory at
     ``exec`` time (Linux carries it over), so read the kernel's high-water mark of this image."""
@@ -178,7 +324,10 @@ def main(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
     workdir = Path(spec["workdir"])
     if spec["kind"] == "ml":
-        result = run_ml(workdir, spec.get("compiled", True), spec.get("chunk", 250_000), spec.get("limit_bars"))
+        orders_out = Path(spec["orders_out"]) if spec.get("orders_out") else None
+        result = run_ml(workdir, spec.get("compiled", True), spec.get("chunk", 250_000), spec.get("limit_bars"), orders_out)
+    elif spec["kind"] == "bare_orders":
+        result = run_bare_orders(workdir, spec.get("chunk", 250_000), Path(spec["orders"]))
     elif spec["kind"] == "bare_same":
         result = run_bare_same(workdir, spec.get("chunk", 250_000))
     else:

@@ -99,7 +99,11 @@ def run(size: str) -> list[dict]:
         _say("bare engine, bars (the ML backtest's events)")
         same_bars = _worker(tmp, {"kind": "bare_same", "workdir": str(bars_dir), "chunk": cfg["chunk"]})
         _say("lbml ML scenario, bars (compiled trees)")
-        ml_bars = _worker(tmp, {"kind": "ml", "workdir": str(bars_dir), "chunk": cfg["chunk"]})
+        orders = tmp / "orders.json"
+        ml_bars = _worker(tmp, {"kind": "ml", "workdir": str(bars_dir), "chunk": cfg["chunk"], "orders_out": str(orders)})
+        _say("bare engine, bars, replaying the ML run's order commands")
+        floor_bars = _worker(tmp, {"kind": "bare_orders", "workdir": str(bars_dir), "chunk": cfg["chunk"],
+                                   "orders": str(orders)})
         _say(f"lbml ML scenario, first {cfg['native_latency_bars']:,} bars with XGBoost's own predictor")
         ml_native = _worker(
             tmp,
@@ -112,7 +116,8 @@ def run(size: str) -> list[dict]:
         _say("lbml ML scenario, ticks")
         ml_ticks = _worker(tmp, {"kind": "ml", "workdir": str(ticks_dir)})
 
-    return _rows(cfg, n_ticks, inference, (same_bars, bare_bars), ml_bars, ml_native, (same_ticks, bare_ticks), ml_ticks)
+    return _rows(cfg, n_ticks, inference, (same_bars, bare_bars, floor_bars), ml_bars, ml_native,
+                 (same_ticks, bare_ticks), ml_ticks)
 
 
 # -- data ------------------------------------------------------------------------------------------
@@ -290,7 +295,7 @@ def _rows(cfg, n_ticks, inference, bars_baselines, ml_bars, ml_native, ticks_bas
     # Throughput counts the traded symbol's bars (ticks) on every side. The baseline of the target is
     # the bare engine on the ML run's own events (the reference symbol, kline flow and funding too);
     # the older one, on the traded symbol's events only, is reported beside it.
-    same_bars, bare_bars = bars_baselines
+    same_bars, bare_bars, floor_bars = bars_baselines
     traded_bars = bare_bars["n_events"]
     ml_bps = traded_bars / ml_bars["run_seconds"]
     same_bps = traded_bars / same_bars["run_seconds"]
@@ -302,6 +307,16 @@ def _rows(cfg, n_ticks, inference, bars_baselines, ml_bars, ml_native, ticks_bas
         f"and custom data); {ml_bars['n_predictions']:,} predictions, "
         f"{ml_bars['n_fills']:,} fills, {ml_bars['n_trades']:,} round trips; compiled trees: "
         f"{ml_bars['compiled_trees']}; baseline: no-op strategy on the same {same_bars['n_events']:,} events",
+    ))
+    floor_bps = traded_bars / floor_bars["run_seconds"]
+    rows.append(_row(
+        "backtest_bars_engine_floor_with_orders", floor_bps, "bars/s", same_bps, floor_bps / same_bps, None, None,
+        f"nautilus alone on the same events sending the ML run's {floor_bars['n_commands']:,} order commands "
+        f"(brackets, closes, liquidation stops, modifies, cancels; recorded in that run, replayed at the same "
+        f"bars by a bare strategy; {floor_bars['n_fills']:,} fills against the ML run's "
+        f"{ml_bars['n_fills']:,}, no lbml venue module): the most any strategy trading like this can reach "
+        f"on this engine; lbml's own share of the ML run: "
+        f"{1.0 - floor_bars['run_seconds'] / ml_bars['run_seconds']:.0%}",
     ))
     rows.append(_row(
         "backtest_bars_throughput_vs_traded_only", ml_bps, "bars/s", bare_bps, ml_bps / bare_bps, None, None,

@@ -14,6 +14,7 @@ EXPECTED = {
     "per_bar_latency_p50", "per_bar_latency_p99", "per_bar_compute_p50", "per_bar_compute_p99",
     "model_inference_p50", "model_inference_p99", "compiled_trees_max_abs_diff",
     "backtest_bars_throughput_vs_traded_only", "backtest_ticks_throughput_vs_traded_only",
+    "backtest_bars_engine_floor_with_orders",
 }
 
 
@@ -44,6 +45,11 @@ def test_backtest_benchmark_smoke(tmp_path, capsys):
         assert ml_events == baseline_events, note
         traded = int(note.split(" ", 1)[0].replace(",", ""))
         assert int(ml_events.replace(",", "")) > traded  # more than the traded symbol's own events
+    # The engine floor replays every order command the ML run sent, and they make fills there too.
+    floor = rows["backtest_bars_engine_floor_with_orders"]["note"]
+    sent = int(re.search(r"sending the ML run's ([\d,]+) order commands", floor).group(1).replace(",", ""))
+    fills = int(re.search(r"; ([\d,]+) fills against", floor).group(1).replace(",", ""))
+    assert sent > 0 and fills > 0, floor
     md = (tmp_path / "latest.md").read_text()
     assert "| backtest | backtest_bars_throughput |" in md
     assert "| backtest | backtest_bars_throughput |" in capsys.readouterr().out
