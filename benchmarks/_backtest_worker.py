@@ -228,6 +228,7 @@ class _ReplayOrders(Strategy):
         self.n_bars = 0
         self.n_commands = 0
         self.n_fills = 0
+        self.command_bar_ns: list[int] = []  # time spent sending each bar's commands (bars with any)
 
     def on_start(self) -> None:
         self.subscribe_bars(self.config.bar_type)
@@ -237,7 +238,14 @@ class _ReplayOrders(Strategy):
 
     def on_bar(self, bar: Bar) -> None:
         self.n_bars += 1
-        for name, payload in self.by_ts.pop(bar.ts_init, ()):
+        commands = self.by_ts.pop(bar.ts_init, None)
+        if commands:
+            started = time.perf_counter_ns()
+            self._send(commands)
+            self.command_bar_ns.append(time.perf_counter_ns() - started)
+
+    def _send(self, commands: list) -> None:
+        for name, payload in commands:
             self.n_commands += 1
             if name == "submit_order":
                 self.submit_order(self._order(payload))
@@ -306,7 +314,15 @@ def run_bare_orders(workdir: Path, chunk: int, commands_path: Path) -> dict:
     replay = replay_streams(engine, feed_streams(feed, scenario, market, split), chunk, purger)
     engine.dispose()
     return {"run_seconds": replay.run_seconds, "n_events": replay.n_events, "n_bars": strategy.n_bars,
-            "n_commands": strategy.n_commands, "n_recorded": len(commands), "n_fills": strategy.n_fills}
+            "n_commands": strategy.n_commands, "n_recorded": len(commands), "n_fills": strategy.n_fills,
+            "command_bars": len(strategy.command_bar_ns),
+            "command_us_p50": float(np.percentile(strategy.command_bar_ns, 50)) / 1e3 if strategy.command_bar_ns else None,
+            "command_us_p99": float(np.percentile(strategy.command_bar_ns, 99)) / 1e3 if strategy.command_bar_ns else None,
+            # The per-bar p99 over every bar of this run (bars without commands spend 0 sending them):
+            # what nautilus alone adds to lbml's in-engine per-bar p99.
+            "per_bar_command_us_p99": float(np.percentile(
+                np.concatenate([strategy.command_bar_ns, np.zeros(max(0, strategy.n_bars - len(strategy.command_bar_ns)))]),
+                99)) / 1e3}
 
 
 def peak_rss_mb() -> float:

@@ -355,6 +355,14 @@ def _rows(cfg, n_ticks, inference, bars_baselines, ml_bars, ml_native, ticks_bas
         "whole worker process (data, model, engine) of the bars run; baseline: bare-engine process",
     ))
     floor_us = 1e6 / same_bps
+    rows.append(_row(
+        "per_bar_engine_order_sending_p99", floor_bars["per_bar_command_us_p99"], "µs", None, None, None, None,
+        f"nautilus alone (the engine-floor run above): time its strategy spends sending the ML run's order "
+        f"commands per bar, p99 over all {floor_bars['n_bars']:,} bars (0 on the "
+        f"{floor_bars['n_bars'] - floor_bars['command_bars']:,} without commands; on the "
+        f"{floor_bars['command_bars']:,} with: p50 {floor_bars['command_us_p50']:.0f}, p99 "
+        f"{floor_bars['command_us_p99']:.0f} µs): the engine's own share of the in-engine p99 below",
+    ))
     for q in ("p50", "p99"):
         value = ml_bars[f"latency_us_{q}"]
         native = ml_native[f"latency_us_{q}"]

@@ -14,7 +14,7 @@ EXPECTED = {
     "per_bar_latency_p50", "per_bar_latency_p99", "per_bar_compute_p50", "per_bar_compute_p99",
     "model_inference_p50", "model_inference_p99", "compiled_trees_max_abs_diff",
     "backtest_bars_throughput_vs_traded_only", "backtest_ticks_throughput_vs_traded_only",
-    "backtest_bars_engine_floor_with_orders",
+    "backtest_bars_engine_floor_with_orders", "per_bar_engine_order_sending_p99",
 }
 
 
