@@ -21,6 +21,7 @@ from ``OrderPendingCancel`` to ``OrderCanceled`` or ``OrderCancelRejected``.
 """
 
 from lbml.nautilus.clock import component_now_ns
+from lbml.nautilus.compat import purge_order_lists
 from lbml.nautilus.model import (
     Bar,
     BarType,
@@ -95,6 +96,7 @@ def purge_when_flat(cache, ts_now: int) -> bool:
     if not cache.orders_closed_count() and not cache.positions_closed_count():
         return False
     cache.purge_closed_orders(ts_now, 0)
+    purge_order_lists(cache)  # nautilus 1.221 keeps a purged order's list (and so the order) forever
     cache.purge_closed_positions(ts_now, 0)
     cache.purge_account_events(ts_now, 0)  # one AccountState per fill otherwise piles up
     return True
