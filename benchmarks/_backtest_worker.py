@@ -10,6 +10,7 @@ instruments' bars or ticks, the kline-flow, funding and depth custom data, in th
 the same ``replay_streams``), which is what "the bare engine on the same events" means.
 """
 
+import contextlib
 import dataclasses
 import json
 import resource
@@ -52,8 +53,13 @@ def read_market(workdir: Path) -> MarketData:
 
 
 def run_ml(workdir: Path, compiled: bool, chunk: int, limit_bars: int | None, orders_out: Path | None = None) -> dict:
-    if orders_out is not None:
-        commands = _record_commands()
+    with open(orders_out, "w") if orders_out is not None else contextlib.nullcontext() as out:
+        if out is not None:
+            _record_commands(out)
+        return _run_ml(workdir, compiled, chunk, limit_bars)
+
+
+def _run_ml(workdir: Path, compiled: bool, chunk: int, limit_bars: int | None) -> dict:
     scenario = load_scenario(workdir / "scenario.toml")
     market = read_market(workdir)
     registry = load_registry()
@@ -72,8 +78,6 @@ def run_ml(workdir: Path, compiled: bool, chunk: int, limit_bars: int | None, or
         scenario, market, prepared.split, pipeline, model,
         chunk_events=chunk, compiled_inference=compiled,
     )
-    if orders_out is not None:
-        orders_out.write_text(json.dumps(commands))
     lat = np.asarray(result.latencies_ns, dtype=np.float64) / 1e3
     return {
         "run_seconds": result.run_seconds,
@@ -90,12 +94,11 @@ def run_ml(workdir: Path, compiled: bool, chunk: int, limit_bars: int | None, or
     }
 
 
-def _record_commands() -> list:
-    """Record every order command the lbml strategy sends (time, kind, what it sends), for
-    ``run_bare_orders``: wraps the strategy base's calls into nautilus for this process only."""
+def _record_commands(out):
+    """Write every order command the lbml strategy sends to ``out`` as JSON lines (time, kind, what
+    it sends), for ``run_bare_orders``: wraps the strategy base's calls into nautilus for this
+    process only. Lines go out as they come, so the record holds no memory in the run."""
     from strategies.leveraged_base import LeveragedPositionStrategy as Base
-
-    commands: list = []
 
     def order_fields(order) -> dict:
         return {
@@ -110,7 +113,7 @@ def _record_commands() -> list:
         original = getattr(Base, name)
 
         def wrapper(self, *args, **kwargs):
-            commands.append([self.clock.timestamp_ns(), name, record(*args, **kwargs)])
+            out.write(json.dumps([self.clock.timestamp_ns(), name, record(*args, **kwargs)]) + "\n")
             return original(self, *args, **kwargs)
 
         setattr(Base, name, wrapper)
@@ -122,7 +125,6 @@ def _record_commands() -> list:
     wrap("modify_order", lambda order, quantity=None, price=None, trigger_price=None, *a, **k: {
         "id": order.client_order_id.value, "quantity": None if quantity is None else str(quantity),
         "trigger": None if trigger_price is None else str(trigger_price)})
-    return commands
 
 
 class _NoOpConfig(StrategyConfig, frozen=True):
@@ -306,7 +308,7 @@ def run_bare_orders(workdir: Path, chunk: int, commands_path: Path) -> dict:
     )
     for instrument in feed.instruments.values():
         engine.add_instrument(instrument)
-    commands = json.loads(commands_path.read_text())
+    commands = [json.loads(line) for line in commands_path.read_text().splitlines()]
     strategy = _ReplayOrders(_ReplayConfig(bar_type=feed.bar_type, instrument_id=feed.instrument.id), commands)
     engine.add_strategy(strategy)
     purger = CachePurger(CachePurgerConfig(component_id="CachePurger", bar_type=feed.bar_type))

@@ -99,8 +99,10 @@ def run(size: str) -> list[dict]:
         _say("bare engine, bars (the ML backtest's events)")
         same_bars = _worker(tmp, {"kind": "bare_same", "workdir": str(bars_dir), "chunk": cfg["chunk"]})
         _say("lbml ML scenario, bars (compiled trees)")
-        orders = tmp / "orders.json"
-        ml_bars = _worker(tmp, {"kind": "ml", "workdir": str(bars_dir), "chunk": cfg["chunk"], "orders_out": str(orders)})
+        ml_bars = _worker(tmp, {"kind": "ml", "workdir": str(bars_dir), "chunk": cfg["chunk"]})
+        _say("lbml ML scenario, bars, again, recording its order commands (not timed)")
+        orders = tmp / "orders.jsonl"
+        _worker(tmp, {"kind": "ml", "workdir": str(bars_dir), "chunk": cfg["chunk"], "orders_out": str(orders)})
         _say("bare engine, bars, replaying the ML run's order commands")
         floor_bars = _worker(tmp, {"kind": "bare_orders", "workdir": str(bars_dir), "chunk": cfg["chunk"],
                                    "orders": str(orders)})
