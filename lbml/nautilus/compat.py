@@ -23,8 +23,8 @@ def purge_order_lists(cache) -> int:
     nautilus 1.221's ``Cache.purge_order`` leaves the order's ``OrderList`` in the cache's order-list
     index, and no method removes one: every bracket ever submitted stays in memory with its three
     orders and all their events. On the default scenario that was about half of the ~1 KB a backtest
-    bar added to the process (a round trip every ~20 bars): ~500 MB over a year of 1-minute bars,
-    and a paper session grows the same way. The index
+    bar added to the process (a round trip every ~20 bars): ~500 MB over a year of 1-minute bars.
+    The index
     is a private ``cdef dict``, reached here through the garbage collector's view of the cache (the
     only dict there whose values are ``OrderList``s). Call it after ``purge_closed_orders``.
     """
