@@ -182,9 +182,10 @@ def run_bare(workdir: Path) -> dict:
     return {"run_seconds": run_seconds, "n_events": n_events, "n_bars": strategy.n_bars}
 
 
-def run_bare_same(workdir: Path, chunk: int) -> dict:
-    """nautilus' BacktestEngine on the ML backtest's own events (``plan_feed``/``feed_streams``),
-    MARGIN/NETTING venue with both instruments, no-op strategy on the traded bars."""
+def _bare_engine(workdir: Path):
+    """(engine, feed, streams): nautilus' BacktestEngine with the ML backtest's venue (MARGIN/NETTING,
+    fees, order latency) and instruments, and that backtest's event streams (``plan_feed`` /
+    ``feed_streams``); no lbml module, actor or strategy."""
     scenario = load_scenario(workdir / "scenario.toml")
     market = read_market(workdir)
     split = compute_split(market[scenario.data.symbol].bars.index, scenario)
@@ -197,13 +198,21 @@ def run_bare_same(workdir: Path, chunk: int) -> dict:
         base_currency=feed.instrument.quote_currency,
         starting_balance=scenario.venue.starting_balance,
         leverage=scenario.strategy.max_leverage,
+        latency_ns=ms_to_ns(scenario.costs.latency_ms),
         bar_execution=not feed.tick_mode,
     )
     for instrument in feed.instruments.values():
         engine.add_instrument(instrument)
+    return engine, feed, feed_streams(feed, scenario, market, split)
+
+
+def run_bare_same(workdir: Path, chunk: int) -> dict:
+    """nautilus' BacktestEngine on the ML backtest's own events (``plan_feed``/``feed_streams``),
+    MARGIN/NETTING venue with both instruments, no-op strategy on the traded bars."""
+    engine, feed, streams = _bare_engine(workdir)
     strategy = _NoOp(_NoOpConfig(bar_type=feed.bar_type))
     engine.add_strategy(strategy)
-    replay = replay_streams(engine, feed_streams(feed, scenario, market, split), chunk)
+    replay = replay_streams(engine, streams, chunk)
     engine.dispose()
     return {"run_seconds": replay.run_seconds, "n_events": replay.n_events, "n_bars": strategy.n_bars}
 
@@ -291,29 +300,13 @@ class _ReplayOrders(Strategy):
 def run_bare_orders(workdir: Path, chunk: int, commands_path: Path) -> dict:
     """``run_bare_same`` with the lbml run's order commands replayed by a bare strategy
     (``_ReplayOrders``): what nautilus alone spends on the same events and the same orders."""
-    scenario = load_scenario(workdir / "scenario.toml")
-    market = read_market(workdir)
-    split = compute_split(market[scenario.data.symbol].bars.index, scenario)
-    pipeline = scenario_pipeline(scenario, market, load_registry())
-    feed = plan_feed(scenario, market, split, pipeline.inputs)
-    engine = new_backtest_engine(log_level="ERROR")
-    add_margin_venue(
-        engine,
-        venue=Venue(scenario.data.venue),
-        base_currency=feed.instrument.quote_currency,
-        starting_balance=scenario.venue.starting_balance,
-        leverage=scenario.strategy.max_leverage,
-        latency_ns=ms_to_ns(scenario.costs.latency_ms),
-        bar_execution=not feed.tick_mode,
-    )
-    for instrument in feed.instruments.values():
-        engine.add_instrument(instrument)
+    engine, feed, streams = _bare_engine(workdir)
     commands = [json.loads(line) for line in commands_path.read_text().splitlines()]
     strategy = _ReplayOrders(_ReplayConfig(bar_type=feed.bar_type, instrument_id=feed.instrument.id), commands)
     engine.add_strategy(strategy)
     purger = CachePurger(CachePurgerConfig(component_id="CachePurger", bar_type=feed.bar_type))
     engine.add_actor(purger)  # as in the lbml run: without it the cost per fill grows with the run
-    replay = replay_streams(engine, feed_streams(feed, scenario, market, split), chunk, purger)
+    replay = replay_streams(engine, streams, chunk, purger)
     engine.dispose()
     return {"run_seconds": replay.run_seconds, "n_events": replay.n_events, "n_bars": strategy.n_bars,
             "n_commands": strategy.n_commands, "n_recorded": len(commands), "n_fills": strategy.n_fills,
