@@ -19,6 +19,7 @@ from lbml.nautilus.trading import OrderList, Strategy, StrategyConfig
 from lbml.scenario import CostsConfig
 
 N_BARS = 600
+TRADER = "PURGE-001"
 
 
 class _RoundTripsConfig(StrategyConfig, frozen=True):
@@ -68,7 +69,7 @@ def _run(purge_lists: bool) -> tuple[_RoundTrips, int, int]:
     close = 300.0 * np.exp(np.cumsum(rng.normal(0.0, 1e-3, N_BARS)))
     ts = (1_700_000_000 + 60 * np.arange(1, N_BARS + 1)).astype(np.int64) * 1_000_000_000
     bars = bars_from_arrays(bar_type, instrument, close, close * 1.001, close * 0.999, close, np.full(N_BARS, 100.0), ts)
-    engine = new_backtest_engine("LBML-001")
+    engine = new_backtest_engine(TRADER)
     add_margin_venue(engine, venue=Venue("BINANCE"), base_currency=instrument.quote_currency,
                      starting_balance=100_000.0, leverage=1.0, bar_execution=True)
     engine.add_instrument(instrument)
@@ -77,7 +78,8 @@ def _run(purge_lists: bool) -> tuple[_RoundTrips, int, int]:
     engine.add_strategy(strategy)
     engine.run()
     gc.collect()
-    live_orders = sum(isinstance(o, Order) for o in gc.get_objects())
+    # This run's orders only (other tests may have left theirs to the garbage collector).
+    live_orders = sum(issubclass(type(o), Order) and o.trader_id.value == TRADER for o in gc.get_objects())
     order_lists = len(engine.cache.order_lists())
     engine.dispose()
     return strategy, live_orders, order_lists
