@@ -1,13 +1,15 @@
 """One backtest in its own process, so its peak RSS is its own: ``python -m benchmarks._backtest_worker SPEC``.
 
-``SPEC`` is a JSON file written by ``bench_backtest``: ``{"kind": "ml"|"bare"|"bare_same", "workdir": ...,
+``SPEC`` is a JSON file written by ``bench_backtest``: ``{"kind": "ml"|"bare"|"bare_same"|"bare_orders", "workdir": ...,
 "mode": "bars"|"ticks", "out": ...}``. The result (timings, counts, peak RSS) is written to ``out``.
 
 Two bare-engine baselines, both nautilus with a no-op strategy subscribed to the traded bars (no lbml
 venue module, actor, recorder or order): ``bare`` replays the traded symbol's bars (or trade ticks)
 only; ``bare_same`` replays the very events the ML backtest replays (the traded and reference
 instruments' bars or ticks, the kline-flow, funding and depth custom data, in the same chunks, through
-the same ``replay_streams``), which is what "the bare engine on the same events" means.
+the same ``replay_streams``), which is what "the bare engine on the same events" means. A third run,
+``bare_orders``, adds a bare strategy sending the order commands an ``ml`` run recorded
+(``orders_out``) at the same bars: the engine floor with the same orders.
 """
 
 import contextlib
@@ -31,7 +33,7 @@ from lbml.nautilus.backtest import add_margin_venue, new_backtest_engine
 from lbml.engine.purge import CachePurger, CachePurgerConfig
 from lbml.nautilus.clock import ms_to_ns
 from lbml.nautilus.model import (
-    Bar, BarType, InstrumentId, OrderSide, Price, Quantity, TimeInForce, Venue, bar_type_for, order_type_to_str,
+    Bar, BarType, OrderSide, Price, Quantity, TimeInForce, Venue, bar_type_for, order_type_to_str,
 )
 from lbml.nautilus.trading import Strategy, StrategyConfig
 from lbml.plugins import load_registry
@@ -222,7 +224,6 @@ _SIDES = {"BUY": OrderSide.BUY, "SELL": OrderSide.SELL}
 
 class _ReplayConfig(StrategyConfig, frozen=True):
     bar_type: BarType
-    instrument_id: InstrumentId
 
 
 class _ReplayOrders(Strategy):
@@ -235,6 +236,7 @@ class _ReplayOrders(Strategy):
         self.by_ts: dict[int, list] = {}
         for ts, name, payload in commands:
             self.by_ts.setdefault(ts, []).append((name, payload))
+        self.instrument_id = config.bar_type.instrument_id
         self.orders: dict = {}  # recorded client order id -> this run's order
         self.n_bars = 0
         self.n_commands = 0
@@ -263,7 +265,7 @@ class _ReplayOrders(Strategy):
             elif name == "submit_order_list":
                 entry, stop, take = payload
                 bracket = self.order_factory.bracket(
-                    instrument_id=self.config.instrument_id, order_side=_SIDES[entry["side"]],
+                    instrument_id=self.instrument_id, order_side=_SIDES[entry["side"]],
                     quantity=Quantity.from_str(entry["quantity"]), sl_trigger_price=Price.from_str(stop["trigger"]),
                     tp_price=Price.from_str(take["price"]), time_in_force=TimeInForce.GTC,
                 )
@@ -271,7 +273,7 @@ class _ReplayOrders(Strategy):
                     self.orders[recorded["id"]] = order
                 self.submit_order_list(bracket)
             elif name == "cancel_all_orders":
-                self.cancel_all_orders(self.config.instrument_id)
+                self.cancel_all_orders(self.instrument_id)
             else:
                 order = self.orders.get(payload if name == "cancel_order" else payload["id"])
                 if order is None or not order.is_open:
@@ -286,7 +288,7 @@ class _ReplayOrders(Strategy):
                     )
 
     def _order(self, fields: dict):
-        kwargs = dict(instrument_id=self.config.instrument_id, order_side=_SIDES[fields["side"]],
+        kwargs = dict(instrument_id=self.instrument_id, order_side=_SIDES[fields["side"]],
                       quantity=Quantity.from_str(fields["quantity"]), reduce_only=fields["reduce_only"],
                       time_in_force=TimeInForce.GTC)
         if fields["type"] == "STOP_MARKET":
@@ -302,7 +304,7 @@ def run_bare_orders(workdir: Path, chunk: int, commands_path: Path) -> dict:
     (``_ReplayOrders``): what nautilus alone spends on the same events and the same orders."""
     engine, feed, streams = _bare_engine(workdir)
     commands = [json.loads(line) for line in commands_path.read_text().splitlines()]
-    strategy = _ReplayOrders(_ReplayConfig(bar_type=feed.bar_type, instrument_id=feed.instrument.id), commands)
+    strategy = _ReplayOrders(_ReplayConfig(bar_type=feed.bar_type), commands)
     engine.add_strategy(strategy)
     purger = CachePurger(CachePurgerConfig(component_id="CachePurger", bar_type=feed.bar_type))
     engine.add_actor(purger)  # as in the lbml run: without it the cost per fill grows with the run

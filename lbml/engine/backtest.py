@@ -191,13 +191,13 @@ class BacktestFeed:
     sends_depth: bool
 
 
-@dataclass
+@dataclass(kw_only=True)
 class _VenueSetup(BacktestFeed):
     """The engine with its margin venue, venue modules and instruments, and what the data feeds it."""
 
-    engine: BacktestEngine = None
-    venue: Venue = None
-    venue_mods: VenueModules = None
+    engine: BacktestEngine
+    venue: Venue
+    venue_mods: VenueModules
 
 
 def plan_feed(scenario: Scenario, market: MarketData, split: Split, inputs) -> BacktestFeed:
